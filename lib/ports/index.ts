@@ -1,0 +1,180 @@
+import type { Envelope } from '../runtime/envelope.js';
+import type { StateHandle, SubtaskSnapshot } from '../core/manifest/model.js';
+
+/** The time source; the engine never reads the system clock directly. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+}
+
+/** Sends envelopes to the input queues of their receivers (`envelope.to`). */
+export interface QueueSender {
+  /** Sends envelopes in order per receiving subtask; resolves once they are durably enqueued (or, in memory, accepted). */
+  send(envelopes: readonly Envelope[]): Promise<void>;
+}
+
+/** A subtask's address: the vertex (chain) it belongs to and its index. */
+export interface TaskAddress {
+  readonly vertex: string;
+  readonly subtask: number;
+}
+
+/** A keyed-state entry's address: key group plus the full state key (`uid`, state name, record key). */
+export interface StateKey {
+  readonly keyGroup: number;
+  readonly key: string;
+}
+
+/** A registered timer; timers are keyed state, so they move with their key group on rescale. */
+export interface Timer {
+  readonly uid: string;
+  readonly domain: 'event' | 'processing';
+  readonly timestamp: number;
+  readonly keyGroup: number;
+  /** Serialized record key the timer belongs to. */
+  readonly recordKey: string;
+}
+
+/** The per-subtask control row: input positions, output sequence numbers, alignment and watermarks. Committed with state, fenced by `version`. */
+export interface ControlRow {
+  /** Bumped on every commit; a commit whose base version is stale is fenced. */
+  readonly version: number;
+  /** Generation of the run; envelopes of older generations are dropped. */
+  readonly gen: number;
+  /** Barriers this subtask has passed (the id of the last checkpoint it snapshotted). */
+  readonly epoch: number;
+  /** Per input channel (`<vertex>:<subtask>` of the sender): last accepted seq, its watermark, a barrier it is held at, whether it ended. */
+  readonly inputs: Readonly<Record<string, InputChannelState>>;
+  /** Per output channel (`<vertex>:<subtask>` of the receiver): last sent seq. */
+  readonly outputs: Readonly<Record<string, number>>;
+  /** Envelopes held back during alignment, in arrival order. */
+  readonly held: readonly Envelope[];
+  /** Watermark last emitted downstream. */
+  readonly watermark: number;
+  /** When the first barrier of the checkpoint being aligned arrived, for alignment statistics. */
+  readonly alignmentStartedAt?: number;
+  /** True once the subtask has processed end of input or a stop barrier and will process nothing more. */
+  readonly finished: boolean;
+}
+
+/** Position and status of one input channel. */
+export interface InputChannelState {
+  readonly seq: number;
+  readonly watermark: number;
+  /** Id of the barrier received on this channel while waiting for the others. */
+  readonly blockedAt?: number;
+  readonly ended: boolean;
+}
+
+/** A synchronous capture of a subtask's keyed state, written out asynchronously. */
+export interface StateSnapshotWriter {
+  /** Writes the captured state under `checkpointDir` (and the shared area for incremental files); returns the handles to record. */
+  write(storage: CheckpointStorage, location: SnapshotLocation): Promise<{ handles: StateHandle[]; bytesWritten: number; fullSize: number }>;
+}
+
+/** Where a snapshot's state files go. */
+export interface SnapshotLocation {
+  /** The snapshot's own directory (holds `_metadata`). */
+  readonly dir: string;
+  /** Directory for files that later incremental checkpoints may reference; absent for canonical (self-contained) snapshots. */
+  readonly sharedDir?: string;
+  readonly checkpointId: number;
+}
+
+/** State of one subtask: keyed entries, operator state, timers and the control row. */
+export interface SubtaskStateStore {
+  /** Reads the control row, or undefined for a subtask that has never committed. */
+  readControl(): Promise<ControlRow | undefined>;
+  /** Loads the given keys into the store's cache so `get` can answer synchronously. */
+  prefetch(keys: readonly StateKey[]): Promise<void>;
+  /** Reads a keyed entry (prefetched, or held in memory). */
+  get(keyGroup: number, key: string): unknown;
+  /** Writes (or with `undefined`, deletes) a keyed entry; applied at the next commit. Values are treated as immutable once written. */
+  put(keyGroup: number, key: string, value: unknown): void;
+  /** Reads an operator's non-keyed state list. */
+  getOperatorState(uid: string): readonly unknown[];
+  /** Replaces an operator's non-keyed state list; applied at the next commit. */
+  setOperatorState(uid: string, items: readonly unknown[]): void;
+  /** Registers a timer (idempotent). */
+  registerTimer(timer: Timer): void;
+  /** Deletes a timer (idempotent). */
+  deleteTimer(timer: Timer): void;
+  /** Timers of `domain` with `timestamp <= upTo`, in timestamp order. */
+  dueTimers(domain: Timer['domain'], upTo: number): Promise<readonly Timer[]>;
+  /** Atomically applies the pending writes together with `control`, whose version must be exactly one above the stored one. */
+  commit(control: ControlRow): Promise<void>;
+  /** Captures keyed state, timers included, synchronously at the barrier; `incremental` writes only what changed since the last capture. */
+  captureSnapshot(options: { incremental: boolean; checkpointId: number }): StateSnapshotWriter;
+  /** Replaces all state with what the given handles hold, keeping only key groups in `keyGroups` ([start, end)). */
+  restore(input: RestoreInput): Promise<void>;
+}
+
+/** What a subtask restores: keyed state files from every old subtask overlapping its key groups, and its share of operator state. */
+export interface RestoreInput {
+  readonly storage: CheckpointStorage;
+  /** Directory of the manifest the handles are relative to. */
+  readonly manifestDir: string;
+  readonly keyGroups: readonly [number, number];
+  /** Each old subtask's handle chain (full file then deltas). */
+  readonly keyedState: ReadonlyArray<readonly StateHandle[]>;
+  /** Operator uid → the items this subtask gets. */
+  readonly operatorState: Readonly<Record<string, readonly unknown[]>>;
+}
+
+/** Keyed and operator state for all subtasks of a job. */
+export interface StateStore {
+  /** The state of one subtask. */
+  forSubtask(task: TaskAddress): SubtaskStateStore;
+  /** Drops every subtask's state (before a restore). */
+  clear(): Promise<void>;
+}
+
+/** Blob storage for manifests and state files: a directory on local disk, or S3. Locations are full paths or `s3://` URLs. */
+export interface CheckpointStorage {
+  /** Writes an object, replacing any existing one. */
+  put(location: string, bytes: Uint8Array): Promise<void>;
+  /** Writes an object only if none exists (S3 `If-None-Match: *`); throws FloeError MANIFEST_EXISTS otherwise. */
+  putIfAbsent(location: string, bytes: Uint8Array): Promise<void>;
+  /** Reads an object; throws FloeError NOT_FOUND when it does not exist. */
+  get(location: string): Promise<Uint8Array>;
+  /** True when the object exists. */
+  exists(location: string): Promise<boolean>;
+  /** Locations of all objects under a directory prefix, recursively. */
+  list(prefix: string): Promise<string[]>;
+  /** Deletes objects; missing ones are ignored. */
+  delete(locations: readonly string[]): Promise<void>;
+}
+
+/** What a subtask acknowledges to the coordinator once its part of a checkpoint is durable. */
+export interface CheckpointAck {
+  readonly checkpointId: number;
+  readonly task: TaskAddress;
+  /** Operator uid → this subtask's snapshot of that operator. */
+  readonly operators: Readonly<Record<string, SubtaskSnapshot>>;
+}
+
+/** How subtasks report to the checkpoint coordinator. */
+export interface CoordinatorGateway {
+  /** The subtask's state for a checkpoint is durable. */
+  acknowledge(ack: CheckpointAck): Promise<void>;
+  /** The subtask cannot take part in a checkpoint. */
+  decline(checkpointId: number, task: TaskAddress, reason: string): Promise<void>;
+  /** A source subtask has read all of its input. */
+  sourceFinished(task: TaskAddress): Promise<void>;
+}
+
+/** Commits a sink's pre-committed transaction; idempotent, since restore commits again what the manifest lists. */
+export interface SinkCommitter {
+  /** The `sink` value of the pending commits this committer handles. */
+  readonly sink: string;
+  commit(commit: import('../core/manifest/model.js').PendingCommit): Promise<void>;
+}
+
+/** Everything the task step may touch. */
+export interface Ports {
+  readonly clock: Clock;
+  readonly queue: QueueSender;
+  readonly state: StateStore;
+  readonly storage: CheckpointStorage;
+  readonly coordinator: CoordinatorGateway;
+}
