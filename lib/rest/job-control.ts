@@ -1,0 +1,70 @@
+import type { CoordinatorState, Termination } from '../core/coordinator/types.js';
+import type { ResolvedCheckpointOptions } from '../core/options.js';
+
+/** Job states, Flink's names. */
+export const JobState = {
+  Created: 'CREATED',
+  Running: 'RUNNING',
+  Restarting: 'RESTARTING',
+  Finished: 'FINISHED',
+  Canceled: 'CANCELED',
+  Failed: 'FAILED',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+
+/** One vertex (operator chain) of a running job. */
+export interface VertexOverview {
+  /** The chain head's uid. */
+  readonly id: string;
+  /** Names of the chained operators, joined with ' -> '. */
+  readonly name: string;
+  readonly parallelism: number;
+  /** Records that entered / left the vertex since the job started (across restarts). */
+  readonly recordsIn: number;
+  readonly recordsOut: number;
+}
+
+/** A job as `GET /jobs/:id` reports it. */
+export interface JobOverview {
+  /** 32 hex digits. */
+  readonly jid: string;
+  readonly name: string;
+  readonly state: JobState;
+  /** Epoch milliseconds. */
+  readonly startTime: number;
+  readonly endTime?: number;
+  readonly maxParallelism: number;
+  readonly vertices: readonly VertexOverview[];
+  /** Restarts by the restart strategy so far. */
+  readonly restarts: number;
+  /** Where the run restored from, if it did. */
+  readonly restoredFrom?: { readonly id: number; readonly path: string; readonly kind: 'checkpoint' | 'savepoint'; readonly restoredAt: number };
+  /** Why the job failed, when it did. */
+  readonly failureCause?: string;
+}
+
+/** Status of an asynchronous savepoint or checkpoint trigger, by trigger id. */
+export interface TriggerStatus {
+  readonly status: 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
+  /** Checkpoint id allocated for the trigger, once known. */
+  readonly checkpointId?: number;
+  /** Path of the written `_metadata` directory, when completed. */
+  readonly location?: string;
+  readonly failureCause?: string;
+}
+
+/** What the REST API needs from a running job: implemented by the embedded runner and, later, by the AWS control plane. */
+export interface JobControl {
+  overview(): JobOverview;
+  /** The coordinator's current state: counts, pending checkpoints, history with per-subtask acks. */
+  coordinatorState(): CoordinatorState;
+  checkpointConfig(): ResolvedCheckpointOptions;
+  /** Triggers a checkpoint now; returns the trigger id. */
+  triggerCheckpoint(): string;
+  /** Triggers a savepoint into `dir` (the configured default when absent); `termination` stops the job after it. Returns the trigger id. */
+  triggerSavepoint(options: { dir?: string; termination?: Extract<Termination, 'stop' | 'drain'> }): string;
+  /** Status of a trigger, or undefined for an unknown id. */
+  triggerStatus(requestId: string): TriggerStatus | undefined;
+  /** Cancels the job without a savepoint. */
+  cancel(): Promise<void>;
+}
