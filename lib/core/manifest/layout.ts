@@ -19,23 +19,34 @@ export const Layout = {
 
 /** Joins location segments with `/`, for both file paths and `s3://` URLs. */
 export function join(...parts: string[]): string {
-  return parts
-    .filter((p) => p !== '')
-    .map((p, i) => (i === 0 ? p.replace(/\/+$/, '') : p.replace(/^\/+|\/+$/g, '')))
-    .join('/');
+  const [first, ...rest] = parts.filter((p) => p !== '');
+  if (first === undefined) return '';
+  const head = first.replace(/\/+$/, '');
+  // Parts that were only slashes would otherwise leave `a//b`.
+  const tail = rest.map((p) => p.replace(/^\/+|\/+$/g, '')).filter((p) => p !== '');
+  // A first part of only slashes is the file-system root.
+  if (head === '') return `/${tail.join('/')}`;
+  return [head, ...tail].join('/');
 }
 
-/** Resolves a path relative to a directory, folding `..` segments (for `../shared/...` handles). */
+/** `s3://bucket`, `file://`, …: a URL scheme with its authority (RFC 3986 schemes are case-insensitive). */
+const SCHEME = /^([a-z][a-z0-9+.-]*:\/\/[^/]*)(.*)$/i;
+
+/** Resolves a path relative to a directory, folding `..` segments (for `../shared/...` handles); an absolute `relative` (a `/` path or a URL) wins, as in `path.resolve`. */
 export function resolveRelative(dir: string, relative: string): string {
-  const schemeMatch = /^([a-z0-9]+:\/\/[^/]*)(.*)$/.exec(dir);
+  if (relative.startsWith('/') || SCHEME.test(relative)) return resolveRelative(relative, '');
+  const schemeMatch = SCHEME.exec(dir);
   const prefix = schemeMatch ? schemeMatch[1]! : '';
   const rest = schemeMatch ? schemeMatch[2]! : dir;
-  const absolute = rest.startsWith('/');
+  const rooted = rest.startsWith('/') || prefix !== '';
   const out: string[] = [];
   for (const seg of [...rest.split('/'), ...relative.split('/')]) {
     if (seg === '' || seg === '.') continue;
-    if (seg === '..') out.pop();
-    else out.push(seg);
+    if (seg !== '..') out.push(seg);
+    // Above the root `..` stays at the root; above a relative directory it must be kept (`../ckpt` + `x` is `../ckpt/x`).
+    else if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
+    else if (!rooted) out.push('..');
   }
-  return prefix + (absolute || prefix ? '/' : '') + out.join('/');
+  if (rooted) return `${prefix}/${out.join('/')}`;
+  return out.length === 0 ? '.' : out.join('/');
 }
