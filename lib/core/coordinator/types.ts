@@ -77,6 +77,8 @@ export interface CoordinatorState {
   readonly pending: readonly PendingCheckpoint[];
   /** Requests waiting for a free slot (max concurrent) or for min pause. */
   readonly queued: readonly TriggerRequest[];
+  /** When the coordinator started; the first periodic checkpoint is due one interval later. Set on the first tick when absent. */
+  readonly startedAt?: number;
   readonly lastTriggeredAt?: number;
   readonly lastCompletedAt?: number;
   readonly latestCompletedId?: number;
