@@ -22,6 +22,10 @@ export interface VertexOverview {
   /** Records that entered / left the vertex since the job started (across restarts). */
   readonly recordsIn: number;
   readonly recordsOut: number;
+  /** True when the chain starts with a source; the progress line counts records in from these. Absent: the coordinator's source tasks decide. */
+  readonly isSource?: boolean;
+  /** True when the chain ends in a sink; the progress line counts records out from these. Absent: the last vertex is taken as the sink. */
+  readonly isSink?: boolean;
 }
 
 /** A job as `GET /jobs/:id` reports it. */

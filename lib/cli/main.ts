@@ -1,0 +1,217 @@
+import { readFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { parseDuration } from '../core/duration.js';
+import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
+import { describeManifest } from '../core/manifest/inspect.js';
+import { ManifestSerializer } from '../core/manifest/serializer.js';
+import { DEFAULT_REST_PORT, RestClient, RestError } from '../rest/client.js';
+import { formatCheckpoints } from './checkpoints-table.js';
+import { loadRunJobFile, type RunJobFile } from './load-runner.js';
+import { parsePort, validateRunFlags, type RunFlags } from './run-options.js';
+
+/** What the CLI reaches outside itself; tests replace parts of it. */
+export interface CliDeps {
+  /** Starts the embedded runner. @default `runJobFile` from `lib/embedded/run-job-file`, loaded on first use */
+  readonly runJobFile?: RunJobFile;
+  /** The fetch the REST client uses. @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+  /** Whether stdout is a terminal (turns on `run`'s progress line). @default process.stdout.isTTY */
+  readonly isTTY?: boolean;
+}
+
+interface ConnectionFlags {
+  readonly port?: string;
+  readonly url?: string;
+}
+
+const out = (text: string) => void process.stdout.write(text);
+const err = (text: string) => void process.stderr.write(text);
+
+function client(flags: ConnectionFlags, deps: CliDeps): RestClient {
+  const problems: string[] = [];
+  if (flags.port !== undefined && flags.url !== undefined) problems.push('use --port or --url, not both');
+  const port = flags.port === undefined ? undefined : parsePort(flags.port, problems);
+  if (flags.url !== undefined) {
+    try {
+      const u = new URL(flags.url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`--url must be an http(s) URL, got '${flags.url}'`);
+    } catch {
+      problems.push(`--url must be a URL such as http://127.0.0.1:${DEFAULT_REST_PORT}, got '${flags.url}'`);
+    }
+  }
+  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
+  return new RestClient({ url: flags.url, port: port ?? DEFAULT_REST_PORT, fetch: deps.fetch });
+}
+
+function timeoutOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseDuration(text, '--timeout');
+  } catch (e) {
+    throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', [(e as Error).message]);
+  }
+}
+
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option('--port <n>', `REST port of the job on 127.0.0.1 (default ${DEFAULT_REST_PORT})`)
+    .option('--url <base-url>', 'base URL of the REST API, instead of --port (e.g. http://127.0.0.1:8081)');
+}
+
+/** Reads `_metadata` from a file or from a snapshot directory holding one; returns the bytes and the snapshot's directory. */
+async function readMetadata(path: string): Promise<{ bytes: Uint8Array; file: string; location: string }> {
+  let file = path;
+  try {
+    if ((await stat(path)).isDirectory()) file = join(path, '_metadata');
+  } catch (e) {
+    throw new FloeError(ErrorCode.CheckpointNotFound, `${path} does not exist`, { cause: e });
+  }
+  try {
+    return { bytes: await readFile(file), file, location: dirname(file) };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'there is no _metadata in it, so it is not a complete checkpoint or savepoint' : (e as Error).message;
+    throw new FloeError(ErrorCode.CheckpointNotFound, `cannot read ${file}: ${why}`, { cause: e });
+  }
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Command {
+  const program = new Command('floe')
+    .description("Flink's checkpoints and savepoints for TypeScript jobs: run a job embedded, or control a running one over its REST API.")
+    .version(packageVersion(), '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: err })
+    .showHelpAfterError('(add --help for usage)');
+
+  program
+    .command('run')
+    .description('Run a job file in this process with checkpoints, serving the REST API on 127.0.0.1')
+    .argument('<job-file>', 'TypeScript or JavaScript module that defines the job')
+    .argument('[job-args...]', 'arguments for the job itself, after --')
+    .option('--checkpoint-interval <duration>', 'take a checkpoint this often, e.g. 10s (default: the job\'s setting, else off)')
+    .option('--checkpoint-dir <dir>', 'directory for checkpoints (default: .floe/checkpoints)')
+    .option('--from-checkpoint <latest|path>', "restore from a checkpoint: 'latest' or a chk-<n> directory or _metadata file")
+    .option('--from-savepoint <path>', 'restore from a savepoint directory or _metadata file')
+    .option('--allow-non-restored-state', 'restore even if the snapshot has state for operators (uids) the job no longer has')
+    .option('--parallelism <n>', 'default parallelism of the operators')
+    .option('--port <n>', `REST port (default ${DEFAULT_REST_PORT}; 0 picks a free one)`)
+    .addHelpText('after', '\nExample:\n  floe run examples/wordcount.ts --checkpoint-interval 5s -- --input words.txt\n')
+    .action(async (jobFile: string, jobArgs: string[], flags: RunFlags) => {
+      // Validate everything before loading the runner, so a bad command line fails fast and says all that is wrong.
+      const options = validateRunFlags(jobFile, jobArgs, flags, { progress: deps.isTTY ?? process.stdout.isTTY === true });
+      const runJobFile = deps.runJobFile ?? (await loadRunJobFile());
+      setExitCode(await runJobFile(options));
+    });
+
+  withConnection(
+    program
+      .command('savepoint')
+      .description('Take a savepoint of a running job and wait for it; prints its path')
+      .argument('<job-id>', 'job id or job name')
+      .argument('[dir]', 'target directory (default: the job\'s savepoint.dir)')
+      .option('--timeout <duration>', 'give up waiting after this long (the savepoint may still complete)'),
+  ).action(async (job: string, dir: string | undefined, flags: ConnectionFlags & { timeout?: string }) => {
+    const timeoutMs = timeoutOf(flags.timeout);
+    const rest = client(flags, deps);
+    const trigger = await rest.triggerSavepoint(job, dir === undefined ? {} : { targetDirectory: dir });
+    err(`Triggered savepoint for job ${job} (request ${trigger}); waiting for it to complete...\n`);
+    const location = await rest.awaitSavepoint(job, trigger, { timeoutMs });
+    out(`Savepoint completed. Path: ${location}\n`);
+  });
+
+  withConnection(
+    program
+      .command('stop')
+      .description('Stop a job with a savepoint and wait for it; prints the savepoint path')
+      .argument('<job-id>', 'job id or job name')
+      .option('--savepoint <dir>', "savepoint directory (default: the job's savepoint.dir)")
+      .option('--drain', 'advance event time to the end first, so windows and timers fire, before stopping')
+      .option('--timeout <duration>', 'give up waiting after this long (the stop may still complete)'),
+  ).action(async (job: string, flags: ConnectionFlags & { savepoint?: string; drain?: boolean; timeout?: string }) => {
+    const timeoutMs = timeoutOf(flags.timeout);
+    const rest = client(flags, deps);
+    const trigger = await rest.stop(job, {
+      ...(flags.savepoint !== undefined ? { targetDirectory: flags.savepoint } : {}),
+      ...(flags.drain ? { drain: true } : {}),
+    });
+    err(`Stopping job ${job}${flags.drain ? ' (draining)' : ''} with a savepoint (request ${trigger}); waiting...\n`);
+    let location: string;
+    try {
+      location = await rest.awaitSavepoint(job, trigger, { timeoutMs });
+    } catch (e) {
+      if (e instanceof FloeError && e.code === ErrorCode.NotFound && !(e instanceof RestError)) {
+        throw new FloeError(
+          ErrorCode.NotFound,
+          `job ${job} stopped answering before it reported the savepoint; its output names the savepoint path`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+    out(`Savepoint completed. Path: ${location}\n`);
+  });
+
+  withConnection(
+    program.command('cancel').description('Cancel a job without a savepoint').argument('<job-id>', 'job id or job name'),
+  ).action(async (job: string, flags: ConnectionFlags) => {
+    await client(flags, deps).cancel(job);
+    out(`Cancelled job ${job}.\n`);
+  });
+
+  withConnection(
+    program
+      .command('checkpoints')
+      .description("List a job's checkpoints: counts, the latest completed one, and the recent history")
+      .argument('<job-id>', 'job id or job name')
+      .option('--json', "print the REST answer (Flink's shape) instead of a table"),
+  ).action(async (job: string, flags: ConnectionFlags & { json?: boolean }) => {
+    const stats = await client(flags, deps).checkpoints(job);
+    out(flags.json ? `${JSON.stringify(stats, null, 2)}\n` : formatCheckpoints(job, stats));
+  });
+
+  program
+    .command('inspect')
+    .description('Describe a checkpoint or savepoint from its _metadata file or its directory')
+    .argument('<path>', '_metadata file, or the chk-<n> / savepoint-<id> directory holding it')
+    .option('--json', 'print the parsed manifest as JSON')
+    .action(async (path: string, flags: { json?: boolean }) => {
+      const { bytes, file, location } = await readMetadata(path);
+      const manifest = ManifestSerializer.deserialize(bytes, file);
+      out(flags.json ? `${JSON.stringify(manifest, null, 2)}\n` : describeManifest(manifest, location));
+    });
+
+  return program;
+}
+
+/** Runs the `floe` command line with `argv` (without node and the script) and returns the exit code; never exits the process. */
+export async function main(argv: string[], deps: CliDeps = {}): Promise<number> {
+  let exitCode = 0;
+  const program = buildProgram(deps, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode; // commander has already printed help or the usage error
+    if (e instanceof FloeError) {
+      err(`error: ${e.message}\n`);
+      return 1;
+    }
+    // A bug, not a user error: say so, with the stack only when asked for.
+    err(`error: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (process.env['FLOE_DEBUG'] && e instanceof Error && e.stack) err(`${e.stack}\n`);
+    return 2;
+  }
+}

@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import { parseDuration } from '../core/duration.js';
+import { ErrorCode, ValidationError } from '../core/errors.js';
+
+/**
+ * What `floe run` hands to the embedded runner; the same shape as `RunJobFileOptions` in
+ * `lib/embedded/run-job-file.ts`, kept here so the flags can be validated without loading the runner.
+ */
+export interface RunJobFileOptions {
+  jobFile: string;
+  jobArgs: string[];
+  checkpointInterval?: string;
+  checkpointDir?: string;
+  fromCheckpoint?: string;
+  fromSavepoint?: string;
+  allowNonRestoredState?: boolean;
+  parallelism?: number;
+  port?: number;
+  /** True when stdout is a terminal: the runner shows a live progress line. */
+  progress: boolean;
+}
+
+/** The `floe run` flags as commander hands them over: strings, unvalidated. */
+export interface RunFlags {
+  readonly checkpointInterval?: string;
+  readonly checkpointDir?: string;
+  readonly fromCheckpoint?: string;
+  readonly fromSavepoint?: string;
+  readonly allowNonRestoredState?: boolean;
+  readonly parallelism?: string;
+  readonly port?: string;
+}
+
+/** Parses a `--port` value: an integer from 0 to 65535 (0 picks a free port). Pushes a problem and returns undefined otherwise. */
+export function parsePort(text: string, problems: string[]): number | undefined {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n > 65535) {
+    problems.push(`--port must be an integer from 0 to 65535, got '${text}'`);
+    return undefined;
+  }
+  return n;
+}
+
+/**
+ * Validates `floe run` flags and builds the runner's options, reporting every problem at once
+ * (a ValidationError listing each); `progress` says whether stdout is a terminal.
+ */
+export function validateRunFlags(
+  jobFile: string,
+  jobArgs: readonly string[],
+  flags: RunFlags,
+  env: { readonly progress: boolean; readonly fileExists?: (path: string) => boolean },
+): RunJobFileOptions {
+  const problems: string[] = [];
+  const fileExists = env.fileExists ?? existsSync;
+  if (jobFile.trim() === '') problems.push('the job file must not be empty');
+  else if (!fileExists(jobFile)) problems.push(`job file '${jobFile}' does not exist`);
+
+  if (flags.fromCheckpoint !== undefined && flags.fromSavepoint !== undefined) {
+    problems.push('--from-checkpoint and --from-savepoint cannot be used together; restore from one snapshot');
+  }
+  if (flags.fromCheckpoint !== undefined && flags.fromCheckpoint.trim() === '') {
+    problems.push("--from-checkpoint needs 'latest' or the path of a checkpoint");
+  }
+  if (flags.fromSavepoint !== undefined && flags.fromSavepoint.trim() === '') problems.push('--from-savepoint needs the path of a savepoint');
+  if (flags.checkpointDir !== undefined && flags.checkpointDir.trim() === '') problems.push('--checkpoint-dir must not be empty');
+
+  if (flags.checkpointInterval !== undefined) {
+    try {
+      parseDuration(flags.checkpointInterval, '--checkpoint-interval');
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+
+  let parallelism: number | undefined;
+  if (flags.parallelism !== undefined) {
+    const n = Number(flags.parallelism);
+    if (!/^\s*\d+\s*$/.test(flags.parallelism) || !Number.isSafeInteger(n) || n < 1) {
+      problems.push(`--parallelism must be a positive integer, got '${flags.parallelism}'`);
+    } else parallelism = n;
+  }
+
+  const port = flags.port === undefined ? undefined : parsePort(flags.port, problems);
+
+  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
+  return {
+    jobFile,
+    jobArgs: [...jobArgs],
+    ...(flags.checkpointInterval !== undefined ? { checkpointInterval: flags.checkpointInterval } : {}),
+    ...(flags.checkpointDir !== undefined ? { checkpointDir: flags.checkpointDir } : {}),
+    ...(flags.fromCheckpoint !== undefined ? { fromCheckpoint: flags.fromCheckpoint } : {}),
+    ...(flags.fromSavepoint !== undefined ? { fromSavepoint: flags.fromSavepoint } : {}),
+    ...(flags.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
+    ...(parallelism !== undefined ? { parallelism } : {}),
+    ...(port !== undefined ? { port } : {}),
+    progress: env.progress,
+  };
+}

@@ -1,0 +1,54 @@
+import type { IncomingMessage } from 'node:http';
+import { HttpError } from './http-error.js';
+
+/** Largest request body the server reads; trigger bodies are a few dozen bytes. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Reads a JSON object body; an empty body is `{}`. Anything else is a 400 with Flink's error shape. */
+export async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
+  // Listeners rather than `for await`: leaving an async iterator early destroys the socket, and the client would see a reset
+  // instead of the 413.
+  const chunks = await new Promise<Buffer[]>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) parts.push(chunk);
+    });
+    req.on('end', () => (size > MAX_BODY_BYTES ? reject(new HttpError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes.`)) : resolve(parts)));
+    req.on('error', reject);
+  });
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (text === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, `Request body is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'Request body must be a JSON object.');
+  return parsed as Record<string, unknown>;
+}
+
+/** A body field's expected type. */
+type FieldType = 'string' | 'boolean';
+
+/**
+ * Checks a body against the fields a route accepts, reporting every problem at once:
+ * unknown fields (a misspelt `targetDirectory` must not silently mean "the default directory") and wrong types.
+ */
+export function checkFields(body: Record<string, unknown>, fields: Readonly<Record<string, FieldType>>, what: string): void {
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(body)) {
+    const type = fields[key];
+    if (type === undefined) {
+      const known = Object.keys(fields);
+      problems.push(`unknown field '${key}' in ${what}${known.length ? ` (expected ${known.map((k) => `'${k}'`).join(', ')})` : ' (it takes no fields)'}`);
+    } else if (value !== null && typeof value !== type) {
+      problems.push(`field '${key}' in ${what} must be a ${type}, got ${JSON.stringify(value)}`);
+    } else if (type === 'string' && value === '') {
+      problems.push(`field '${key}' in ${what} must not be empty`);
+    }
+  }
+  if (problems.length > 0) throw new HttpError(400, problems.join('; '));
+}
