@@ -2,23 +2,9 @@ import { existsSync } from 'node:fs';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCode, ValidationError } from '../core/errors.js';
 
-/**
- * What `floe run` hands to the embedded runner; the same shape as `RunJobFileOptions` in
- * `lib/embedded/run-job-file.ts`, kept here so the flags can be validated without loading the runner.
- */
-export interface RunJobFileOptions {
-  jobFile: string;
-  jobArgs: string[];
-  checkpointInterval?: string;
-  checkpointDir?: string;
-  fromCheckpoint?: string;
-  fromSavepoint?: string;
-  allowNonRestoredState?: boolean;
-  parallelism?: number;
-  port?: number;
-  /** True when stdout is a terminal: the runner shows a live progress line. */
-  progress: boolean;
-}
+import type { RunJobFileOptions } from '../embedded/run-job-file.js';
+
+export type { RunJobFileOptions };
 
 /** The `floe run` flags as commander hands them over: strings, unvalidated. */
 export interface RunFlags {

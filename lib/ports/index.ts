@@ -51,6 +51,8 @@ export interface ControlRow {
   readonly held: readonly Envelope[];
   /** Watermark last emitted downstream. */
   readonly watermark: number;
+  /** Round-robin position for `rebalance` outputs, so a replayed step routes records the same way. */
+  readonly roundRobin: number;
   /** When the first barrier of the checkpoint being aligned arrived, for alignment statistics. */
   readonly alignmentStartedAt?: number;
   /** True once the subtask has processed end of input or a stop barrier and will process nothing more. */
@@ -68,8 +70,52 @@ export interface InputChannelState {
 
 /** A synchronous capture of a subtask's keyed state, written out asynchronously. */
 export interface StateSnapshotWriter {
-  /** Writes the captured state under `checkpointDir` (and the shared area for incremental files); returns the handles to record. */
-  write(storage: CheckpointStorage, location: SnapshotLocation): Promise<{ handles: StateHandle[]; bytesWritten: number; fullSize: number }>;
+  /** Writes the captured state; returns, per operator uid, the handle chain to record, with bytes written and referenced. */
+  write(storage: CheckpointStorage, location: SnapshotLocation): Promise<Record<string, WrittenState>>;
+}
+
+/** One operator's keyed state as written for one subtask. */
+export interface WrittenState {
+  readonly handles: StateHandle[];
+  /** Bytes this snapshot wrote. */
+  readonly bytesWritten: number;
+  /** Bytes of every file in the chain. */
+  readonly fullSize: number;
+}
+
+/**
+ * How a snapshot is captured: `incremental` writes what changed since the previous capture to the shared area and
+ * chains onto it; `full` starts a new chain there; `canonical` writes everything into the snapshot's own
+ * directory (savepoints) and leaves the chain alone.
+ */
+export type CaptureMode = 'incremental' | 'full' | 'canonical';
+
+/** Builds the key of a keyed-state entry: `<uid>\0<state name>\0<record key>`. */
+export function stateEntryKey(uid: string, name: string, recordKey: string): string {
+  return `${uid}\u0000${name}\u0000${recordKey}`;
+}
+
+/** State name prefix under which timers are kept as keyed entries. */
+export const TIMER_STATE_PREFIX = '\u0001timer';
+
+/** The keyed-state entry key of a timer: timers are keyed state, so snapshots and rescaling carry them. */
+export function timerEntryKey(timer: Timer): string {
+  return stateEntryKey(timer.uid, `${TIMER_STATE_PREFIX}:${timer.domain}:${timer.timestamp}`, timer.recordKey);
+}
+
+/** Reads a timer back from its entry key, or undefined when the key is not a timer's. */
+export function parseTimerEntryKey(key: string, keyGroup: number): Timer | undefined {
+  const { uid, name, recordKey } = parseStateEntryKey(key);
+  if (!name.startsWith(TIMER_STATE_PREFIX)) return undefined;
+  const [, domain, ts] = name.split(':');
+  return { uid, domain: domain as Timer['domain'], timestamp: Number(ts), keyGroup, recordKey };
+}
+
+/** Splits a keyed-state entry key into its parts. */
+export function parseStateEntryKey(key: string): { uid: string; name: string; recordKey: string } {
+  const a = key.indexOf('\u0000');
+  const b = key.indexOf('\u0000', a + 1);
+  return { uid: key.slice(0, a), name: key.slice(a + 1, b), recordKey: key.slice(b + 1) };
 }
 
 /** Where a snapshot's state files go. */
@@ -85,9 +131,9 @@ export interface SnapshotLocation {
 export interface SubtaskStateStore {
   /** Reads the control row, or undefined for a subtask that has never committed. */
   readControl(): Promise<ControlRow | undefined>;
-  /** Loads the given keys into the store's cache so `get` can answer synchronously. */
+  /** Loads every entry of the given record keys (StateKey.key is the record key) so `get` can answer synchronously. */
   prefetch(keys: readonly StateKey[]): Promise<void>;
-  /** Reads a keyed entry (prefetched, or held in memory). */
+  /** Reads a keyed entry (prefetched, or held in memory); `key` comes from `stateEntryKey`. */
   get(keyGroup: number, key: string): unknown;
   /** Writes (or with `undefined`, deletes) a keyed entry; applied at the next commit. Values are treated as immutable once written. */
   put(keyGroup: number, key: string, value: unknown): void;
@@ -95,30 +141,35 @@ export interface SubtaskStateStore {
   getOperatorState(uid: string): readonly unknown[];
   /** Replaces an operator's non-keyed state list; applied at the next commit. */
   setOperatorState(uid: string, items: readonly unknown[]): void;
-  /** Registers a timer (idempotent). */
+  /** Registers a timer (idempotent); timers are keyed state and are snapshotted and rescaled with it. */
   registerTimer(timer: Timer): void;
   /** Deletes a timer (idempotent). */
   deleteTimer(timer: Timer): void;
-  /** Timers of `domain` with `timestamp <= upTo`, in timestamp order. */
-  dueTimers(domain: Timer['domain'], upTo: number): Promise<readonly Timer[]>;
+  /** Removes and returns the timers of `domain` with `timestamp <= upTo`, in timestamp order; the removal commits with the step. */
+  popDueTimers(domain: Timer['domain'], upTo: number): Promise<readonly Timer[]>;
   /** Atomically applies the pending writes together with `control`, whose version must be exactly one above the stored one. */
   commit(control: ControlRow): Promise<void>;
-  /** Captures keyed state, timers included, synchronously at the barrier; `incremental` writes only what changed since the last capture. */
-  captureSnapshot(options: { incremental: boolean; checkpointId: number }): StateSnapshotWriter;
+  /** Captures keyed state, timers included, synchronously at the barrier, for the operators `uids`. */
+  captureSnapshot(options: { mode: CaptureMode; checkpointId: number; uids: readonly string[]; keyGroups: readonly [number, number] }): StateSnapshotWriter;
   /** Replaces all state with what the given handles hold, keeping only key groups in `keyGroups` ([start, end)). */
   restore(input: RestoreInput): Promise<void>;
 }
 
-/** What a subtask restores: keyed state files from every old subtask overlapping its key groups, and its share of operator state. */
+/** What a subtask restores: per operator uid, keyed state files from every old subtask overlapping its key groups, and its share of operator state. */
 export interface RestoreInput {
   readonly storage: CheckpointStorage;
   /** Directory of the manifest the handles are relative to. */
   readonly manifestDir: string;
   readonly keyGroups: readonly [number, number];
-  /** Each old subtask's handle chain (full file then deltas). */
+  readonly operators: Readonly<Record<string, OperatorRestore>>;
+}
+
+/** One operator's share of a snapshot for one new subtask. */
+export interface OperatorRestore {
+  /** Each overlapping old subtask's handle chain (full file then deltas). */
   readonly keyedState: ReadonlyArray<readonly StateHandle[]>;
-  /** Operator uid → the items this subtask gets. */
-  readonly operatorState: Readonly<Record<string, readonly unknown[]>>;
+  /** The operator-state items this subtask gets. */
+  readonly operatorState: readonly unknown[];
 }
 
 /** Keyed and operator state for all subtasks of a job. */

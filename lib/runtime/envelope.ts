@@ -26,6 +26,10 @@ export interface BarrierInfo {
   readonly timestamp: number;
   /** After this barrier, sources stop reading: stop-with-savepoint. */
   readonly stop?: boolean;
+  /** Directory the snapshot is written to: `chk-<n>` for checkpoints, the savepoint's own directory for savepoints. */
+  readonly location: string;
+  /** Directory for state files shared between incremental checkpoints; absent for savepoints (canonical, self-contained). */
+  readonly sharedLocation?: string;
 }
 
 /** The unit that travels on a channel; many records are packed into one data envelope. */

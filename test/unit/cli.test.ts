@@ -10,7 +10,7 @@ import { describeManifest } from '../../lib/core/manifest/inspect.js';
 import { ManifestSerializer } from '../../lib/core/manifest/serializer.js';
 import type { Manifest } from '../../lib/core/manifest/model.js';
 import { ValidationError } from '../../lib/core/errors.js';
-import { JobControlBuilder, type FakeJobControl } from '../../lib/rest/job-control-builder.js';
+import { JobControlBuilder, type FakeJobControl } from '../support/job-control-builder.js';
 import { startRestServer, type RestServer } from '../../lib/rest/server.js';
 import { checkpointingStatistics } from '../../lib/rest/checkpoint-statistics.js';
 

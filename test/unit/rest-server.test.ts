@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRestServer, type RestServer } from '../../lib/rest/server.js';
-import { JobControlBuilder, type FakeJobControl } from '../../lib/rest/job-control-builder.js';
+import { JobControlBuilder, type FakeJobControl } from '../support/job-control-builder.js';
 import { statsSummary } from '../../lib/rest/checkpoint-statistics.js';
 
 const JID = 'a5e0edd8e66b53f1b89c2041f91b8fd2';

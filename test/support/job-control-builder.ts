@@ -1,7 +1,7 @@
-import type { CheckpointRecord, CoordinatorState, PendingCheckpoint, SubtaskAck } from '../core/coordinator/types.js';
-import type { SubtaskSnapshot } from '../core/manifest/model.js';
-import { resolveCheckpointOptions, type CheckpointOptions } from '../core/options.js';
-import type { JobControl, JobOverview, TriggerStatus, VertexOverview } from './job-control.js';
+import type { CheckpointRecord, CoordinatorState, PendingCheckpoint, SubtaskAck } from '../../lib/core/coordinator/types.js';
+import type { SubtaskSnapshot } from '../../lib/core/manifest/model.js';
+import { resolveCheckpointOptions, type CheckpointOptions } from '../../lib/core/options.js';
+import type { JobControl, JobOverview, TriggerStatus, VertexOverview } from '../../lib/rest/job-control.js';
 
 /** What a fake JobControl recorded, for assertions. */
 export interface JobControlCalls {

@@ -1,0 +1,76 @@
+import { EmbeddedRunner, type RestoreSource } from './embedded-runner.js';
+import { loadJob } from './load-job.js';
+import { startRestServer } from '../rest/server.js';
+import { startProgress } from '../cli/progress.js';
+import { formatDuration } from '../core/duration.js';
+
+/** What `floe run` hands to the embedded runner. */
+export interface RunJobFileOptions {
+  jobFile: string;
+  jobArgs: string[];
+  checkpointInterval?: string;
+  checkpointDir?: string;
+  fromCheckpoint?: string;
+  fromSavepoint?: string;
+  allowNonRestoredState?: boolean;
+  parallelism?: number;
+  port?: number;
+  /** Show live progress (stdout is a terminal). */
+  progress: boolean;
+}
+
+/** Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code. */
+export async function runJobFile(options: RunJobFileOptions): Promise<number> {
+  const log = (m: string) => process.stderr.write(`[floe] ${m}\n`);
+  const job = await loadJob(options.jobFile, options.jobArgs);
+  const restore: RestoreSource =
+    options.fromSavepoint !== undefined
+      ? { kind: 'path', path: options.fromSavepoint }
+      : options.fromCheckpoint === 'latest'
+        ? { kind: 'latest-checkpoint' }
+        : options.fromCheckpoint !== undefined
+          ? { kind: 'path', path: options.fromCheckpoint }
+          : { kind: 'none' };
+  const runner = new EmbeddedRunner(job, {
+    checkpoint: {
+      ...(options.checkpointInterval !== undefined ? { interval: options.checkpointInterval } : {}),
+      ...(options.checkpointDir !== undefined ? { dir: options.checkpointDir } : {}),
+    },
+    parallelism: options.parallelism,
+    restore,
+    allowNonRestoredState: options.allowNonRestoredState,
+    log,
+  });
+  const server = await startRestServer(runner, { port: options.port ?? 8081 });
+  log(`job '${job.name}' (${runner.jobId}) running; REST API at ${server.url}`);
+  const progress = options.progress ? startProgress(runner, process.stderr) : undefined;
+  const onSignal = () => {
+    log('interrupted: cancelling the job (checkpoints are kept)');
+    void runner.cancel();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const started = Date.now();
+  try {
+    const outcome = await runner.run();
+    progress?.stop();
+    // Let a CLI that triggered stop-with-savepoint read the result before the REST API goes away.
+    if (outcome.savepoint) await new Promise((r) => setTimeout(r, 1500));
+    const took = formatDuration(Date.now() - started);
+    if (outcome.state === 'FINISHED') {
+      log(outcome.savepoint ? `job stopped with savepoint ${outcome.savepoint} after ${took}` : `job finished after ${took}`);
+      return 0;
+    }
+    if (outcome.state === 'CANCELED') {
+      log(`job cancelled after ${took}`);
+      return 0;
+    }
+    log(`job failed after ${took}: ${outcome.error?.message ?? 'unknown error'}`);
+    return 1;
+  } finally {
+    progress?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await server.close();
+  }
+}

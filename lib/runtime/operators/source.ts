@@ -1,0 +1,103 @@
+import type { SourceConnector, SourceSplit } from '../../api/connector.js';
+import type { StreamRecord } from '../envelope.js';
+import { Operator } from './operator.js';
+import { MAX_WATERMARK, MIN_WATERMARK } from '../watermark.js';
+import { UserFunctionError } from '../../core/errors.js';
+
+/** A split as a source subtask checkpoints it: the connector's split plus the largest timestamp read from it. */
+interface SplitState {
+  readonly split: SourceSplit;
+  readonly maxTimestamp: number;
+}
+
+/**
+ * Reads a source's splits in chunks. Its operator state is the list of splits assigned to the subtask, so
+ * positions are checkpointed and splits are redistributed on rescale.
+ */
+export class SourceOperator extends Operator {
+  private startedAt = 0;
+  private emitted = 0;
+
+  constructor(
+    uid: string,
+    private readonly connector: SourceConnector<unknown>,
+    private readonly watermarks: { timestamp: (v: unknown) => number; outOfOrderness: number } | undefined,
+  ) {
+    super(uid);
+  }
+
+  processRecord(): void {
+    throw new Error(`source '${this.uid}' does not take input records`);
+  }
+
+  private splits(): SplitState[] {
+    return this.rt.store.getOperatorState(this.uid) as SplitState[];
+  }
+
+  /** Creates this subtask's splits on a fresh start (no restored state): split i goes to subtask i mod parallelism. */
+  async assignInitialSplits(): Promise<void> {
+    const all = await this.connector.createSplits(this.rt.parallelism);
+    const mine = all.filter((_, i) => i % this.rt.parallelism === this.rt.subtask);
+    this.rt.store.setOperatorState(this.uid, mine.map((split) => ({ split, maxTimestamp: MIN_WATERMARK })));
+  }
+
+  /** True once every assigned split is done. */
+  isFinished(): boolean {
+    return this.splits().every((s) => s.split.done);
+  }
+
+  /** Reads up to `max` records across the subtask's splits, honouring the rate limit; returns how many were emitted. */
+  async read(max: number): Promise<number> {
+    const now = this.rt.clock.now();
+    if (this.startedAt === 0) this.startedAt = now;
+    let budget = max;
+    if (this.connector.ratePerSecond !== undefined) {
+      const perSubtask = this.connector.ratePerSecond / this.rt.parallelism;
+      const allowed = Math.floor(((now - this.startedAt) / 1000) * perSubtask + perSubtask / 10) - this.emitted;
+      budget = Math.max(0, Math.min(max, allowed));
+    }
+    if (budget === 0) return 0;
+    const states = this.splits();
+    const next: SplitState[] = [];
+    let count = 0;
+    for (const s of states) {
+      if (s.split.done || count >= budget) {
+        next.push(s);
+        continue;
+      }
+      const result = await this.connector.read(s.split, budget - count, { now: () => this.rt.clock.now() });
+      let maxTimestamp = s.maxTimestamp;
+      for (const v of result.values) {
+        let record: StreamRecord = { v };
+        if (this.watermarks) {
+          let t: number;
+          try {
+            t = this.watermarks.timestamp(v);
+          } catch (e) {
+            throw new UserFunctionError(this.uid, e);
+          }
+          if (t > maxTimestamp) maxTimestamp = t;
+          record = { v, t };
+        }
+        this.out.emit(record);
+      }
+      count += result.values.length;
+      next.push({ split: result.split, maxTimestamp });
+    }
+    this.rt.store.setOperatorState(this.uid, next);
+    this.emitted += count;
+    return count;
+  }
+
+  /** The watermark this subtask's splits allow: the smallest over unfinished splits; the maximum once all are done. */
+  currentSourceWatermark(): number {
+    if (!this.watermarks) return MIN_WATERMARK;
+    let wm = MAX_WATERMARK;
+    for (const s of this.splits()) {
+      if (s.split.done) continue;
+      const w = s.maxTimestamp === MIN_WATERMARK ? MIN_WATERMARK : s.maxTimestamp - this.watermarks.outOfOrderness - 1;
+      if (w < wm) wm = w;
+    }
+    return wm;
+  }
+}

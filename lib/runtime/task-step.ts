@@ -1,0 +1,404 @@
+import type { ControlRow, InputChannelState, Ports, SubtaskStateStore, TaskAddress, CaptureMode } from '../ports/index.js';
+import type { PhysicalPlan, Vertex, VertexEdge } from '../graph/plan.js';
+import type { PendingCommit, SubtaskSnapshot } from '../core/manifest/model.js';
+import type { CheckpointMode } from '../core/options.js';
+import { inputChannels } from '../graph/plan.js';
+import { keyGroupOf, keyGroupRange, serializeKey, subtaskForKeyGroup } from '../graph/key-groups.js';
+import { channelKey, ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type Envelope, type StreamRecord } from './envelope.js';
+import { MAX_WATERMARK, MIN_WATERMARK } from './watermark.js';
+import { createOperator } from './operators/factory.js';
+import type { Operator, Output } from './operators/operator.js';
+import { SourceOperator } from './operators/source.js';
+import { guard } from './operators/stateless.js';
+
+/** What a subtask needs to know about the run it belongs to. */
+export interface SubtaskConfig {
+  readonly plan: PhysicalPlan;
+  readonly vertex: Vertex;
+  readonly subtask: number;
+  /** Generation of the run; envelopes of other generations are dropped. */
+  readonly gen: number;
+  readonly runId: string;
+  readonly mode: CheckpointMode;
+  readonly incremental: boolean;
+  /** True when the subtask's state was restored from a snapshot (a source then keeps its restored splits). */
+  readonly restored: boolean;
+  /** Records packed into one data envelope at most. @default 512 */
+  readonly maxRecordsPerEnvelope?: number;
+  /** Records a source reads per step at most. @default 2048 */
+  readonly sourceChunkSize?: number;
+}
+
+/** What one step did. */
+export interface StepResult {
+  /** Snapshots still being written; each acknowledges (or declines) its checkpoint when done. */
+  readonly pendingSnapshots: readonly Promise<void>[];
+  /** The subtask passed end of input or a stop barrier and will do nothing more. */
+  readonly finished: boolean;
+  readonly recordsIn: number;
+  readonly recordsOut: number;
+  /** Envelopes dropped as duplicates or of another generation. */
+  readonly dropped: number;
+  /** A source read nothing this step (it may sleep before the next). */
+  readonly idle: boolean;
+}
+
+interface MutableControl {
+  version: number;
+  gen: number;
+  epoch: number;
+  inputs: Record<string, { seq: number; watermark: number; blockedAt?: number; ended: boolean }>;
+  outputs: Record<string, number>;
+  held: Envelope[];
+  watermark: number;
+  roundRobin: number;
+  alignmentStartedAt?: number;
+  finished: boolean;
+}
+
+function initialControl(channels: readonly string[], gen: number): ControlRow {
+  const inputs: Record<string, InputChannelState> = {};
+  for (const c of channels) inputs[c] = { seq: 0, watermark: MIN_WATERMARK, ended: false };
+  return { version: 0, gen, epoch: 0, inputs, outputs: {}, held: [], watermark: MIN_WATERMARK, roundRobin: 0, finished: false };
+}
+
+function thaw(c: ControlRow): MutableControl {
+  const inputs: MutableControl['inputs'] = {};
+  for (const [k, v] of Object.entries(c.inputs)) inputs[k] = { ...v };
+  return { ...c, inputs, outputs: { ...c.outputs }, held: [...c.held] };
+}
+
+/**
+ * Runs one subtask over one batch of envelopes through the ports: the same code for an embedded subtask and for a
+ * Lambda invocation. Protocol per envelope: drop other generations and already-seen sequence numbers; hold back a
+ * channel that delivered barrier n until every channel has (exactly-once); at alignment, snapshot state, pre-commit
+ * sinks, forward the barrier and acknowledge asynchronously. Outputs are sent before the control row commits, with
+ * deterministic sequence numbers, so a step replayed after a crash re-sends envelopes the receiver drops.
+ *
+ * The executor keeps operator instances and their caches between steps; everything the next step needs is in the
+ * state store.
+ */
+export class SubtaskExecutor {
+  readonly address: TaskAddress;
+  private readonly operators: Operator[];
+  private readonly source: SourceOperator | undefined;
+  private readonly store: SubtaskStateStore;
+  private readonly channels: string[];
+  private readonly keyGroups: [number, number];
+  private readonly maxRecords: number;
+  private readonly chunk: number;
+  private opened = false;
+  private reportedSourceFinished = false;
+
+  // Per-step working state.
+  private control!: MutableControl;
+  private buffers = new Map<string, StreamRecord[]>();
+  private outbox: Envelope[] = [];
+  private pendingSnapshots: Promise<void>[] = [];
+  private recordsIn = 0;
+  private recordsOut = 0;
+  private dropped = 0;
+
+  constructor(
+    private readonly config: SubtaskConfig,
+    private readonly ports: Ports,
+  ) {
+    const { vertex, subtask, plan } = config;
+    this.address = { vertex: vertex.id, subtask };
+    this.store = ports.state.forSubtask(this.address);
+    this.operators = vertex.operators.map(createOperator);
+    this.source = this.operators[0] instanceof SourceOperator ? this.operators[0] : undefined;
+    this.channels = inputChannels(plan, vertex, subtask);
+    this.keyGroups = keyGroupRange(subtask, vertex.parallelism, plan.maxParallelism);
+    this.maxRecords = config.maxRecordsPerEnvelope ?? 512;
+    this.chunk = config.sourceChunkSize ?? 2048;
+  }
+
+  private async open(): Promise<void> {
+    const { vertex, subtask, plan, runId } = this.config;
+    const outputs = this.operators.map<Output>((_, i) => {
+      const next = this.operators[i + 1];
+      return next ? { emit: (r) => next.processRecord(r) } : { emit: (r) => this.emitDownstream(r) };
+    });
+    for (let i = 0; i < this.operators.length; i++) {
+      const op = this.operators[i]!;
+      await op.open(
+        {
+          uid: op.uid,
+          subtask,
+          parallelism: vertex.parallelism,
+          maxParallelism: plan.maxParallelism,
+          store: this.store,
+          clock: this.ports.clock,
+          runId,
+          currentWatermark: () => this.control.watermark,
+        },
+        outputs[i]!,
+      );
+    }
+    this.opened = true;
+  }
+
+  /** Processes a batch of envelopes (possibly none: a source then reads, timers may fire) and commits. */
+  async step(envelopes: readonly Envelope[]): Promise<StepResult> {
+    if (!this.opened) await this.open();
+    const stored = await this.store.readControl();
+    const fresh = stored === undefined;
+    this.control = thaw(stored ?? initialControl(this.channels, this.config.gen));
+    this.buffers.clear();
+    this.outbox = [];
+    this.pendingSnapshots = [];
+    this.recordsIn = 0;
+    this.recordsOut = 0;
+    this.dropped = 0;
+    if (fresh && this.source && !this.config.restored) await this.source.assignInitialSplits();
+
+    for (const env of envelopes) await this.accept(env);
+
+    let idle = true;
+    if (!this.control.finished) {
+      const now = this.ports.clock.now();
+      for (const op of this.operators) await op.advanceProcessingTime(now);
+      if (this.source) idle = await this.readSource();
+    }
+    for (const op of this.operators) await op.flush();
+    this.sealAll();
+    if (this.outbox.length > 0) await this.ports.queue.send(this.outbox);
+    const c = this.control;
+    c.version += 1;
+    await this.store.commit({ ...c, held: c.held });
+    return {
+      pendingSnapshots: this.pendingSnapshots,
+      finished: c.finished,
+      recordsIn: this.recordsIn,
+      recordsOut: this.recordsOut,
+      dropped: this.dropped,
+      idle: idle && envelopes.length === 0,
+    };
+  }
+
+  private async readSource(): Promise<boolean> {
+    const source = this.source!;
+    const n = await source.read(this.chunk);
+    this.recordsIn += n;
+    await this.advanceWatermark(source.currentSourceWatermark());
+    if (source.isFinished() && !this.reportedSourceFinished) {
+      this.reportedSourceFinished = true;
+      await this.ports.coordinator.sourceFinished(this.address);
+    }
+    return n === 0;
+  }
+
+  /** Dedupes an envelope by generation and sequence number, holds it back if its channel is blocked, else handles it. */
+  private async accept(env: Envelope): Promise<void> {
+    if (env.gen !== this.control.gen) {
+      this.dropped++;
+      return;
+    }
+    const input = this.control.inputs[channelKey(env.from)];
+    if (!input || env.seq <= input.seq) {
+      this.dropped++;
+      return;
+    }
+    input.seq = env.seq;
+    if (this.control.finished) return;
+    if (input.blockedAt !== undefined && this.config.mode === 'exactly-once') {
+      this.control.held.push(env);
+      return;
+    }
+    await this.handle(env, input);
+  }
+
+  private async handle(env: Envelope, input: MutableControl['inputs'][string]): Promise<void> {
+    switch (env.kind) {
+      case EnvelopeKind.Data: {
+        const records = env.records ?? [];
+        this.recordsIn += records.length;
+        const head = this.operators[0]!;
+        if (records.length > 0 && records[0]!.k !== undefined) {
+          await this.store.prefetch(records.map((r) => ({ keyGroup: r.g!, key: r.k! })));
+        }
+        for (const r of records) head.processRecord(r);
+        return;
+      }
+      case EnvelopeKind.Watermark:
+        if ((env.watermark ?? MIN_WATERMARK) > input.watermark) input.watermark = env.watermark!;
+        await this.advanceWatermark(this.inputWatermark());
+        return;
+      case EnvelopeKind.Barrier:
+      case EnvelopeKind.End:
+        await this.onBarrier(env, input);
+        return;
+    }
+  }
+
+  private inputWatermark(): number {
+    let wm = MAX_WATERMARK;
+    for (const i of Object.values(this.control.inputs)) {
+      const w = i.ended ? MAX_WATERMARK : i.watermark;
+      if (w < wm) wm = w;
+    }
+    return wm;
+  }
+
+  /** Moves the subtask's watermark forward: each chained operator fires its timers in turn, then downstream hears of it. */
+  private async advanceWatermark(watermark: number): Promise<void> {
+    if (watermark <= this.control.watermark) return;
+    this.control.watermark = watermark;
+    for (const op of this.operators) await op.advanceWatermark(watermark);
+    this.broadcast((to, seq) => ({ ...this.header(to, seq), kind: EnvelopeKind.Watermark, watermark }));
+  }
+
+  private async onBarrier(env: Envelope, input: MutableControl['inputs'][string]): Promise<void> {
+    const barrier = env.barrier!;
+    const c = this.control;
+    if (barrier.checkpointId <= c.epoch) return;
+    const aligning = Object.values(c.inputs).find((i) => i.blockedAt !== undefined)?.blockedAt;
+    if (aligning !== undefined && barrier.checkpointId > aligning) {
+      // A newer barrier overtook an alignment that can no longer finish: abandon the older checkpoint.
+      await this.ports.coordinator.decline(aligning, this.address, `subsumed by barrier ${barrier.checkpointId} during alignment`);
+      await this.releaseHeld();
+    }
+    input.blockedAt = barrier.checkpointId;
+    if (env.kind === EnvelopeKind.End) input.ended = true;
+    c.alignmentStartedAt ??= this.ports.clock.now();
+    if (Object.values(c.inputs).every((i) => i.blockedAt === barrier.checkpointId)) {
+      await this.completeBarrier(barrier, env.kind === EnvelopeKind.End);
+    }
+  }
+
+  private async completeBarrier(barrier: BarrierInfo, endOfInput: boolean): Promise<void> {
+    const c = this.control;
+    const clock = this.ports.clock;
+    const alignedAt = clock.now();
+    const alignmentMs = Math.max(0, alignedAt - (c.alignmentStartedAt ?? alignedAt));
+    const startDelayMs = Math.max(0, (c.alignmentStartedAt ?? alignedAt) - barrier.timestamp);
+    if (endOfInput) {
+      await this.advanceWatermark(MAX_WATERMARK);
+      for (const op of this.operators) await op.endInput();
+    }
+    const commits: Record<string, PendingCommit[]> = {};
+    for (const op of this.operators) commits[op.uid] = await op.prepareSnapshot(barrier.checkpointId);
+    this.sealAll();
+    const uids = this.operators.map((o) => o.uid);
+    const mode: CaptureMode = barrier.kind === 'savepoint' ? 'canonical' : this.config.incremental ? 'incremental' : 'full';
+    const writer = this.store.captureSnapshot({ mode, checkpointId: barrier.checkpointId, uids, keyGroups: this.keyGroups });
+    const operatorState: Record<string, readonly unknown[]> = {};
+    for (const uid of uids) operatorState[uid] = this.store.getOperatorState(uid);
+    const syncMs = clock.now() - alignedAt;
+
+    const kind = endOfInput ? EnvelopeKind.End : EnvelopeKind.Barrier;
+    this.broadcast((to, seq) => ({ ...this.header(to, seq), kind, barrier }));
+    c.epoch = barrier.checkpointId;
+    for (const i of Object.values(c.inputs)) delete i.blockedAt;
+    delete c.alignmentStartedAt;
+    if (endOfInput || barrier.stop) c.finished = true;
+
+    const asyncStart = clock.now();
+    const location = { dir: barrier.location, sharedDir: barrier.sharedLocation, checkpointId: barrier.checkpointId };
+    this.pendingSnapshots.push(
+      writer.write(this.ports.storage, location).then(
+        async (written) => {
+          const asyncMs = clock.now() - asyncStart;
+          const operators: Record<string, SubtaskSnapshot> = {};
+          for (const uid of uids) {
+            const w = written[uid]!;
+            operators[uid] = {
+              subtask: this.address.subtask,
+              keyGroups: [this.keyGroups[0], this.keyGroups[1]],
+              keyedState: w.handles,
+              operatorState: [...operatorState[uid]!],
+              pendingCommits: commits[uid]!,
+              stats: { ackTimestamp: clock.now(), alignmentMs, syncMs, asyncMs, startDelayMs, stateSize: w.bytesWritten, fullSize: w.fullSize },
+            };
+          }
+          await this.ports.coordinator.acknowledge({ checkpointId: barrier.checkpointId, task: this.address, operators });
+        },
+        (e: unknown) => this.ports.coordinator.decline(barrier.checkpointId, this.address, `snapshot write failed: ${(e as Error).message}`),
+      ),
+    );
+    if (!c.finished) await this.releaseHeld();
+  }
+
+  /** Handles envelopes held back during alignment, re-holding those whose channel is blocked again. */
+  private async releaseHeld(): Promise<void> {
+    const c = this.control;
+    for (const i of Object.values(c.inputs)) delete i.blockedAt;
+    delete c.alignmentStartedAt;
+    const held = c.held;
+    c.held = [];
+    for (const env of held) {
+      const input = c.inputs[channelKey(env.from)]!;
+      if (c.finished) return;
+      if (input.blockedAt !== undefined && this.config.mode === 'exactly-once') c.held.push(env);
+      else await this.handle(env, input);
+    }
+  }
+
+  private header(to: { op: string; subtask: number }, seq: number) {
+    return { v: ENVELOPE_VERSION, job: this.config.plan.job, gen: this.config.gen, from: { op: this.address.vertex, subtask: this.address.subtask }, to, seq, epoch: this.control.epoch } as const;
+  }
+
+  private nextSeq(target: string): number {
+    const seq = (this.control.outputs[target] ?? 0) + 1;
+    this.control.outputs[target] = seq;
+    return seq;
+  }
+
+  /** Seals buffered records, then sends one envelope to every downstream subtask. */
+  private broadcast(make: (to: { op: string; subtask: number }, seq: number) => Envelope): void {
+    this.sealAll();
+    for (const edge of this.config.vertex.outputs) {
+      const target = this.config.plan.vertices.find((v) => v.id === edge.to)!;
+      const subtasks = edge.partitioning === 'forward' ? [this.address.subtask] : Array.from({ length: target.parallelism }, (_, i) => i);
+      for (const s of subtasks) {
+        const key = `${edge.to}:${s}`;
+        this.outbox.push(make({ op: edge.to, subtask: s }, this.nextSeq(key)));
+      }
+    }
+  }
+
+  private emitDownstream(r: StreamRecord): void {
+    for (const edge of this.config.vertex.outputs) this.route(edge, r);
+  }
+
+  private route(edge: VertexEdge, r: StreamRecord): void {
+    const target = this.targetParallelism(edge.to);
+    let subtask: number;
+    let record = r;
+    if (edge.partitioning === 'hash') {
+      const k = serializeKey(guard(edge.to, () => edge.key!(r.v)));
+      const g = keyGroupOf(k, this.config.plan.maxParallelism);
+      subtask = subtaskForKeyGroup(g, target, this.config.plan.maxParallelism);
+      record = r.t === undefined ? { v: r.v, k, g } : { v: r.v, t: r.t, k, g };
+    } else if (edge.partitioning === 'forward') {
+      subtask = this.address.subtask;
+    } else {
+      subtask = this.control.roundRobin++ % target;
+    }
+    const key = `${edge.to}:${subtask}`;
+    let buf = this.buffers.get(key);
+    if (!buf) this.buffers.set(key, (buf = []));
+    buf.push(record);
+    this.recordsOut++;
+    if (buf.length >= this.maxRecords) this.seal(key, buf);
+  }
+
+  private targetParallelismCache = new Map<string, number>();
+  private targetParallelism(vertex: string): number {
+    let p = this.targetParallelismCache.get(vertex);
+    if (p === undefined) this.targetParallelismCache.set(vertex, (p = this.config.plan.vertices.find((v) => v.id === vertex)!.parallelism));
+    return p;
+  }
+
+  private seal(key: string, records: StreamRecord[]): void {
+    const sep = key.lastIndexOf(':');
+    const to = { op: key.slice(0, sep), subtask: Number(key.slice(sep + 1)) };
+    this.outbox.push({ ...this.header(to, this.nextSeq(key)), kind: EnvelopeKind.Data, records });
+    this.buffers.delete(key);
+  }
+
+  private sealAll(): void {
+    for (const [key, buf] of [...this.buffers.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) if (buf.length > 0) this.seal(key, buf);
+  }
+}
