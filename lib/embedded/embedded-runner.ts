@@ -183,7 +183,7 @@ export class EmbeddedRunner implements JobControl {
     const runId = `g${gen}-${randomBytes(3).toString('hex')}`;
     const store = new InMemoryStateStore();
     const queues = new InMemoryQueues(this.options.queueCapacity ?? 64);
-    let restoredSubtasks = false;
+    const restoredUids = new Set<string>();
     if (restore) {
       const source = `${restore.manifest.kind} ${restore.dir}`;
       const restorePlan = planRestore(restore.manifest, plan, { allowNonRestoredState: this.options.allowNonRestoredState ?? false, source });
@@ -196,7 +196,7 @@ export class EmbeddedRunner implements JobControl {
         const hi = Math.floor(((subtask + 1) * plan.maxParallelism - 1) / v.parallelism) + 1;
         await store.forSubtask({ vertex, subtask }).restore({ storage: this.storage, manifestDir: restore.dir, keyGroups: [lo, hi], operators });
       }
-      restoredSubtasks = true;
+      for (const op of restore.manifest.operators) restoredUids.add(op.uid);
       this.restoredFrom = { id: restore.manifest.checkpointId, path: restore.dir, kind: restore.manifest.kind, restoredAt: this.clock.now() };
       this.log(`restored from ${source} (checkpoint ${restore.manifest.checkpointId}, generation ${gen})`);
     }
@@ -230,7 +230,7 @@ export class EmbeddedRunner implements JobControl {
     };
     if (this.lastCoordinator) {
       const prev = this.lastCoordinator;
-      attempt.coordinator = { ...attempt.coordinator, counts: { ...prev.counts, restored: prev.counts.restored + 1 }, history: prev.history };
+      attempt.coordinator = { ...attempt.coordinator, counts: { ...prev.counts, restored: prev.counts.restored + (restore ? 1 : 0) }, history: prev.history };
     }
     this.attempt = attempt;
     this.state = JobState.Running;
@@ -248,7 +248,7 @@ export class EmbeddedRunner implements JobControl {
     for (const v of plan.vertices) {
       for (let i = 0; i < v.parallelism; i++) {
         const executor = new SubtaskExecutor(
-          { plan, vertex: v, subtask: i, gen, runId, mode: this.checkpointOptions.mode, incremental: this.checkpointOptions.incremental, restored: restoredSubtasks },
+          { plan, vertex: v, subtask: i, gen, runId, mode: this.checkpointOptions.mode, incremental: this.checkpointOptions.incremental, restoredUids },
           ports,
         );
         loops.push(this.subtaskLoop(attempt, executor, v.isSource));

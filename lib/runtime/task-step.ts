@@ -21,8 +21,8 @@ export interface SubtaskConfig {
   readonly runId: string;
   readonly mode: CheckpointMode;
   readonly incremental: boolean;
-  /** True when the subtask's state was restored from a snapshot (a source then keeps its restored splits). */
-  readonly restored: boolean;
+  /** Uids of the operators whose state was restored from a snapshot (a restored source keeps its splits; a new one creates them). */
+  readonly restoredUids: ReadonlySet<string>;
   /** Records packed into one data envelope at most. @default 512 */
   readonly maxRecordsPerEnvelope?: number;
   /** Records a source reads per step at most. @default 2048 */
@@ -151,7 +151,7 @@ export class SubtaskExecutor {
     this.recordsIn = 0;
     this.recordsOut = 0;
     this.dropped = 0;
-    if (fresh && this.source && !this.config.restored) await this.source.assignInitialSplits();
+    if (fresh && this.source && !this.config.restoredUids.has(this.source.uid)) await this.source.assignInitialSplits();
 
     for (const env of envelopes) await this.accept(env);
 
