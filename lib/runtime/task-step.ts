@@ -252,8 +252,10 @@ export class SubtaskExecutor {
   private async onBarrier(env: Envelope, input: MutableControl['inputs'][string]): Promise<void> {
     const barrier = env.barrier!;
     const c = this.control;
-    if (barrier.checkpointId <= c.epoch) return;
     const aligning = Object.values(c.inputs).find((i) => i.blockedAt !== undefined)?.blockedAt;
+    // Older than the epoch, or than the barrier being aligned (its checkpoint was abandoned upstream): ignore it, as
+    // Flink does. Blocking its channel at the older id would hold back that channel's newer barrier for ever.
+    if (barrier.checkpointId <= c.epoch || (aligning !== undefined && barrier.checkpointId < aligning)) return;
     if (aligning !== undefined && barrier.checkpointId > aligning) {
       // A newer barrier overtook an alignment that can no longer finish: abandon the older checkpoint.
       await this.ports.coordinator.decline(aligning, this.address, `subsumed by barrier ${barrier.checkpointId} during alignment`);
