@@ -74,6 +74,11 @@ interface Attempt {
   aborted: boolean;
   outcome?: { state: 'FINISHED' | 'CANCELED' | 'FAILED' | 'RESTART'; error?: Error; savepoint?: string };
   resolve: () => void;
+  /** Snapshot writes still in flight; the attempt is not over until they are. */
+  readonly snapshots: Set<Promise<void>>;
+  /** Settles once the attempt's loops, snapshot writes and coordinator events have all ended. */
+  readonly stopped: Promise<void>;
+  stop: () => void;
 }
 
 /**
@@ -171,7 +176,9 @@ export class EmbeddedRunner implements JobControl {
     const sinks = new Map<string, SinkConnector<unknown>>();
     for (const v of this.plan.vertices) for (const op of v.operators) if (op.node.spec.kind === 'sink') sinks.set(op.uid, op.node.spec.connector);
     for (const { uid, commit } of commits) {
-      const sink = sinks.get(uid) ?? [...sinks.values()].find((s) => s.type === commit.sink);
+      // By uid only when it is still the same kind of sink: a commit handed to another kind cannot be carried out.
+      const byUid = sinks.get(uid);
+      const sink = byUid?.type === commit.sink ? byUid : [...sinks.values()].find((s) => s.type === commit.sink);
       if (!sink) throw new FloeError(ErrorCode.IncompatibleRestore, `pending commit of sink '${uid}' (${commit.sink}) has no sink of that kind in the job to commit it`);
       await sink.commit(commit);
     }
@@ -209,6 +216,8 @@ export class EmbeddedRunner implements JobControl {
     const sourceTasks = plan.vertices.filter((v) => v.isSource).flatMap((v) => Array.from({ length: v.parallelism }, (_, i) => `${v.id}:${i}`));
     let resolve!: () => void;
     const done = new Promise<void>((r) => (resolve = r));
+    let stop!: () => void;
+    const stopped = new Promise<void>((r) => (stop = r));
     const attempt: Attempt = {
       gen,
       plan,
@@ -227,6 +236,9 @@ export class EmbeddedRunner implements JobControl {
       events: Promise.resolve(),
       aborted: false,
       resolve,
+      snapshots: new Set(),
+      stopped,
+      stop,
     };
     if (this.lastCoordinator) {
       const prev = this.lastCoordinator;
@@ -234,6 +246,8 @@ export class EmbeddedRunner implements JobControl {
     }
     this.attempt = attempt;
     this.state = JobState.Running;
+    // A cancel that came while the run was starting (or restoring for a restart) had no attempt to stop: stop this one.
+    if (this.cancelRequested) this.finish(attempt, { state: 'CANCELED' });
 
     const gateway: CoordinatorGateway = {
       acknowledge: async (ack: CheckpointAck) =>
@@ -261,8 +275,11 @@ export class EmbeddedRunner implements JobControl {
     attempt.aborted = true;
     queues.close();
     await Promise.allSettled(loops);
+    // Snapshot writes outlive the step that started them: wait, so nothing writes to storage after the run returns.
+    await Promise.allSettled([...attempt.snapshots]);
     await attempt.events.catch(() => undefined);
     this.lastCoordinator = attempt.coordinator;
+    attempt.stop();
     return attempt.outcome!;
   }
 
@@ -284,7 +301,10 @@ export class EmbeddedRunner implements JobControl {
         const result = await executor.step(batch);
         m.recordsIn += result.recordsIn;
         m.recordsOut += result.recordsOut;
-        for (const p of result.pendingSnapshots) p.catch((e: Error) => this.finish(attempt, { state: 'RESTART', error: e }));
+        for (const p of result.pendingSnapshots) {
+          const tracked: Promise<void> = p.catch((e: Error) => this.finish(attempt, { state: 'RESTART', error: e })).finally(() => attempt.snapshots.delete(tracked));
+          attempt.snapshots.add(tracked);
+        }
         if (result.finished) return;
         idle = result.idle;
         if (!isSource && batch.length === 0) await sleep(0);
@@ -447,6 +467,8 @@ export class EmbeddedRunner implements JobControl {
     const attempt = this.attempt;
     if (attempt) this.finish(attempt, { state: 'CANCELED' });
     if (!this.checkpointOptions.retainOnCancel) {
+      // Snapshots still being written would land after the deletion: let the attempt wind down first.
+      await attempt?.stopped;
       const all = await listCheckpoints(this.storage, this.checkpointOptions.dir, this.plan.job);
       await this.storage.delete((await Promise.all(all.map((c) => this.storage.list(c.dir)))).flat());
       await this.storage.delete(await this.storage.list(Layout.sharedDir(this.checkpointOptions.dir, this.plan.job)));
