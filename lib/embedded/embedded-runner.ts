@@ -62,6 +62,7 @@ export interface RunOutcome {
 
 const systemClock: Clock = { now: () => Date.now() };
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
 interface Attempt {
   readonly gen: number;
@@ -307,7 +308,9 @@ export class EmbeddedRunner implements JobControl {
         }
         if (result.finished) return;
         idle = result.idle;
-        if (!isSource && batch.length === 0) await sleep(0);
+        // Let timers and I/O run between steps: a pipeline fed by a CPU-bound source otherwise runs on microtasks
+        // alone and starves the coordinator's tick (no checkpoint would ever be triggered).
+        await yieldToEventLoop();
       }
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
