@@ -1,0 +1,657 @@
+/**
+ * Floe's embedded-runtime benchmark: word-count throughput with checkpointing off and every second, checkpoint
+ * duration and size, restore time, and an incremental checkpoint of a large, mostly unchanged keyed state.
+ * Prints a table with targets and writes everything to `bench/results/latest.json`.
+ *
+ *   npm run bench                 full mode (a few minutes)
+ *   npm run bench -- --quick      quick mode (about a minute); BENCH_QUICK=1 does the same
+ *   npm run bench -- --help       every option
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { Session } from 'node:inspector/promises';
+import { EmbeddedRunner } from '../lib/index.js';
+import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
+import { keyedStateJob, sinkCounter, wordCountJob } from './jobs.js';
+import { formatSummary, summarizeProfile, type CpuProfile, type HotSpot } from './profile-summary.js';
+import { bytes, checkpointNow, fmt, median, range, sleep, stop, tempDir, waitUntil } from './harness.js';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+
+const HELP = `usage: npm run bench -- [options]
+
+  --quick                 short runs (about a minute); also BENCH_QUICK=1
+  --runs <n>              throughput runs per mode (off / every interval)      [quick 3, full 5]
+  --warmup <ms>           warm-up before each throughput measurement           [quick 1000, full 2000]
+  --measure <ms>          measured time of each throughput run                 [quick 3500, full 6000]
+  --interval <ms>         checkpoint interval of the "on" runs                 [1000]
+  --parallelism <n>       parallelism of every operator                        [2]
+  --vocabulary <n>        distinct words                                       [10000]
+  --words-per-line <n>    words per generated line                             [10]
+  --queue-capacity <n>    envelopes an in-process channel holds (EmbeddedRunOptions.queueCapacity) [engine default]
+  --sink <discard|files>  word-count sink: count and drop, or exactly-once files in a temp dir [discard]
+  --restore-keys <n>      keys in the state restored for the restore timing    [quick 200000, full 1000000]
+  --restore-runs <n>      restores timed (from the same checkpoint)            [quick 2, full 3]
+  --incremental-keys <n>  keys of state for the incremental checkpoint         [1000000]
+  --changed <fraction>    fraction of those keys updated between the two checkpoints [0.005]
+  --only <list>           comma-separated sections: probe,throughput,restore,incremental [all]
+  --out <file>            JSON results                                         [bench/results/latest.json]
+  --profile               CPU-profile each section: bench/results/profile-<section>.cpuprofile, plus a
+                          summary of the hottest functions (profiling slows the runs; ratios stay comparable)
+`;
+
+interface Config {
+  readonly quick: boolean;
+  readonly runs: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly intervalMs: number;
+  readonly parallelism: number;
+  readonly vocabulary: number;
+  readonly wordsPerLine: number;
+  readonly sink: 'discard' | 'files';
+  readonly queueCapacity: number | undefined;
+  readonly restoreKeys: number;
+  readonly restoreRuns: number;
+  readonly incrementalKeys: number;
+  readonly changedFraction: number;
+  readonly probeMs: number;
+  readonly sections: ReadonlySet<string>;
+  readonly out: string;
+  readonly profile: boolean;
+}
+
+function readConfig(): Config {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      runs: { type: 'string' },
+      warmup: { type: 'string' },
+      measure: { type: 'string' },
+      interval: { type: 'string' },
+      parallelism: { type: 'string' },
+      vocabulary: { type: 'string' },
+      'words-per-line': { type: 'string' },
+      sink: { type: 'string' },
+      'queue-capacity': { type: 'string' },
+      'restore-keys': { type: 'string' },
+      'restore-runs': { type: 'string' },
+      'incremental-keys': { type: 'string' },
+      changed: { type: 'string' },
+      only: { type: 'string' },
+      out: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const quick = values.quick || process.env.BENCH_QUICK === '1' || process.env.BENCH_QUICK === 'true';
+  const num = (name: string, text: string | undefined, fallback: number, min: number): number => {
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min}, got '${text}'`);
+    return n;
+  };
+  const sink = values.sink ?? 'discard';
+  if (sink !== 'discard' && sink !== 'files') throw new Error(`--sink must be discard or files, got '${sink}'`);
+  const all = ['probe', 'throughput', 'restore', 'incremental'];
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : all;
+  for (const s of only) if (!all.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${all.join(', ')})`);
+  const changedFraction = num('changed', values.changed, 0.005, 0);
+  if (changedFraction <= 0 || changedFraction > 1) throw new Error(`--changed must be in (0, 1], got ${changedFraction}`);
+  return {
+    quick,
+    runs: num('runs', values.runs, quick ? 3 : 5, 1),
+    warmupMs: num('warmup', values.warmup, quick ? 1000 : 2000, 0),
+    measureMs: num('measure', values.measure, quick ? 3500 : 6000, 100),
+    intervalMs: num('interval', values.interval, 1000, 1),
+    parallelism: num('parallelism', values.parallelism, 2, 1),
+    vocabulary: num('vocabulary', values.vocabulary, 10_000, 1),
+    wordsPerLine: num('words-per-line', values['words-per-line'], 10, 1),
+    sink,
+    queueCapacity: values['queue-capacity'] === undefined ? undefined : num('queue-capacity', values['queue-capacity'], 64, 1),
+    restoreKeys: num('restore-keys', values['restore-keys'], quick ? 200_000 : 1_000_000, 1),
+    restoreRuns: num('restore-runs', values['restore-runs'], quick ? 2 : 3, 1),
+    incrementalKeys: num('incremental-keys', values['incremental-keys'], 1_000_000, 1),
+    changedFraction,
+    probeMs: quick ? 2000 : 3000,
+    sections: new Set(only),
+    out: values.out ?? join(BENCH_DIR, 'results', 'latest.json'),
+    profile: values.profile,
+  };
+}
+
+/** Best-effort full GC between runs, so one run's garbage is not collected on the next one's clock. */
+const collectGarbage: () => void = (() => {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    return () => gc();
+  } catch {
+    return () => {};
+  }
+})();
+
+/** Runs `fn` under the V8 CPU profiler when asked; saves the profile next to the results and summarizes it. */
+async function profiled<T>(cfg: Config, section: string, fn: () => Promise<T>): Promise<{ value: T; hotSpots?: HotSpot[]; summary?: string }> {
+  if (!cfg.profile) return { value: await fn() };
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  try {
+    const value = await fn();
+    const { profile } = (await session.post('Profiler.stop')) as { profile: CpuProfile };
+    const file = join(dirname(cfg.out), `profile-${section}.cpuprofile`);
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, JSON.stringify(profile));
+    const s = summarizeProfile(profile);
+    return { value, hotSpots: s.spots.slice(0, 40), summary: formatSummary(`profile ${section} (${relative(process.cwd(), file)})`, s, 15) };
+  } finally {
+    session.disconnect();
+  }
+}
+
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+/** One checkpoint as the coordinator recorded it, with the slowest subtask's phases. */
+interface CheckpointSample {
+  readonly id: number;
+  readonly durationMs: number;
+  readonly stateSize: number;
+  readonly fullSize: number;
+  /** Slowest subtask: barrier injected → barrier reached it (alignment start). */
+  readonly startDelayMs: number;
+  readonly alignmentMs: number;
+  /** Synchronous capture at the barrier (blocks the subtask). */
+  readonly syncMs: number;
+  /** Asynchronous state-file writes. */
+  readonly asyncMs: number;
+  /** Last subtask ack → manifest written and checkpoint completed. */
+  readonly finalizeMs: number;
+  /** Keyed entries written, over all subtasks (the changed keys, for an incremental checkpoint). */
+  readonly entriesWritten: number;
+}
+
+function checkpointSample(r: CheckpointRecord): CheckpointSample {
+  let startDelayMs = 0, alignmentMs = 0, syncMs = 0, asyncMs = 0, lastAck = r.triggeredAt, entriesWritten = 0;
+  for (const ack of Object.values(r.acks)) {
+    lastAck = Math.max(lastAck, ack.ackTimestamp);
+    for (const snap of Object.values(ack.operators)) {
+      startDelayMs = Math.max(startDelayMs, snap.stats.startDelayMs);
+      alignmentMs = Math.max(alignmentMs, snap.stats.alignmentMs);
+      syncMs = Math.max(syncMs, snap.stats.syncMs);
+      asyncMs = Math.max(asyncMs, snap.stats.asyncMs);
+      // The last handle of a chain is the file this checkpoint wrote, when it wrote one.
+      if (snap.stats.stateSize > 0) entriesWritten += snap.keyedState[snap.keyedState.length - 1]?.entries ?? 0;
+    }
+  }
+  return {
+    id: r.id,
+    durationMs: (r.finishedAt ?? NaN) - r.triggeredAt,
+    stateSize: r.stateSize,
+    fullSize: r.fullSize,
+    startDelayMs,
+    alignmentMs,
+    syncMs,
+    asyncMs,
+    finalizeMs: (r.finishedAt ?? NaN) - lastAck,
+    entriesWritten,
+  };
+}
+
+function completedCheckpoints(runner: EmbeddedRunner): CheckpointSample[] {
+  return runner
+    .coordinatorState()
+    .history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint')
+    .map(checkpointSample)
+    .sort((a, b) => a.id - b.id);
+}
+
+function recordsInOf(runner: EmbeddedRunner, uid: string): number {
+  const vertex = runner.plan.vertices.find((v) => v.operators.some((o) => o.uid === uid))!;
+  return runner.overview().vertices.find((v) => v.id === vertex.id)!.recordsIn;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Probe: does the embedded runner let timers run while a source always has data?
+
+interface ProbeResult {
+  readonly runMs: number;
+  readonly words: number;
+  /** How late a 50 ms timer set halfway through the run fired; when it only fired after the stop, a lower bound. */
+  readonly timerLatenessMs: number;
+  readonly timerFiredBeforeStop: boolean;
+  readonly checkpointsCompleted: number;
+  readonly expectedCheckpoints: number;
+}
+
+async function probe(cfg: Config): Promise<ProbeResult> {
+  const dir = await tempDir('probe');
+  try {
+    const counter = sinkCounter();
+    const job = wordCountJob({
+      parallelism: cfg.parallelism,
+      vocabularySize: cfg.vocabulary,
+      wordsPerLine: cfg.wordsPerLine,
+      checkpoint: { interval: cfg.intervalMs, dir: join(dir.path, 'checkpoints') },
+      sink: 'discard',
+      counter,
+      yieldToEventLoop: false,
+    });
+    const runner = new EmbeddedRunner(job, { queueCapacity: cfg.queueCapacity });
+    const t0 = performance.now();
+    let timerSetAt: number | undefined;
+    let timerFiredAt: number | undefined;
+    let stoppedAt: number | undefined;
+    let stopping: Promise<void> | undefined;
+    // Everything happens from inside the sink: a timer-based schedule would never run if timers are starved.
+    counter.onWrite = () => {
+      const now = performance.now();
+      if (timerSetAt === undefined && now - t0 >= cfg.probeMs / 2) {
+        timerSetAt = now;
+        setTimeout(() => (timerFiredAt = performance.now()), 50);
+      }
+      if (!stopping && now - t0 >= cfg.probeMs) {
+        stoppedAt = now;
+        stopping = runner.cancel();
+      }
+    };
+    const outcome = await runner.run();
+    const runMs = performance.now() - t0;
+    await stopping;
+    if (outcome.state === 'FAILED') throw new Error(`probe job failed: ${outcome.error?.message}`);
+    await sleep(60);
+    const setAt = timerSetAt ?? t0;
+    const firedBeforeStop = timerFiredAt !== undefined && stoppedAt !== undefined && timerFiredAt <= stoppedAt;
+    return {
+      runMs,
+      words: counter.records,
+      timerLatenessMs: (firedBeforeStop ? timerFiredAt! : (stoppedAt ?? performance.now())) - setAt - 50,
+      timerFiredBeforeStop: firedBeforeStop,
+      checkpointsCompleted: completedCheckpoints(runner).length,
+      expectedCheckpoints: Math.floor(runMs / cfg.intervalMs),
+    };
+  } finally {
+    await dir.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Word-count throughput, checkpointing off vs on, interleaved.
+
+interface ThroughputRun {
+  readonly mode: 'off' | 'on';
+  readonly order: number;
+  readonly wordsPerSecond: number;
+  readonly linesPerSecond: number;
+  readonly measuredMs: number;
+  readonly checkpointsCompleted: number;
+  readonly checkpointsFailed: number;
+  readonly checkpoints: CheckpointSample[];
+}
+
+async function throughputRun(cfg: Config, mode: 'off' | 'on', order: number): Promise<ThroughputRun> {
+  const dir = await tempDir(`wc-${mode}`);
+  try {
+    const counter = sinkCounter();
+    const job = wordCountJob({
+      parallelism: cfg.parallelism,
+      vocabularySize: cfg.vocabulary,
+      wordsPerLine: cfg.wordsPerLine,
+      checkpoint: { interval: mode === 'on' ? cfg.intervalMs : 0, dir: join(dir.path, 'checkpoints'), retained: 1 },
+      sink: cfg.sink,
+      outputDir: join(dir.path, 'out'),
+      counter,
+    });
+    const runner = new EmbeddedRunner(job, { queueCapacity: cfg.queueCapacity });
+    const run = runner.run();
+    await sleep(cfg.warmupMs);
+    const w0 = recordsInOf(runner, 'count');
+    const l0 = recordsInOf(runner, 'lines');
+    const t0 = performance.now();
+    const before = new Set(completedCheckpoints(runner).map((c) => c.id));
+    await sleep(cfg.measureMs);
+    const w1 = recordsInOf(runner, 'count');
+    const l1 = recordsInOf(runner, 'lines');
+    const t1 = performance.now();
+    const state = runner.coordinatorState();
+    const checkpoints = completedCheckpoints(runner).filter((c) => !before.has(c.id));
+    const failed = state.history.filter((h) => h.status === 'FAILED').length;
+    await stop(runner, run);
+    const seconds = (t1 - t0) / 1000;
+    return {
+      mode,
+      order,
+      wordsPerSecond: (w1 - w0) / seconds,
+      linesPerSecond: (l1 - l0) / seconds,
+      measuredMs: t1 - t0,
+      checkpointsCompleted: checkpoints.length,
+      checkpointsFailed: failed,
+      checkpoints,
+    };
+  } finally {
+    await dir.dispose();
+  }
+}
+
+async function throughput(cfg: Config): Promise<ThroughputRun[]> {
+  const runs: ThroughputRun[] = [];
+  let order = 0;
+  for (let i = 0; i < cfg.runs; i++) {
+    // Alternate which mode goes first, so drift (thermal, other load) hits both alike.
+    for (const mode of i % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      collectGarbage();
+      const r = await throughputRun(cfg, mode, order++);
+      log(`throughput ${mode.padEnd(3)} run ${i + 1}/${cfg.runs}: ${fmt(r.wordsPerSecond)} words/s, ${r.checkpointsCompleted} checkpoints completed`);
+      runs.push(r);
+    }
+  }
+  return runs;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Restore time.
+
+interface RestoreResult {
+  readonly keys: number;
+  readonly buildKeysPerSecond: number;
+  readonly checkpoint: CheckpointSample;
+  readonly runs: {
+    /** run() called → "restored from" logged: manifest read, state files read and parsed into memory. */
+    readonly restorePhaseMs: number;
+    /** run() called → the first record reached the sink. */
+    readonly firstRecordMs: number;
+    /** The first output came from restored state (a count above 1). */
+    readonly stateVerified: boolean;
+  }[];
+}
+
+/** Runs the keyed-state job until `keys` distinct keys exist; returns the runner, its run and the build rate. */
+async function buildKeyedState(cfg: Config, keys: number, hotKeys: number, checkpointDir: string) {
+  const counter = sinkCounter();
+  const job = keyedStateJob({ parallelism: cfg.parallelism, keys, hotKeys, checkpoint: { interval: 0, dir: checkpointDir, retained: 2, incremental: true }, counter });
+  const runner = new EmbeddedRunner(job, { queueCapacity: cfg.queueCapacity });
+  const t0 = performance.now();
+  const run = runner.run();
+  await waitUntil(`${fmt(keys)} keys of state`, () => counter.records >= keys, 600_000, 20);
+  return { runner, run, counter, keysPerSecond: keys / ((performance.now() - t0) / 1000) };
+}
+
+async function restore(cfg: Config): Promise<RestoreResult> {
+  const dir = await tempDir('restore');
+  try {
+    const keys = cfg.restoreKeys;
+    const hotKeys = Math.max(1, Math.min(1000, keys));
+    collectGarbage();
+    const built = await buildKeyedState(cfg, keys, hotKeys, join(dir.path, 'checkpoints'));
+    const chk = await checkpointNow(built.runner, 600_000);
+    const checkpoint = completedCheckpoints(built.runner).find((c) => c.id === chk.id)!;
+    await stop(built.runner, built.run);
+    log(`restore: built ${fmt(keys)} keys at ${fmt(built.keysPerSecond)} keys/s; checkpoint ${chk.id} ${bytes(checkpoint.fullSize)} in ${fmt(checkpoint.durationMs)} ms`);
+    const runs: RestoreResult['runs'][number][] = [];
+    for (let i = 0; i < cfg.restoreRuns; i++) {
+      collectGarbage();
+      const counter = sinkCounter();
+      const job = keyedStateJob({ parallelism: cfg.parallelism, keys, hotKeys, checkpoint: { interval: 0, dir: join(dir.path, `restored-${i}`) }, counter, sampleSize: 1 });
+      let restoredAt: number | undefined;
+      const runner = new EmbeddedRunner(job, {
+        queueCapacity: cfg.queueCapacity,
+        restore: { kind: 'path', path: chk.location },
+        log: (m) => {
+          if (restoredAt === undefined && m.startsWith('restored from')) restoredAt = performance.now();
+        },
+      });
+      const t0 = performance.now();
+      const run = runner.run();
+      await waitUntil('the first record after restore', () => counter.firstRecordAt !== undefined, 600_000, 1);
+      const result = { restorePhaseMs: (restoredAt ?? NaN) - t0, firstRecordMs: counter.firstRecordAt! - t0, stateVerified: typeof counter.sample[0] === 'number' && counter.sample[0] > 1 };
+      await stop(runner, run);
+      log(`restore run ${i + 1}/${cfg.restoreRuns}: restore phase ${fmt(result.restorePhaseMs)} ms, first record ${fmt(result.firstRecordMs)} ms`);
+      runs.push(result);
+    }
+    return { keys, buildKeysPerSecond: built.keysPerSecond, checkpoint, runs };
+  } finally {
+    await dir.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Incremental checkpoint of a large state with few changes.
+
+interface IncrementalResult {
+  readonly keys: number;
+  readonly hotKeys: number;
+  readonly buildKeysPerSecond: number;
+  readonly full: CheckpointSample;
+  readonly incremental: CheckpointSample;
+  /** Keys changed between the two checkpoints, as a fraction of all keys. */
+  readonly changedFraction: number;
+}
+
+async function incremental(cfg: Config): Promise<IncrementalResult> {
+  const dir = await tempDir('incremental');
+  try {
+    const keys = cfg.incrementalKeys;
+    const hotKeys = Math.max(1, Math.floor(keys * cfg.changedFraction));
+    collectGarbage();
+    const built = await buildKeyedState(cfg, keys, hotKeys, join(dir.path, 'checkpoints'));
+    log(`incremental: built ${fmt(keys)} keys at ${fmt(built.keysPerSecond)} keys/s`);
+    // Every key exists and the source has moved on to the hot keys only: the first checkpoint is full, the second
+    // holds at most `hotKeys` changed keys.
+    const a = await checkpointNow(built.runner, 600_000);
+    await sleep(500);
+    const b = await checkpointNow(built.runner, 600_000);
+    const samples = completedCheckpoints(built.runner);
+    await stop(built.runner, built.run);
+    const full = samples.find((c) => c.id === a.id)!;
+    const inc = samples.find((c) => c.id === b.id)!;
+    log(`incremental: full ${bytes(full.stateSize)} in ${fmt(full.durationMs)} ms; incremental ${bytes(inc.stateSize)} of ${bytes(inc.fullSize)} in ${fmt(inc.durationMs)} ms`);
+    return { keys, hotKeys, buildKeysPerSecond: built.keysPerSecond, full, incremental: inc, changedFraction: inc.entriesWritten / keys };
+  } finally {
+    await dir.dispose();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Report.
+
+interface Row {
+  readonly section: string;
+  readonly metric: string;
+  readonly value: string;
+  readonly target?: string;
+  readonly pass?: boolean;
+}
+
+function table(rows: readonly Row[]): string {
+  const cells = rows.map((r) => [r.section, r.metric, r.value, r.target ?? '', r.pass === undefined ? '' : r.pass ? 'PASS' : 'MISS']);
+  const head = ['section', 'metric', 'value', 'target', ''];
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: readonly string[]) => c.map((x, i) => (i === 2 ? x.padStart(widths[i]!) : x.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
+}
+
+const ms = (n: number) => `${fmt(n, n < 10 ? 1 : 0)} ms`;
+
+async function main(): Promise<void> {
+  const cfg = readConfig();
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  log(`${cfg.quick ? 'quick' : 'full'} mode; ${cpus().length} cores, load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
+  const rows: Row[] = [];
+  const results: Record<string, unknown> = {};
+  const profiles: Record<string, HotSpot[]> = {};
+  const summaries: string[] = [];
+  const section = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const r = await profiled(cfg, name, fn);
+    if (r.hotSpots) profiles[name] = r.hotSpots;
+    if (r.summary) summaries.push(r.summary);
+    return r.value;
+  };
+
+  if (cfg.sections.has('probe')) {
+    log('probe: raw generator (never yields), checkpoint interval set, stopped from inside the sink');
+    const p = await section('probe', () => probe(cfg));
+    results.probe = p;
+    rows.push(
+      {
+        section: 'probe',
+        metric: 'lateness of a 50 ms timer set mid-run (raw generator)',
+        value: `${p.timerFiredBeforeStop ? '' : '>= '}${ms(p.timerLatenessMs)}`,
+        target: '< 100 ms',
+        pass: p.timerFiredBeforeStop && p.timerLatenessMs < 100,
+      },
+      {
+        section: 'probe',
+        metric: `checkpoints completed in ${fmt(p.runMs / 1000, 1)} s (raw generator)`,
+        value: `${p.checkpointsCompleted}`,
+        target: `>= ${Math.max(1, p.expectedCheckpoints - 1)}`,
+        pass: p.checkpointsCompleted >= Math.max(1, p.expectedCheckpoints - 1),
+      },
+    );
+  }
+
+  if (cfg.sections.has('throughput')) {
+    const runs = await section('throughput', () => throughput(cfg));
+    const off = runs.filter((r) => r.mode === 'off');
+    const on = runs.filter((r) => r.mode === 'on');
+    const medOff = median(off.map((r) => r.wordsPerSecond));
+    const medOn = median(on.map((r) => r.wordsPerSecond));
+    const ratio = medOn / medOff;
+    const checkpoints = on.flatMap((r) => r.checkpoints);
+    const measuredS = median(on.map((r) => r.measuredMs)) / 1000;
+    const perRun = median(on.map((r) => r.checkpointsCompleted));
+    const expectedPerRun = Math.floor((measuredS * 1000) / cfg.intervalMs);
+    const checkpointsKeptUp = perRun >= Math.max(1, expectedPerRun - 1);
+    const summary = {
+      wordsPerSecondOff: medOff,
+      wordsPerSecondOn: medOn,
+      rangeOff: range(off.map((r) => r.wordsPerSecond)),
+      rangeOn: range(on.map((r) => r.wordsPerSecond)),
+      ratio,
+      checkpointsPerRunMedian: perRun,
+      checkpointsPerRunExpected: expectedPerRun,
+      checkpoint: {
+        count: checkpoints.length,
+        durationMs: median(checkpoints.map((c) => c.durationMs)),
+        durationRangeMs: range(checkpoints.map((c) => c.durationMs)),
+        stateSize: median(checkpoints.map((c) => c.stateSize)),
+        fullSize: median(checkpoints.map((c) => c.fullSize)),
+        startDelayMs: median(checkpoints.map((c) => c.startDelayMs)),
+        alignmentMs: median(checkpoints.map((c) => c.alignmentMs)),
+        syncMs: median(checkpoints.map((c) => c.syncMs)),
+        asyncMs: median(checkpoints.map((c) => c.asyncMs)),
+        finalizeMs: median(checkpoints.map((c) => c.finalizeMs)),
+      },
+    };
+    results.throughput = { summary, runs };
+    const [loOff, hiOff] = summary.rangeOff;
+    const [loOn, hiOn] = summary.rangeOn;
+    const c = summary.checkpoint;
+    rows.push(
+      { section: 'wordcount', metric: `words/s, checkpointing off (median of ${off.length}; min..max)`, value: `${fmt(medOff)} (${fmt(loOff)}..${fmt(hiOff)})` },
+      { section: 'wordcount', metric: `words/s, checkpoint every ${fmt(cfg.intervalMs)} ms (median of ${on.length}; min..max)`, value: `${fmt(medOn)} (${fmt(loOn)}..${fmt(hiOn)})` },
+      {
+        section: 'wordcount',
+        metric: `checkpoints completed per ${fmt(measuredS, 1)} s run (median)`,
+        value: fmt(perRun, 1),
+        target: `>= ${Math.max(1, expectedPerRun - 1)}`,
+        pass: checkpointsKeptUp,
+      },
+      {
+        section: 'wordcount',
+        // The ratio only prices checkpointing if checkpoints actually ran at about the interval.
+        metric: 'throughput ratio, on / off (counts only if checkpoints kept up)',
+        value: fmt(ratio, 3),
+        target: '>= 0.900',
+        pass: ratio >= 0.9 && checkpointsKeptUp,
+      },
+      { section: 'checkpoint', metric: `end-to-end duration, median of ${c.count} (min..max)`, value: `${ms(c.durationMs)} (${fmt(c.durationRangeMs[0])}..${fmt(c.durationRangeMs[1])})`, target: `< ${fmt(cfg.intervalMs)} ms`, pass: c.durationMs < cfg.intervalMs },
+      { section: 'checkpoint', metric: 'phases (slowest subtask): start delay / alignment / sync / async / finalize', value: [c.startDelayMs, c.alignmentMs, c.syncMs, c.asyncMs, c.finalizeMs].map((x) => fmt(x)).join(' / ') + ' ms' },
+      { section: 'checkpoint', metric: 'stateSize (written) / fullSize (referenced), median', value: `${bytes(c.stateSize)} / ${bytes(c.fullSize)}` },
+    );
+  }
+
+  if (cfg.sections.has('restore')) {
+    const r = await section('restore', () => restore(cfg));
+    results.restore = r;
+    const phase = median(r.runs.map((x) => x.restorePhaseMs));
+    const first = median(r.runs.map((x) => x.firstRecordMs));
+    rows.push(
+      { section: 'restore', metric: `checkpoint of ${fmt(r.keys)} keys: size / time to take`, value: `${bytes(r.checkpoint.fullSize)} / ${ms(r.checkpoint.durationMs)}` },
+      { section: 'restore', metric: `restore phase (run() → state loaded), median of ${r.runs.length}`, value: `${ms(phase)} (${fmt(r.keys / (phase / 1000))} keys/s, ${fmt(r.checkpoint.fullSize / 1024 / 1024 / (phase / 1000), 1)} MiB/s)` },
+      { section: 'restore', metric: `start → first record out, median of ${r.runs.length}`, value: ms(first) },
+      { section: 'restore', metric: 'restored state seen in the first output', value: r.runs.every((x) => x.stateVerified) ? 'yes' : 'no', target: 'yes', pass: r.runs.every((x) => x.stateVerified) },
+    );
+  }
+
+  if (cfg.sections.has('incremental')) {
+    const r = await section('incremental', () => incremental(cfg));
+    results.incremental = r;
+    rows.push(
+      { section: 'incremental', metric: `build ${fmt(r.keys)} keys (keyed value state)`, value: `${fmt(r.buildKeysPerSecond)} keys/s` },
+      { section: 'incremental', metric: 'first (full) checkpoint: duration / written', value: `${ms(r.full.durationMs)} / ${bytes(r.full.stateSize)}` },
+      {
+        section: 'incremental',
+        metric: 'full phases: start delay / alignment / sync / async / finalize',
+        value: [r.full.startDelayMs, r.full.alignmentMs, r.full.syncMs, r.full.asyncMs, r.full.finalizeMs].map((x) => fmt(x)).join(' / ') + ' ms',
+      },
+      { section: 'incremental', metric: 'keys changed before the second checkpoint', value: `${fmt(r.incremental.entriesWritten)} (${fmt(100 * r.changedFraction, 2)}%)`, target: '< 1%', pass: r.changedFraction < 0.01 },
+      { section: 'incremental', metric: 'incremental checkpoint end-to-end duration', value: ms(r.incremental.durationMs), target: '< 1,000 ms', pass: r.incremental.durationMs < 1000 },
+      {
+        section: 'incremental',
+        metric: 'incremental phases: start delay / alignment / sync / async / finalize',
+        value: [r.incremental.startDelayMs, r.incremental.alignmentMs, r.incremental.syncMs, r.incremental.asyncMs, r.incremental.finalizeMs].map((x) => fmt(x)).join(' / ') + ' ms',
+      },
+      {
+        section: 'incremental',
+        metric: 'bytes written / full size (ratio)',
+        value: `${bytes(r.incremental.stateSize)} / ${bytes(r.incremental.fullSize)} (${fmt((100 * r.incremental.stateSize) / r.incremental.fullSize, 2)}%)`,
+        target: '< 5%',
+        pass: r.incremental.stateSize / r.incremental.fullSize < 0.05,
+      },
+    );
+  }
+
+  const loadAfter = loadavg();
+  const report = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    mode: cfg.quick ? 'quick' : 'full',
+    environment: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: cpus().length, cpuModel: cpus()[0]?.model, totalMemory: totalmem(), loadavgBefore: loadBefore, loadavgAfter: loadAfter },
+    setup: {
+      runtime: 'EmbeddedRunner, in process, checkpoints to FileCheckpointStorage in a temp dir',
+      source: 'generator, unbounded; each read first yields one event-loop turn (see bench/jobs.ts yieldingSource)',
+      sink: cfg.sink === 'discard' ? 'discard (counts and drops; no pending commits)' : 'files (exactly-once files sink in a temp dir)',
+      throughputUnit: 'words into the keyed Count operator per second',
+    },
+    config: { ...cfg, sections: [...cfg.sections] },
+    results,
+    rows,
+    ...(cfg.profile ? { profiles } : {}),
+  };
+  await mkdir(dirname(cfg.out), { recursive: true });
+  await writeFile(cfg.out, JSON.stringify(report, null, 2) + '\n');
+
+  console.log('');
+  console.log(`Floe embedded benchmark (${report.mode} mode) — ${report.environment.cpus} cores, node ${process.version}, load average ${loadBefore[0]!.toFixed(2)} → ${loadAfter[0]!.toFixed(2)}`);
+  console.log(`word count: generator source (${fmt(cfg.vocabulary)}-word vocabulary, ${cfg.wordsPerLine} words/line), keyed running count, ${report.setup.sink}, parallelism ${cfg.parallelism}`);
+  console.log('');
+  console.log(table(rows));
+  console.log('');
+  for (const summary of summaries) console.log(summary + '\n');
+  if (loadBefore[0]! > cpus().length || loadAfter[0]! > cpus().length) console.log(`note: the load average exceeded the core count (${cpus().length}); other processes were competing for CPU.`);
+  console.log(`results: ${relative(process.cwd(), cfg.out) || cfg.out}`);
+}
+
+await main();
