@@ -50,7 +50,9 @@ export function generator<T>(options: GeneratorOptions<T>): SourceConnector<T> {
       const values: T[] = [];
       let emitted = pos.emitted;
       for (let index = pos.split + emitted * pos.splits; values.length < max && index < count; index = pos.split + emitted * pos.splits) {
-        values.push(options.generate(index, mulberry32(murmur3(String(index), seed))));
+        let random: (() => number) | undefined;
+        const i = index;
+        values.push(options.generate(index, () => (random ??= mulberry32(murmur3(String(i), seed)))()));
         emitted++;
       }
       const next = pos.split + emitted * pos.splits;

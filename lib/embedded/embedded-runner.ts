@@ -46,7 +46,7 @@ export interface EmbeddedRunOptions {
   readonly clock?: Clock;
   /** @default files on local disk */
   readonly storage?: CheckpointStorage;
-  /** Envelopes an in-process channel holds before its sender waits. @default 64 */
+  /** Envelopes an in-process channel holds before its sender waits. @default 16 */
   readonly queueCapacity?: number;
   /** Receives one line per notable event (restores, checkpoints, restarts). */
   readonly log?: (message: string) => void;
@@ -108,6 +108,8 @@ export class EmbeddedRunner implements JobControl {
   private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
   private lastCoordinator: CoordinatorState | undefined;
   private cancelRequested = false;
+  /** Cleanup of old checkpoints, one at a time, off the coordinator's event chain. */
+  private cleanup: Promise<void> = Promise.resolve();
 
   constructor(
     readonly job: Job,
@@ -190,7 +192,7 @@ export class EmbeddedRunner implements JobControl {
     const gen = ++this.generation;
     const runId = `g${gen}-${randomBytes(3).toString('hex')}`;
     const store = new InMemoryStateStore();
-    const queues = new InMemoryQueues(this.options.queueCapacity ?? 64);
+    const queues = new InMemoryQueues(this.options.queueCapacity ?? 16);
     const restoredUids = new Set<string>();
     if (restore) {
       const source = `${restore.manifest.kind} ${restore.dir}`;
@@ -278,6 +280,7 @@ export class EmbeddedRunner implements JobControl {
     await Promise.allSettled(loops);
     // Snapshot writes outlive the step that started them: wait, so nothing writes to storage after the run returns.
     await Promise.allSettled([...attempt.snapshots]);
+    await this.cleanup;
     await attempt.events.catch(() => undefined);
     this.lastCoordinator = attempt.coordinator;
     attempt.stop();
@@ -384,7 +387,8 @@ export class EmbeddedRunner implements JobControl {
         await this.commitPending(commits);
         if (effect.kind === 'checkpoint') {
           if (!this.latestCompleted || effect.checkpointId > this.latestCompleted.id) this.latestCompleted = { id: effect.checkpointId, path: effect.path };
-          await discardOldCheckpoints(this.storage, root, this.plan.job, this.checkpointOptions.retained);
+          // Cleanup runs on a chain of its own: listing and deleting must not hold up the next trigger and the acks.
+          this.cleanup = this.cleanup.then(() => discardOldCheckpoints(this.storage, root, this.plan.job, this.checkpointOptions.retained)).catch((e: Error) => this.log(`checkpoint cleanup failed: ${e.message}`));
         }
         if (effect.requestId) this.triggers.set(effect.requestId, { status: 'COMPLETED', checkpointId: effect.checkpointId, location: effect.path });
         this.log(`${effect.kind} ${effect.checkpointId} completed: ${effect.path}`);

@@ -4,15 +4,15 @@ export function murmur3(text: string, seed = 0): number {
   const c1 = 0xcc9e2d51;
   const c2 = 0x1b873593;
   let i = 0;
-  const mix = (k: number) => {
+  for (; i + 1 < text.length; i += 2) {
+    let k = (text.charCodeAt(i) & 0xffff) | (text.charCodeAt(i + 1) << 16);
     k = Math.imul(k, c1);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, c2);
     h ^= k;
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  };
-  for (; i + 1 < text.length; i += 2) mix((text.charCodeAt(i) & 0xffff) | (text.charCodeAt(i + 1) << 16));
+  }
   if (i < text.length) {
     let k = text.charCodeAt(i) & 0xffff;
     k = Math.imul(k, c1);

@@ -131,6 +131,8 @@ export interface SnapshotLocation {
 export interface SubtaskStateStore {
   /** Reads the control row, or undefined for a subtask that has never committed. */
   readControl(): Promise<ControlRow | undefined>;
+  /** False for a store that holds everything in memory, so the task step need not gather keys to prefetch. @default true */
+  readonly prefetchRequired?: boolean;
   /** Loads every entry of the given record keys (StateKey.key is the record key) so `get` can answer synchronously. */
   prefetch(keys: readonly StateKey[]): Promise<void>;
   /** Reads a keyed entry (prefetched, or held in memory); `key` comes from `stateEntryKey`. */

@@ -215,7 +215,7 @@ export class SubtaskExecutor {
         const records = env.records ?? [];
         this.recordsIn += records.length;
         const head = this.operators[0]!;
-        if (records.length > 0 && records[0]!.k !== undefined) {
+        if (records.length > 0 && records[0]!.k !== undefined && this.store.prefetchRequired !== false) {
           await this.store.prefetch(records.map((r) => ({ keyGroup: r.g!, key: r.k! })));
         }
         for (const r of records) head.processRecord(r);

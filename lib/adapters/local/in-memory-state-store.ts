@@ -12,7 +12,7 @@ import type {
   Timer,
   WrittenState,
 } from '../../ports/index.js';
-import { parseStateEntryKey, parseTimerEntryKey, timerEntryKey } from '../../ports/index.js';
+import { TIMER_STATE_PREFIX, parseTimerEntryKey, timerEntryKey } from '../../ports/index.js';
 import type { StateHandle } from '../../core/manifest/model.js';
 import { CommitFencedError } from '../../core/errors.js';
 import { join, resolveRelative } from '../../core/manifest/layout.js';
@@ -74,6 +74,7 @@ const MAX_CHAIN_LENGTH = 10;
  * Changed keys are tracked so an incremental snapshot writes only those.
  */
 export class InMemorySubtaskState implements SubtaskStateStore {
+  readonly prefetchRequired = false;
   private entries = new Map<string, Entry>();
   private operatorState = new Map<string, readonly unknown[]>();
   private control: ControlRow | undefined;
@@ -151,13 +152,13 @@ export class InMemorySubtaskState implements SubtaskStateStore {
     let mode = options.mode;
     if (mode === 'incremental' && (!this.chain || [...this.chain.values()].some((c) => c.length >= MAX_CHAIN_LENGTH))) mode = 'full';
     // Serialize now, at the barrier; only the file writes happen asynchronously.
-    const lines = new Map<string, { g: number; line: string }[]>();
+    const lines = new Map<string, string[]>();
     const add = (key: string, g: number, value: unknown) => {
-      const uid = parseStateEntryKey(key).uid;
+      const uid = key.slice(0, key.indexOf('\u0000'));
       if (!uidSet.has(uid)) return;
       let list = lines.get(uid);
       if (!list) lines.set(uid, (list = []));
-      list.push({ g, line: value === undefined ? JSON.stringify([g, key]) : JSON.stringify([g, key, value]) });
+      list.push(value === undefined ? JSON.stringify([g, key]) : JSON.stringify([g, key, value]));
     };
     if (mode === 'incremental') {
       for (const [key, g] of this.dirty) add(key, g, this.entries.get(key)?.v);
@@ -181,8 +182,7 @@ export class InMemorySubtaskState implements SubtaskStateStore {
             const chain = [...(previous.get(uid) ?? [])];
             let written = 0;
             if (entries.length > 0) {
-              entries.sort((a, b) => a.g - b.g);
-              const bytes = new TextEncoder().encode(entries.map((e) => e.line).join('\n') + '\n');
+              const bytes = Buffer.from(entries.join('\n') + '\n');
               const file = `${uid}-${task.subtask}-chk${checkpointId}-${nonce}.jsonl`;
               let path: string;
               if (mode === 'canonical' || !location.sharedDir) {
@@ -235,6 +235,7 @@ export class InMemorySubtaskState implements SubtaskStateStore {
       }
     }
     for (const [key, e] of this.entries) {
+      if (!key.includes(TIMER_STATE_PREFIX)) continue;
       const timer = parseTimerEntryKey(key, e.g);
       if (timer) this.timers[timer.domain].push(timer.timestamp, key, e.g);
     }

@@ -42,12 +42,25 @@ export abstract class KeyedOperator extends Operator {
     return this.decoded;
   }
 
+  /** The last entry key built per state name: a record's read and write of the same state build it once. */
+  private readonly entryKeys = new Map<string, { k: string; key: string }>();
+
+  private entryKey(name: string): string {
+    let cached = this.entryKeys.get(name);
+    if (!cached) this.entryKeys.set(name, (cached = { k: '', key: '' }));
+    if (cached.k !== this.key.k || cached.key === '') {
+      cached.k = this.key.k;
+      cached.key = stateEntryKey(this.uid, name, this.key.k);
+    }
+    return cached.key;
+  }
+
   protected getEntry(name: string): unknown {
-    return this.rt.store.get(this.key.g, stateEntryKey(this.uid, name, this.key.k));
+    return this.rt.store.get(this.key.g, this.entryKey(name));
   }
 
   protected putEntry(name: string, value: unknown): void {
-    this.rt.store.put(this.key.g, stateEntryKey(this.uid, name, this.key.k), value);
+    this.rt.store.put(this.key.g, this.entryKey(name), value);
   }
 
   /** Binds declared state to the current key; the returned handles always act on the key current at call time. */
