@@ -21,7 +21,8 @@ export interface RunJobFileOptions {
 
 /** Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code. */
 export async function runJobFile(options: RunJobFileOptions): Promise<number> {
-  const log = (m: string) => process.stderr.write(`[floe] ${m}\n`);
+  // With the live progress line on, a log line first clears it; the next progress tick redraws it below.
+  const log = (m: string) => process.stderr.write(`${options.progress ? '\r\x1b[2K' : ''}[floe] ${m}\n`);
   const job = await loadJob(options.jobFile, options.jobArgs);
   const restore: RestoreSource =
     options.fromSavepoint !== undefined
