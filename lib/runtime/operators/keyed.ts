@@ -125,6 +125,8 @@ export abstract class KeyedOperator extends Operator {
   /** Fires this operator's due timers of a domain, one key at a time. */
   protected async fireTimers(domain: Timer['domain'], upTo: number, onTimer: (timer: Timer) => void): Promise<void> {
     const due = await this.rt.store.popDueTimers(domain, upTo);
+    // Timers of other operators in the chain go back for them to pop when their turn comes.
+    for (const t of due) if (t.uid !== this.uid) this.rt.store.registerTimer(t);
     const mine = due.filter((t) => t.uid === this.uid);
     if (mine.length === 0) return;
     await this.rt.store.prefetch(mine.map((t) => ({ keyGroup: t.keyGroup, key: t.recordKey })));
