@@ -16,6 +16,7 @@ import { parseTimerEntryKey, timerEntryKey } from '../../ports/index.js';
 import type { StateHandle } from '../../core/manifest/model.js';
 import { CommitFencedError, ErrorCode, FloeError } from '../../core/errors.js';
 import { join, resolveRelative } from '../../core/manifest/layout.js';
+import { encodeSnapshotLine, readRestoredEntries } from '../snapshot-file.js';
 import { MAX_LEAF_DEPTH, PackedBlob, PackedLayout, parseLeafId, recordKeyOf, bucketHash, timerPartsOf, type PackedRow } from './dynamodb-state-blob.js';
 
 /** What the control row carries besides its fencing attributes; stored as one compressed attribute. */
@@ -585,7 +586,7 @@ export abstract class PackedSubtaskState implements SubtaskStateStore {
         const list = lines.get(key.slice(0, key.indexOf('\u0000')));
         if (!list) continue;
         if (c.mode === 'incremental' ? row.m !== c.k : row.v === undefined) continue;
-        list.push({ g: row.g, key, line: row.v === undefined ? JSON.stringify([row.g, key]) : JSON.stringify([row.g, key, row.v]) });
+        list.push({ g: row.g, key, line: encodeSnapshotLine(row.g, key, row.v) });
       }
     }
     const result: Record<string, WrittenState> = {};
@@ -622,24 +623,7 @@ export abstract class PackedSubtaskState implements SubtaskStateStore {
    */
   async restore(input: RestoreInput): Promise<void> {
     const { head } = await this.readHead();
-    const [lo, hi] = input.keyGroups;
-    const decoder = new TextDecoder();
-    const entries = new Map<string, { g: number; v: unknown }>();
-    for (const op of Object.values(input.operators)) {
-      for (const chain of op.keyedState) {
-        for (const handle of chain) {
-          if (handle.keyGroups[1] <= lo || handle.keyGroups[0] >= hi) continue;
-          const text = decoder.decode(await input.storage.get(resolveRelative(input.manifestDir, handle.path)));
-          for (const line of text.split('\n')) {
-            if (line === '') continue;
-            const [g, key, value] = JSON.parse(line) as [number, string, unknown?];
-            if (g < lo || g >= hi) continue;
-            if (value === undefined) entries.delete(key);
-            else entries.set(key, { g, v: value });
-          }
-        }
-      }
-    }
+    const entries = await readRestoredEntries(input);
 
     this.blobs.clear();
     this.touched.clear();

@@ -15,6 +15,7 @@ import type {
 import { TIMER_STATE_PREFIX, parseTimerEntryKey, timerEntryKey } from '../../ports/index.js';
 import type { StateHandle } from '../../core/manifest/model.js';
 import { CommitFencedError } from '../../core/errors.js';
+import { encodeSnapshotLine, readRestoredEntries } from '../snapshot-file.js';
 import { join, resolveRelative } from '../../core/manifest/layout.js';
 import { randomBytes } from 'node:crypto';
 
@@ -158,7 +159,7 @@ export class InMemorySubtaskState implements SubtaskStateStore {
       if (!uidSet.has(uid)) return;
       let list = lines.get(uid);
       if (!list) lines.set(uid, (list = []));
-      list.push(value === undefined ? JSON.stringify([g, key]) : JSON.stringify([g, key, value]));
+      list.push(encodeSnapshotLine(g, key, value));
     };
     if (mode === 'incremental') {
       for (const [key, g] of this.dirty) add(key, g, this.entries.get(key)?.v);
@@ -216,24 +217,8 @@ export class InMemorySubtaskState implements SubtaskStateStore {
     this.timers.event.clear();
     this.timers.processing.clear();
     this.control = undefined;
-    const [lo, hi] = input.keyGroups;
-    const decoder = new TextDecoder();
-    for (const [uid, op] of Object.entries(input.operators)) {
-      this.operatorState.set(uid, op.operatorState);
-      for (const chain of op.keyedState) {
-        for (const handle of chain) {
-          if (handle.keyGroups[1] <= lo || handle.keyGroups[0] >= hi) continue;
-          const text = decoder.decode(await input.storage.get(resolveRelative(input.manifestDir, handle.path)));
-          for (const line of text.split('\n')) {
-            if (line === '') continue;
-            const [g, key, value] = JSON.parse(line) as [number, string, unknown?];
-            if (g < lo || g >= hi) continue;
-            if (value === undefined) this.entries.delete(key);
-            else this.entries.set(key, { g, v: value });
-          }
-        }
-      }
-    }
+    for (const [uid, op] of Object.entries(input.operators)) this.operatorState.set(uid, op.operatorState);
+    this.entries = await readRestoredEntries(input);
     for (const [key, e] of this.entries) {
       if (!key.includes(TIMER_STATE_PREFIX)) continue;
       const timer = parseTimerEntryKey(key, e.g);
