@@ -1,0 +1,37 @@
+import { ExecutionAlreadyExists, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { checkpointExecutionInput, checkpointExecutionName, type CheckpointRequestInput } from './coordinator-state-machine.js';
+
+/** Starts the watchdog execution of a checkpoint. */
+export interface CheckpointExecutions {
+  /** Starts `<job>-chk-<n>`; resolves `started: false` when an execution of that name exists already (running or not). */
+  start(checkpointId: number, request?: CheckpointRequestInput): Promise<{ readonly started: boolean; readonly executionArn?: string }>;
+}
+
+/** Options of {@link StepFunctionsCheckpointExecutions}. */
+export interface StepFunctionsCheckpointExecutionsOptions {
+  readonly client: SFNClient;
+  readonly stateMachineArn: string;
+  readonly job: string;
+}
+
+/**
+ * Starts checkpoint executions with StartExecution. Names are per checkpoint, so starting one twice is harmless:
+ * with the same input while it runs Step Functions returns the same execution; otherwise it refuses the name
+ * (`ExecutionAlreadyExists`), which here means "that checkpoint has its execution already".
+ */
+export class StepFunctionsCheckpointExecutions implements CheckpointExecutions {
+  constructor(private readonly options: StepFunctionsCheckpointExecutionsOptions) {}
+
+  async start(checkpointId: number, request?: CheckpointRequestInput): Promise<{ started: boolean; executionArn?: string }> {
+    const { client, stateMachineArn, job } = this.options;
+    try {
+      const res = await client.send(
+        new StartExecutionCommand({ stateMachineArn, name: checkpointExecutionName(job, checkpointId), input: checkpointExecutionInput(checkpointId, request) }),
+      );
+      return { started: true, ...(res.executionArn === undefined ? {} : { executionArn: res.executionArn }) };
+    } catch (e) {
+      if (e instanceof ExecutionAlreadyExists) return { started: false };
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,66 @@
+import type { AckResult } from '../../core/coordinator/ack-tracker.js';
+import type { CoordinatorEvent } from '../../core/coordinator/types.js';
+import type { CheckpointAck, Clock, CoordinatorGateway, TaskAddress } from '../../ports/index.js';
+import type { AppliedStep, CoordinatorStore, EffectRunner } from './coordinator-store.js';
+
+/** Options of {@link DynamoDbCoordinatorGateway}. */
+export interface DynamoDbCoordinatorGatewayOptions {
+  readonly job: string;
+  /** The job rows (a DynamoDbCoordinatorStore on AWS and in emulator mode). */
+  readonly store: CoordinatorStore;
+  /** Carries out the effects of every step this gateway writes (`CoordinatorTasks`). */
+  readonly effects: EffectRunner;
+  /** @default the system clock */
+  readonly clock?: Clock;
+}
+
+const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * How subtasks report to the coordinator on AWS: each report is an event applied to the job row with a conditional
+ * write (re-applied on a lost race, so concurrent acks from many Lambdas all count), and the effects of the written
+ * step — the manifest write once the last ack is in — are handed to the effect runner. The same gateway serves a
+ * Lambda and emulator mode; only the effect runner's ports differ.
+ */
+export class DynamoDbCoordinatorGateway implements CoordinatorGateway {
+  private readonly clock: Clock;
+
+  constructor(private readonly options: DynamoDbCoordinatorGatewayOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Records an ack. */
+  async acknowledge(ack: CheckpointAck): Promise<void> {
+    await this.receiveAcknowledge(ack);
+  }
+
+  /** Records a decline, which aborts the checkpoint unless it already has all its acks. */
+  async decline(checkpointId: number, task: TaskAddress, reason: string): Promise<void> {
+    await this.receiveDecline(checkpointId, task, reason);
+  }
+
+  /** Records an ack and answers what became of it (Flink's TaskAcknowledgeResult): `duplicate` for a repeat, `discarded` for a checkpoint that already finished. */
+  async receiveAcknowledge(ack: CheckpointAck): Promise<AckResult> {
+    const now = this.clock.now();
+    const task = `${ack.task.vertex}:${ack.task.subtask}`;
+    const applied = await this.apply({ type: 'ack', now, checkpointId: ack.checkpointId, ack: { task, operators: ack.operators, ackTimestamp: now } });
+    return applied.step.result ?? 'unknown';
+  }
+
+  /** Records a decline and answers what became of it. */
+  async receiveDecline(checkpointId: number, task: TaskAddress, reason: string): Promise<AckResult> {
+    const applied = await this.apply({ type: 'decline', now: this.clock.now(), checkpointId, task: `${task.vertex}:${task.subtask}`, reason });
+    return applied.step.result ?? 'unknown';
+  }
+
+  /** Records that a source subtask read all of its input (the final checkpoint starts once every source did). */
+  async sourceFinished(task: TaskAddress): Promise<void> {
+    await this.apply({ type: 'sourceFinished', now: this.clock.now(), task: `${task.vertex}:${task.subtask}` });
+  }
+
+  private async apply(event: CoordinatorEvent): Promise<AppliedStep> {
+    const applied = await this.options.store.apply(this.options.job, event);
+    if (applied.written) await this.options.effects.run(applied);
+    return applied;
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The coordinator's job row as plain data, and the pure step that applies one reducer event to it.
+ *
+ * A row is the reducer's `CoordinatorState` plus what only the AWS substrate needs to carry out effects durably
+ * (`CoordinatorRuntime`): the run's job id and generation, the last `seq` used on the coordinator's channels, and
+ * for every pending checkpoint where it is written and the `seq` of its barrier — so a barrier re-sent by a retried
+ * task is byte-for-byte the envelope sent the first time (same FIFO deduplication id, dropped by the receiver's seq
+ * check), and a retried manifest write targets the same directory.
+ *
+ * Nothing here does I/O: `coordinator-store.ts` loads and conditionally writes rows, `coordinator-tasks.ts` carries
+ * out the effects a committed step asks for.
+ */
+import { initialCoordinatorState, reduceCoordinator } from '../../core/coordinator/coordinator.js';
+import { CheckpointStatus, type CoordinatorEvent, type CoordinatorState, type CoordinatorStep, type PendingCheckpoint } from '../../core/coordinator/types.js';
+import { Layout } from '../../core/manifest/layout.js';
+import type { ResolvedCheckpointOptions } from '../../core/options.js';
+import type { PhysicalPlan } from '../../graph/plan.js';
+
+/** Where a pending snapshot is written, and the `seq` its barrier carries on every coordinator channel. */
+export interface SnapshotPlacement {
+  readonly seq: number;
+  /** The snapshot's own directory (holds `_metadata`). */
+  readonly dir: string;
+  /** Shared directory of incremental checkpoints; absent for savepoints. */
+  readonly sharedDir?: string;
+}
+
+/** What the AWS coordinator keeps next to the reducer's state. */
+export interface CoordinatorRuntime {
+  /** Id of the run, recorded in manifests. */
+  readonly jobId: string;
+  /** Generation of the run; barriers carry it, and a restore bumps it. */
+  readonly generation: number;
+  /**
+   * Last `seq` sent on the coordinator's channels in this generation. Every source subtask receives the same
+   * barriers in the same order, so one counter numbers all of its channels (`$coordinator:0` → `<source>:<i>`).
+   */
+  readonly barrierSeq: number;
+  /** Default savepoint directory (`savepoint.dir`). */
+  readonly savepointDir: string;
+  /** Checkpoint id → placement, for pending checkpoints only. */
+  readonly placements: Readonly<Record<string, SnapshotPlacement>>;
+}
+
+/** The job's lifecycle as the effects record it (`failJob`, `jobFinished`), for the control plane and the restart supervisor. */
+export const JobStatus = { Running: 'RUNNING', Failing: 'FAILING', Finished: 'FINISHED' } as const;
+export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
+
+/** The job status attributes of a row; written by effects, never by a reducer step. */
+export interface JobStatusRecord {
+  readonly status: JobStatus;
+  /** Why the job is failing, or the savepoint it finished with. */
+  readonly detail?: string;
+  readonly at: number;
+}
+
+/** One job's coordinator row. */
+export interface CoordinatorRow {
+  readonly job: string;
+  /** Bumped by every write; a write whose base version is stale is refused. */
+  readonly version: number;
+  readonly state: CoordinatorState;
+  readonly runtime: CoordinatorRuntime;
+  /** Present on rows read back from the store. */
+  readonly jobStatus?: JobStatusRecord;
+}
+
+/** A checkpoint whose status changed in a step, for the per-checkpoint status items the state machine polls. */
+export interface CheckpointStatusChange {
+  readonly checkpointId: number;
+  readonly kind: 'checkpoint' | 'savepoint';
+  readonly status: CheckpointStatus;
+  readonly at: number;
+  readonly reason?: string;
+  /** The snapshot directory, for completed ones. */
+  readonly path?: string;
+}
+
+/** The outcome of applying one event to a row. */
+export interface RowTransition {
+  /** The row to write (same `version` as the input; the store bumps it). */
+  readonly row: CoordinatorRow;
+  readonly step: CoordinatorStep;
+  /** False when the reducer changed nothing and asked for nothing: there is nothing to write. */
+  readonly changed: boolean;
+  readonly statusChanges: readonly CheckpointStatusChange[];
+}
+
+/** What a new job row starts from. */
+export interface NewCoordinatorRowInput {
+  readonly plan: PhysicalPlan;
+  readonly options: ResolvedCheckpointOptions;
+  readonly jobId: string;
+  /** Default savepoint directory. */
+  readonly savepointDir: string;
+  readonly now: number;
+  /** @default 1 */
+  readonly generation?: number;
+  /** First id to allocate. @default latestCompletedId + 1, or 1 */
+  readonly nextCheckpointId?: number;
+  readonly latestCompletedId?: number;
+  /** @default false */
+  readonly restored?: boolean;
+  /** @default 20 */
+  readonly historySize?: number;
+}
+
+/** Task keys (`<vertex>:<subtask>`) of every subtask of a plan, and of its source subtasks. */
+export function planTasks(plan: PhysicalPlan): { tasks: string[]; sourceTasks: string[] } {
+  const keys = (sourcesOnly: boolean) => plan.vertices.filter((v) => !sourcesOnly || v.isSource).flatMap((v) => Array.from({ length: v.parallelism }, (_, i) => `${v.id}:${i}`));
+  return { tasks: keys(false), sourceTasks: keys(true) };
+}
+
+/** A RUNNING job row (version 0: not yet stored) for a plan, with nothing pending. */
+export function newCoordinatorRow(input: NewCoordinatorRowInput): CoordinatorRow {
+  const { tasks, sourceTasks } = planTasks(input.plan);
+  const state = initialCoordinatorState({
+    tasks,
+    sourceTasks,
+    options: input.options,
+    now: input.now,
+    ...(input.nextCheckpointId === undefined ? {} : { nextCheckpointId: input.nextCheckpointId }),
+    ...(input.latestCompletedId === undefined ? {} : { latestCompletedId: input.latestCompletedId }),
+    ...(input.restored === undefined ? {} : { restored: input.restored }),
+    ...(input.historySize === undefined ? {} : { historySize: input.historySize }),
+  });
+  return {
+    job: input.plan.job,
+    version: 0,
+    state,
+    runtime: { jobId: input.jobId, generation: input.generation ?? 1, barrierSeq: 0, savepointDir: input.savepointDir, placements: {} },
+  };
+}
+
+/** Where checkpoint or savepoint `checkpoint` is written; deterministic, so a retried allocation lands in the same place. */
+export function placeSnapshot(row: Pick<CoordinatorRow, 'job' | 'state' | 'runtime'>, checkpoint: Pick<PendingCheckpoint, 'id' | 'kind' | 'dir'>, seq: number): SnapshotPlacement {
+  const root = row.state.options.dir;
+  if (checkpoint.kind === 'savepoint') {
+    return { seq, dir: Layout.savepointDir(checkpoint.dir ?? row.runtime.savepointDir, `${row.runtime.jobId.slice(0, 8)}-${checkpoint.id}`) };
+  }
+  return { seq, dir: Layout.checkpointDir(root, row.job, checkpoint.id), sharedDir: Layout.sharedDir(root, row.job) };
+}
+
+/**
+ * Applies one event: runs the reducer, places every checkpoint it starts (allocating its barrier `seq`), forgets
+ * placements of checkpoints that are no longer pending, and lists the checkpoints whose status changed.
+ */
+export function transitionRow(row: CoordinatorRow, event: CoordinatorEvent): RowTransition {
+  const step = reduceCoordinator(row.state, event);
+  // The reducer returns the very same state object when nothing changed (duplicate ack, late message, idle tick).
+  const changed = step.state !== row.state || step.effects.length > 0;
+  if (!changed) return { row, step, changed, statusChanges: [] };
+
+  let barrierSeq = row.runtime.barrierSeq;
+  const placements: Record<string, SnapshotPlacement> = {};
+  for (const p of step.state.pending) {
+    const existing = row.runtime.placements[String(p.id)];
+    if (existing) placements[String(p.id)] = existing;
+  }
+  for (const effect of step.effects) {
+    if (effect.type !== 'injectBarrier' || placements[String(effect.checkpointId)]) continue;
+    const pending = step.state.pending.find((p) => p.id === effect.checkpointId);
+    // Started and finished within one step (cannot happen today): nothing to place.
+    if (!pending) continue;
+    placements[String(pending.id)] = placeSnapshot(row, pending, ++barrierSeq);
+  }
+  const next: CoordinatorRow = { ...row, state: step.state, runtime: { ...row.runtime, barrierSeq, placements } };
+  return { row: next, step, changed, statusChanges: statusChanges(row.state, step.state, event.now) };
+}
+
+/** Checkpoints that became pending or left the pending list between two states. */
+export function statusChanges(before: CoordinatorState, after: CoordinatorState, now: number): CheckpointStatusChange[] {
+  const out: CheckpointStatusChange[] = [];
+  const wasPending = new Set(before.pending.map((p) => p.id));
+  const isPending = new Set(after.pending.map((p) => p.id));
+  for (const p of after.pending) {
+    if (!wasPending.has(p.id)) out.push({ checkpointId: p.id, kind: p.kind, status: CheckpointStatus.InProgress, at: now });
+  }
+  for (const p of before.pending) {
+    if (isPending.has(p.id)) continue;
+    const record = after.history.find((h) => h.id === p.id);
+    out.push({
+      checkpointId: p.id,
+      kind: p.kind,
+      status: record?.status ?? CheckpointStatus.Failed,
+      at: record?.finishedAt ?? now,
+      ...(record?.failureReason === undefined ? {} : { reason: record.failureReason }),
+      ...(record?.externalPath === undefined ? {} : { path: record.externalPath }),
+    });
+  }
+  return out;
+}
+
+/**
+ * What the row says about checkpoint `id`: pending, in the history, or — when it finished so long ago that the
+ * history no longer holds it — `undefined` (the caller may look for its manifest).
+ */
+export function checkpointStatusOf(row: CoordinatorRow, id: number): CheckpointStatusChange | undefined {
+  const pending = row.state.pending.find((p) => p.id === id);
+  if (pending) return { checkpointId: id, kind: pending.kind, status: CheckpointStatus.InProgress, at: pending.triggeredAt };
+  const record = row.state.history.find((h) => h.id === id);
+  if (!record) return undefined;
+  return {
+    checkpointId: id,
+    kind: record.kind,
+    status: record.status,
+    at: record.finishedAt ?? record.triggeredAt,
+    ...(record.failureReason === undefined ? {} : { reason: record.failureReason }),
+    ...(record.externalPath === undefined ? {} : { path: record.externalPath }),
+  };
+}

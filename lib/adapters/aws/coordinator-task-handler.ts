@@ -1,0 +1,98 @@
+import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from '@aws-sdk/client-sfn';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import type { SqsBatchHandler, SqsBatchResponse, SqsRecord } from './sqs-poller.js';
+import { isRetryable } from './sqs-queue-sender.js';
+import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from './coordinator-state-machine.js';
+import { TriggerRefusedError, jsonLineLog, type CoordinatorLog, type CoordinatorTasks } from './coordinator-tasks.js';
+
+/** Options of {@link createCoordinatorTaskHandler}. */
+export interface CoordinatorTaskHandlerOptions {
+  /** Runs the tasks of the one job this handler serves. */
+  readonly tasks: CoordinatorTasks;
+  /** Answers the state machine (SendTaskSuccess / SendTaskFailure). */
+  readonly sfn: SFNClient;
+  /** @default JSON lines on stdout */
+  readonly log?: CoordinatorLog;
+}
+
+/** Longest `cause` SendTaskFailure accepts. */
+const MAX_CAUSE = 32_768;
+
+/** Errors of SendTask* that say the execution no longer waits for this token: nothing to retry. */
+const GONE = new Set(['TaskTimedOut', 'InvalidToken', 'TaskDoesNotExist']);
+
+/** The error name a task failure is reported with, which decides between Retry and Catch in the state machine. */
+export function taskErrorName(error: unknown): string {
+  if (error instanceof TriggerRefusedError) return CoordinatorError.TriggerRefused;
+  if (error instanceof FloeError) return error.retryable ? CoordinatorError.Retryable : CoordinatorError.TaskFailed;
+  return isRetryable(error) ? CoordinatorError.Retryable : CoordinatorError.TaskFailed;
+}
+
+/**
+ * The coordinator-tasks queue's consumer, shaped as a Lambda SQS handler with `ReportBatchItemFailures`, so the
+ * Lambda and emulator mode's in-process poller run the same code. A task from the state machine is answered with
+ * SendTaskSuccess or SendTaskFailure (its message is then done, whatever the outcome); a message whose answer
+ * could not be delivered, a `tick` that failed, or a malformed message is reported as failed, to come back or to
+ * reach the dead-letter queue.
+ */
+export function createCoordinatorTaskHandler(options: CoordinatorTaskHandlerOptions): SqsBatchHandler {
+  const log = options.log ?? jsonLineLog;
+  const { tasks, sfn } = options;
+
+  const runTask = async (message: CoordinatorTaskMessage): Promise<unknown> => {
+    if (message.job !== tasks.job) throw new FloeError(ErrorCode.BadRequest, `task for job '${message.job}' reached the coordinator of '${tasks.job}'`);
+    switch (message.type) {
+      case 'trigger':
+        return tasks.trigger(message.input, message.pollIntervalSeconds);
+      case 'abort':
+        return tasks.abort(message.checkpointId);
+      case 'complete':
+        return tasks.complete(message.checkpointId);
+      case 'tick':
+        await tasks.tick();
+        return {};
+    }
+  };
+
+  /** Handles one record; true when it is done (delete it), false when it must come back. */
+  const handle = async (record: SqsRecord): Promise<boolean> => {
+    let message: CoordinatorTaskMessage;
+    try {
+      message = parseCoordinatorTaskMessage(record.body, `message ${record.messageId}`);
+    } catch (e) {
+      log({ level: 'error', message: (e as Error).message, messageId: record.messageId });
+      return false;
+    }
+    const token = 'taskToken' in message ? message.taskToken : undefined;
+    const context = { messageId: record.messageId, job: message.job, task: message.type, ...('checkpointId' in message ? { checkpointId: message.checkpointId } : {}) };
+    let answer: { output: unknown } | { error: string; cause: string };
+    try {
+      answer = { output: await runTask(message) };
+    } catch (e) {
+      const error = taskErrorName(e);
+      const cause = `${(e as Error).name ?? 'Error'}: ${(e as Error).message ?? String(e)}`.slice(0, MAX_CAUSE);
+      log({ level: error === CoordinatorError.Retryable ? 'warn' : 'error', message: `coordinator task ${message.type} failed: ${cause}`, error, ...context });
+      if (token === undefined) return false;
+      answer = { error, cause };
+    }
+    if (token === undefined) return true;
+    try {
+      if ('output' in answer) await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(answer.output) }));
+      else await sfn.send(new SendTaskFailureCommand({ taskToken: token, error: answer.error, cause: answer.cause }));
+      return true;
+    } catch (e) {
+      const name = (e as Error).name;
+      if (GONE.has(name)) {
+        log({ level: 'warn', message: `the execution no longer waits for this ${message.type} task (${name})`, ...context });
+        return true;
+      }
+      log({ level: 'error', message: `answering the ${message.type} task failed: ${name}: ${(e as Error).message}`, ...context });
+      return false;
+    }
+  };
+
+  return async (event): Promise<SqsBatchResponse> => {
+    const done = await Promise.all(event.Records.map((r) => handle(r)));
+    return { batchItemFailures: event.Records.filter((_, i) => !done[i]).map((r) => ({ itemIdentifier: r.messageId })) };
+  };
+}

@@ -1,0 +1,351 @@
+/**
+ * The coordinator's work on AWS: carrying out the effects of written reducer steps, and the state machine's tasks.
+ *
+ * | effect                | on AWS                                                                                  |
+ * | --------------------- | --------------------------------------------------------------------------------------- |
+ * | `injectBarrier`       | barrier envelopes (seq and directory from the job row) to each source vertex's queue,    |
+ * |                       | then StartExecution `<job>-chk-<n>` (skipped inside that execution's own Trigger task)   |
+ * | `writeManifest`       | `buildManifest` → `putIfAbsent(<dir>/_metadata)` → event `manifestWritten` / `…Failed`   |
+ * | `checkpointCompleted` | pending sink commits via the committer registry; `discardOldCheckpoints` for checkpoints |
+ * | `checkpointAborted`   | logged (its status item is written with every status change)                            |
+ * | `failJob`             | job row `jobStatus = FAILING` with the reason (the restart supervisor takes it from there) |
+ * | `jobFinished`         | job row `jobStatus = FINISHED` with the savepoint path                                  |
+ *
+ * Tasks (each idempotent, so Step Functions may retry them):
+ * - **trigger** `n`: if `n` is the next id, apply a `trigger` request and write it only if the reducer starts `n`
+ *   at once (a queued request would start later under another id, whose execution could not be this one); if `n`
+ *   was allocated already, re-send its barriers. Answers the status key and the countdown to its deadline.
+ * - **abort** `n`: apply a `tick` (the reducer expires what is overdue — never a checkpoint whose manifest is being
+ *   written); re-run the manifest write of an overdue checkpoint that has all its acks (its writer died); rewrite
+ *   the status item from the row. Answers the status.
+ * - **complete** `n`: commit the checkpoint's pending sink transactions again, so completion side effects happen
+ *   at least once even if the process that completed the checkpoint died right after.
+ * - **tick**: the periodic heartbeat (interval, min pause, queued requests, timeouts).
+ *
+ * A `putIfAbsent` refused because `_metadata` exists means another writer of the same checkpoint won (a duplicate
+ * or a re-run): the stored manifest is read back and, if it is this run's checkpoint `n`, adopted as written. The
+ * effects of one step all run even when one fails; the failures are then thrown together, so the caller's message
+ * comes back, and what was lost is recovered by the watchdog execution (barriers by Trigger, manifests by Abort,
+ * commits by Complete, status items by Abort).
+ */
+import { CheckpointStatus, type CoordinatorEffect, type CoordinatorEvent, type CoordinatorState, type PendingCheckpoint } from '../../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { Layout, join } from '../../core/manifest/layout.js';
+import { ManifestSerializer } from '../../core/manifest/serializer.js';
+import type { PhysicalPlan } from '../../graph/plan.js';
+import type { CheckpointStorage, Clock, QueueSender, SinkCommitter } from '../../ports/index.js';
+import { buildManifest, discardOldCheckpoints, loadManifest } from '../../runtime/snapshot-catalog.js';
+import { barrierEnvelopes } from './coordinator-barriers.js';
+import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './coordinator-commits.js';
+import type { CheckpointExecutions } from './coordinator-executions.js';
+import { JobStatus, checkpointStatusOf, newCoordinatorRow, type CheckpointStatusChange, type CoordinatorRow, type NewCoordinatorRowInput } from './coordinator-job-row.js';
+import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from './coordinator-state-machine.js';
+import { checkpointStatusKey } from './coordinator-schema.js';
+import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from './coordinator-store.js';
+
+/** Most status checks one execution makes before its deadline; longer timeouts poll less often. */
+export const MAX_POLL_ROUNDS = 1000;
+
+/** One structured log entry; `message` says what happened, the other fields are for queries. */
+export interface CoordinatorLogEntry {
+  readonly level: 'info' | 'warn' | 'error';
+  readonly message: string;
+  readonly [field: string]: unknown;
+}
+
+/** Where the coordinator logs. */
+export type CoordinatorLog = (entry: CoordinatorLogEntry) => void;
+
+/** Structured JSON lines on stdout, which Lambda sends to CloudWatch Logs as they are. */
+export const jsonLineLog: CoordinatorLog = (entry) => console.log(JSON.stringify({ time: new Date().toISOString(), ...entry }));
+
+/** The Trigger task could not start the checkpoint its execution is named after. */
+export class TriggerRefusedError extends FloeError {
+  constructor(message: string) {
+    super(ErrorCode.BadRequest, message);
+    this.name = 'TriggerRefusedError';
+  }
+}
+
+/** Options of {@link CoordinatorTasks}. */
+export interface CoordinatorTasksOptions {
+  /** The job's physical plan: source vertices get barriers, manifests list its operators. */
+  readonly plan: PhysicalPlan;
+  readonly store: CoordinatorStore;
+  /** Where manifests are written (S3 on AWS). */
+  readonly storage: CheckpointStorage;
+  /** Sends barrier envelopes to the source vertices' queues. */
+  readonly sender: QueueSender;
+  /** Starts the watchdog execution of a checkpoint a tick or request started. @default none (the caller starts executions) */
+  readonly executions?: CheckpointExecutions;
+  /** Committers of pending sink transactions, by sink kind; the plan's own sinks are used for kinds not listed. @default [] */
+  readonly committers?: readonly SinkCommitter[];
+  /** @default the system clock */
+  readonly clock?: Clock;
+  /** @default JSON lines on stdout */
+  readonly log?: CoordinatorLog;
+}
+
+/** Where effects run: inside the Trigger task of checkpoint `insideExecution`, that execution need not be started. */
+export interface EffectContext {
+  readonly insideExecution?: number;
+}
+
+const systemClock: Clock = { now: () => Date.now() };
+
+/** Carries out coordinator effects and runs the state machine's tasks for one job. */
+export class CoordinatorTasks implements EffectRunner {
+  readonly job: string;
+  private readonly plan: PhysicalPlan;
+  private readonly store: CoordinatorStore;
+  private readonly storage: CheckpointStorage;
+  private readonly sender: QueueSender;
+  private readonly executions: CheckpointExecutions | undefined;
+  private readonly commits: SinkCommitRegistry;
+  private readonly clock: Clock;
+  private readonly log: CoordinatorLog;
+
+  constructor(options: CoordinatorTasksOptions) {
+    this.plan = options.plan;
+    this.job = options.plan.job;
+    this.store = options.store;
+    this.storage = options.storage;
+    this.sender = options.sender;
+    this.executions = options.executions;
+    this.commits = new SinkCommitRegistry(options.plan, options.committers);
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? jsonLineLog;
+  }
+
+  /** Creates the job row unless the job has one already; returns the stored row. */
+  async initialize(input: Omit<NewCoordinatorRowInput, 'plan' | 'now'> & { readonly now?: number }): Promise<CoordinatorRow> {
+    const row = newCoordinatorRow({ ...input, plan: this.plan, now: input.now ?? this.clock.now() });
+    try {
+      return await this.store.create(row);
+    } catch (e) {
+      if (e instanceof CoordinatorConflictError && e.current) return e.current;
+      throw e;
+    }
+  }
+
+  /** Applies an event to the job row and carries out the effects of the written step. */
+  async dispatch(event: CoordinatorEvent, context: EffectContext = {}): Promise<AppliedStep> {
+    const applied = await this.store.apply(this.job, event);
+    await this.run(applied, context);
+    return applied;
+  }
+
+  /**
+   * Carries out a written step: status items first, then each effect in order, feeding the events effects produce
+   * (manifest written or failed) back through the job row. Every effect is attempted; failures are thrown together.
+   */
+  async run(applied: AppliedStep, context: EffectContext = {}): Promise<void> {
+    if (!applied.written) return;
+    const errors: unknown[] = [];
+    const attempt = async (what: () => Promise<void>) => {
+      try {
+        await what();
+      } catch (e) {
+        errors.push(e);
+      }
+    };
+    for (const change of applied.statusChanges) await attempt(() => this.store.putCheckpointStatus(this.job, change));
+    for (const effect of applied.step.effects) {
+      await attempt(async () => {
+        for (const event of await this.carryOut(effect, applied.row, context)) await this.dispatch(event, context);
+      });
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) {
+      const retryable = errors.every((e) => e instanceof FloeError && e.retryable);
+      throw new FloeError(ErrorCode.Storage, `${errors.length} coordinator effects failed: ${errors.map((e) => (e as Error).message).join('; ')}`, { cause: errors, retryable });
+    }
+  }
+
+  /** The Trigger task: makes sure checkpoint `n` is started and its barriers are sent; throws TriggerRefusedError when it cannot be. */
+  async trigger(input: CheckpointExecutionInput, pollIntervalSeconds: number): Promise<TriggerTaskOutput> {
+    const n = input.checkpointId;
+    let row = await this.store.require(this.job);
+    let sent = false;
+    if (n === row.state.nextCheckpointId) {
+      const r = input.request;
+      const request = {
+        requestId: r?.requestId ?? checkpointExecutionName(this.job, n),
+        kind: r?.kind ?? 'checkpoint',
+        ...(r?.dir === undefined ? {} : { dir: r.dir }),
+        ...(r?.termination === undefined ? {} : { termination: r.termination }),
+      } as const;
+      const applied = await this.store.apply(
+        this.job,
+        { type: 'trigger', now: this.clock.now(), request },
+        { accept: (t) => t.step.effects.some((e) => e.type === 'injectBarrier' && e.checkpointId === n) },
+      );
+      row = applied.row;
+      if (applied.written) {
+        await this.run(applied, { insideExecution: n });
+        sent = true;
+        this.log({ level: 'info', message: `${request.kind} ${n} triggered`, job: this.job, checkpointId: n });
+      }
+    }
+    // Refused, or another trigger of the same execution allocated `n` meanwhile: decide on the row as it is now.
+    if (n >= row.state.nextCheckpointId) throw new TriggerRefusedError(refusalReason(row.state, n));
+    const pending = row.state.pending.find((p) => p.id === n);
+    if (pending && !sent) {
+      await this.sender.send(barrierEnvelopes(this.plan, row, n));
+      await this.store.putCheckpointStatus(this.job, { checkpointId: n, kind: pending.kind, status: CheckpointStatus.InProgress, at: pending.triggeredAt });
+    } else if (!pending) {
+      await this.store.putCheckpointStatus(this.job, await this.finishedStatus(row, n));
+    }
+    return { checkpointId: n, statusKey: checkpointStatusKey(this.job, n), ...countdown(row.state, pending, this.clock.now(), pollIntervalSeconds) };
+  }
+
+  /** The Abort task: lets the reducer expire checkpoint `n` if it is overdue, recovers a stuck manifest write, and answers the status. */
+  async abort(checkpointId: number): Promise<AbortTaskOutput> {
+    const now = this.clock.now();
+    let row = (await this.dispatch({ type: 'tick', now })).row;
+    const pending = row.state.pending.find((p) => p.id === checkpointId);
+    if (pending?.finalizing && now - pending.triggeredAt >= row.state.options.timeout) {
+      // Every task acked long ago but the manifest's outcome never reached the row: its writer died. Writing is idempotent.
+      this.log({ level: 'warn', message: `rewriting the manifest of ${pending.kind} ${checkpointId}: all tasks acked but it never completed`, job: this.job, checkpointId });
+      await this.run({ row, step: { state: row.state, effects: [{ type: 'writeManifest', checkpoint: pending }] }, written: true, refused: false, statusChanges: [] });
+      row = await this.store.require(this.job);
+    }
+    const status = checkpointStatusOf(row, checkpointId) ?? (await this.finishedStatus(row, checkpointId));
+    if (status.status !== CheckpointStatus.InProgress) await this.store.putCheckpointStatus(this.job, status);
+    return { status: status.status, ...(status.reason === undefined ? {} : { reason: status.reason }) };
+  }
+
+  /** The Complete task: commits completed checkpoint `n`'s pending sink transactions (again; commits are idempotent). */
+  async complete(checkpointId: number): Promise<CompleteTaskOutput> {
+    const row = await this.store.require(this.job);
+    const status = checkpointStatusOf(row, checkpointId) ?? (await this.store.getCheckpointStatus(this.job, checkpointId));
+    if (status?.status !== CheckpointStatus.Completed || status.path === undefined) {
+      throw new FloeError(ErrorCode.NotFound, `${checkpointId} is not a completed checkpoint of job '${this.job}' (${status?.status ?? 'unknown'})`);
+    }
+    return { committed: await this.commitCheckpoint(row, checkpointId, status.path) };
+  }
+
+  /** The periodic heartbeat: starts due checkpoints, serves queued requests, expires overdue ones. */
+  async tick(): Promise<AppliedStep> {
+    return this.dispatch({ type: 'tick', now: this.clock.now() });
+  }
+
+  /** Carries out one effect; returns the events its outcome produces. */
+  private async carryOut(effect: CoordinatorEffect, row: CoordinatorRow, context: EffectContext): Promise<CoordinatorEvent[]> {
+    switch (effect.type) {
+      case 'injectBarrier': {
+        await this.sender.send(barrierEnvelopes(this.plan, row, effect.checkpointId));
+        if (this.executions && context.insideExecution !== effect.checkpointId) await this.executions.start(effect.checkpointId);
+        return [];
+      }
+      case 'writeManifest':
+        return [await this.writeManifest(row, effect.checkpoint)];
+      case 'checkpointCompleted': {
+        const committed = await this.commitCheckpoint(row, effect.checkpointId, effect.path);
+        this.log({ level: 'info', message: `${effect.kind} ${effect.checkpointId} completed`, job: this.job, checkpointId: effect.checkpointId, path: effect.path, committed });
+        if (effect.kind === 'checkpoint') {
+          const { dir, retained } = row.state.options;
+          // Cleanup must not fail the completion: what it leaves is removed by the next one.
+          await discardOldCheckpoints(this.storage, dir, this.job, retained).catch((e: Error) =>
+            this.log({ level: 'warn', message: `checkpoint cleanup failed: ${e.message}`, job: this.job, checkpointId: effect.checkpointId }),
+          );
+        }
+        return [];
+      }
+      case 'checkpointAborted':
+        this.log({ level: 'warn', message: `checkpoint ${effect.checkpointId} aborted: ${effect.reason}`, job: this.job, checkpointId: effect.checkpointId });
+        return [];
+      case 'failJob':
+        this.log({ level: 'error', message: `job failing over: ${effect.reason}`, job: this.job });
+        await this.store.setJobStatus(this.job, { status: JobStatus.Failing, detail: effect.reason, at: this.clock.now() });
+        return [];
+      case 'jobFinished': {
+        const path = row.state.history.find((h) => h.id === effect.checkpointId)?.externalPath;
+        this.log({ level: 'info', message: `job finished (${effect.termination}) with checkpoint ${effect.checkpointId}`, job: this.job, path });
+        await this.store.setJobStatus(this.job, { status: JobStatus.Finished, ...(path === undefined ? {} : { detail: path }), at: this.clock.now() });
+        return [];
+      }
+    }
+  }
+
+  /** Writes a fully acknowledged checkpoint's manifest, create-only; answers the event that reports the outcome. */
+  private async writeManifest(row: CoordinatorRow, checkpoint: PendingCheckpoint): Promise<CoordinatorEvent> {
+    const id = checkpoint.id;
+    const placement = row.runtime.placements[String(id)];
+    const failed = (reason: string): CoordinatorEvent => ({ type: 'manifestFailed', now: this.clock.now(), checkpointId: id, reason });
+    if (!placement) return failed(`the job row has no placement for ${checkpoint.kind} ${id}`);
+    const location = join(placement.dir, Layout.METADATA);
+    try {
+      const manifest = buildManifest({ plan: this.plan, jobId: row.runtime.jobId, generation: row.runtime.generation, checkpoint, completedAt: this.clock.now() });
+      await this.storage.putIfAbsent(location, ManifestSerializer.serialize(manifest));
+      return { type: 'manifestWritten', now: this.clock.now(), checkpointId: id, path: placement.dir };
+    } catch (e) {
+      const exists = e instanceof FloeError && e.code === ErrorCode.ManifestExists;
+      // A PUT that reported a failure may still have landed: only a manifest that is not there has failed.
+      if (exists || (await this.storage.exists(location).catch(() => false))) return this.adoptManifest(row, id, placement.dir);
+      return failed((e as Error).message);
+    }
+  }
+
+  /** Another writer created `dir/_metadata` first: it completes checkpoint `id` if it is this run's manifest of it. */
+  private async adoptManifest(row: CoordinatorRow, id: number, dir: string): Promise<CoordinatorEvent> {
+    let found;
+    try {
+      found = (await loadManifest(this.storage, dir)).manifest;
+    } catch (e) {
+      if (e instanceof FloeError && (e.code === ErrorCode.CorruptManifest || e.code === ErrorCode.UnsupportedManifestVersion)) {
+        return { type: 'manifestFailed', now: this.clock.now(), checkpointId: id, reason: e.message };
+      }
+      throw e;
+    }
+    if (found.checkpointId === id && found.jobId === row.runtime.jobId) {
+      this.log({ level: 'info', message: `manifest of checkpoint ${id} was written by another writer; adopting it`, job: this.job, checkpointId: id });
+      return { type: 'manifestWritten', now: this.clock.now(), checkpointId: id, path: dir };
+    }
+    return {
+      type: 'manifestFailed',
+      now: this.clock.now(),
+      checkpointId: id,
+      reason: `${join(dir, Layout.METADATA)} holds checkpoint ${found.checkpointId} of run ${found.jobId}, not checkpoint ${id} of run ${row.runtime.jobId}`,
+    };
+  }
+
+  /** Commits a completed checkpoint's pending sink transactions, from its history record or else from its manifest; answers how many. */
+  private async commitCheckpoint(row: CoordinatorRow, id: number, path: string): Promise<number> {
+    const record = row.state.history.find((h) => h.id === id);
+    const commits = record ? commitsOfRecord(record) : commitsOfManifest((await loadManifest(this.storage, path)).manifest);
+    await this.commits.commitAll(commits);
+    return commits.length;
+  }
+
+  /** The status of a checkpoint that is no longer pending: its history record, else whether its manifest exists. */
+  private async finishedStatus(row: CoordinatorRow, id: number): Promise<CheckpointStatusChange> {
+    const known = checkpointStatusOf(row, id);
+    if (known) return known;
+    const stored = await this.store.getCheckpointStatus(this.job, id);
+    if (stored && stored.status !== CheckpointStatus.InProgress) return stored;
+    const dir = Layout.checkpointDir(row.state.options.dir, this.job, id);
+    const now = this.clock.now();
+    if (await this.storage.exists(join(dir, Layout.METADATA))) return { checkpointId: id, kind: 'checkpoint', status: CheckpointStatus.Completed, at: now, path: dir };
+    return { checkpointId: id, kind: stored?.kind ?? 'checkpoint', status: CheckpointStatus.Failed, at: now, reason: `checkpoint ${id} finished without a manifest and has left the history` };
+  }
+}
+
+/** Why checkpoint `n` cannot be started now. */
+function refusalReason(state: CoordinatorState, n: number): string {
+  if (n > state.nextCheckpointId) return `checkpoint ${n} is not the next one (${state.nextCheckpointId})`;
+  if (state.status !== 'RUNNING') return `checkpoint ${n} cannot start: the job is ${state.status}`;
+  if (state.pending.length >= state.options.maxConcurrent) {
+    return `checkpoint ${n} cannot start: ${state.pending.length} pending (checkpoint.maxConcurrent is ${state.options.maxConcurrent})`;
+  }
+  return `checkpoint ${n} cannot start now: a snapshot that ends the job is pending or requests are queued`;
+}
+
+/** The status checks left before a checkpoint's deadline, and how far apart they are. */
+function countdown(state: CoordinatorState, pending: PendingCheckpoint | undefined, now: number, pollIntervalSeconds: number): { pollSeconds: number; remaining: number[] } {
+  const { timeout } = state.options;
+  const pollSeconds = Math.max(pollIntervalSeconds, Math.ceil(timeout / 1000 / MAX_POLL_ROUNDS));
+  if (!pending) return { pollSeconds, remaining: [] };
+  const left = Math.max(0, pending.triggeredAt + timeout - now);
+  return { pollSeconds, remaining: new Array<number>(Math.ceil(left / (pollSeconds * 1000))).fill(0) };
+}
