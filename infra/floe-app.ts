@@ -1,0 +1,102 @@
+import { resolve } from 'node:path';
+import { App, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { ErrorCode, FloeError, ValidationError } from '../lib/core/errors.js';
+import { loadJob } from '../lib/embedded/load-job.js';
+import { FloeJob } from './floe-job.js';
+
+/**
+ * CDK context keys `infra/app.ts` reads (`cdk synth -c job=examples/wordcount.ts -c args="--input s3://… --output s3://…"`).
+ * Values given with `-c` are strings; in cdk.json `args` may also be a JSON array.
+ */
+export const FloeContext = {
+  /** The job file (required). */
+  Job: 'job',
+  /** The job arguments, split like a shell does (quotes group words). */
+  Args: 'args',
+  /** Parallelism override. */
+  Parallelism: 'parallelism',
+  /** Stack name. @default `Floe-<job name>` */
+  StackName: 'stackName',
+  /** `retain` (default) or `destroy`: what happens to the bucket and tables when the stack goes. */
+  RemovalPolicy: 'removalPolicy',
+  /** `true` (default) or `false`: DynamoDB deletion protection. */
+  DeletionProtection: 'deletionProtection',
+  /** Operator handler module. @default functions/operator.ts */
+  OperatorEntry: 'operatorEntry',
+  /** Coordinator handler module. @default functions/coordinator.ts */
+  CoordinatorEntry: 'coordinatorEntry',
+} as const;
+
+/** Splits a command line into words: whitespace separates, single or double quotes group, backslash escapes. */
+export function splitArgs(text: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  let quote: '"' | "'" | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === quote) quote = undefined;
+      else if (c === '\\' && quote === '"' && i + 1 < text.length) word += text[++i]!;
+      else word += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      word ??= '';
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else if (c === '\\' && i + 1 < text.length) {
+      word = (word ?? '') + text[++i]!;
+    } else {
+      word = (word ?? '') + c;
+    }
+  }
+  if (quote) throw new ValidationError(ErrorCode.InvalidOptions, `context '${FloeContext.Args}'`, [`unterminated ${quote} quote in '${text}'`]);
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
+/** The stack and job `createFloeApp` made. */
+export interface FloeApp {
+  readonly app: App;
+  readonly stack: Stack;
+  readonly job: FloeJob;
+}
+
+/** Builds the Floe CDK app from context: one stack with one FloeJob, checked by cdk-nag's AwsSolutions pack. */
+export async function createFloeApp(app: App = new App()): Promise<FloeApp> {
+  const ctx = (key: string): unknown => app.node.tryGetContext(key);
+  const problems: string[] = [];
+  const jobFile = ctx(FloeContext.Job);
+  if (typeof jobFile !== 'string' || jobFile === '') problems.push(`the job file is required: cdk synth -c ${FloeContext.Job}=examples/wordcount.ts`);
+  const rawArgs = ctx(FloeContext.Args) ?? [];
+  const args = Array.isArray(rawArgs) ? rawArgs.map(String) : splitArgs(String(rawArgs));
+  const rawParallelism = ctx(FloeContext.Parallelism);
+  const parallelism = rawParallelism === undefined ? undefined : Number(rawParallelism);
+  const removal = String(ctx(FloeContext.RemovalPolicy) ?? 'retain');
+  if (removal !== 'retain' && removal !== 'destroy') problems.push(`${FloeContext.RemovalPolicy} must be 'retain' or 'destroy', got '${removal}'`);
+  const protection = String(ctx(FloeContext.DeletionProtection) ?? 'true');
+  if (protection !== 'true' && protection !== 'false') problems.push(`${FloeContext.DeletionProtection} must be 'true' or 'false', got '${protection}'`);
+  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'Floe CDK context', problems);
+
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
+  // The job is built before the stack, whose default name comes from the job's name.
+  const job = await loadJob(resolve(jobFile as string), args).catch((e: unknown) => {
+    if (e instanceof FloeError) throw e;
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new FloeError(ErrorCode.InvalidJob, `job file '${jobFile as string}' did not build its job from args ${JSON.stringify(args)} (-c ${FloeContext.Args}="..."): ${reason}`, { cause: e });
+  });
+  const stackName = String(ctx(FloeContext.StackName) ?? `Floe-${job.name.replace(/[^A-Za-z0-9-]/g, '-')}`);
+  const stack = new Stack(app, stackName, { description: `Floe job '${job.name}' (${jobFile as string})` });
+  const floeJob = new FloeJob(stack, 'Job', {
+    job,
+    jobFile: jobFile as string,
+    args,
+    ...(parallelism !== undefined ? { parallelism } : {}),
+    removalPolicy: removal === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+    deletionProtection: protection === 'true',
+    ...(ctx(FloeContext.OperatorEntry) !== undefined ? { operatorEntry: String(ctx(FloeContext.OperatorEntry)) } : {}),
+    ...(ctx(FloeContext.CoordinatorEntry) !== undefined ? { coordinatorEntry: String(ctx(FloeContext.CoordinatorEntry)) } : {}),
+  });
+  return { app, stack, job: floeJob };
+}

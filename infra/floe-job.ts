@@ -1,0 +1,606 @@
+/**
+ * FloeJob: one Floe job on AWS serverless. Per vertex of the job's physical plan one Lambda fed by one SQS FIFO
+ * queue (with a FIFO dead-letter queue and an alarm on it); DynamoDB tables for operator state and the
+ * coordinator; a versioned S3 bucket for checkpoints and savepoints (and one for its access logs); the coordinator:
+ * a Standard state machine (one execution per checkpoint, ASL from lib/adapters/aws/coordinator-state-machine.ts)
+ * whose tasks go through the coordinator-tasks queue to the coordinator Lambda; an EventBridge Scheduler schedule
+ * that ticks the coordinator for periodic checkpoints, through an Express "ticker" when the interval is below a
+ * minute. Everything is encrypted, TLS-only and private; permissions are granted with grant* only.
+ */
+import { existsSync } from 'node:fs';
+import { relative, resolve, sep } from 'node:path';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { SQS_MAX_MESSAGE_BYTES } from '../lib/adapters/aws/envelope-codec.js';
+import type { Job } from '../lib/api/job.js';
+import { ValidationError } from '../lib/core/errors.js';
+import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type SavepointOptions } from '../lib/core/options.js';
+import { loadJob } from '../lib/embedded/load-job.js';
+import { buildPlan, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
+import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
+import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
+import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
+import { BUNDLE_MODULE_PATH, FloeEnv } from './handler-contract.js';
+import { writeHandlerEntry } from './handler-entry.js';
+import { acknowledge, bucketReadWriteFindings } from './nag.js';
+import { COORDINATOR_TABLE, STATE_TABLE, type TableSchema } from './table-schemas.js';
+
+/** Properties of a {@link FloeJob}. */
+export interface FloeJobProps {
+  /** The job, built from `jobFile` with `args` (FloeJob.fromJobFile builds it for you); its plan decides the vertices. */
+  readonly job: Job;
+  /** The job file the Lambdas rebuild the job from (its default export), absolute or relative to `projectRoot`. */
+  readonly jobFile: string;
+  /** Arguments the job file's factory is called with, in the Lambdas as at synth. @default [] */
+  readonly args?: readonly string[];
+  /** Parallelism of operators that set none, overriding the job's own (as `floe run --parallelism`). @default the job's `parallelism` */
+  readonly parallelism?: number;
+  /** Checkpoint options laid over the job's own; checkpoints always go to the bucket, so `dir` is not taken. @default the job's checkpoint options */
+  readonly checkpoint?: Omit<CheckpointOptions, 'dir'>;
+  /** Savepoint options; a `dir` must be an `s3://` location, and one outside `s3://<bucket>/<job>/` needs grants of your own. @default dir `s3://<bucket>/<job>/savepoints` */
+  readonly savepoint?: SavepointOptions;
+  /** Handler module of the operator Lambdas (exports `createHandler`, see handler-contract.ts), relative to `projectRoot`. @default 'functions/operator.ts' */
+  readonly operatorEntry?: string;
+  /** Handler module of the coordinator Lambda (exports `createHandler`), relative to `projectRoot`. @default 'functions/coordinator.ts' */
+  readonly coordinatorEntry?: string;
+  /** Project root: holds package-lock.json; the job file and handler entries must lie below it. @default process.cwd() */
+  readonly projectRoot?: string;
+  /** Lambda runtime of every function; a Node.js runtime. @default lambda.Runtime.NODEJS_24_X */
+  readonly runtime?: lambda.Runtime;
+  /** Instruction set of every function. @default lambda.Architecture.ARM_64 */
+  readonly architecture?: lambda.Architecture;
+  /** Memory of every function, in MB (128 – 10,240). @default 1024 */
+  readonly memorySize?: number;
+  /** Timeout of every function (1 s – 15 min); queues hide a received message for 6× this. @default Duration.minutes(1) */
+  readonly timeout?: Duration;
+  /** Receives of a message before its queue moves it to the dead-letter queue. @default 5 */
+  readonly maxReceiveCount?: number;
+  /** What happens to the bucket, the access-log bucket and the tables when they leave the stack. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+  /** Turn on DynamoDB deletion protection for the state and coordinator tables. @default true */
+  readonly deletionProtection?: boolean;
+  /** Retention of the functions' and the state machine's logs. @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** How long the bucket's server access logs are kept. @default Duration.days(90) */
+  readonly accessLogRetention?: Duration;
+  /** How long deleted or overwritten objects under `<job>/checkpoints/` stay recoverable (noncurrent versions). @default Duration.days(1) */
+  readonly checkpointNoncurrentRetention?: Duration;
+  /** Whether the periodic-checkpoint schedule starts enabled. @default true */
+  readonly scheduleEnabled?: boolean;
+  /** Builds the coordinator state machine's ASL. @default defaultCoordinatorDefinition (lib/adapters/aws/coordinator-state-machine.ts) */
+  readonly coordinatorDefinition?: CoordinatorDefinitionFactory;
+}
+
+/** Props of {@link FloeJob.fromJobFile}: FloeJobProps without the built job. */
+export type FloeJobFromFileProps = Omit<FloeJobProps, 'job'>;
+
+/** Keys of the stack outputs a FloeJob writes; the CLI reads them. */
+export const FloeJobOutput = {
+  JobName: 'FloeJobName',
+  PlanFingerprint: 'FloePlanFingerprint',
+  CheckpointBucket: 'FloeCheckpointBucket',
+  CheckpointDir: 'FloeCheckpointDir',
+  SavepointDir: 'FloeSavepointDir',
+  StateTable: 'FloeStateTable',
+  CoordinatorTable: 'FloeCoordinatorTable',
+  StateMachineArn: 'FloeStateMachineArn',
+  CoordinatorQueueUrl: 'FloeCoordinatorQueueUrl',
+  QueueUrls: 'FloeQueueUrls',
+} as const;
+
+/** What FloeJob creates for one vertex. */
+export interface VertexResources {
+  readonly vertex: Vertex;
+  readonly function: nodejs.NodejsFunction;
+  readonly queue: sqs.Queue;
+  readonly deadLetterQueue: sqs.Queue;
+  readonly deadLetterAlarm: cloudwatch.Alarm;
+}
+
+/** Lambda's limit on a function's environment (keys and values). */
+const LAMBDA_ENV_LIMIT_BYTES = 4096;
+/** Longest value a deploy-time reference resolves to, for the environment size check. */
+const REF_ESTIMATE = { queueUrl: 160, tableName: 100, bucketName: 63, arn: 160 } as const;
+
+/** Everything validation works out before any resource is created. */
+interface Resolved {
+  readonly plan: PhysicalPlan;
+  readonly checkpoint: ResolvedCheckpointOptions;
+  readonly schedule: CheckpointSchedule | undefined;
+  readonly projectRoot: string;
+  readonly jobFile: string;
+  readonly operatorEntry: string;
+  readonly coordinatorEntry: string;
+  readonly timeout: Duration;
+  readonly memorySize: number;
+  readonly maxReceiveCount: number;
+  readonly runtime: lambda.Runtime;
+}
+
+/** A deployment of one Floe job; see the file comment for what it creates. One FloeJob per stack. */
+export class FloeJob extends Construct {
+  /** Imports the job file, builds its job from `args`, and creates a FloeJob for it. */
+  static async fromJobFile(scope: Construct, id: string, props: FloeJobFromFileProps): Promise<FloeJob> {
+    const jobFile = resolve(props.projectRoot ?? process.cwd(), props.jobFile);
+    if (!existsSync(jobFile)) {
+      throw new FloeJobValidationError(`${scope.node.path}/${id}`, [{ id: FloeJobErrorId.JobFileNotFound, message: `job file '${props.jobFile}' does not exist` }]);
+    }
+    const job = await loadJob(jobFile, props.args ?? []);
+    return new FloeJob(scope, id, { ...props, job });
+  }
+
+  /** The physical plan the vertices were created from. */
+  readonly plan: PhysicalPlan;
+  /** Checkpoint options in force: the job's, overlaid with the props', `dir` being the bucket. */
+  readonly checkpointOptions: ResolvedCheckpointOptions;
+  /** Checkpoints (`<job>/checkpoints/`) and, by default, savepoints (`<job>/savepoints/`). */
+  readonly bucket: s3.Bucket;
+  /** Receives the checkpoint bucket's server access logs. */
+  readonly accessLogBucket: s3.Bucket;
+  /** Operator state (see lib/adapters/aws/dynamodb-state-schema.ts). */
+  readonly stateTable: dynamodb.Table;
+  /** Coordinator state: the job row, pending checkpoints, history. */
+  readonly coordinatorTable: dynamodb.Table;
+  /** Per vertex id: its function, queue, dead-letter queue and alarm. */
+  readonly vertices: ReadonlyMap<string, VertexResources>;
+  /** The state machine's tasks (trigger, abort, complete) and the schedule's ticks, consumed by the coordinator function. */
+  readonly coordinatorQueue: sqs.Queue;
+  /** Runs the coordinator reducer. */
+  readonly coordinatorFunction: nodejs.NodejsFunction;
+  /** The checkpoint coordinator: one Standard execution per checkpoint, started by whoever triggers it. */
+  readonly stateMachine: sfn.StateMachine;
+  /** Sends the coordinator its periodic ticks (directly, or through the ticker); absent when `checkpoint.interval` is 0. */
+  readonly schedule?: scheduler.Schedule;
+  /** Express state machine ticking the coordinator every `checkpoint.interval` when that is below a minute. */
+  readonly ticker?: sfn.StateMachine;
+  /** One alarm per dead-letter queue (messages visible > 0); add actions to be told. */
+  readonly alarms: readonly cloudwatch.Alarm[];
+
+  constructor(scope: Construct, id: string, props: FloeJobProps) {
+    super(scope, id);
+    // The log bucket receives access logs through a bucket policy, not an ACL (ACLs are off on new buckets), whatever
+    // the app's feature flags say; context must be set before the first child is added.
+    this.node.setContext('@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy', true);
+
+    const r = resolveFloeJob(this, props);
+    this.plan = r.plan;
+    this.checkpointOptions = r.checkpoint;
+    const jobName = r.plan.job;
+    const stack = Stack.of(this);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    Tags.of(this).add('floe:job', jobName);
+
+    // ---- storage: bucket, access logs, tables ------------------------------------------------------------------
+    this.accessLogBucket = new s3.Bucket(this, 'AccessLogBucket', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [{ id: 'expire-access-logs', expiration: props.accessLogRetention ?? Duration.days(90) }],
+      removalPolicy,
+    });
+    const checkpointsPrefix = `${jobName}/checkpoints/`;
+    this.bucket = new s3.Bucket(this, 'CheckpointBucket', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      // Versioned: a savepoint or manifest deleted or overwritten by mistake stays recoverable. Floe deletes old
+      // checkpoints itself (checkpoint.retained), so under <job>/checkpoints/ only the noncurrent versions that
+      // leaves behind expire; current objects never do (an incremental chain may reference an old file), and
+      // savepoints (never deleted by Floe) have no expiry at all.
+      versioned: true,
+      lifecycleRules: [
+        {
+          id: 'expire-deleted-checkpoint-data',
+          prefix: checkpointsPrefix,
+          noncurrentVersionExpiration: props.checkpointNoncurrentRetention ?? Duration.days(1),
+          expiredObjectDeleteMarker: true,
+        },
+        { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+      serverAccessLogsBucket: this.accessLogBucket,
+      serverAccessLogsPrefix: 'checkpoint-bucket/',
+      removalPolicy,
+    });
+    const { checkpointDir, savepointDir } = snapshotDirs(props, jobName, this.bucket.bucketName);
+
+    this.stateTable = this.table('StateTable', STATE_TABLE, removalPolicy, props.deletionProtection ?? true);
+    this.coordinatorTable = this.table('CoordinatorTable', COORDINATOR_TABLE, removalPolicy, props.deletionProtection ?? true);
+
+    // ---- queues --------------------------------------------------------------------------------------------------
+    const alarms: cloudwatch.Alarm[] = [];
+    const deadLetterAlarm = (scope: Construct, id: string, queue: sqs.IQueue, what: string) => {
+      const alarm = new cloudwatch.Alarm(scope, id, {
+        alarmDescription: `Floe job '${jobName}': ${what}`,
+        metric: queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+        threshold: 0,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      alarms.push(alarm);
+      return alarm;
+    };
+    const queueWithDeadLetters = (scopeId: string, description: string, fifo: boolean) => {
+      const holder = new Construct(this, scopeId);
+      const secure = { encryption: sqs.QueueEncryption.SQS_MANAGED, enforceSSL: true, maxMessageSizeBytes: SQS_MAX_MESSAGE_BYTES } as const;
+      const deadLetterQueue = new sqs.Queue(holder, 'DeadLetterQueue', { ...secure, ...(fifo ? { fifo: true } : {}), retentionPeriod: Duration.days(14) });
+      const queue = new sqs.Queue(holder, 'Queue', {
+        ...secure,
+        ...(fifo
+          ? {
+              fifo: true,
+              // Senders set deterministic deduplication ids (envelope identity), so content-based dedup stays off;
+              // high-throughput FIFO: dedup and throughput quotas per message group (= receiving subtask).
+              contentBasedDeduplication: false,
+              deduplicationScope: sqs.DeduplicationScope.MESSAGE_GROUP,
+              fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+            }
+          : {}),
+        // AWS's advice for Lambda event sources: at least 6× the function timeout, so retries do not overlap.
+        visibilityTimeout: Duration.seconds(r.timeout.toSeconds() * 6),
+        retentionPeriod: Duration.days(4),
+        deadLetterQueue: { queue: deadLetterQueue, maxReceiveCount: r.maxReceiveCount },
+      });
+      const alarm = deadLetterAlarm(holder, 'DeadLetterAlarm', deadLetterQueue, `messages in the dead-letter queue of ${description}`);
+      return { holder, queue, deadLetterQueue, alarm };
+    };
+    const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
+    const vertexQueues = new Map(r.plan.vertices.map((v) => [v.id, queueWithDeadLetters(`Vertex-${v.id}`, `vertex '${v.id}'; the job cannot make progress past them`, true)]));
+    // The coordinator-tasks queue is a standard queue: the state machine's waitForTaskToken tasks and the schedule's
+    // ticks send without a message group, every task is idempotent, and the job row is written with optimistic
+    // concurrency, so nothing needs FIFO order, and a failing task must not hold back the ones behind it.
+    const coordinatorQueues = queueWithDeadLetters('Coordinator', 'the coordinator-tasks queue; checkpoints stall until they are redriven', false);
+    this.coordinatorQueue = coordinatorQueues.queue;
+
+    // ---- coordinator state machine -------------------------------------------------------------------------------
+    const substitutions = {
+      [Substitution.CoordinatorQueueUrl]: this.coordinatorQueue.queueUrl,
+      [Substitution.CoordinatorTableName]: this.coordinatorTable.tableName,
+    };
+    const stateMachineLogging = (id: string, includeExecutionData: boolean): sfn.LogOptions => ({
+      destination: new logs.LogGroup(this, id, { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }),
+      level: sfn.LogLevel.ALL,
+      includeExecutionData,
+    });
+    const logsAndTracingFinding = {
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Added by StateMachine for logging and tracing: CloudWatch Logs delivery (logs:CreateLogDelivery, logs:DescribeResourcePolicies, …) and X-Ray (xray:PutTraceSegments, …) do not support resource-level permissions.',
+    };
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromString((props.coordinatorDefinition ?? defaultCoordinatorDefinition)({ jobName, checkpointTimeoutMs: r.checkpoint.timeout })),
+      definitionSubstitutions: substitutions,
+      tracingEnabled: true,
+      logs: stateMachineLogging('StateMachineLogs', true),
+    });
+    // Trigger, Abort and Complete are sqs:sendMessage.waitForTaskToken tasks; Check is a dynamodb:getItem.
+    this.coordinatorQueue.grantSendMessages(this.stateMachine);
+    this.coordinatorTable.grantReadData(this.stateMachine);
+    acknowledge(this.stateMachine.role, [logsAndTracingFinding]);
+
+    // ---- functions -----------------------------------------------------------------------------------------------
+    const env = functionEnvironments(r, props, {
+      bucketName: this.bucket.bucketName,
+      stateTable: this.stateTable.tableName,
+      coordinatorTable: this.coordinatorTable.tableName,
+      stateMachineArn: this.stateMachine.stateMachineArn,
+      queueUrl: (id) => vertexQueues.get(id)!.queue.queueUrl,
+    });
+    const operatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'operator', jobFile: r.jobFile, handlerEntry: r.operatorEntry });
+    const coordinatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'coordinator', jobFile: r.jobFile, handlerEntry: r.coordinatorEntry });
+    const bucketReason = (who: string) =>
+      `${who} reads and writes the checkpoint and savepoint objects of its job, whose keys are not known in advance (<bucket>/<job>/*); listing and deleting old checkpoints needs s3:List* and s3:DeleteObject*. Granted by bucket.grantReadWrite.`;
+    // Checkpoints (<job>/checkpoints/) and default savepoints (<job>/savepoints/) are all under the job's prefix.
+    const jobObjects = `${jobName}/*`;
+    // Whoever writes a reducer step to the job row (the coordinator for its tasks, an operator for its acks and
+    // finished sources) carries out the step's effects: barriers into the sources' queues, the manifest, the start
+    // of the checkpoint's execution.
+    const coordinatorGrants = (fn: nodejs.NodejsFunction) => {
+      for (const id of sources) vertexQueues.get(id)!.queue.grantSendMessages(fn);
+      this.coordinatorTable.grantReadWriteData(fn);
+      this.bucket.grantReadWrite(fn, jobObjects);
+      this.stateMachine.grantStartExecution(fn);
+    };
+
+    const vertices = new Map<string, VertexResources>();
+    for (const vertex of r.plan.vertices) {
+      const { holder, queue, deadLetterQueue, alarm } = vertexQueues.get(vertex.id)!;
+      const fn = this.handlerFunction(holder, r, props, {
+        entry: operatorEntry,
+        description: `Floe job '${jobName}', vertex '${vertex.id}': ${vertex.name}`,
+        environment: env.operator(vertex),
+      });
+      fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true }));
+      for (const to of vertex.outputs.map((e) => e.to)) vertexQueues.get(to)!.queue.grantSendMessages(fn);
+      coordinatorGrants(fn);
+      this.stateTable.grantReadWriteData(fn);
+      acknowledge(fn.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('An operator')));
+      vertices.set(vertex.id, { vertex, function: fn, queue, deadLetterQueue, deadLetterAlarm: alarm });
+    }
+    this.vertices = vertices;
+
+    this.coordinatorFunction = this.handlerFunction(coordinatorQueues.holder, r, props, {
+      entry: coordinatorEntry,
+      description: `Floe job '${jobName}': checkpoint coordinator tasks`,
+      environment: env.coordinator,
+    });
+    this.coordinatorFunction.addEventSource(new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true }));
+    coordinatorGrants(this.coordinatorFunction);
+    this.stateMachine.grantTaskResponse(this.coordinatorFunction);
+    acknowledge(this.coordinatorFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The coordinator')));
+
+    // ---- periodic checkpoints: ticks on the coordinator-tasks queue ----------------------------------------------
+    if (r.schedule !== undefined) {
+      const scheduleDeadLetterQueue = new sqs.Queue(this, 'ScheduleDeadLetterQueue', {
+        retentionPeriod: Duration.days(14),
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+      });
+      acknowledge(scheduleDeadLetterQueue, [
+        { id: 'AwsSolutions-SQS3', reason: "This queue is the checkpoint schedule's dead-letter queue (EventBridge Scheduler needs a standard queue there); it has an alarm." },
+      ]);
+      deadLetterAlarm(this, 'ScheduleDeadLetterAlarm', scheduleDeadLetterQueue, 'the checkpoint schedule could not deliver a tick; periodic checkpoints stall');
+      const rate = Duration.minutes(r.schedule.rateMinutes);
+      const delivery = {
+        deadLetterQueue: scheduleDeadLetterQueue,
+        retryAttempts: 2,
+        // A tick older than the rate is superseded by the next one.
+        maxEventAge: Duration.seconds(Math.min(rate.toSeconds(), 86_400)),
+      };
+      let target: scheduler.IScheduleTarget;
+      if (r.schedule.tickSeconds > 0) {
+        this.ticker = new sfn.StateMachine(this, 'Ticker', {
+          stateMachineType: sfn.StateMachineType.EXPRESS,
+          definitionBody: sfn.DefinitionBody.fromString(tickerDefinition(jobName, r.schedule)),
+          definitionSubstitutions: { [Substitution.CoordinatorQueueUrl]: this.coordinatorQueue.queueUrl },
+          timeout: Duration.seconds(90),
+          tracingEnabled: true,
+          logs: stateMachineLogging('TickerLogs', false),
+        });
+        this.coordinatorQueue.grantSendMessages(this.ticker);
+        acknowledge(this.ticker.role, [logsAndTracingFinding]);
+        target = new schedulerTargets.StepFunctionsStartExecution(this.ticker, { ...delivery, input: scheduler.ScheduleTargetInput.fromObject({}) });
+      } else {
+        target = new schedulerTargets.SqsSendMessage(this.coordinatorQueue, {
+          ...delivery,
+          input: scheduler.ScheduleTargetInput.fromObject(tickMessage(jobName, { scheduledTime: scheduler.ContextAttribute.scheduledTime })),
+        });
+      }
+      this.schedule = new scheduler.Schedule(this, 'CheckpointSchedule', {
+        description: `Floe job '${jobName}': coordinator ticks for periodic checkpoints every ${r.checkpoint.interval}ms`,
+        schedule: scheduler.ScheduleExpression.rate(rate),
+        enabled: props.scheduleEnabled ?? true,
+        target,
+      });
+    }
+    this.alarms = alarms;
+
+    // ---- outputs the CLI reads -----------------------------------------------------------------------------------
+    const output = (key: string, value: string, description: string) => new CfnOutput(this, key, { value, description }).overrideLogicalId(key);
+    output(FloeJobOutput.JobName, jobName, 'Floe job name');
+    output(FloeJobOutput.PlanFingerprint, r.plan.fingerprint, 'Fingerprint of the deployed physical plan');
+    output(FloeJobOutput.CheckpointBucket, this.bucket.bucketName, 'Bucket of checkpoints and savepoints');
+    output(FloeJobOutput.CheckpointDir, checkpointDir, 'Checkpoint root; checkpoints are under <job>/checkpoints/');
+    output(FloeJobOutput.SavepointDir, savepointDir, 'Default savepoint directory');
+    output(FloeJobOutput.StateTable, this.stateTable.tableName, 'DynamoDB table of operator state');
+    output(FloeJobOutput.CoordinatorTable, this.coordinatorTable.tableName, 'DynamoDB table of the coordinator');
+    output(FloeJobOutput.StateMachineArn, this.stateMachine.stateMachineArn, 'Coordinator state machine');
+    output(FloeJobOutput.CoordinatorQueueUrl, this.coordinatorQueue.queueUrl, 'Coordinator-tasks queue (state machine tasks and schedule ticks)');
+    output(FloeJobOutput.QueueUrls, stack.toJsonString(Object.fromEntries([...vertices].map(([id, v]) => [id, v.queue.queueUrl]))), 'Input queue URL per vertex, as JSON');
+  }
+
+  private table(id: string, schema: TableSchema, removalPolicy: RemovalPolicy, deletionProtection: boolean): dynamodb.Table {
+    const attr = (k: TableSchema['partitionKey']) => ({ name: k.name, type: k.type as dynamodb.AttributeType });
+    return new dynamodb.Table(this, id, {
+      partitionKey: attr(schema.partitionKey),
+      ...(schema.sortKey ? { sortKey: attr(schema.sortKey) } : {}),
+      ...(schema.timeToLiveAttribute ? { timeToLiveAttribute: schema.timeToLiveAttribute } : {}),
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      deletionProtection,
+      removalPolicy,
+    });
+  }
+
+  /** A bundled function with its own role (no managed policies) and log group, granted everything else by the caller. */
+  private handlerFunction(
+    scope: Construct,
+    r: Resolved,
+    props: FloeJobProps,
+    options: { entry: string; description: string; environment: Record<string, string> },
+  ): nodejs.NodejsFunction {
+    const logGroup = new logs.LogGroup(scope, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
+    const role = new iam.Role(scope, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: options.description.slice(0, 1000) });
+    logGroup.grantWrite(role);
+    return new nodejs.NodejsFunction(scope, 'Function', {
+      entry: options.entry,
+      handler: 'handler',
+      projectRoot: r.projectRoot,
+      depsLockFilePath: resolve(r.projectRoot, 'package-lock.json'),
+      runtime: r.runtime,
+      architecture: props.architecture ?? lambda.Architecture.ARM_64,
+      memorySize: r.memorySize,
+      timeout: r.timeout,
+      description: options.description.slice(0, 256),
+      environment: options.environment,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      bundling: {
+        format: nodejs.OutputFormat.ESM,
+        target: 'node24',
+        mainFields: ['module', 'main'],
+        bundleAwsSDK: true,
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        // Bundled CommonJS dependencies may call require(); ESM output has none unless given one.
+        banner: "import { createRequire as __floeCreateRequire } from 'node:module'; const require = __floeCreateRequire(import.meta.url);",
+        logLevel: nodejs.LogLevel.WARNING,
+      },
+    });
+  }
+}
+
+/** The vertices whose queues a vertex's function sends to: its outputs, and the sources (barriers, as its coordinator gateway carries out effects). */
+function vertexSendsTo(plan: PhysicalPlan, vertex: Vertex): string[] {
+  return [...new Set([...vertex.outputs.map((e) => e.to), ...plan.vertices.filter((v) => v.isSource).map((v) => v.id)])];
+}
+
+/** Checks everything that can be checked before creating resources, collecting every problem; throws one FloeJobValidationError. */
+function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
+  const problems: FloeJobProblem[] = [];
+  const projectRoot = resolve(props.projectRoot ?? process.cwd());
+  const stack = Stack.of(scope);
+  if (stack.node.findAll().some((c) => c !== scope && c instanceof FloeJob)) {
+    problems.push({ id: FloeJobErrorId.OnePerStack, message: `stack '${stack.stackName}' already holds a FloeJob; its outputs (read by the CLI) would collide, so use one stack per job` });
+  }
+
+  const jobFile = resolve(projectRoot, props.jobFile);
+  if (!existsSync(jobFile)) problems.push({ id: FloeJobErrorId.JobFileNotFound, message: `job file '${props.jobFile}' does not exist (resolved against ${projectRoot})` });
+  const entries = { operator: props.operatorEntry ?? 'functions/operator.ts', coordinator: props.coordinatorEntry ?? 'functions/coordinator.ts' };
+  const operatorEntry = resolve(projectRoot, entries.operator);
+  const coordinatorEntry = resolve(projectRoot, entries.coordinator);
+  for (const [kind, file, given] of [['operator', operatorEntry, entries.operator], ['coordinator', coordinatorEntry, entries.coordinator]] as const) {
+    if (!existsSync(file)) problems.push({ id: FloeJobErrorId.HandlerEntryNotFound, message: `${kind} handler entry '${given}' does not exist (resolved against ${projectRoot})` });
+  }
+  for (const [what, file] of [['job file', jobFile], ['operator handler entry', operatorEntry], ['coordinator handler entry', coordinatorEntry]] as const) {
+    if (relative(projectRoot, file).startsWith('..')) problems.push({ id: FloeJobErrorId.PathOutsideProjectRoot, message: `${what} '${file}' is outside the project root ${projectRoot}; bundling reads only files below it` });
+  }
+
+  // The job and its parallelism.
+  const parallelism = props.parallelism;
+  const overrideValid = parallelism === undefined || (Number.isInteger(parallelism) && parallelism >= 1);
+  if (!overrideValid) problems.push({ id: FloeJobErrorId.InvalidParallelism, message: `parallelism must be a positive integer, got ${parallelism}` });
+  let plan: PhysicalPlan | undefined;
+  try {
+    plan = buildPlan(props.job, overrideValid && parallelism !== undefined ? { parallelism } : {});
+  } catch (e) {
+    if (!(e instanceof ValidationError)) throw e;
+    for (const p of e.problems) {
+      const id = /parallelism \d+ is above maxParallelism/.test(p) ? FloeJobErrorId.ParallelismAboveMaxParallelism : FloeJobErrorId.InvalidJob;
+      problems.push({ id, message: `job '${props.job.name}': ${p}` });
+    }
+  }
+
+  // Checkpoints and savepoints.
+  let checkpoint: ResolvedCheckpointOptions | undefined;
+  try {
+    checkpoint = resolveCheckpointOptions({ ...props.job.options.checkpoint, ...props.checkpoint });
+  } catch (e) {
+    if (!(e instanceof ValidationError)) throw e;
+    for (const p of e.problems) problems.push({ id: FloeJobErrorId.InvalidCheckpointOptions, message: p });
+  }
+  const schedule = checkpoint ? planCheckpointSchedule(checkpoint.interval, problems) : undefined;
+  if (props.savepoint?.dir !== undefined && !props.savepoint.dir.startsWith('s3://')) {
+    problems.push({ id: FloeJobErrorId.SavepointDirNotS3, message: `savepoint.dir must be an s3:// location on AWS, got '${props.savepoint.dir}'` });
+  }
+
+  // Lambda and SQS limits.
+  const timeout = props.timeout ?? Duration.minutes(1);
+  const memorySize = props.memorySize ?? 1024;
+  const maxReceiveCount = props.maxReceiveCount ?? 5;
+  const runtime = props.runtime ?? lambda.Runtime.NODEJS_24_X;
+  if (!Token.isUnresolved(timeout.toMilliseconds()) && (timeout.toMilliseconds() < 1000 || timeout.toSeconds() > 900 || timeout.toMilliseconds() % 1000 !== 0)) {
+    problems.push({ id: FloeJobErrorId.FunctionTimeoutOutOfRange, message: `timeout must be a whole number of seconds from 1s to 15 minutes (Lambda's limits), got ${timeout.toHumanString()}` });
+  }
+  if (!Number.isInteger(memorySize) || memorySize < 128 || memorySize > 10_240) {
+    problems.push({ id: FloeJobErrorId.MemorySizeOutOfRange, message: `memorySize must be an integer from 128 to 10240 MB (Lambda's limits), got ${memorySize}` });
+  }
+  if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1) {
+    problems.push({ id: FloeJobErrorId.MaxReceiveCountOutOfRange, message: `maxReceiveCount must be a positive integer, got ${maxReceiveCount}` });
+  }
+  if (runtime.family !== lambda.RuntimeFamily.NODEJS) problems.push({ id: FloeJobErrorId.UnsupportedRuntime, message: `runtime must be a Node.js runtime, got ${runtime.name}` });
+
+  if (problems.length > 0 || !plan || !checkpoint) throw new FloeJobValidationError(scope.node.path, problems);
+  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, timeout, memorySize, maxReceiveCount, runtime };
+  // Last, since it needs a plan: a job with other problems reports those first.
+  const environment = environmentProblems(resolved, props);
+  if (environment.length > 0) throw new FloeJobValidationError(scope.node.path, environment);
+  return resolved;
+}
+
+/** Deploy-time values a function environment refers to. */
+interface EnvironmentRefs {
+  readonly bucketName: string;
+  readonly stateTable: string;
+  readonly coordinatorTable: string;
+  readonly stateMachineArn: string;
+  readonly queueUrl: (vertex: string) => string;
+}
+
+/** Where checkpoints and, by default, savepoints go in the bucket. */
+function snapshotDirs(props: FloeJobProps, jobName: string, bucketName: string): { checkpointDir: string; savepointDir: string } {
+  const checkpointDir = `s3://${bucketName}`;
+  const jobDir = props.job.options.savepoint?.dir;
+  return { checkpointDir, savepointDir: props.savepoint?.dir ?? (jobDir?.startsWith('s3://') ? jobDir : `${checkpointDir}/${jobName}/savepoints`) };
+}
+
+/** The environment of each function (see FloeEnv in handler-contract.ts). */
+function functionEnvironments(r: Resolved, props: FloeJobProps, refs: EnvironmentRefs): { operator: (v: Vertex) => Record<string, string>; coordinator: Record<string, string> } {
+  const jobName = r.plan.job;
+  const { checkpointDir, savepointDir } = snapshotDirs(props, jobName, refs.bucketName);
+  const common: Record<string, string> = {
+    [FloeEnv.JobModule]: BUNDLE_MODULE_PATH,
+    [FloeEnv.JobArgs]: JSON.stringify(props.args ?? []),
+    ...(props.parallelism !== undefined ? { [FloeEnv.Parallelism]: String(props.parallelism) } : {}),
+    [FloeEnv.JobName]: jobName,
+    [FloeEnv.JobFile]: relative(r.projectRoot, r.jobFile).split(sep).join('/'),
+    [FloeEnv.PlanFingerprint]: r.plan.fingerprint,
+    [FloeEnv.CheckpointOptions]: JSON.stringify({ ...r.checkpoint, dir: checkpointDir }),
+    [FloeEnv.CheckpointDir]: checkpointDir,
+    [FloeEnv.SavepointDir]: savepointDir,
+    [FloeEnv.CheckpointBucket]: refs.bucketName,
+    [FloeEnv.CoordinatorTable]: refs.coordinatorTable,
+    [FloeEnv.StateMachineArn]: refs.stateMachineArn,
+    NODE_OPTIONS: '--enable-source-maps',
+  };
+  const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
+  const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
+  return {
+    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)) }),
+    coordinator: { ...common, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
+  };
+}
+
+/**
+ * Sizes each function's environment with deploy-time references at their longest (a queue URL, say), so a job
+ * whose fan-out would overflow Lambda's 4 KB fails at synth rather than at deploy.
+ */
+function environmentProblems(r: Resolved, props: FloeJobProps): FloeJobProblem[] {
+  const x = (n: number) => 'x'.repeat(n);
+  const env = functionEnvironments(r, props, {
+    bucketName: x(REF_ESTIMATE.bucketName),
+    stateTable: x(REF_ESTIMATE.tableName),
+    coordinatorTable: x(REF_ESTIMATE.tableName),
+    stateMachineArn: x(REF_ESTIMATE.arn),
+    queueUrl: () => x(REF_ESTIMATE.queueUrl),
+  });
+  const size = (vars: Record<string, string>) => Object.entries(vars).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
+  const problems: FloeJobProblem[] = [];
+  const check = (who: string, vars: Record<string, string>) => {
+    const bytes = size(vars);
+    if (bytes > LAMBDA_ENV_LIMIT_BYTES) {
+      problems.push({ id: FloeJobErrorId.EnvironmentTooLarge, message: `${who}: its environment would be about ${bytes} bytes, above Lambda's ${LAMBDA_ENV_LIMIT_BYTES} (too many queues to send to, or long arguments)` });
+    }
+  };
+  for (const v of r.plan.vertices) check(`vertex '${v.id}'`, env.operator(v));
+  check('the coordinator', env.coordinator);
+  return problems;
+}

@@ -1,0 +1,59 @@
+/**
+ * The contract between FloeJob and the Lambda handler modules (`functions/operator.ts`, `functions/coordinator.ts`).
+ *
+ * A job file is user code, so it is bundled into every Lambda together with the handler: FloeJob generates one
+ * small entry per handler kind that re-exports the handler module's `handler` and the job file's default export,
+ *
+ * ```ts
+ * // .cache/floe-cdk/entries/<hash>/operator.ts (generated)
+ * export { default } from '../../../../examples/wordcount.ts';
+ * export { handler } from '../../../../functions/operator.ts';
+ * ```
+ *
+ * and points {@link FloeEnv.JobModule} at the bundle itself, so a handler gets its job exactly as `floe run` does:
+ * `loadJob(process.env.FLOE_JOB_MODULE, JSON.parse(process.env.FLOE_JOB_ARGS))`. Node's module cache hands back the
+ * bundle the runtime already loaded, so there is one copy of the engine and `instanceof Job` holds. Everything else
+ * (resource names, the vertex) arrives in the environment variables below; one bundle serves every vertex.
+ */
+
+/** Where the Lambda runtime unpacks a function's code, and the bundle's file name (NodejsFunction, ESM output). */
+export const BUNDLE_MODULE_PATH = '/var/task/index.mjs';
+
+/** Environment variables FloeJob sets on its functions. */
+export const FloeEnv = {
+  /** The module whose default export is the job: the function's own bundle (all functions). */
+  JobModule: 'FLOE_JOB_MODULE',
+  /** JSON array of the job arguments the job file's factory is called with (all functions). */
+  JobArgs: 'FLOE_JOB_ARGS',
+  /** Parallelism override passed to `buildPlan(job, { parallelism })`; unset when the job's own applies (all functions). */
+  Parallelism: 'FLOE_PARALLELISM',
+  /** Job name (all functions). */
+  JobName: 'FLOE_JOB',
+  /** The job file, relative to the project root, for logs (all functions). */
+  JobFile: 'FLOE_JOB_FILE',
+  /** Fingerprint of the deployed plan; a handler whose rebuilt plan differs should refuse to run (all functions). */
+  PlanFingerprint: 'FLOE_PLAN_FINGERPRINT',
+  /** JSON of the resolved checkpoint options (the job's, overlaid with the construct's), `dir` being the S3 root (all functions). */
+  CheckpointOptions: 'FLOE_CHECKPOINT_OPTIONS',
+  /** Checkpoint root, `s3://<bucket>`; checkpoints live under `<job>/checkpoints/` in it (all functions). */
+  CheckpointDir: 'FLOE_CHECKPOINT_DIR',
+  /** Default savepoint directory, `s3://<bucket>/<job>/savepoints` unless overridden (all functions). */
+  SavepointDir: 'FLOE_SAVEPOINT_DIR',
+  /** The checkpoint bucket's name (all functions). */
+  CheckpointBucket: 'FLOE_CHECKPOINT_BUCKET',
+  /** The DynamoDB coordinator table (all functions). */
+  CoordinatorTable: 'FLOE_COORDINATOR_TABLE',
+  /** ARN of the coordinator state machine, whose executions a reducer step may start (all functions). */
+  StateMachineArn: 'FLOE_STATE_MACHINE_ARN',
+  /**
+   * JSON object vertex id → input queue URL, for the queues this function may send to: the coordinator gets the
+   * sources (barriers); an operator gets its outputs and the sources (its coordinator gateway carries out the effects
+   * of the steps it writes, barriers included).
+   */
+  VertexQueueUrls: 'FLOE_VERTEX_QUEUE_URLS',
+  /** The DynamoDB state table (operator functions). */
+  StateTable: 'FLOE_STATE_TABLE',
+  /** The vertex an operator function runs (operator functions). */
+  Vertex: 'FLOE_VERTEX',
+} as const;
+export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];

@@ -1,0 +1,21 @@
+import { Stack, Validations, type CfnElement } from 'aws-cdk-lib';
+import type { IConstruct } from 'constructs';
+
+/** Acknowledges cdk-nag findings on a construct and its children, each with the reason it is acceptable here. */
+export function acknowledge(scope: IConstruct, findings: readonly { readonly id: string; readonly reason: string }[]): void {
+  for (const f of findings) Validations.of(scope).acknowledge({ id: f.id, reason: f.reason });
+}
+
+/** How cdk-nag writes `Fn::GetAtt <resource>.<attribute>` inside a finding id, e.g. `<BucketABC123.Arn>`. */
+export function nagRef(resource: IConstruct, attribute = 'Arn'): string {
+  const element = (resource.node.defaultChild ?? resource) as CfnElement;
+  return `<${Stack.of(resource).resolve(element.logicalId) as string}.${attribute}>`;
+}
+
+/** The findings `bucket.grantReadWrite(principal, pattern)` raises (AwsSolutions-IAM5), acknowledged with the reason. */
+export function bucketReadWriteFindings(bucket: IConstruct, objectsKeyPattern: string, reason: string): { id: string; reason: string }[] {
+  return [
+    ...['s3:GetObject*', 's3:GetBucket*', 's3:List*', 's3:DeleteObject*', 's3:Abort*'].map((action) => ({ id: `AwsSolutions-IAM5[Action::${action}]`, reason })),
+    { id: `AwsSolutions-IAM5[Resource::${nagRef(bucket)}/${objectsKeyPattern}]`, reason },
+  ];
+}

@@ -1,0 +1,462 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Duration, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SQS_MAX_MESSAGE_BYTES } from '../../lib/adapters/aws/envelope-codec.js';
+import { Job } from '../../lib/api/job.js';
+import { filesSink } from '../../lib/connectors/files-sink.js';
+import { generator } from '../../lib/connectors/generator.js';
+import { loadJob } from '../../lib/embedded/load-job.js';
+import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
+import { planCheckpointSchedule, type CheckpointSchedule } from '../../infra/checkpoint-schedule.js';
+import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from '../../infra/errors.js';
+import { createFloeApp, splitArgs } from '../../infra/floe-app.js';
+import { FloeJob, FloeJobOutput, type FloeJobProps } from '../../infra/floe-job.js';
+import { FloeEnv } from '../../infra/handler-contract.js';
+import { cfnLint } from './support/cfn-lint.js';
+
+const projectRoot = join(import.meta.dirname, '..', '..');
+const fixtures = { operatorEntry: 'test/fixtures/handlers/operator.ts', coordinatorEntry: 'test/fixtures/handlers/coordinator.ts' };
+const jobFile = 'examples/wordcount.ts';
+const args = ['--input', 's3://floe-test-in/words', '--output', 's3://floe-test-out/counts'];
+
+/** The wordcount job as app.ts deploys it (context as on the command line), synthesized once for the whole file. */
+let app: App;
+let stack: Stack;
+let floeJob: FloeJob;
+let template: Template;
+let plan: PhysicalPlan;
+let outdir: string;
+
+beforeAll(async () => {
+  outdir = mkdtempSync(join(tmpdir(), 'floe-cdk-'));
+  app = new App({
+    outdir,
+    context: { job: jobFile, args: args.join(' '), removalPolicy: 'destroy', deletionProtection: 'false', ...fixtures },
+  });
+  ({ stack, job: floeJob } = await createFloeApp(app));
+  plan = buildPlan(await loadJob(join(projectRoot, jobFile), args));
+  // Synthesis runs the app's validation plugins (cdk-nag): an unacknowledged finding fails it here.
+  template = Template.fromStack(stack);
+});
+
+afterAll(() => rmSync(outdir, { recursive: true, force: true }));
+
+/** Builds a FloeJob in a stack of its own, with the fixture handlers. */
+function synthJob(props: Partial<FloeJobProps> & { job: Job }): { stack: Stack; template: Template } {
+  const s = new Stack(new App({ outdir }), 'Variant');
+  new FloeJob(s, 'Job', { jobFile, args, projectRoot, ...fixtures, ...props });
+  return { stack: s, template: Template.fromStack(s) };
+}
+
+/** The problems a FloeJob construction reports, or [] when it succeeds. */
+function problemsOf(props: Partial<FloeJobProps> & { job: Job }): FloeJobProblem[] {
+  try {
+    new FloeJob(new Stack(new App(), 'Invalid'), 'Job', { jobFile, projectRoot, ...fixtures, ...props });
+    return [];
+  } catch (e) {
+    if (e instanceof FloeJobValidationError) return [...e.issues];
+    throw e;
+  }
+}
+
+function smallJob(options: ConstructorParameters<typeof Job>[1] = {}): Job {
+  const job = new Job('small', { checkpoint: { interval: '1s' }, ...options });
+  job.source(generator({ count: 10, generate: (i) => i }), { uid: 'numbers' }).sinkTo(filesSink({ dir: '/tmp/out' }), { uid: 'out' });
+  return job;
+}
+
+describe('FloeJob per vertex', () => {
+  it('plans the wordcount into several vertices', () => {
+    expect(plan.vertices.length).toBeGreaterThan(1);
+    expect([...floeJob.vertices.keys()]).toEqual(plan.vertices.map((v) => v.id));
+  });
+
+  it('creates one function, one FIFO queue, one FIFO dead-letter queue, one alarm and one event source per vertex, plus the coordinator', () => {
+    const n = plan.vertices.length;
+    template.resourceCountIs('AWS::Lambda::Function', n + 1);
+    template.resourceCountIs('AWS::Lambda::EventSourceMapping', n + 1);
+    // per vertex a queue and its DLQ; the coordinator's queue and DLQ; the schedule's DLQ
+    template.resourceCountIs('AWS::SQS::Queue', 2 * n + 3);
+    expect(Object.keys(template.findResources('AWS::SQS::Queue', { Properties: { FifoQueue: true } }))).toHaveLength(2 * n);
+    // a dead-letter alarm per vertex, the coordinator, and the schedule
+    template.resourceCountIs('AWS::CloudWatch::Alarm', n + 2);
+  });
+
+  it('configures each vertex queue as high-throughput FIFO with sender-set dedup ids, 1 MiB messages and 6× the function timeout', () => {
+    const queues = template.findResources('AWS::SQS::Queue', {
+      Properties: {
+        FifoQueue: true,
+        ContentBasedDeduplication: false,
+        DeduplicationScope: 'messageGroup',
+        FifoThroughputLimit: 'perMessageGroupId',
+        MaximumMessageSize: SQS_MAX_MESSAGE_BYTES,
+        VisibilityTimeout: 6 * 60,
+        SqsManagedSseEnabled: true,
+        RedrivePolicy: { deadLetterTargetArn: Match.anyValue(), maxReceiveCount: 5 },
+      },
+    });
+    expect(Object.keys(queues)).toHaveLength(plan.vertices.length);
+    for (const { queue, deadLetterQueue } of floeJob.vertices.values()) {
+      expect(stack.resolve(queue.deadLetterQueue?.queue.queueArn)).toEqual(stack.resolve(deadLetterQueue.queueArn));
+      expect(deadLetterQueue.fifo).toBe(true);
+    }
+  });
+
+  it('gives every queue a TLS-only policy', () => {
+    const policies = template.findResources('AWS::SQS::QueuePolicy', {
+      Properties: {
+        PolicyDocument: {
+          Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
+        },
+      },
+    });
+    expect(Object.keys(policies)).toHaveLength(2 * plan.vertices.length + 3);
+  });
+
+  it('alarms as soon as a dead-letter queue holds a message', () => {
+    for (const { deadLetterQueue } of floeJob.vertices.values()) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Namespace: 'AWS/SQS',
+        Dimensions: [{ Name: 'QueueName', Value: stack.resolve(deadLetterQueue.queueName) }],
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+      });
+    }
+  });
+
+  it('feeds each function from its queue in batches of 10 with per-message failures', () => {
+    for (const { function: fn, queue } of floeJob.vertices.values()) {
+      template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: stack.resolve(fn.functionName),
+        EventSourceArn: stack.resolve(queue.queueArn),
+        BatchSize: 10,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      });
+    }
+  });
+
+  it('runs each vertex on Node.js 24 arm64 with its vertex, the job arguments and the resource names in the environment', () => {
+    for (const v of plan.vertices) {
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        MemorySize: 1024,
+        Timeout: 60,
+        Environment: {
+          Variables: Match.objectLike({
+            [FloeEnv.Vertex]: v.id,
+            [FloeEnv.JobName]: 'wordcount',
+            [FloeEnv.JobArgs]: JSON.stringify(args),
+            [FloeEnv.PlanFingerprint]: plan.fingerprint,
+            [FloeEnv.StateTable]: stack.resolve(floeJob.stateTable.tableName),
+            [FloeEnv.CoordinatorTable]: stack.resolve(floeJob.coordinatorTable.tableName),
+            [FloeEnv.CheckpointBucket]: stack.resolve(floeJob.bucket.bucketName),
+            [FloeEnv.StateMachineArn]: stack.resolve(floeJob.stateMachine.stateMachineArn),
+            [FloeEnv.JobModule]: '/var/task/index.mjs',
+          }),
+        },
+      });
+    }
+  });
+
+  it('lets a vertex send to its outputs and (for barriers) the sources, not to other vertices', () => {
+    const sendTo = (fn: lambda.IFunction, queueArn: string) =>
+      Object.keys(
+        template.findResources('AWS::IAM::Policy', {
+          Properties: {
+            Roles: [stack.resolve(fn.role!.roleName)],
+            PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['sqs:SendMessage']), Resource: stack.resolve(queueArn) })]) },
+          },
+        }),
+      ).length > 0;
+    for (const v of plan.vertices) {
+      const fn = floeJob.vertices.get(v.id)!.function;
+      const allowed = new Set([...plan.vertices.filter((x) => x.isSource).map((x) => x.id), ...v.outputs.map((e) => e.to)]);
+      for (const other of plan.vertices) expect(sendTo(fn, floeJob.vertices.get(other.id)!.queue.queueArn), `${v.id} → ${other.id}`).toBe(allowed.has(other.id));
+    }
+  });
+
+  it('bundles the job with each handler so that loadJob(FLOE_JOB_MODULE) rebuilds the deployed plan', () => {
+    const resources = template.toJSON().Resources as Record<string, { Properties: { Code: { S3Key: string }; Environment: { Variables: Record<string, unknown> } } }>;
+    const run = (fn: lambda.IFunction) => {
+      const { Code, Environment } = resources[stack.getLogicalId(fn.node.defaultChild as CfnElement)]!.Properties;
+      const bundle = join(outdir, `asset.${Code.S3Key.replace(/\.zip$/, '')}`, 'index.mjs');
+      const plain = Object.fromEntries(Object.entries(Environment.Variables).filter((e): e is [string, string] => typeof e[1] === 'string'));
+      const script = 'const m = await import(process.env.FLOE_JOB_MODULE); console.log(JSON.stringify(await m.handler({ Records: [] })));';
+      const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, ...plain, [FloeEnv.JobModule]: bundle },
+      });
+      expect(result.stderr).toBe('');
+      return JSON.parse(result.stdout) as Record<string, unknown>;
+    };
+    for (const v of plan.vertices) {
+      expect(run(floeJob.vertices.get(v.id)!.function)).toEqual({ batchItemFailures: [], job: 'wordcount', vertex: v.id, fingerprint: plan.fingerprint });
+    }
+    expect(run(floeJob.coordinatorFunction)).toEqual({ batchItemFailures: [], job: 'wordcount' });
+  });
+});
+
+describe('FloeJob storage', () => {
+  it('creates on-demand state and coordinator tables with point-in-time recovery and AWS-managed encryption', () => {
+    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    const common = {
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      SSESpecification: { SSEEnabled: true },
+      DeletionProtectionEnabled: false,
+    };
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      ...common,
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+    });
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      ...common,
+      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
+    });
+  });
+
+  it('keeps the checkpoint bucket private, TLS-only, encrypted, versioned and access-logged', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      VersioningConfiguration: { Status: 'Enabled' },
+      LoggingConfiguration: { DestinationBucketName: stack.resolve(floeJob.accessLogBucket.bucketName), LogFilePrefix: Match.anyValue() },
+    });
+    for (const bucket of [floeJob.bucket, floeJob.accessLogBucket]) {
+      template.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: stack.resolve(bucket.bucketName),
+        PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      });
+    }
+  });
+
+  it('expires only noncurrent checkpoint data, never current objects or savepoints', () => {
+    const rules = (template.toJSON().Resources as Record<string, { Type: string; Properties: { LifecycleConfiguration?: { Rules: Record<string, unknown>[] } } }>)[
+      stack.getLogicalId(floeJob.bucket.node.defaultChild as CfnElement)
+    ]!.Properties.LifecycleConfiguration!.Rules;
+    expect(rules).toContainEqual(expect.objectContaining({ Prefix: 'wordcount/checkpoints/', NoncurrentVersionExpiration: { NoncurrentDays: 1 }, Status: 'Enabled' }));
+    for (const rule of rules) {
+      expect(rule).not.toHaveProperty('ExpirationInDays');
+      expect(rule).not.toHaveProperty('ExpirationDate');
+      expect(String(rule.Prefix ?? '')).not.toContain('savepoints');
+    }
+  });
+
+  it('writes the outputs the CLI reads', () => {
+    template.hasOutput(FloeJobOutput.JobName, { Value: 'wordcount' });
+    template.hasOutput(FloeJobOutput.PlanFingerprint, { Value: plan.fingerprint });
+    template.hasOutput(FloeJobOutput.CheckpointBucket, { Value: stack.resolve(floeJob.bucket.bucketName) });
+    template.hasOutput(FloeJobOutput.StateTable, { Value: stack.resolve(floeJob.stateTable.tableName) });
+    template.hasOutput(FloeJobOutput.CoordinatorTable, { Value: stack.resolve(floeJob.coordinatorTable.tableName) });
+    template.hasOutput(FloeJobOutput.StateMachineArn, { Value: stack.resolve(floeJob.stateMachine.stateMachineArn) });
+    template.hasOutput(FloeJobOutput.CoordinatorQueueUrl, { Value: stack.resolve(floeJob.coordinatorQueue.queueUrl) });
+    const urls = JSON.stringify(template.toJSON().Outputs[FloeJobOutput.QueueUrls].Value);
+    for (const v of plan.vertices) expect(urls).toContain(`\\"${v.id}\\":\\"`);
+  });
+});
+
+describe('FloeJob coordinator', () => {
+  it('runs the generated ASL as a Standard state machine with substitutions, full logging and tracing', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineType: 'STANDARD',
+      DefinitionString: Match.stringLikeRegexp('sqs:sendMessage\\.waitForTaskToken.*\\$\\{CoordinatorQueueUrl\\}'),
+      DefinitionSubstitutions: {
+        CoordinatorQueueUrl: stack.resolve(floeJob.coordinatorQueue.queueUrl),
+        CoordinatorTableName: stack.resolve(floeJob.coordinatorTable.tableName),
+      },
+      LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
+      TracingConfiguration: { Enabled: true },
+    });
+  });
+
+  it('consumes the coordinator-tasks queue and may answer the state machine and start its executions', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: stack.resolve(floeJob.coordinatorFunction.functionName),
+      EventSourceArn: stack.resolve(floeJob.coordinatorQueue.queueArn),
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [stack.resolve(floeJob.coordinatorFunction.role!.roleName)],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: 'states:StartExecution', Resource: stack.resolve(floeJob.stateMachine.stateMachineArn) }),
+          Match.objectLike({ Action: Match.arrayWith(['states:SendTaskSuccess', 'states:SendTaskFailure']) }),
+        ]),
+      },
+    });
+  });
+
+  it('ticks a sub-minute interval from an Express ticker started every minute', () => {
+    expect(floeJob.ticker).toBeDefined();
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'EXPRESS', DefinitionString: Match.stringLikeRegexp('"Seconds":1,') });
+    template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      Target: Match.objectLike({ Arn: stack.resolve(floeJob.ticker!.stateMachineArn), DeadLetterConfig: Match.anyValue() }),
+    });
+  });
+
+  it('sends ticks straight to the coordinator-tasks queue for an interval of whole minutes, and schedules nothing for 0', () => {
+    const minutes = synthJob({ job: smallJob(), checkpoint: { interval: '5m' } });
+    const job = minutes.stack.node.findChild('Job') as FloeJob;
+    expect(job.ticker).toBeUndefined();
+    minutes.template.hasResourceProperties('AWS::Scheduler::Schedule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      Target: Match.objectLike({
+        Arn: minutes.stack.resolve(job.coordinatorQueue.queueArn),
+        Input: Match.stringLikeRegexp('"type":"tick".*<aws.scheduler.scheduled-time>'),
+      }),
+    });
+    minutes.template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+
+    const off = synthJob({ job: smallJob(), checkpoint: { interval: 0 } });
+    off.template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+  });
+});
+
+describe('FloeJob checks', () => {
+  it('is clean under cdk-nag AwsSolutions: no unacknowledged findings, no error annotations', () => {
+    const report = new AwsSolutionsChecks(undefined, { verbose: true }).validateScope(app);
+    expect(report.violations.map((v) => `${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+    expect(Annotations.fromStack(stack).findError('*', Match.anyValue())).toEqual([]);
+  });
+
+  it('justifies every acknowledgement, each for one specific finding', () => {
+    const acknowledged = stack.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY))
+      .flatMap((m) => Object.entries(m.data as Record<string, string>));
+    expect(acknowledged.length).toBeGreaterThan(0);
+    for (const [id, reason] of acknowledged) {
+      expect(id).toMatch(/AwsSolutions-[A-Z]+\d+/);
+      if (id.includes('IAM5')) expect(id).toMatch(/\[(Action|Resource)::.+\]$/);
+      expect(reason.length).toBeGreaterThan(40);
+    }
+  });
+
+  it('passes cfn-lint (pinned, project venv) with only W3005 ignored', { timeout: 300_000 }, () => {
+    const file = join(outdir, 'lint.template.json');
+    writeFileSync(file, JSON.stringify(template.toJSON(), null, 1));
+    const result = cfnLint(file);
+    expect(result.output).toBe('');
+    expect(result.status).toBe(0);
+  });
+});
+
+describe('FloeJob validation', () => {
+  it('reports every problem at once, each with its stable id', () => {
+    const job = new Job('bad-job', { maxParallelism: 8, checkpoint: { interval: '500ms' } });
+    job.source(generator({ count: 1, generate: (i) => i }), { uid: 'numbers', parallelism: 16 }).sinkTo(filesSink({ dir: '/tmp/out' }), { uid: 'out' });
+    const problems = problemsOf({
+      job,
+      timeout: Duration.minutes(20),
+      memorySize: 64,
+      maxReceiveCount: 0,
+      operatorEntry: 'functions/missing-operator.ts',
+      savepoint: { dir: '/local/savepoints' },
+    });
+    expect(problems.map((p) => p.id).sort()).toEqual(
+      [
+        FloeJobErrorId.ParallelismAboveMaxParallelism,
+        FloeJobErrorId.CheckpointIntervalBelowMinimum,
+        FloeJobErrorId.FunctionTimeoutOutOfRange,
+        FloeJobErrorId.MemorySizeOutOfRange,
+        FloeJobErrorId.MaxReceiveCountOutOfRange,
+        FloeJobErrorId.HandlerEntryNotFound,
+        FloeJobErrorId.SavepointDirNotS3,
+      ].sort(),
+    );
+    expect(problems.find((p) => p.id === FloeJobErrorId.ParallelismAboveMaxParallelism)!.message).toMatch(/parallelism 16 is above maxParallelism 8/);
+  });
+
+  it('formats the error with one line per problem, prefixed by its id', () => {
+    let error: unknown;
+    try {
+      new FloeJob(new Stack(new App(), 'Invalid'), 'Job', { job: smallJob(), jobFile, projectRoot, ...fixtures, parallelism: 0, memorySize: 20_000 });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(FloeJobValidationError);
+    expect((error as Error).message).toMatch(/\n {2}- \[FloeJob\.InvalidParallelism\] .*\n {2}- \[FloeJob\.MemorySizeOutOfRange\] /);
+  });
+
+  it('reports the parallelism override above maxParallelism and the job’s own problems', () => {
+    const job = new Job('unnamed-state', { maxParallelism: 4 });
+    job.source(generator({ count: 1, generate: (i) => i })).sinkTo(filesSink({ dir: '/tmp/out' }), { uid: 'out' });
+    const ids = problemsOf({ job, parallelism: 5 }).map((p) => p.id);
+    expect(ids).toContain(FloeJobErrorId.ParallelismAboveMaxParallelism);
+    expect(ids).toContain(FloeJobErrorId.InvalidJob);
+  });
+
+  it('refuses files outside the project root, which bundling cannot read', () => {
+    expect(problemsOf({ job: smallJob(), coordinatorEntry: join(tmpdir(), 'coordinator.ts') }).map((p) => p.id)).toEqual([
+      FloeJobErrorId.HandlerEntryNotFound,
+      FloeJobErrorId.PathOutsideProjectRoot,
+    ]);
+  });
+
+  it('refuses a non-Node runtime', () => {
+    expect(problemsOf({ job: smallJob(), runtime: lambda.Runtime.PYTHON_3_13 }).map((p) => p.id)).toEqual([FloeJobErrorId.UnsupportedRuntime]);
+  });
+
+  it('refuses a second FloeJob in one stack, whose outputs would collide', () => {
+    const s = new Stack(new App({ outdir }), 'Two');
+    const props = { job: smallJob(), jobFile, projectRoot, ...fixtures };
+    new FloeJob(s, 'First', props);
+    expect(() => new FloeJob(s, 'Again', props)).toThrow(/\[FloeJob\.OnePerStack\]/);
+  });
+
+  it('refuses an environment beyond Lambda’s 4 KB', () => {
+    const job = new Job('fan-out', { checkpoint: { interval: 0 } });
+    const src = job.source(generator({ count: 1, generate: (i) => i }), { uid: 'numbers' });
+    for (let i = 0; i < 30; i++) src.rebalance().sinkTo(filesSink({ dir: `/tmp/out-${i}` }), { uid: `out-${i}` });
+    expect(problemsOf({ job }).map((p) => p.id)).toEqual([FloeJobErrorId.EnvironmentTooLarge]);
+  });
+});
+
+describe('checkpoint schedule', () => {
+  it.each<[string, number, CheckpointSchedule | undefined, FloeJobErrorId | undefined]>([
+    ['off', 0, undefined, undefined],
+    ['1s', 1000, { rateMinutes: 1, tickSeconds: 1, ticksPerExecution: 60 }, undefined],
+    ['15s', 15_000, { rateMinutes: 1, tickSeconds: 15, ticksPerExecution: 4 }, undefined],
+    ['1m', 60_000, { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 }, undefined],
+    ['10m', 600_000, { rateMinutes: 10, tickSeconds: 0, ticksPerExecution: 1 }, undefined],
+    ['500ms', 500, undefined, FloeJobErrorId.CheckpointIntervalBelowMinimum],
+    ['7s', 7000, undefined, FloeJobErrorId.CheckpointIntervalNotSchedulable],
+    ['1500ms', 1500, undefined, FloeJobErrorId.CheckpointIntervalNotSchedulable],
+    ['90s', 90_000, undefined, FloeJobErrorId.CheckpointIntervalNotSchedulable],
+  ])('%s', (_, intervalMs, schedule, problem) => {
+    const problems: FloeJobProblem[] = [];
+    expect(planCheckpointSchedule(intervalMs, problems)).toEqual(schedule);
+    expect(problems.map((p) => p.id)).toEqual(problem ? [problem] : []);
+  });
+});
+
+describe('app context', () => {
+  it.each<[string, string[]]>([
+    ['--input s3://a/b --output s3://c/d', ['--input', 's3://a/b', '--output', 's3://c/d']],
+    ['  --name "two words"  --x \'single quoted\' ', ['--name', 'two words', '--x', 'single quoted']],
+    ['--empty "" --escaped a\\ b', ['--empty', '', '--escaped', 'a b']],
+    ['', []],
+  ])('splits %j', (text, words) => {
+    expect(splitArgs(text)).toEqual(words);
+  });
+
+  it('names the stack after the job and checks it with cdk-nag', () => {
+    expect(stack.stackName).toBe('Floe-wordcount');
+    expect(app.node.tryGetContext('job')).toBe(jobFile);
+  });
+});
