@@ -1,0 +1,431 @@
+/**
+ * The operator Lambda's work: one vertex's SQS FIFO queue → per-subtask task steps (`SubtaskExecutor`) over the AWS
+ * ports. `functions/operator.ts` only reads the environment and calls {@link createOperatorHandler}; emulator mode
+ * calls it from an in-process poller. The protocol is in lib/runtime (task step) and lib/core; this file maps an SQS
+ * batch onto it.
+ *
+ * A batch: records are sliced by `MessageGroupId` (= receiving subtask), keeping their order; slices run
+ * concurrently (different subtasks), each as ONE task step over its envelopes. A malformed body is terminal: it is
+ * sent to the vertex's dead-letter queue with the reason in message attributes and counted as handled. If the step
+ * fails, every message of the slice that was not dead-lettered is reported in `batchItemFailures` (a FIFO group
+ * must come back whole and in order, or it is reordered) and the cached executor is dropped; other slices go on.
+ * Replaying a step is safe: outputs carry deterministic `seq`s and dedup ids, and the control row's conditional
+ * commit fences a zombie. Snapshot writes and acks started by the step are awaited before returning (a Lambda must
+ * not return with work in flight). An ack that fails after its step committed cannot be retried by redelivery (the
+ * barrier is consumed): it is logged, and the checkpoint's watchdog execution aborts or recovers it.
+ *
+ * Generation: read from the coordinator job row (`runtime.generation`, with the run id `runtime.jobId`) and cached
+ * per container; a message of a newer generation reloads it, and so does every slice holding a wake (a stale
+ * container must not advance a source with the old generation after a restore). Older envelopes are dropped by the
+ * step; older wakes are dropped here.
+ *
+ * Sources are driven by wake-up messages on their own queue (see operator-wake.ts): `{"floe":"wake","gen","subtask",
+ * "n"}`, `MessageGroupId` = subtask, dedup id from job/gen/subtask/n. {@link startSources} sends wake 0 to every
+ * source subtask (job start, after a restore). A slice holding a current wake takes its step (which reads up to
+ * `sourceChunkSize` records, so envelopes are big) and then, unless the subtask finished (end or stop barrier) or its
+ * source reported end of input, sends wake n+1 — also when the step read nothing (a rate limit): the queue's receive
+ * wait paces that loop. Only wakes continue the chain, so a source subtask has exactly one wake outstanding: steps
+ * run for barriers read a chunk too but send no wake, several wakes in one slice collapse into one, and a wake
+ * delivered twice re-sends the same n+1, which SQS's 5-minute dedup window drops. A chain whose wake went to the
+ * dead-letter queue is restarted by `startSources` (after the dedup window).
+ */
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
+import { StepFunctionsCheckpointExecutions } from '../adapters/aws/coordinator-executions.js';
+import { DynamoDbCoordinatorGateway } from '../adapters/aws/coordinator-gateway.js';
+import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
+import { CoordinatorTasks, type CoordinatorLogEntry } from '../adapters/aws/coordinator-tasks.js';
+import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
+import { decodeEnvelope } from '../adapters/aws/envelope-codec.js';
+import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
+import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../adapters/aws/sqs-poller.js';
+import { SqsQueueSender } from '../adapters/aws/sqs-queue-sender.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
+import type { ResolvedCheckpointOptions } from '../core/options.js';
+import { vertexById, type PhysicalPlan, type Vertex } from '../graph/plan.js';
+import type { Clock, CoordinatorGateway, Ports } from '../ports/index.js';
+import type { Envelope } from '../runtime/envelope.js';
+import { SubtaskExecutor, type StepResult } from '../runtime/task-step.js';
+import { parseWake, sendWakes, type WakeMessage } from './operator-wake.js';
+
+/** The AWS resources of one job, by name or URL. */
+export interface AwsJobResources {
+  readonly job: string;
+  readonly stateTable: string;
+  readonly coordinatorTable: string;
+  /** `s3://bucket/prefix`: checkpoints live under `<job>/checkpoints/` in it. */
+  readonly checkpointRoot: string;
+  readonly savepointRoot?: string;
+  /** Vertex id → its FIFO input queue URL. */
+  readonly queueUrls: Readonly<Record<string, string>>;
+  /** Vertex id → the dead-letter queue (FIFO) of its input queue. */
+  readonly dlqUrls: Readonly<Record<string, string>>;
+  /** The coordinator-tasks queue (standard). */
+  readonly tasksQueueUrl: string;
+  /** The coordinator state machine; empty: no watchdog executions are started (tests). */
+  readonly stateMachineArn: string;
+}
+
+/** Options of {@link createOperatorHandler}. */
+export interface OperatorHandlerOptions {
+  readonly plan: PhysicalPlan;
+  /** The vertex whose queue this handler consumes. */
+  readonly vertex: string;
+  readonly resources: AwsJobResources;
+  /** @default `awsClients()` */
+  readonly clients?: AwsClients;
+  /** @default the system clock */
+  readonly clock?: Clock;
+  /** The job's resolved checkpoint options (mode and incremental matter here). */
+  readonly checkpoint: ResolvedCheckpointOptions;
+  /** Serialize this process's job-row writes (moto's conditional writes are not atomic). @default false */
+  readonly serializeLocalWrites?: boolean;
+  /** Records a source subtask reads per step at most. @default 20000 */
+  readonly sourceChunkSize?: number;
+  /** One JSON-able object per log line. @default JSON lines on stdout */
+  readonly log?: (line: Record<string, unknown>) => void;
+}
+
+/** Default records per source step on AWS: large, so envelopes are big and SQS and Lambda costs are per batch. */
+export const AWS_SOURCE_CHUNK_SIZE = 20_000;
+
+/** Message attributes a dead-lettered message carries. */
+export const DeadLetterAttr = { Code: 'FloeErrorCode', Reason: 'FloeErrorReason', MessageId: 'FloeSourceMessageId', Vertex: 'FloeVertex' } as const;
+
+/** Longest reason put in a dead-letter attribute. */
+const MAX_REASON = 4096;
+
+const systemClock: Clock = { now: () => Date.now() };
+const jsonLines = (line: Record<string, unknown>) => console.log(JSON.stringify({ time: new Date().toISOString(), ...line }));
+
+/** One decoded record of a slice. */
+type Item =
+  | { readonly record: SqsRecord; readonly kind: 'envelope'; readonly envelope: Envelope }
+  | { readonly record: SqsRecord; readonly kind: 'wake'; readonly wake: WakeMessage }
+  | { readonly record: SqsRecord; readonly kind: 'malformed'; readonly error: FloeError };
+
+interface CachedExecutor {
+  readonly executor: SubtaskExecutor;
+  readonly gen: number;
+  readonly flags: {
+    /** The subtask's source reported end of input through this executor: its wake chain ends. */
+    sourceExhausted: boolean;
+    /** Resolves once the running step has committed (true) or failed (false); acks of its snapshots wait for it. */
+    committed: Promise<boolean>;
+  };
+  /** Steps of one executor run one at a time. */
+  tail: Promise<unknown>;
+}
+
+interface RunInfo {
+  readonly generation: number;
+  readonly jobId: string;
+}
+
+/** Builds the handler of one vertex's queue; executors, clients and ports live as long as the handler (a Lambda container). */
+export function createOperatorHandler(options: OperatorHandlerOptions): (event: SqsEvent) => Promise<SqsBatchResponse> {
+  const { plan, resources, checkpoint } = options;
+  const vertex = vertexById(plan, options.vertex);
+  if (resources.job !== plan.job) throw new FloeError(ErrorCode.InvalidOptions, `resources are for job '${resources.job}', the plan is '${plan.job}'`);
+  const clients = options.clients ?? awsClients();
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? jsonLines;
+  const chunk = options.sourceChunkSize ?? AWS_SOURCE_CHUNK_SIZE;
+  const ports = buildPorts(options, clients, clock, log);
+  const executors = new Map<number, CachedExecutor>();
+  let run: Promise<RunInfo> | undefined;
+
+  const loadRun = (): Promise<RunInfo> => {
+    const p = ports.coordinatorStore.require(plan.job).then((row) => ({ generation: row.runtime.generation, jobId: row.runtime.jobId }));
+    run = p;
+    p.catch(() => {
+      if (run === p) run = undefined;
+    });
+    return p;
+  };
+
+  /** The run's generation: cached, reloaded when asked to or when a message is newer. */
+  const runFor = async (newestGen: number, reload: boolean): Promise<RunInfo> => {
+    let info = reload || !run ? await loadRun() : await run;
+    if (newestGen > info.generation) info = await loadRun();
+    if (newestGen > info.generation) {
+      throw new FloeError(ErrorCode.Storage, `message of generation ${newestGen} arrived, but the job row of '${plan.job}' is at generation ${info.generation}`, { retryable: true });
+    }
+    return info;
+  };
+
+  const executorFor = (subtask: number, info: RunInfo): CachedExecutor => {
+    const cached = executors.get(subtask);
+    if (cached && cached.gen === info.generation) return cached;
+    const flags: CachedExecutor['flags'] = { sourceExhausted: false, committed: Promise.resolve(false) };
+    const coordinator: CoordinatorGateway = {
+      // A snapshot's ack may be ready before its step commits; an ack of a step that never committed must not count
+      // (the step is replayed and acks again), or a checkpoint could complete with the pending sink commits of an
+      // attempt whose sink writes the replay redoes.
+      acknowledge: async (ack) => {
+        if (await flags.committed) await ports.gateway.acknowledge(ack);
+        else log({ level: 'warn', message: `ack of checkpoint ${ack.checkpointId} dropped: its step did not commit`, job: plan.job, vertex: vertex.id, subtask });
+      },
+      decline: (id, task, reason) => ports.gateway.decline(id, task, reason),
+      sourceFinished: async (task) => {
+        flags.sourceExhausted = true;
+        await ports.gateway.sourceFinished(task);
+      },
+    };
+    const executor = new SubtaskExecutor(
+      {
+        plan,
+        vertex,
+        subtask,
+        gen: info.generation,
+        runId: info.jobId,
+        mode: checkpoint.mode,
+        incremental: checkpoint.incremental,
+        restoredUids: new Set(),
+        sourceChunkSize: chunk,
+      },
+      { ...ports.task, coordinator },
+    );
+    const entry: CachedExecutor = { executor, gen: info.generation, flags, tail: Promise.resolve() };
+    executors.set(subtask, entry);
+    return entry;
+  };
+
+  /** Runs one step on an executor after its previous one; awaits the snapshots the step started. */
+  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[]): Promise<{ result: StepResult; ackFailures: string[] }> => {
+    const next = entry.tail.then(async () => {
+      let settle!: (committed: boolean) => void;
+      entry.flags.committed = new Promise<boolean>((resolve) => (settle = resolve));
+      let result: StepResult;
+      try {
+        result = await entry.executor.step(envelopes);
+      } catch (e) {
+        settle(false);
+        throw e;
+      }
+      settle(true);
+      const settled = await Promise.allSettled(result.pendingSnapshots);
+      const ackFailures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected').map((s) => String((s.reason as Error)?.message ?? s.reason));
+      return { result, ackFailures };
+    });
+    entry.tail = next.catch(() => undefined);
+    return next;
+  };
+
+  const deadLetter = async (item: Item & { kind: 'malformed' }, group: string): Promise<void> => {
+    const url = resources.dlqUrls[vertex.id];
+    if (!url) throw new FloeError(ErrorCode.InvalidOptions, `no dead-letter queue URL for vertex '${vertex.id}'`);
+    const { record, error } = item;
+    const text = (value: string) => ({ DataType: 'String', StringValue: value });
+    await clients.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: url,
+        // An empty body cannot be sent; SQS never delivers one, but a hand-built event might.
+        MessageBody: record.body === '' ? '(empty body)' : record.body,
+        MessageGroupId: group,
+        MessageDeduplicationId: `dlq.${record.messageId}`.slice(0, 128).replace(/[^\x21-\x7E]/g, '_'),
+        MessageAttributes: {
+          [DeadLetterAttr.Code]: text(error.code),
+          [DeadLetterAttr.Reason]: text(error.message.slice(0, MAX_REASON)),
+          [DeadLetterAttr.MessageId]: text(record.messageId || '(none)'),
+          [DeadLetterAttr.Vertex]: text(vertex.id),
+        },
+      }),
+    );
+  };
+
+  /** Handles one group's records in order; answers the message ids to retry. */
+  const handleSlice = async (group: string, items: readonly Item[]): Promise<string[]> => {
+    const started = clock.now();
+    const subtask = Number(group);
+    const context = { job: plan.job, vertex: vertex.id, subtask: group };
+    // Dead-letter malformed messages in order; a failed dead-letter send fails that message and all after it.
+    let cut = items.length;
+    let deadLettered = 0;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      if (item.kind !== 'malformed') continue;
+      try {
+        await deadLetter(item, group);
+        deadLettered++;
+        log({ level: 'warn', message: `message sent to the dead-letter queue: ${item.error.message}`, ...context, messageId: item.record.messageId, code: item.error.code });
+      } catch (e) {
+        log({ level: 'error', message: `dead-lettering message ${item.record.messageId} failed: ${(e as Error).message}`, ...context });
+        cut = i;
+        break;
+      }
+    }
+    const live = items.slice(0, cut).filter((i) => i.kind !== 'malformed');
+    const failedIds = (from: readonly Item[]) => from.map((i) => i.record.messageId);
+    const rest = items.slice(cut);
+    if (live.length === 0) return failedIds(rest);
+
+    const envelopes = live.flatMap((i) => (i.kind === 'envelope' ? [i.envelope] : []));
+    const wakes = live.flatMap((i) => (i.kind === 'wake' ? [i.wake] : []));
+    try {
+      const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen));
+      const info = await runFor(newest, wakes.length > 0);
+      const current = wakes.filter((w) => w.gen === info.generation);
+      // Only stale wakes: nothing to do for this generation (its chain was started anew).
+      if (envelopes.length === 0 && current.length === 0) {
+        log({ level: 'info', message: 'stale wakes dropped', ...context, gen: info.generation, messages: live.length, dropped: wakes.length, durationMs: clock.now() - started });
+        return failedIds(rest);
+      }
+      const entry = executorFor(subtask, info);
+      let outcome;
+      try {
+        outcome = await stepOn(entry, envelopes);
+      } catch (e) {
+        if (executors.get(subtask) === entry) executors.delete(subtask);
+        throw e;
+      }
+      const { result, ackFailures } = outcome;
+      let wakeSent: number | undefined;
+      if (current.length > 0 && !result.finished && !entry.flags.sourceExhausted) {
+        wakeSent = Math.max(...current.map((w) => w.n)) + 1;
+        await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent }]);
+      }
+      for (const reason of ackFailures) log({ level: 'error', message: `checkpoint acknowledgement failed after the step committed: ${reason}`, ...context });
+      log({
+        level: 'info',
+        message: 'step',
+        ...context,
+        gen: info.generation,
+        messages: live.length,
+        envelopes: envelopes.length,
+        wakes: wakes.length,
+        deadLettered,
+        recordsIn: result.recordsIn,
+        recordsOut: result.recordsOut,
+        dropped: result.dropped + (wakes.length - current.length),
+        snapshots: result.pendingSnapshots.length,
+        finished: result.finished,
+        idle: result.idle,
+        ...(wakeSent === undefined ? {} : { nextWake: wakeSent }),
+        durationMs: clock.now() - started,
+      });
+      return failedIds(rest);
+    } catch (e) {
+      const error = e as Error;
+      log({
+        level: 'error',
+        message: `step failed, ${live.length + rest.length} messages come back: ${error.name}: ${error.message}`,
+        ...context,
+        code: (e as FloeError).code,
+        retryable: (e as FloeError).retryable,
+        durationMs: clock.now() - started,
+      });
+      return failedIds([...live, ...rest]);
+    }
+  };
+
+  return async (event: SqsEvent): Promise<SqsBatchResponse> => {
+    const slices = new Map<string, Item[]>();
+    for (const record of event.Records) {
+      const item = decodeRecord(record, vertex);
+      const group = record.attributes?.MessageGroupId ?? groupOf(item);
+      let slice = slices.get(group);
+      if (!slice) slices.set(group, (slice = []));
+      slice.push(item);
+    }
+    for (const [group, items] of slices) {
+      // A record whose group is not a subtask of this vertex, or that names another receiver, cannot be processed.
+      const subtask = Number(group);
+      const valid = Number.isInteger(subtask) && subtask >= 0 && subtask < vertex.parallelism;
+      slices.set(
+        group,
+        items.map((item) => {
+          if (item.kind === 'malformed') return item;
+          const to = item.kind === 'envelope' ? item.envelope.to : { op: vertex.id, subtask: item.wake.subtask };
+          if (valid && to.op === vertex.id && to.subtask === subtask && (item.kind !== 'envelope' || item.envelope.job === plan.job)) return item;
+          const what = item.kind === 'envelope' ? `envelope for ${item.envelope.job}/${to.op}:${to.subtask}` : `wake for subtask ${to.subtask}`;
+          return malformed(item.record, `message ${item.record.messageId} in group '${group}' of vertex '${vertex.id}' (parallelism ${vertex.parallelism}) is a misrouted ${what}`);
+        }),
+      );
+    }
+    const failed = await Promise.all([...slices].map(([group, items]) => handleSlice(group, items)));
+    return { batchItemFailures: failed.flat().map((itemIdentifier) => ({ itemIdentifier })) };
+  };
+}
+
+/** Sends the first wake-up message to every source subtask (job start / after restore). */
+export async function startSources(options: { plan: PhysicalPlan; resources: AwsJobResources; clients?: AwsClients; generation: number }): Promise<void> {
+  const { plan, resources, generation } = options;
+  const clients = options.clients ?? awsClients();
+  await Promise.all(
+    plan.vertices
+      .filter((v) => v.isSource)
+      .map((v) =>
+        sendWakes(
+          clients.sqs,
+          queueUrlOf(resources, v.id),
+          plan.job,
+          Array.from({ length: v.parallelism }, (_, subtask) => ({ gen: generation, subtask, n: 0 })),
+        ),
+      ),
+  );
+}
+
+function queueUrlOf(resources: AwsJobResources, vertex: string): string {
+  const url = resources.queueUrls[vertex];
+  if (!url) throw new FloeError(ErrorCode.InvalidOptions, `no queue URL for vertex '${vertex}'`);
+  return url;
+}
+
+function malformed(record: SqsRecord, message: string, cause?: unknown): Item {
+  return { record, kind: 'malformed', error: new FloeError(ErrorCode.MalformedMessage, message, { cause }) };
+}
+
+/** Decodes a record into an envelope or a wake; anything else is malformed (terminal). */
+function decodeRecord(record: SqsRecord, vertex: Vertex): Item {
+  const source = `message ${record.messageId}`;
+  try {
+    const wake = parseWake(record.body);
+    if (wake) {
+      if (!vertex.isSource) return malformed(record, `${source}: a wake message reached vertex '${vertex.id}', which is not a source`);
+      return { record, kind: 'wake', wake };
+    }
+    return { record, kind: 'envelope', envelope: decodeEnvelope(record.body, source) };
+  } catch (e) {
+    if (e instanceof FloeError && e.code === ErrorCode.MalformedMessage) return { record, kind: 'malformed', error: e };
+    return malformed(record, `${source}: ${(e as Error).message}`, e);
+  }
+}
+
+/** The group of a record without a `MessageGroupId` (not from a FIFO queue): its receiving subtask, if known. */
+function groupOf(item: Item): string {
+  if (item.kind === 'envelope') return String(item.envelope.to.subtask);
+  if (item.kind === 'wake') return String(item.wake.subtask);
+  return '';
+}
+
+interface HandlerPorts {
+  /** The ports of a task step, but for the coordinator gateway, which each executor wraps. */
+  readonly task: Omit<Ports, 'coordinator'>;
+  readonly gateway: DynamoDbCoordinatorGateway;
+  readonly coordinatorStore: DynamoDbCoordinatorStore;
+}
+
+/** The AWS ports of one handler: state in DynamoDB, envelopes over SQS, snapshots in S3, acks to the job row. */
+function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock: Clock, log: (line: Record<string, unknown>) => void): HandlerPorts {
+  const { plan, resources } = options;
+  const storage = new S3CheckpointStorage({ client: clients.s3 });
+  const queue = new SqsQueueSender(clients.sqs, (v) => queueUrlOf(resources, v));
+  const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
+  const coordinatorStore = new DynamoDbCoordinatorStore({
+    client: clients.dynamodb,
+    tableName: resources.coordinatorTable,
+    ...(options.serializeLocalWrites === undefined ? {} : { serializeLocalWrites: options.serializeLocalWrites }),
+  });
+  const tasks = new CoordinatorTasks({
+    plan,
+    store: coordinatorStore,
+    storage,
+    sender: queue,
+    ...(resources.stateMachineArn ? { executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: plan.job }) } : {}),
+    clock,
+    log: (entry: CoordinatorLogEntry) => log({ ...entry }),
+  });
+  const gateway = new DynamoDbCoordinatorGateway({ job: plan.job, store: coordinatorStore, effects: tasks, clock });
+  return { task: { clock, queue, state, storage }, gateway, coordinatorStore };
+}

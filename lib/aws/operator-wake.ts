@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { ErrorCode, FloeError } from '../core/errors.js';
+
+/**
+ * A wake-up message on a source vertex's queue: not an Envelope, it only asks source subtask `subtask` of generation
+ * `gen` to take a step (read a chunk). `n` numbers the wakes of one subtask's chain, so that re-sending the same
+ * next wake (a redelivered wake, a retried start) has the same deduplication id and SQS drops it.
+ */
+export interface WakeMessage {
+  readonly floe: 'wake';
+  readonly gen: number;
+  readonly subtask: number;
+  readonly n: number;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+/** Reads a wake message from a body, or undefined when the body is not one (it may then be an envelope). */
+export function parseWake(body: string): WakeMessage | undefined {
+  if (!body.includes('"wake"')) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null || (raw as { floe?: unknown }).floe !== 'wake') return undefined;
+  const { gen, subtask, n } = raw as Record<string, unknown>;
+  if (!isCount(gen) || !isCount(subtask) || !isCount(n)) {
+    throw new FloeError(ErrorCode.MalformedMessage, `wake message needs non-negative integer gen, subtask and n, got ${body.slice(0, 200)}`);
+  }
+  return { floe: 'wake', gen, subtask, n };
+}
+
+/** The body of a wake message. */
+export function encodeWake(wake: Omit<WakeMessage, 'floe'>): string {
+  return JSON.stringify({ floe: 'wake', gen: wake.gen, subtask: wake.subtask, n: wake.n });
+}
+
+const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
+
+/** The FIFO deduplication id of a wake: deterministic from job, generation, subtask and chain position. */
+export function wakeDeduplicationId(job: string, wake: Omit<WakeMessage, 'floe'>): string {
+  const id = `wake.${job}.${wake.gen}.${wake.subtask}.${wake.n}`;
+  return DEDUP_ID.test(id) ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+}
+
+/** Sends wake messages to one source vertex's FIFO queue, 10 per request, `MessageGroupId` = subtask; throws if any is refused. */
+export async function sendWakes(sqs: SQSClient, queueUrl: string, job: string, wakes: readonly Omit<WakeMessage, 'floe'>[]): Promise<void> {
+  for (let i = 0; i < wakes.length; i += 10) {
+    const chunk = wakes.slice(i, i + 10);
+    const res = await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: chunk.map((w, j) => ({ Id: String(j), MessageBody: encodeWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: wakeDeduplicationId(job, w) })),
+      }),
+    );
+    const failed = res.Failed ?? [];
+    if (failed.length > 0) {
+      const f = failed[0]!;
+      throw new FloeError(ErrorCode.Storage, `SQS refused ${failed.length} wake messages for ${queueUrl}: ${f.Code ?? 'error'} ${f.Message ?? ''}`.trim(), { retryable: !f.SenderFault });
+    }
+  }
+}

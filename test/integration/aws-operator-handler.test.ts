@@ -1,0 +1,409 @@
+import { randomUUID } from 'node:crypto';
+import { SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
+import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/coordinator-store.js';
+import { CoordinatorTasks } from '../../lib/adapters/aws/coordinator-tasks.js';
+import { JobStatus } from '../../lib/adapters/aws/coordinator-job-row.js';
+import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
+import type { SqsBatchResponse, SqsEvent } from '../../lib/adapters/aws/sqs-poller.js';
+import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
+import { DeadLetterAttr, createOperatorHandler, startSources, type AwsJobResources } from '../../lib/aws/operator-handler.js';
+import { Job, valueState, type SinkConnector } from '../../lib/index.js';
+import type { CollectSink } from '../../lib/connectors/collect-sink.js';
+import { filesSink } from '../../lib/connectors/files-sink.js';
+import { generator } from '../../lib/connectors/generator.js';
+import { ErrorCode } from '../../lib/core/errors.js';
+import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../../lib/core/options.js';
+import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
+import { listCheckpoints } from '../../lib/runtime/snapshot-catalog.js';
+import { deleteMessages, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
+import { Scratch, readAll, readCommittedLines, sleep, sorted } from '../support/jobs.js';
+
+// The operator handler over moto (AWS_ENDPOINT_URL from test/support/moto-global-setup.ts), driven by a tiny loop
+// that receives from the real vertex queues and calls the handlers with Lambda-shaped events, as Lambda's event
+// source mapping would: successes are deleted, failures come back (handed back at once: see `handBack`). The
+// coordinator's tasks run in-process (CoordinatorTasks). Outputs are compared with a plain-loop oracle.
+
+const EVENTS = 20_000;
+const VOCABULARY = 40;
+const VISIBILITY_SECONDS = 2;
+
+interface Line {
+  readonly i: number;
+  readonly text: string;
+}
+
+const source = () =>
+  generator<Line>({
+    count: EVENTS,
+    seed: 7,
+    splits: 2,
+    generate: (i, random) => ({ i, text: Array.from({ length: 1 + Math.floor(random() * 3) }, () => `w${Math.floor(random() * VOCABULARY)}`).join(' ') }),
+  });
+
+/** lines → flatMap words → keyBy word → running count (`word<TAB>n` per word) → exactly-once files. */
+function wordRunningCounts(name: string, sink: SinkConnector<string>): Job {
+  const job = new Job(name, { parallelism: 2, maxParallelism: 64 });
+  job
+    .source(source(), { uid: 'lines' })
+    .flatMap<string>((l, out) => {
+      for (const w of l.text.split(' ')) out.collect(w);
+    }, { uid: 'words' })
+    .keyBy((w) => w)
+    .process(
+      {
+        state: { n: valueState<number>() },
+        processElement(w, ctx, out) {
+          const n = (ctx.state.n.value() ?? 0) + 1;
+          ctx.state.n.update(n);
+          out.collect(`${w}\t${n}`);
+        },
+      },
+      { uid: 'count' },
+    )
+    .sinkTo(sink, { uid: 'out' });
+  return job;
+}
+
+/**
+ * The collect sink, but resuming with the state it is given. collectSink's `resume` starts from an empty pending list,
+ * which is right after a restore (a checkpoint's writer state has none) but drops the lines a live subtask committed
+ * since its last checkpoint whenever a new executor opens it, as a Lambda cold start does.
+ */
+function statefulCollectSink(): CollectSink<string> {
+  const base = scratch.collector<string>();
+  return {
+    ...base,
+    createWriter(ctx) {
+      const writer = base.createWriter(ctx);
+      return { ...writer, resume: async (state) => state ?? writer.resume(state) };
+    },
+  };
+}
+
+/** The oracle: a plain loop over the same lines. */
+async function oracle(): Promise<string[]> {
+  const counts = new Map<string, number>();
+  const lines: string[] = [];
+  for (const l of await readAll(source(), 2)) {
+    for (const w of l.text.split(' ')) {
+      const n = (counts.get(w) ?? 0) + 1;
+      counts.set(w, n);
+      lines.push(`${w}\t${n}`);
+    }
+  }
+  return sorted(lines);
+}
+
+type Handler = (event: SqsEvent) => Promise<SqsBatchResponse>;
+
+/** A job on the emulator with its coordinator, and handlers per vertex (one "container" each, replaceable). */
+interface Harness {
+  readonly plan: PhysicalPlan;
+  readonly job: ProvisionedAwsJob;
+  readonly resources: AwsJobResources;
+  readonly checkpoint: ResolvedCheckpointOptions;
+  readonly tasks: CoordinatorTasks;
+  readonly store: DynamoDbCoordinatorStore;
+  /** The committed output lines. */
+  readonly output: () => Promise<string[]>;
+  readonly logs: Record<string, unknown>[];
+  handlers: Record<string, Handler>;
+  newHandler(vertex: string, clients?: AwsClients): Handler;
+}
+
+const clients = awsClients();
+const scratch = new Scratch();
+const provisioned: ProvisionedAwsJob[] = [];
+
+/**
+ * A fresh job with its resources. `files` (the default) writes to a local directory; `collect` keeps pending lines in
+ * operator state, for tests where two containers run the same subtask: the files sink's in-progress file is shared
+ * by every writer of a subtask, and an executor that resumed long ago appends after a zombie's lines.
+ */
+async function harness(sinkKind: 'files' | 'collect' = 'files'): Promise<Harness> {
+  const outDir = await scratch.dir('floe-aws-op-');
+  const collector = sinkKind === 'collect' ? statefulCollectSink() : undefined;
+  const output = async () => (collector ? [...collector.committed] : readCommittedLines(outDir));
+  const plan = buildPlan(wordRunningCounts(`wc-${randomUUID().slice(0, 8)}`, collector ?? filesSink<string>({ dir: outDir })));
+  const job = await provisionAwsJob({ plan, clients, visibilityTimeoutSeconds: VISIBILITY_SECONDS });
+  provisioned.push(job);
+  const { resources } = job;
+  const checkpoint = resolveCheckpointOptions({ dir: resources.checkpointRoot, timeout: '5m', retained: 3 });
+  const storage = new S3CheckpointStorage({ client: clients.s3 });
+  const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
+  const logs: Record<string, unknown>[] = [];
+  const tasks = new CoordinatorTasks({
+    plan,
+    store,
+    storage,
+    sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
+    log: (entry) => logs.push({ ...entry }),
+  });
+  const row = await tasks.initialize({ options: checkpoint, jobId: randomUUID(), savepointDir: resources.savepointRoot! });
+  await startSources({ plan, resources, clients, generation: row.runtime.generation });
+  const newHandler = (vertex: string, c: AwsClients = clients) =>
+    createOperatorHandler({ plan, vertex, resources, clients: c, checkpoint, serializeLocalWrites: true, sourceChunkSize: 1000, log: (l) => logs.push(l) });
+  const handlers = Object.fromEntries(plan.vertices.map((v) => [v.id, newHandler(v.id)]));
+  return { plan, job, resources, checkpoint, tasks, store, output, logs, handlers, newHandler };
+}
+
+/** What one delivery did. */
+interface Delivery {
+  readonly vertex: string;
+  readonly messages: readonly Message[];
+  readonly response: SqsBatchResponse;
+}
+
+/** Receives one batch from a vertex queue, calls its handler, deletes what succeeded and hands failures back (see `handBack`). */
+async function deliver(h: Harness, vertex: string, handler: Handler = h.handlers[vertex]!, waitSeconds = 0): Promise<Delivery | undefined> {
+  const url = h.resources.queueUrls[vertex]!;
+  const messages = await receiveMessages(clients, url, { waitSeconds });
+  if (messages.length === 0) return undefined;
+  const response = await handler(sqsEventOf(messages));
+  const failed = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
+  await deleteMessages(clients, url, messages.filter((m) => !failed.has(m.MessageId!)));
+  await handBack(clients, url, messages.filter((m) => failed.has(m.MessageId!)));
+  return { vertex, messages, response };
+}
+
+interface DriveOptions {
+  /** Called for every delivery; may call the handler again, and so on. */
+  readonly onDelivery?: (d: Delivery) => Promise<void>;
+  /** Trigger a checkpoint after this many deliveries. @default 6 */
+  readonly checkpointAfter?: number;
+  readonly timeoutMs?: number;
+}
+
+/** Runs the job to its end: delivers batches round-robin over the vertex queues until the job row says FINISHED. */
+async function drive(h: Harness, o: DriveOptions = {}): Promise<void> {
+  const deadline = Date.now() + (o.timeoutMs ?? 150_000);
+  let deliveries = 0;
+  let triggered = false;
+  for (;;) {
+    let any = false;
+    for (const v of h.plan.vertices) {
+      const d = await deliver(h, v.id);
+      if (!d) continue;
+      any = true;
+      deliveries++;
+      await o.onDelivery?.(d);
+    }
+    if (!triggered && deliveries >= (o.checkpointAfter ?? 6)) {
+      triggered = true;
+      await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'mid-run', kind: 'checkpoint' } });
+    }
+    const row = await h.store.require(h.plan.job);
+    if (row.jobStatus?.status === JobStatus.Finished) return;
+    if (row.jobStatus?.status === JobStatus.Failing) throw new Error(`job failing: ${row.jobStatus.detail}`);
+    if (Date.now() > deadline) throw new Error(`job did not finish in time; row ${JSON.stringify(row.state.pending.map((p) => p.id))}`);
+    if (!any) await sleep(100);
+  }
+}
+
+async function expectExactOutput(h: Harness): Promise<void> {
+  const committed = sorted(await h.output());
+  const expected = await oracle();
+  expect(committed.length).toBe(expected.length);
+  expect(committed).toEqual(expected);
+  const completed = await listCheckpoints(new S3CheckpointStorage({ client: clients.s3 }), h.checkpoint.dir, h.plan.job);
+  expect(completed.length).toBeGreaterThanOrEqual(1);
+  const row = await h.store.require(h.plan.job);
+  // The mid-run checkpoint and the final one both completed.
+  expect(row.state.counts.completed).toBeGreaterThanOrEqual(2);
+}
+
+/** Writes to the state table through a client wrapper: `onWrite` may throw or wait before a write is sent. */
+function interceptStateWrites(stateTable: string, onWrite: (command: { constructor: { name: string }; input: unknown }) => Promise<void>): AwsClients {
+  const writes = new Set(['PutItemCommand', 'UpdateItemCommand', 'DeleteItemCommand', 'BatchWriteItemCommand', 'TransactWriteItemsCommand']);
+  const dynamodb = new Proxy(clients.dynamodb, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return async (command: { constructor: { name: string }; input: { TableName?: string } }, ...rest: unknown[]) => {
+        if (writes.has(command.constructor.name) && command.input.TableName === stateTable) await onWrite(command);
+        return (target.send as (...a: unknown[]) => Promise<unknown>).call(target, command, ...rest);
+      };
+    },
+  }) as DynamoDBClient;
+  return {
+    get s3() {
+      return clients.s3;
+    },
+    get sqs() {
+      return clients.sqs;
+    },
+    dynamodb,
+    get doc() {
+      return clients.doc;
+    },
+    get sfn() {
+      return clients.sfn;
+    },
+  };
+}
+
+const groupOf = (m: Message) => m.Attributes?.MessageGroupId ?? '';
+
+describe('operator handler on the emulator', () => {
+  afterEach(async () => {
+    for (const p of provisioned.splice(0)) await p.destroy();
+  });
+  afterAll(() => scratch.cleanup());
+
+  it('runs generator → flatMap → keyBy → running count → files exactly once, with a checkpoint triggered mid-run', async () => {
+    const h = await harness();
+    await drive(h);
+    await expectExactOutput(h);
+    const steps = h.logs.filter((l) => l.message === 'step');
+    expect(steps.length).toBeGreaterThan(0);
+    expect(steps.every((l) => typeof l.durationMs === 'number' && typeof l.recordsIn === 'number' && typeof l.dropped === 'number')).toBe(true);
+    expect(h.logs.filter((l) => l.level === 'error')).toEqual([]);
+    // The sources were driven by wake chains (10,000 lines per subtask, at most 1,000 per step; barrier steps read too).
+    const wakes = steps.filter((l) => l.vertex === 'lines' && typeof l.nextWake === 'number');
+    expect(wakes.length).toBeGreaterThanOrEqual(2 * 5);
+  });
+
+  it('stays exact when every batch is delivered twice', async () => {
+    const h = await harness();
+    let again = 0;
+    await drive(h, {
+      onDelivery: async (d) => {
+        // Given the same SqsEvent a second time (a duplicate delivery), the handler drops what it already committed.
+        const second = await h.handlers[d.vertex]!(sqsEventOf(d.messages));
+        expect(second.batchItemFailures).toEqual([]);
+        again++;
+      },
+    });
+    expect(again).toBeGreaterThan(10);
+    await expectExactOutput(h);
+    const dropped = h.logs.filter((l) => l.message === 'step' && l.vertex === 'count').reduce((n, l) => n + (l.dropped as number), 0);
+    expect(dropped).toBeGreaterThan(0);
+  });
+
+  it('stays exact when a step crashes after sending its outputs, before its commit completes, and its batch comes back', async () => {
+    const h = await harness();
+    // Given a "container" for `count` whose second state write of an armed step throws (the claim went through).
+    let armed = false;
+    let writes = 0;
+    let crashed = 0;
+    h.handlers.count = h.newHandler(
+      'count',
+      interceptStateWrites(h.resources.stateTable, async () => {
+        if (!armed) return;
+        if (++writes === 2) {
+          armed = false;
+          crashed++;
+          throw new Error('injected crash during commit');
+        }
+      }),
+    );
+    let checked = false;
+    await drive(h, {
+      onDelivery: async (d) => {
+        if (d.vertex === 'count' && !checked && crashed === 1) {
+          // Then the failed group comes back whole (every message of it), and no other group is reported.
+          checked = true;
+          const failed = new Set(d.response.batchItemFailures.map((f) => f.itemIdentifier));
+          const groups = new Set(d.messages.filter((m) => failed.has(m.MessageId!)).map(groupOf));
+          expect(groups.size).toBe(1);
+          const [group] = [...groups];
+          expect(d.messages.filter((m) => groupOf(m) === group).every((m) => failed.has(m.MessageId!))).toBe(true);
+        }
+        if (d.vertex === 'count' && crashed === 0 && !armed) {
+          armed = true;
+          writes = 0;
+        }
+      },
+    });
+    expect(crashed).toBe(1);
+    expect(checked).toBe(true);
+    expect(h.logs.some((l) => l.level === 'error' && String(l.message).includes('injected crash'))).toBe(true);
+    await expectExactOutput(h);
+  });
+
+  it('fences a zombie invocation that commits after its successor, and stays exact', async () => {
+    const h = await harness('collect');
+    // Given container A, whose first state write of an armed step waits for a gate (it stalls after sending outputs).
+    let armedA = false;
+    let reachedGate!: () => void;
+    const atGate = new Promise<void>((r) => (reachedGate = r));
+    let openGate!: () => void;
+    const gate = new Promise<void>((r) => (openGate = r));
+    const containerA = h.newHandler(
+      'count',
+      interceptStateWrites(h.resources.stateTable, async (command) => {
+        if (!armedA) return;
+        armedA = false;
+        gatedSubtask = /\/count\/(\d+)/.exec(JSON.stringify(command.input))?.[1];
+        reachedGate();
+        await gate;
+      }),
+    );
+    let gatedSubtask: string | undefined;
+    let zombie: { messages: Message[]; response: Promise<SqsBatchResponse> } | undefined;
+    await drive(h, {
+      onDelivery: async (d) => {
+        if (zombie || d.vertex !== 'lines') return;
+        // When A takes a batch from `count` and stalls in its commit...
+        const url = h.resources.queueUrls.count!;
+        let messages: Message[] = [];
+        for (let i = 0; i < 20 && messages.length === 0; i++) messages = await receiveMessages(clients, url, { waitSeconds: 1 });
+        if (messages.length === 0) return;
+        armedA = true;
+        zombie = { messages, response: containerA(sqsEventOf(messages)) };
+        await atGate;
+        // ...its batch comes back (its visibility timeout ends), and container B (the default handler) processes and commits it.
+        await handBack(clients, url, messages);
+        const ids = new Set(messages.filter((m) => groupOf(m) === gatedSubtask).map((m) => m.MessageId!));
+        expect(ids.size).toBeGreaterThan(0);
+        const deadline = Date.now() + 30_000;
+        let redelivered = false;
+        while (!redelivered && Date.now() < deadline) {
+          const again = await deliver(h, 'count', h.handlers.count, 1);
+          if (!again) continue;
+          for (const m of again.messages) if (ids.has(m.MessageId!)) redelivered = true;
+          expect(again.response.batchItemFailures).toEqual([]);
+        }
+        expect(redelivered).toBe(true);
+        // Then A wakes up: its commit is fenced, and it reports the messages of that group as failed (its other groups committed).
+        openGate();
+        const response = await zombie.response;
+        expect(new Set(response.batchItemFailures.map((f) => f.itemIdentifier))).toEqual(ids);
+      },
+    });
+    expect(zombie).toBeDefined();
+    expect(h.logs.some((l) => l.level === 'error' && l.code === ErrorCode.CommitFenced)).toBe(true);
+    await expectExactOutput(h);
+  });
+
+  it('sends a malformed message to the dead-letter queue with its reason, and its group goes on', async () => {
+    const h = await harness();
+    // Given garbage in the middle of group 0 of `count`.
+    await clients.sqs.send(
+      new SendMessageCommand({ QueueUrl: h.resources.queueUrls.count!, MessageBody: '{"not":"an envelope"}', MessageGroupId: '0', MessageDeduplicationId: 'garbage-1' }),
+    );
+    let garbageResponse: SqsBatchResponse | undefined;
+    let garbageId: string | undefined;
+    await drive(h, {
+      onDelivery: async (d) => {
+        const garbage = d.messages.find((m) => m.Body === '{"not":"an envelope"}');
+        if (garbage) {
+          garbageId = garbage.MessageId!;
+          garbageResponse = d.response;
+        }
+      },
+    });
+    // Then it was handled (not retried), and the dead-letter queue holds it with the reason.
+    expect(garbageResponse?.batchItemFailures.map((f) => f.itemIdentifier)).not.toContain(garbageId);
+    const dead = await receiveMessages(clients, h.resources.dlqUrls.count!, { waitSeconds: 1 });
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.Body).toBe('{"not":"an envelope"}');
+    const attrs = dead[0]!.MessageAttributes!;
+    expect(attrs[DeadLetterAttr.Code]?.StringValue).toBe(ErrorCode.MalformedMessage);
+    expect(attrs[DeadLetterAttr.Reason]?.StringValue).toMatch(/not a valid envelope/);
+    expect(attrs[DeadLetterAttr.MessageId]?.StringValue).toBe(garbageId);
+    await expectExactOutput(h);
+  });
+});
