@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import type { SinkConnector, SinkWriter, SinkWriterContext } from '../api/connector.js';
 import type { PendingCommit } from '../core/manifest/model.js';
 import { FloeError, ErrorCode } from '../core/errors.js';
+import { s3FilesSink } from './s3-files.js';
 
 /** Options of the exactly-once files sink. */
 export interface FilesSinkOptions<T> {
-  /** Directory committed files appear in. */
+  /** Directory committed files appear in, or an `s3://bucket/prefix` for committed objects (see `s3FilesSink`). */
   readonly dir: string;
   /** Formats a record as one line. @default strings as they are, anything else as JSON */
   readonly format?: (value: T) => string;
@@ -37,6 +38,7 @@ const exists = (p: string) => stat(p).then(() => true, () => false);
  * files have names that start with neither `.` nor `_`.
  */
 export function filesSink<T>(options: FilesSinkOptions<T>): SinkConnector<T> & { cleanup(uid: string): Promise<void> } {
+  if (options.dir.startsWith('s3://')) return s3FilesSink(options);
   const format = options.format ?? ((v: T) => (typeof v === 'string' ? v : JSON.stringify(v)));
   const dir = options.dir;
   return {

@@ -2,10 +2,11 @@ import { open, readdir, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { SourceConnector, SourceSplit } from '../api/connector.js';
 import { FloeError, ErrorCode } from '../core/errors.js';
+import { s3FilesSource } from './s3-files.js';
 
 /** Options of the files source. */
 export interface FilesSourceOptions {
-  /** A file, or a directory read recursively (names starting with `.` or `_` are skipped, as uncommitted output). */
+  /** A file, or a directory read recursively (names starting with `.` or `_` are skipped, as uncommitted output), or an `s3://bucket/prefix`. */
   readonly path: string;
 }
 
@@ -32,8 +33,12 @@ interface FilePosition {
   readonly offset: number;
 }
 
-/** Lines of a file or of every file in a directory; each file is a split whose byte offset is checkpointed. */
+/**
+ * Lines of a file or of every file in a directory; each file is a split whose byte offset is checkpointed. An
+ * `s3://bucket/prefix` path reads objects instead (see `s3FilesSource`).
+ */
 export function filesSource(options: FilesSourceOptions): SourceConnector<string> {
+  if (options.path.startsWith('s3://')) return s3FilesSource({ path: options.path });
   return {
     type: 'files',
     bounded: true,
