@@ -154,9 +154,25 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     return info;
   };
 
-  const executorFor = (subtask: number, info: RunInfo): CachedExecutor => {
+  /**
+   * Whether a source subtask resumes restored state: a restore writes operator state (the source's splits) but no
+   * control row, and the executor must then keep the splits rather than assign initial ones. A source the restored
+   * snapshot did not have (or a first start) has no operator state.
+   */
+  const restoredSourceUids = async (subtask: number): Promise<Set<string>> => {
+    const source = vertex.operators[0]!;
+    if (!vertex.isSource) return new Set();
+    const store = ports.task.state.forSubtask({ vertex: vertex.id, subtask });
+    if ((await store.readControl()) !== undefined) return new Set();
+    return store.getOperatorState(source.uid).length > 0 ? new Set([source.uid]) : new Set();
+  };
+
+  const executorFor = async (subtask: number, info: RunInfo): Promise<CachedExecutor> => {
     const cached = executors.get(subtask);
     if (cached && cached.gen === info.generation) return cached;
+    const restoredUids = await restoredSourceUids(subtask);
+    const raced = executors.get(subtask);
+    if (raced && raced.gen === info.generation) return raced;
     const flags: CachedExecutor['flags'] = { sourceExhausted: false, committed: Promise.resolve(false) };
     const coordinator: CoordinatorGateway = {
       // A snapshot's ack may be ready before its step commits; an ack of a step that never committed must not count
@@ -181,7 +197,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         runId: info.jobId,
         mode: checkpoint.mode,
         incremental: checkpoint.incremental,
-        restoredUids: new Set(),
+        restoredUids,
         sourceChunkSize: chunk,
       },
       { ...ports.task, coordinator },
@@ -271,7 +287,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         log({ level: 'info', message: 'stale wakes dropped', ...context, gen: info.generation, messages: live.length, dropped: wakes.length, durationMs: clock.now() - started });
         return failedIds(rest);
       }
-      const entry = executorFor(subtask, info);
+      const entry = await executorFor(subtask, info);
       let outcome;
       try {
         outcome = await stepOn(entry, envelopes);

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
-import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
-import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/coordinator-store.js';
+import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../lib/adapters/aws/coordinator-store.js';
+import { SinkCommitRegistry } from '../../lib/adapters/aws/coordinator-commits.js';
+import { DynamoDbStateStore } from '../../lib/adapters/aws/dynamodb-state-store.js';
 import { CoordinatorTasks } from '../../lib/adapters/aws/coordinator-tasks.js';
 import { JobStatus } from '../../lib/adapters/aws/coordinator-job-row.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
@@ -17,7 +19,9 @@ import { generator } from '../../lib/connectors/generator.js';
 import { ErrorCode } from '../../lib/core/errors.js';
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../../lib/core/options.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
-import { listCheckpoints } from '../../lib/runtime/snapshot-catalog.js';
+import { findLatestCheckpoint, listCheckpoints } from '../../lib/runtime/snapshot-catalog.js';
+import { planRestore } from '../../lib/core/restore-planner.js';
+import { keyGroupRange } from '../../lib/graph/key-groups.js';
 import { deleteMessages, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
 import { Scratch, readAll, readCommittedLines, sleep, sorted } from '../support/jobs.js';
 
@@ -175,6 +179,8 @@ interface DriveOptions {
   /** Trigger a checkpoint after this many deliveries. @default 6 */
   readonly checkpointAfter?: number;
   readonly timeoutMs?: number;
+  /** Stop as soon as this holds (checked after every round). @default the job row says FINISHED */
+  readonly until?: () => Promise<boolean>;
 }
 
 /** Runs the job to its end: delivers batches round-robin over the vertex queues until the job row says FINISHED. */
@@ -195,15 +201,16 @@ async function drive(h: Harness, o: DriveOptions = {}): Promise<void> {
       triggered = true;
       await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'mid-run', kind: 'checkpoint' } });
     }
+    if (o.until && (await o.until())) return;
     const row = await h.store.require(h.plan.job);
-    if (row.jobStatus?.status === JobStatus.Finished) return;
+    if (!o.until && row.jobStatus?.status === JobStatus.Finished) return;
     if (row.jobStatus?.status === JobStatus.Failing) throw new Error(`job failing: ${row.jobStatus.detail}`);
     if (Date.now() > deadline) throw new Error(`job did not finish in time; row ${JSON.stringify(row.state.pending.map((p) => p.id))}`);
     if (!any) await sleep(100);
   }
 }
 
-async function expectExactOutput(h: Harness): Promise<void> {
+async function expectExactOutput(h: Harness, completedCheckpoints = 2): Promise<void> {
   const committed = sorted(await h.output());
   const expected = await oracle();
   expect(committed.length).toBe(expected.length);
@@ -211,8 +218,8 @@ async function expectExactOutput(h: Harness): Promise<void> {
   const completed = await listCheckpoints(new S3CheckpointStorage({ client: clients.s3 }), h.checkpoint.dir, h.plan.job);
   expect(completed.length).toBeGreaterThanOrEqual(1);
   const row = await h.store.require(h.plan.job);
-  // The mid-run checkpoint and the final one both completed.
-  expect(row.state.counts.completed).toBeGreaterThanOrEqual(2);
+  // The mid-run checkpoint and the final one both completed (this run's row counts only its own).
+  expect(row.state.counts.completed).toBeGreaterThanOrEqual(completedCheckpoints);
 }
 
 /** Writes to the state table through a client wrapper: `onWrite` may throw or wait before a write is sent. */
@@ -405,5 +412,42 @@ describe('operator handler on the emulator', () => {
     expect(attrs[DeadLetterAttr.Reason]?.StringValue).toMatch(/not a valid envelope/);
     expect(attrs[DeadLetterAttr.MessageId]?.StringValue).toBe(garbageId);
     await expectExactOutput(h);
+  });
+
+  it('restores a checkpoint into a new generation: older messages and wakes are dropped, restored sources keep their splits, output is exact', async () => {
+    const h = await harness();
+    const job = h.plan.job;
+    // Given a run that completed checkpoint 1, went on for a while, and then stopped (its Lambdas all died).
+    await drive(h, { checkpointAfter: 4, until: async () => (await h.store.require(job)).state.counts.completed >= 1 });
+    for (let round = 0; round < 3; round++) for (const v of h.plan.vertices) await deliver(h, v.id);
+    const before = await h.store.require(job);
+    expect(before.jobStatus?.status).not.toBe(JobStatus.Finished);
+
+    // When the job is restored from it as emulator mode does: state from the manifest, pending commits committed,
+    // uncommitted output removed, a new job row at the next generation, and the sources woken in that generation.
+    const storage = new S3CheckpointStorage({ client: clients.s3 });
+    const latest = (await findLatestCheckpoint(storage, h.checkpoint.dir, job))!;
+    expect(latest.manifest.checkpointId).toBe(1);
+    const restorePlan = planRestore(latest.manifest, h.plan, { allowNonRestoredState: false, source: latest.dir });
+    const state = new DynamoDbStateStore({ tableName: h.resources.stateTable, job, client: clients.dynamodb });
+    await state.clear();
+    await new SinkCommitRegistry(h.plan).commitAll(restorePlan.pendingCommits);
+    for (const [key, operators] of restorePlan.subtasks) {
+      const [vertex, subtask] = [key.slice(0, key.lastIndexOf(':')), Number(key.slice(key.lastIndexOf(':') + 1))];
+      const v = h.plan.vertices.find((x) => x.id === vertex)!;
+      await state.forSubtask({ vertex, subtask }).restore({ storage, manifestDir: latest.dir, keyGroups: keyGroupRange(subtask, v.parallelism, h.plan.maxParallelism), operators });
+    }
+    const sink = h.plan.vertices.flatMap((v) => v.operators).find((o) => o.uid === 'out')!.node.spec as unknown as { connector: { cleanup(uid: string): Promise<void> } };
+    await sink.connector.cleanup('out');
+    await clients.dynamodb.send(new DeleteItemCommand({ TableName: h.resources.coordinatorTable, Key: { [CoordinatorAttr.pk]: { S: jobRowKey(job) } } }));
+    const generation = before.runtime.generation + 1;
+    await h.tasks.initialize({ options: h.checkpoint, jobId: randomUUID(), savepointDir: h.resources.savepointRoot!, generation, latestCompletedId: 1, restored: true });
+    await startSources({ plan: h.plan, resources: h.resources, clients, generation });
+    // The same containers go on (their cached generation is reloaded), with older messages still in the queues.
+    await drive(h, { checkpointAfter: 1_000_000 });
+
+    // Then the output is exact, and what the older generation left in the queues was dropped.
+    await expectExactOutput(h, 1);
+    expect(h.logs.some((l) => l.message === 'stale wakes dropped' || (l.message === 'step' && l.gen === generation && (l.dropped as number) > 0))).toBe(true);
   });
 });
