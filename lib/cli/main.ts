@@ -106,7 +106,15 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
     .option('--allow-non-restored-state', 'restore even if the snapshot has state for operators (uids) the job no longer has')
     .option('--parallelism <n>', 'default parallelism of the operators')
     .option('--port <n>', `REST port (default ${DEFAULT_REST_PORT}; 0 picks a free one)`)
-    .addHelpText('after', '\nExample:\n  floe run examples/wordcount.ts --checkpoint-interval 5s -- --input words.txt --output out/\n')
+    .option(
+      '--aws-endpoint <url>',
+      'emulator mode: provision the job on this AWS-compatible endpoint (moto server, LocalStack, fakecloud) and run its handlers here, polling its queues',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  floe run examples/wordcount.ts --checkpoint-interval 5s -- --input words.txt --output out/\n' +
+        '  floe run examples/wordcount.ts --aws-endpoint http://127.0.0.1:5000 -- --input words.txt --output out/\n',
+    )
     .action(async (jobFile: string, jobArgs: string[], flags: RunFlags) => {
       // Validate everything before loading the runner, so a bad command line fails fast and says all that is wrong.
       const options = validateRunFlags(jobFile, jobArgs, flags, { progress: deps.isTTY ?? process.stdout.isTTY === true });

@@ -15,6 +15,7 @@ export interface RunFlags {
   readonly allowNonRestoredState?: boolean;
   readonly parallelism?: string;
   readonly port?: string;
+  readonly awsEndpoint?: string;
 }
 
 /** Parses a `--port` value: an integer from 0 to 65535 (0 picks a free port). Pushes a problem and returns undefined otherwise. */
@@ -69,6 +70,25 @@ export function validateRunFlags(
 
   const port = flags.port === undefined ? undefined : parsePort(flags.port, problems);
 
+  if (flags.awsEndpoint !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(flags.awsEndpoint);
+    } catch {
+      problems.push(`--aws-endpoint must be a URL such as http://127.0.0.1:5000, got '${flags.awsEndpoint}'`);
+    }
+    if (url && url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`--aws-endpoint must be an http(s) URL, got '${flags.awsEndpoint}'`);
+    // In emulator mode snapshots live in the emulator's S3; a local path cannot be read there.
+    if (flags.checkpointDir !== undefined && flags.checkpointDir.trim() !== '' && !flags.checkpointDir.startsWith('s3://')) {
+      problems.push(`--checkpoint-dir must be an s3:// URL with --aws-endpoint (default: the job's bucket), got '${flags.checkpointDir}'`);
+    }
+    for (const [flag, path] of [['--from-checkpoint', flags.fromCheckpoint], ['--from-savepoint', flags.fromSavepoint]] as const) {
+      if (path !== undefined && path.trim() !== '' && path !== 'latest' && !path.startsWith('s3://')) {
+        problems.push(`${flag} must be 'latest' or an s3:// URL with --aws-endpoint, got '${path}'`);
+      }
+    }
+  }
+
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
   return {
     jobFile,
@@ -80,6 +100,7 @@ export function validateRunFlags(
     ...(flags.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
     ...(parallelism !== undefined ? { parallelism } : {}),
     ...(port !== undefined ? { port } : {}),
+    ...(flags.awsEndpoint !== undefined ? { awsEndpoint: flags.awsEndpoint } : {}),
     progress: env.progress,
   };
 }

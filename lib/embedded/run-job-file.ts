@@ -17,6 +17,8 @@ export interface RunJobFileOptions {
   port?: number;
   /** Show live progress (stdout is a terminal). */
   progress: boolean;
+  /** Run in emulator mode against this AWS-compatible endpoint (moto server, LocalStack, fakecloud) instead of embedded. */
+  awsEndpoint?: string;
 }
 
 /** Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code. */
@@ -32,16 +34,16 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
         : options.fromCheckpoint !== undefined
           ? { kind: 'path', path: options.fromCheckpoint }
           : { kind: 'none' };
-  const runner = new EmbeddedRunner(job, {
-    checkpoint: {
-      ...(options.checkpointInterval !== undefined ? { interval: options.checkpointInterval } : {}),
-      ...(options.checkpointDir !== undefined ? { dir: options.checkpointDir } : {}),
-    },
-    parallelism: options.parallelism,
-    restore,
-    allowNonRestoredState: options.allowNonRestoredState,
-    log,
-  });
+  const checkpoint = {
+    ...(options.checkpointInterval !== undefined ? { interval: options.checkpointInterval } : {}),
+    ...(options.checkpointDir !== undefined ? { dir: options.checkpointDir } : {}),
+  };
+  const common = { checkpoint, parallelism: options.parallelism, restore, allowNonRestoredState: options.allowNonRestoredState, log };
+  // Emulator mode loads the AWS SDK only when asked for.
+  const runner =
+    options.awsEndpoint !== undefined
+      ? new (await import('../aws/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
+      : new EmbeddedRunner(job, common);
   const server = await startRestServer(runner, { port: options.port ?? 8081 });
   log(`job '${job.name}' (${runner.jobId}) running; REST API at ${server.url}`);
   const progress = options.progress ? startProgress(runner, process.stderr) : undefined;

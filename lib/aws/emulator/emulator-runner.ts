@@ -1,0 +1,463 @@
+/**
+ * Emulator mode: runs a job on an AWS-compatible endpoint (moto server, LocalStack, fakecloud) with the same handlers
+ * the Lambdas run, called in-process by pollers that behave like Lambda's SQS event source mapping.
+ *
+ *     provision (idempotent) ─▶ purge queues ─▶ restore state into DynamoDB ─▶ new job row (generation + 1)
+ *       ─▶ pollers: one per vertex queue (operator handler), one for the tasks queue (coordinator tasks)
+ *       ─▶ start sources (wake-ups) ─▶ tick timer (what the schedule sends on AWS) ─▶ wait for the job row's status
+ *
+ * The job row in the coordinator table is the truth: the REST API reads a copy refreshed a few times a second, and
+ * triggers go through the coordinator store like every other event.
+ */
+import { randomBytes } from 'node:crypto';
+import { DeleteItemCommand, ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import type { Job } from '../../api/job.js';
+import type { SinkConnector } from '../../api/connector.js';
+import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
+import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/coordinator-executions.js';
+import { JobStatus, type CoordinatorRow } from '../../adapters/aws/coordinator-job-row.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../adapters/aws/coordinator-state-machine.js';
+import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../adapters/aws/coordinator-store.js';
+import { createCoordinatorTaskHandler } from '../../adapters/aws/coordinator-task-handler.js';
+import { SinkCommitRegistry } from '../../adapters/aws/coordinator-commits.js';
+import { CoordinatorTasks } from '../../adapters/aws/coordinator-tasks.js';
+import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
+import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
+import { SqsEventSourcePoller } from '../../adapters/aws/sqs-poller.js';
+import { SqsQueueSender } from '../../adapters/aws/sqs-queue-sender.js';
+import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
+import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { Layout } from '../../core/manifest/layout.js';
+import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from '../../core/options.js';
+import { planRestore } from '../../core/restore-planner.js';
+import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
+import type { Clock } from '../../ports/index.js';
+import { findLatestCheckpoint, listCheckpoints, loadManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
+import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../../rest/job-control.js';
+import type { RestoreSource, RunOutcome } from '../../embedded/embedded-runner.js';
+import { createOperatorHandler, startSources, type AwsJobResources } from '../operator-handler.js';
+import { enableMotoStepFunctionsExecution, provisionEmulatorJob, purgeJobQueues, type EmulatorJobResources } from './provision.js';
+
+/** Options of an emulator-mode run; the job's own options are the defaults. */
+export interface EmulatorRunOptions {
+  /** Endpoint URL of the emulator, e.g. `http://127.0.0.1:5000`. */
+  readonly endpoint: string;
+  /** Overrides of the job's checkpoint options; `dir` must be an `s3://` URL when given. @default checkpoints in the job's bucket */
+  readonly checkpoint?: CheckpointOptions;
+  /** Default parallelism, overriding the job's. */
+  readonly parallelism?: number;
+  /** Where to start from. @default none */
+  readonly restore?: RestoreSource;
+  /** Drop state of operators the job no longer has. @default false */
+  readonly allowNonRestoredState?: boolean;
+  /** Default savepoint directory (`s3://…`). @default `s3://<bucket>/<job>/savepoints` */
+  readonly savepointDir?: string;
+  /** Mixed into the resource names, to keep runs of the same job apart (tests). @default '' */
+  readonly namespace?: string;
+  /** AWS region for the clients. @default the SDK's resolution, else us-east-1 */
+  readonly region?: string;
+  /** @default the system clock */
+  readonly clock?: Clock;
+  /** Receives one line per notable event (provisioning, restores, checkpoints, failures). */
+  readonly log?: (message: string) => void;
+  /** How often the job row is read for the REST API and the job's status, in ms. @default 250 */
+  readonly refreshMs?: number;
+}
+
+const systemClock: Clock = { now: () => Date.now() };
+
+/**
+ * Runs a job in emulator mode and serves {@link JobControl} from its job row: the REST API and the CLI work as with
+ * the embedded runner.
+ */
+export class EmulatorRunner implements JobControl {
+  readonly plan: PhysicalPlan;
+  private jobIdValue = randomBytes(16).toString('hex');
+  private readonly clock: Clock;
+  private readonly log: (m: string) => void;
+  private readonly clients: AwsClients;
+  private checkpointOptions: ResolvedCheckpointOptions;
+  private state: JobState = JobState.Created;
+  private startTime = 0;
+  private endTime: number | undefined;
+  private row: CoordinatorRow | undefined;
+  private resources: EmulatorJobResources | undefined;
+  private tasks: CoordinatorTasks | undefined;
+  private restoredFrom: JobOverview['restoredFrom'];
+  private failureCause: string | undefined;
+  private readonly triggers = new Map<string, { status: TriggerStatus; checkpointId?: number }>();
+  private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
+  private cancelRequested = false;
+  private wake: () => void = () => {};
+  private stoppedResolve!: () => void;
+  private readonly stopped = new Promise<void>((r) => (this.stoppedResolve = r));
+
+  constructor(
+    readonly job: Job,
+    private readonly options: EmulatorRunOptions,
+  ) {
+    this.plan = buildPlan(job, { parallelism: options.parallelism });
+    this.clock = options.clock ?? systemClock;
+    this.log = options.log ?? (() => {});
+    this.clients = awsClients({ endpoint: options.endpoint, region: options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1') });
+    // Resolved again once the bucket is known; this copy only validates early and serves checkpointConfig() before.
+    this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...options.checkpoint });
+    for (const v of this.plan.vertices) this.metrics.set(v.id, { recordsIn: 0, recordsOut: 0 });
+  }
+
+  /** The run's job id (32 hex digits); a restore keeps the id of the row it replaces. */
+  get jobId(): string {
+    return this.jobIdValue;
+  }
+
+  /** Provisions, restores, runs the job until its row says FINISHED or FAILING or it is cancelled, and stops the pollers. */
+  async run(): Promise<RunOutcome> {
+    this.startTime = this.clock.now();
+    const pollers: SqsEventSourcePoller[] = [];
+    let ticker: NodeJS.Timeout | undefined;
+    try {
+      const { resources, store, generation } = await this.prepare();
+      const clients = this.clients;
+      const handlerResources: AwsJobResources = {
+        job: resources.job,
+        stateTable: resources.stateTable,
+        coordinatorTable: resources.coordinatorTable,
+        checkpointRoot: this.checkpointOptions.dir,
+        savepointRoot: this.options.savepointDir ?? resources.savepointRoot,
+        queueUrls: resources.queueUrls,
+        dlqUrls: resources.dlqUrls,
+        tasksQueueUrl: resources.tasksQueueUrl,
+        stateMachineArn: resources.stateMachineArn,
+      };
+      const onError = (what: string) => (error: unknown) => this.log(`${what}: ${(error as Error).message ?? String(error)}`);
+      for (const v of this.plan.vertices) {
+        const handler = createOperatorHandler({
+          plan: this.plan,
+          vertex: v.id,
+          resources: handlerResources,
+          clients,
+          clock: this.clock,
+          checkpoint: this.checkpointOptions,
+          // Moto's conditional writes are not atomic under concurrent requests; every writer is in this process.
+          serializeLocalWrites: true,
+          log: (line) => this.onHandlerLog(v.id, line),
+        });
+        pollers.push(
+          new SqsEventSourcePoller(clients.sqs, {
+            queueUrl: resources.queueUrls[v.id]!,
+            handler,
+            waitTimeSeconds: 1,
+            retryDelaySeconds: 1,
+            concurrency: Math.min(10, Math.max(1, v.parallelism)),
+            onError: onError(`vertex ${v.id}`),
+          }),
+        );
+      }
+      pollers.push(
+        new SqsEventSourcePoller(clients.sqs, {
+          queueUrl: resources.tasksQueueUrl,
+          handler: createCoordinatorTaskHandler({ tasks: this.tasks!, sfn: clients.sfn, log: (e) => this.onCoordinatorLog(e) }),
+          waitTimeSeconds: 1,
+          retryDelaySeconds: 1,
+          concurrency: 2,
+          onError: onError('coordinator tasks'),
+        }),
+      );
+      await Promise.all(pollers.map((p) => p.start()));
+      this.state = JobState.Running;
+      await startSources({ plan: this.plan, resources: handlerResources, clients, generation });
+
+      // EventBridge Scheduler does not fire on emulators: send the coordinator the tick the schedule would send.
+      const tick = JSON.stringify({ v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'tick', job: this.plan.job });
+      const interval = this.checkpointOptions.interval;
+      const tickMs = Math.max(200, Math.min(1000, interval > 0 ? interval / 4 : 1000));
+      ticker = setInterval(() => {
+        clients.sqs.send(new SendMessageCommand({ QueueUrl: resources.tasksQueueUrl, MessageBody: tick })).catch(onError('sending a tick'));
+      }, tickMs);
+
+      return await this.watch(store);
+    } catch (e) {
+      const error = e instanceof Error ? e : new Error(String(e));
+      this.state = JobState.Failed;
+      this.failureCause = error.message;
+      this.endTime = this.clock.now();
+      return { state: 'FAILED', error };
+    } finally {
+      if (ticker) clearInterval(ticker);
+      await Promise.all(pollers.map((p) => p.stop()));
+      for (const t of this.triggers.values()) {
+        if (t.status.status === 'IN_PROGRESS') t.status = { ...t.status, status: 'FAILED', failureCause: `the job ended (${this.state}) before it completed` };
+      }
+      this.stoppedResolve();
+    }
+  }
+
+  /** Provisions resources, restores (or clears) state, and writes the new job row; answers the run's generation. */
+  private async prepare(): Promise<{ resources: EmulatorJobResources; store: DynamoDbCoordinatorStore; generation: number }> {
+    const clients = this.clients;
+    if (await enableMotoStepFunctionsExecution(this.options.endpoint)) this.log('moto server detected: Step Functions execution turned on');
+    const resources = await provisionEmulatorJob({ plan: this.plan, clients, checkpoint: this.checkpointOptions, namespace: this.options.namespace });
+    this.resources = resources;
+    const dir = this.options.checkpoint?.dir ?? resources.checkpointRoot;
+    if (!dir.startsWith('s3://')) throw new FloeError(ErrorCode.InvalidOptions, `emulator mode keeps checkpoints in S3: checkpoint.dir must be an s3:// URL, got '${dir}'`);
+    this.checkpointOptions = resolveCheckpointOptions({ ...this.job.options.checkpoint, ...this.options.checkpoint, dir });
+    this.log(`provisioned ${resources.stateTable}, ${resources.coordinatorTable}, s3://${resources.bucket}, ${Object.keys(resources.queueUrls).length} vertex queues and the coordinator state machine`);
+    await purgeJobQueues(clients, resources);
+
+    const storage = new S3CheckpointStorage({ client: clients.s3 });
+    const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
+    const restore = await this.initialRestore(storage);
+    const previous = await store.load(this.plan.job);
+    const root = this.checkpointOptions.dir;
+    const existing = await listCheckpoints(storage, root, this.plan.job);
+    // Checkpoint directories without a manifest never completed: remove them.
+    await storage.delete((await Promise.all(existing.filter((c) => !c.complete).map((c) => storage.list(c.dir)))).flat());
+    // Ids never go back: each names a checkpoint directory and a Step Functions execution, both of which must be new.
+    const nextCheckpointId = Math.max(
+      (existing[existing.length - 1]?.id ?? 0) + 1,
+      previous?.state.nextCheckpointId ?? 1,
+      (restore?.manifest.checkpointId ?? 0) + 1,
+    );
+    // Every run is a new generation, restored or not, so whatever an older run left in flight is dropped.
+    const generation = Math.max(previous?.runtime.generation ?? 0, restore?.manifest.generation ?? 0) + 1;
+
+    const stateStore = new DynamoDbStateStore({ tableName: resources.stateTable, job: this.plan.job, client: clients.dynamodb });
+    await stateStore.clear();
+    if (restore) {
+      const source = `${restore.manifest.kind} ${restore.dir}`;
+      const restorePlan = planRestore(restore.manifest, this.plan, { allowNonRestoredState: this.options.allowNonRestoredState ?? false, source });
+      for (const note of restorePlan.notes) this.log(note);
+      await new SinkCommitRegistry(this.plan).commitAll(restorePlan.pendingCommits);
+      for (const [key, operators] of restorePlan.subtasks) {
+        const [vertex, subtask] = [key.slice(0, key.lastIndexOf(':')), Number(key.slice(key.lastIndexOf(':') + 1))];
+        const v = this.plan.vertices.find((x) => x.id === vertex)!;
+        const lo = Math.floor((subtask * this.plan.maxParallelism + v.parallelism - 1) / v.parallelism);
+        const hi = Math.floor(((subtask + 1) * this.plan.maxParallelism - 1) / v.parallelism) + 1;
+        await stateStore.forSubtask({ vertex, subtask }).restore({ storage, manifestDir: restore.dir, keyGroups: [lo, hi], operators });
+      }
+      this.restoredFrom = { id: restore.manifest.checkpointId, path: restore.dir, kind: restore.manifest.kind, restoredAt: this.clock.now() };
+      this.log(`restored from ${source} (checkpoint ${restore.manifest.checkpointId}, generation ${generation})`);
+    }
+    // Output a previous run wrote but no checkpoint committed is replayed by this one.
+    for (const v of this.plan.vertices) {
+      for (const op of v.operators) {
+        const connector = op.node.spec.kind === 'sink' ? (op.node.spec.connector as SinkConnector<unknown> & { cleanup?: (uid: string) => Promise<void> }) : undefined;
+        await connector?.cleanup?.(op.uid);
+      }
+    }
+
+    if (previous) await this.deleteRow(resources.coordinatorTable, previous);
+    this.tasks = new CoordinatorTasks({
+      plan: this.plan,
+      store,
+      storage,
+      sender: new SqsQueueSender(clients.sqs, (vertex) => {
+        const url = resources.queueUrls[vertex];
+        if (!url) throw new FloeError(ErrorCode.InvalidOptions, `vertex '${vertex}' has no queue`);
+        return url;
+      }),
+      executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: this.plan.job }),
+      clock: this.clock,
+      log: (e) => this.onCoordinatorLog(e),
+    });
+    this.row = await this.tasks.initialize({
+      options: this.checkpointOptions,
+      jobId: this.jobIdValue,
+      savepointDir: this.options.savepointDir ?? resources.savepointRoot,
+      generation,
+      nextCheckpointId,
+      ...(restore ? { latestCompletedId: restore.manifest.checkpointId, restored: true } : {}),
+    });
+    this.jobIdValue = this.row.runtime.jobId;
+    return { resources, store, generation };
+  }
+
+  private async initialRestore(storage: S3CheckpointStorage): Promise<LoadedManifest | undefined> {
+    const source = this.options.restore ?? { kind: 'none' };
+    if (source.kind === 'none') return undefined;
+    if (source.kind === 'latest-checkpoint') {
+      const latest = await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job);
+      if (!latest) this.log(`no completed checkpoint under ${Layout.checkpointsDir(this.checkpointOptions.dir, this.plan.job)}: starting from the beginning`);
+      return latest;
+    }
+    return loadManifest(storage, source.path);
+  }
+
+  /** Deletes the previous run's job row (if it is still the one read), so the new run starts with a fresh row. */
+  private async deleteRow(tableName: string, previous: CoordinatorRow): Promise<void> {
+    try {
+      await this.clients.dynamodb.send(
+        new DeleteItemCommand({
+          TableName: tableName,
+          Key: { [CoordinatorAttr.pk]: { S: jobRowKey(previous.job) } },
+          ConditionExpression: '#v = :v',
+          ExpressionAttributeNames: { '#v': CoordinatorAttr.version },
+          ExpressionAttributeValues: { ':v': { N: String(previous.version) } },
+        }),
+      );
+    } catch (e) {
+      if (e instanceof ConditionalCheckFailedException) {
+        throw new FloeError(ErrorCode.CommitFenced, `the job row of '${previous.job}' changed while this run started: is another run of the job still going?`, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  /** Reads the job row until it says the job ended, or the job is cancelled. */
+  private async watch(store: DynamoDbCoordinatorStore): Promise<RunOutcome> {
+    const refreshMs = this.options.refreshMs ?? 250;
+    for (;;) {
+      if (this.cancelRequested) {
+        this.state = JobState.Canceled;
+        this.endTime = this.clock.now();
+        return { state: 'CANCELED' };
+      }
+      try {
+        const row = await store.load(this.plan.job);
+        if (row) {
+          this.row = row;
+          this.updateTriggers(row);
+        }
+      } catch (e) {
+        this.log(`reading the job row failed: ${(e as Error).message}`);
+      }
+      const status = this.row?.jobStatus;
+      if (status?.status === JobStatus.Finished) {
+        this.state = JobState.Finished;
+        this.endTime = this.clock.now();
+        const lastTermination = this.row?.state.history.find((h) => h.status === 'COMPLETED' && h.termination !== undefined)?.termination;
+        return { state: 'FINISHED', ...(status.detail !== undefined && lastTermination !== 'end' ? { savepoint: status.detail } : {}) };
+      }
+      if (status?.status === JobStatus.Failing) {
+        this.state = JobState.Failed;
+        this.endTime = this.clock.now();
+        this.failureCause = status.detail ?? 'the coordinator failed the job';
+        this.log(`job failed: ${this.failureCause}`);
+        return { state: 'FAILED', error: new FloeError(ErrorCode.JobFailed, this.failureCause) };
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, refreshMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  private updateTriggers(row: CoordinatorRow): void {
+    for (const [requestId, t] of this.triggers) {
+      if (t.status.status !== 'IN_PROGRESS') continue;
+      const pending = row.state.pending.find((p) => p.requestId === requestId);
+      if (pending) {
+        t.checkpointId = pending.id;
+        t.status = { status: 'IN_PROGRESS', checkpointId: pending.id };
+        continue;
+      }
+      if (t.checkpointId === undefined) continue;
+      const record = row.state.history.find((h) => h.id === t.checkpointId);
+      if (!record) continue;
+      t.status =
+        record.status === 'COMPLETED'
+          ? { status: 'COMPLETED', checkpointId: record.id, ...(record.externalPath === undefined ? {} : { location: record.externalPath }) }
+          : { status: 'FAILED', checkpointId: record.id, failureCause: record.failureReason ?? 'checkpoint failed' };
+    }
+  }
+
+  /** Coordinator lines worth a human's eye: completions as the embedded runner prints them, warnings and errors. */
+  private onCoordinatorLog(entry: Record<string, unknown>, where?: string): void {
+    const message = String(entry.message ?? JSON.stringify(entry));
+    if (entry.level === 'info') {
+      if (/^(checkpoint|savepoint) \d+ completed$/.test(message)) this.log(`${message}: ${String(entry.path ?? '')}`);
+      return;
+    }
+    this.log(where ? `${where}: ${message}` : message);
+  }
+
+  /** Counts records for the REST overview from the handler's step lines, and passes the coordinator's lines on. */
+  private onHandlerLog(vertex: string, line: Record<string, unknown>): void {
+    const m = this.metrics.get(vertex);
+    if (m && line.message === 'step') {
+      if (typeof line.recordsIn === 'number') m.recordsIn += line.recordsIn;
+      if (typeof line.recordsOut === 'number') m.recordsOut += line.recordsOut;
+      return;
+    }
+    this.onCoordinatorLog(line, `vertex ${vertex}`);
+  }
+
+  // JobControl
+
+  overview(): JobOverview {
+    return {
+      jid: this.jobIdValue,
+      name: this.plan.job,
+      state: this.state,
+      startTime: this.startTime,
+      endTime: this.endTime,
+      maxParallelism: this.plan.maxParallelism,
+      vertices: this.plan.vertices.map((v) => ({ id: v.id, name: v.name, parallelism: v.parallelism, isSource: v.isSource, isSink: v.isSink, ...this.metrics.get(v.id)! })),
+      restarts: 0,
+      restoredFrom: this.restoredFrom,
+      failureCause: this.failureCause,
+    };
+  }
+
+  coordinatorState(): CoordinatorState {
+    return this.row?.state ?? initialCoordinatorState({ tasks: [], sourceTasks: [], options: this.checkpointOptions });
+  }
+
+  checkpointConfig(): ResolvedCheckpointOptions {
+    return this.checkpointOptions;
+  }
+
+  private trigger(kind: 'checkpoint' | 'savepoint', dir?: string, termination?: Termination): string {
+    const tasks = this.tasks;
+    if (!tasks || this.state !== JobState.Running) {
+      throw new FloeError(ErrorCode.BadRequest, `job '${this.plan.job}' is ${this.state}; it takes ${kind}s only while RUNNING`);
+    }
+    const requestId = randomBytes(16).toString('hex');
+    const entry: { status: TriggerStatus; checkpointId?: number } = { status: { status: 'IN_PROGRESS' } };
+    this.triggers.set(requestId, entry);
+    const request = { requestId, kind, ...(dir === undefined ? {} : { dir }), ...(termination === undefined ? {} : { termination }) };
+    tasks
+      .dispatch({ type: 'trigger', now: this.clock.now(), request })
+      .then((applied) => {
+        const started = applied.row.state.pending.find((p) => p.requestId === requestId);
+        if (started && entry.checkpointId === undefined) {
+          entry.checkpointId = started.id;
+          if (entry.status.status === 'IN_PROGRESS') entry.status = { status: 'IN_PROGRESS', checkpointId: started.id };
+        }
+      })
+      .catch((e: Error) => {
+        entry.status = { status: 'FAILED', failureCause: e.message };
+      });
+    return requestId;
+  }
+
+  triggerCheckpoint(): string {
+    return this.trigger('checkpoint');
+  }
+
+  triggerSavepoint(options: { dir?: string; termination?: Extract<Termination, 'stop' | 'drain'> }): string {
+    return this.trigger('savepoint', options.dir ?? this.options.savepointDir ?? this.resources?.savepointRoot, options.termination);
+  }
+
+  triggerStatus(requestId: string): TriggerStatus | undefined {
+    return this.triggers.get(requestId)?.status;
+  }
+
+  async cancel(): Promise<void> {
+    this.cancelRequested = true;
+    this.wake();
+    if (this.state === JobState.Created || this.checkpointOptions.retainOnCancel) return;
+    // Snapshots still being written would land after the deletion: let the pollers wind down first.
+    await this.stopped;
+    const storage = new S3CheckpointStorage({ client: this.clients.s3 });
+    const all = await listCheckpoints(storage, this.checkpointOptions.dir, this.plan.job);
+    await storage.delete((await Promise.all(all.map((c) => storage.list(c.dir)))).flat());
+    await storage.delete(await storage.list(Layout.sharedDir(this.checkpointOptions.dir, this.plan.job)));
+  }
+}
+
