@@ -11,8 +11,9 @@
  * must come back whole and in order, or it is reordered) and the cached executor is dropped; other slices go on.
  * Replaying a step is safe: outputs carry deterministic `seq`s and dedup ids, and the control row's conditional
  * commit fences a zombie. Snapshot writes and acks started by the step are awaited before returning (a Lambda must
- * not return with work in flight). An ack that fails after its step committed cannot be retried by redelivery (the
- * barrier is consumed): it is logged, and the checkpoint's watchdog execution aborts or recovers it.
+ * not return with work in flight). An ack is held until its step has committed and dropped if the step failed (the
+ * replay acks again). An ack that fails after its step committed cannot be retried by redelivery (the barrier is
+ * consumed): it is logged, and the checkpoint's watchdog execution aborts or recovers it.
  *
  * Generation: read from the coordinator job row (`runtime.generation`, with the run id `runtime.jobId`) and cached
  * per container; a message of a newer generation reloads it, and so does every slice holding a wake (a stale
