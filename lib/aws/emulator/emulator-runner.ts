@@ -64,6 +64,13 @@ export interface EmulatorRunOptions {
   readonly log?: (message: string) => void;
   /** How often the job row is read for the REST API and the job's status, in ms. @default 250 */
   readonly refreshMs?: number;
+  /**
+   * Records a source subtask reads per step at most. Smaller than on AWS, where large steps save cost: emulators are
+   * slow, and barriers reach a source only between its steps, so small steps let checkpoints cut a source's input
+   * while it is being read rather than after.
+   * @default 1000
+   */
+  readonly sourceChunkSize?: number;
 }
 
 const systemClock: Clock = { now: () => Date.now() };
@@ -142,6 +149,7 @@ export class EmulatorRunner implements JobControl {
           checkpoint: this.checkpointOptions,
           // Moto's conditional writes are not atomic under concurrent requests; every writer is in this process.
           serializeLocalWrites: true,
+          sourceChunkSize: this.options.sourceChunkSize ?? 1000,
           log: (line) => this.onHandlerLog(v.id, line),
         });
         pollers.push(
