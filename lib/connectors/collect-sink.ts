@@ -27,8 +27,8 @@ export function collectSink<T>(name: string): CollectSink<T> {
     committed: t.committed as T[],
     createWriter(ctx): SinkWriter<T> {
       return {
-        async resume() {
-          return { pending: [] };
+        async resume(state) {
+          return (state as { pending: unknown[] } | undefined) ?? { pending: [] };
         },
         async write(values, state) {
           return { pending: [...(state as { pending: unknown[] }).pending, ...values] };

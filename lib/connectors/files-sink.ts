@@ -1,4 +1,4 @@
-import { appendFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SinkConnector, SinkWriter, SinkWriterContext } from '../api/connector.js';
@@ -64,8 +64,17 @@ export function filesSink<T>(options: FilesSinkOptions<T>): SinkConnector<T> & {
           const s = state as WriterState;
           const name = s.inProgress ?? `.inprogress-${ctx.uid}-${ctx.subtask}-${ctx.runId}-${s.part}`;
           const text = values.map((v) => format(v)).join('\n') + '\n';
-          // Synchronous: one append per step is cheaper than the event-loop turns of an asynchronous open, write and close.
-          appendFileSync(join(dir, name), text);
+          // Write at the state's offset and cut anything beyond: a replayed step, or one that follows a zombie's writes
+          // to the same file, leaves exactly the bytes its state accounts for. Synchronous: cheaper than the event-loop
+          // turns of an asynchronous open, write and close.
+          const path = join(dir, name);
+          const fd = openSync(path, existsSync(path) ? 'r+' : 'w');
+          try {
+            const length = s.bytes + writeSync(fd, text, s.bytes);
+            ftruncateSync(fd, length);
+          } finally {
+            closeSync(fd);
+          }
           return { inProgress: name, bytes: s.bytes + Buffer.byteLength(text), part: s.part } satisfies WriterState;
         },
         async preCommit(state, checkpointId) {

@@ -95,6 +95,8 @@ export class SubtaskExecutor {
   private buffers = new Map<string, StreamRecord[]>();
   private outbox: Envelope[] = [];
   private pendingSnapshots: Promise<void>[] = [];
+  /** Resolves true once this step's commit succeeded, false if the step failed: a snapshot is acknowledged only then. */
+  private committed: Promise<boolean> = Promise.resolve(true);
   private recordsIn = 0;
   private recordsOut = 0;
   private dropped = 0;
@@ -153,6 +155,20 @@ export class SubtaskExecutor {
     this.dropped = 0;
     if (fresh && this.source && !this.config.restoredUids.has(this.source.uid)) await this.source.assignInitialSplits();
 
+    let settleCommitted!: (committed: boolean) => void;
+    this.committed = new Promise<boolean>((resolve) => (settleCommitted = resolve));
+    try {
+      const result = await this.run(envelopes);
+      settleCommitted(true);
+      return result;
+    } catch (e) {
+      // A step that did not commit will be replayed and snapshot again; its snapshots must not be acknowledged.
+      settleCommitted(false);
+      throw e;
+    }
+  }
+
+  private async run(envelopes: readonly Envelope[]): Promise<StepResult> {
     for (const env of envelopes) await this.accept(env);
 
     let idle = true;
@@ -298,10 +314,12 @@ export class SubtaskExecutor {
 
     const asyncStart = clock.now();
     const location = { dir: barrier.location, sharedDir: barrier.sharedLocation, checkpointId: barrier.checkpointId };
+    const committed = this.committed;
     this.pendingSnapshots.push(
       writer.write(this.ports.storage, location).then(
         async (written) => {
           const asyncMs = clock.now() - asyncStart;
+          if (!(await committed)) return;
           const operators: Record<string, SubtaskSnapshot> = {};
           for (const uid of uids) {
             const w = written[uid]!;
@@ -316,7 +334,9 @@ export class SubtaskExecutor {
           }
           await this.ports.coordinator.acknowledge({ checkpointId: barrier.checkpointId, task: this.address, operators });
         },
-        (e: unknown) => this.ports.coordinator.decline(barrier.checkpointId, this.address, `snapshot write failed: ${(e as Error).message}`),
+        async (e: unknown) => {
+          if (await committed) await this.ports.coordinator.decline(barrier.checkpointId, this.address, `snapshot write failed: ${(e as Error).message}`);
+        },
       ),
     );
     if (!c.finished) await this.releaseHeld();
