@@ -31,6 +31,6 @@ describe('files sink', () => {
     const { pendingCommits } = await successor.preCommit(replayed, 3);
     await sink.commit(pendingCommits[0]!);
     await sink.commit(pendingCommits[0]!);
-    expect(readdirSync(dir)).toEqual(['part-out-0-chk3-run-0']);
+    expect(readdirSync(dir)).toEqual(['part-out-0-chk3-run']);
   });
 });
