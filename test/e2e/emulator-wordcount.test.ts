@@ -1,8 +1,10 @@
 /**
  * Emulator mode end to end: the word count provisioned on the test emulator (test/support/moto-global-setup.ts points
  * AWS_ENDPOINT_URL at it), its operator and coordinator handlers run in-process by pollers, and its committed output
- * compared with an oracle computed by a plain loop.
+ * compared with an oracle computed by a plain loop. Then `floe run … --aws-endpoint` as a child process, SIGKILLed
+ * after a checkpoint completed and resumed with `--from-checkpoint latest`: still no gap and no repeat.
  */
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,6 +27,47 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
+/** A `floe run` child with its stderr lines, killable, awaitable. */
+function floeRun(args: readonly string[]): { lines: string[]; waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpExecArray>; kill: () => void; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, ['bin/floe.js', 'run', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  const lines: string[] = [];
+  const listeners = new Set<() => void>();
+  let partial = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    lines.push(...parts);
+    for (const l of [...listeners]) l();
+  });
+  let exited = false;
+  const exit = new Promise<number | null>((resolve) =>
+    child.once('close', (code) => {
+      exited = true;
+      for (const l of [...listeners]) l();
+      resolve(code);
+    }),
+  );
+  const waitFor = (re: RegExp, timeoutMs: number) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const check = () => {
+        for (const line of lines) {
+          const m = re.exec(line);
+          if (m) return done(() => resolve(m));
+        }
+        if (exited) done(() => reject(new Error(`floe exited before a line matching ${re}:\n${lines.join('\n')}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(new Error(`no line matching ${re} within ${timeoutMs}ms:\n${lines.join('\n')}`))), timeoutMs);
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        listeners.delete(check);
+        settle();
+      };
+      listeners.add(check);
+      check();
+    });
+  return { lines, waitFor, kill: () => child.kill('SIGKILL'), exit };
+}
+
 describe('word count in emulator mode', () => {
   it('commits exactly the oracle\'s counts, run in-process against the emulator', async () => {
     // Given generated input and a fresh output directory
@@ -45,4 +88,36 @@ describe('word count in emulator mode', () => {
     const diff = compareWithOracle(await readCommittedOutput(output), await countWords(input.dir));
     expect(diff.ok, describeDiff(diff)).toBe(true);
   }, 180_000);
+
+  it('resumes a killed `floe run --aws-endpoint` with --from-checkpoint latest: no gap, no repeat', async () => {
+    // Given a run of the CLI in emulator mode that completed a checkpoint
+    const input = await generateWordInput(join(work, 'in-2'), { files: 6, words: 150_000, vocabulary: 3_000, seed: 11 });
+    const output = join(work, 'out-2');
+    const jobArgs = ['--', '--input', input.dir, '--output', output, '--parallelism', '2'];
+    const common = ['examples/wordcount.ts', '--aws-endpoint', endpoint, '--port', '0', '--checkpoint-interval', '300ms'];
+    const first = floeRun([...common, ...jobArgs]);
+    const started = Date.now();
+    const completed = await first.waitFor(/^\[floe\] checkpoint (\d+) completed: s3:\/\//, 120_000);
+
+    // When it is SIGKILLed, and run again from the latest checkpoint
+    first.kill();
+    await first.exit;
+    log(`killed after checkpoint ${completed[1]} (${Date.now() - started}ms)`);
+    const partial = compareWithOracle(await readCommittedOutput(output), await countWords(input.dir), { partial: true });
+    expect(partial.ok, describeDiff(partial)).toBe(true);
+    log(`committed before the kill: ${partial.lines} of ${partial.expectedLines} lines`);
+    // Otherwise the rerun would have nothing left to do, and the test would prove nothing.
+    expect(partial.lines).toBeLessThan(partial.expectedLines);
+    const second = floeRun([...common, '--from-checkpoint', 'latest', ...jobArgs]);
+    const restored = await second.waitFor(/^\[floe\] restored from checkpoint \S+ \(checkpoint (\d+), generation (\d+)\)/, 60_000);
+    expect(Number(restored[1])).toBeGreaterThanOrEqual(Number(completed[1]));
+    const code = await second.exit;
+    log(`resumed from checkpoint ${restored[1]} (generation ${restored[2]}); both runs took ${Date.now() - started}ms`);
+
+    // Then the second run finished, and the committed output equals the oracle's: no gap, no repeat
+    expect(code, second.lines.join('\n')).toBe(0);
+    expect(second.lines.some((l) => /job finished after/.test(l))).toBe(true);
+    const diff = compareWithOracle(await readCommittedOutput(output), await countWords(input.dir));
+    expect(diff.ok, describeDiff(diff)).toBe(true);
+  }, 300_000);
 });
