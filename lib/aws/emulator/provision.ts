@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { CreateBucketCommand, HeadBucketCommand, type BucketLocationConstraint } from '@aws-sdk/client-s3';
 import { CreateStateMachineCommand, ListStateMachinesCommand, UpdateStateMachineCommand } from '@aws-sdk/client-sfn';
-import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, PurgeQueueCommand } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, PurgeQueueCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../../adapters/aws/clients.js';
 import { coordinatorStateMachineDefinition } from '../../adapters/aws/coordinator-state-machine.js';
 import { createCoordinatorTable } from '../../adapters/aws/coordinator-store.js';
@@ -49,7 +49,11 @@ export interface ProvisionOptions {
   readonly namespace?: string;
   /** Receives of a message before it moves to its dead-letter queue (FloeJob's default). @default 5 */
   readonly maxReceiveCount?: number;
-  /** Visibility timeout of the input queues, in seconds; must exceed a handler's run time. @default 60 */
+  /**
+   * Visibility timeout of the queues, in seconds; must exceed a handler's run time. It is also how long a FIFO group
+   * stays blocked by a message a killed run held, when the next run's purge is refused (moto allows one per minute).
+   * @default 30
+   */
   readonly visibilityTimeoutSeconds?: number;
 }
 
@@ -100,9 +104,11 @@ async function ensureQueue(clients: AwsClients, name: string, attributes: Record
   try {
     url = (await clients.sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }))).QueueUrl;
   } catch (e) {
-    // Same name, other attributes (an older Floe): keep the queue as it is.
+    // Same name, other attributes (made by an older Floe): bring the mutable ones up to date.
     if ((e as { name?: string }).name !== 'QueueAlreadyExists' && (e as { name?: string }).name !== 'QueueNameExists') throw e;
     url = (await clients.sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl;
+    const { FifoQueue: _immutable, ...mutable } = attributes;
+    if (url && Object.keys(mutable).length > 0) await clients.sqs.send(new SetQueueAttributesCommand({ QueueUrl: url, Attributes: mutable }));
   }
   if (!url) throw new FloeError(ErrorCode.Storage, `creating queue ${name} returned no URL`);
   const arn = (await clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn;
@@ -197,7 +203,7 @@ export async function enableMotoStepFunctionsExecution(endpoint: string): Promis
 export async function provisionEmulatorJob(options: ProvisionOptions): Promise<EmulatorJobResources> {
   const { plan, clients } = options;
   const names = emulatorResourceNames(plan.job, options.namespace);
-  const queueOptions = { maxReceiveCount: options.maxReceiveCount ?? 5, visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 60 };
+  const queueOptions = { maxReceiveCount: options.maxReceiveCount ?? 5, visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 30 };
   if (!Number.isInteger(queueOptions.maxReceiveCount) || queueOptions.maxReceiveCount < 1) {
     throw new FloeError(ErrorCode.InvalidOptions, `maxReceiveCount must be a positive integer, got ${queueOptions.maxReceiveCount}`);
   }
@@ -238,8 +244,9 @@ export async function provisionEmulatorJob(options: ProvisionOptions): Promise<E
 
 /**
  * Empties a job's input and tasks queues before a run: what a previous run left there belongs to an older generation
- * (receivers would drop it), and a message a killed poller held in flight would block its FIFO group until its
- * visibility timeout ends. A purge refused because one is in progress is fine: that one empties the queue too.
+ * (receivers drop it anyway), and a message a killed poller held in flight would block its FIFO group until its
+ * visibility timeout ends. A purge may be refused (AWS and moto allow one a minute per queue); the run then goes on,
+ * and what is left comes back after its visibility timeout and is dropped by generation.
  */
 export async function purgeJobQueues(clients: AwsClients, resources: Pick<EmulatorJobResources, 'queueUrls' | 'tasksQueueUrl'>): Promise<void> {
   await Promise.all(
