@@ -10,7 +10,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { provisionEmulatorJob } from '../../lib/aws/emulator/provision.js';
+import { resolveCheckpointOptions } from '../../lib/core/options.js';
+import { buildPlan } from '../../lib/graph/plan.js';
 import { loadJob } from '../../lib/embedded/load-job.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 import { compareWithOracle, countWords, describeDiff, generateWordInput, readCommittedOutput } from '../support/wordcount-oracle.js';
@@ -68,6 +73,32 @@ function floeRun(args: readonly string[]): { lines: string[]; waitFor: (re: RegE
   return { lines, waitFor, kill: () => child.kill('SIGKILL'), exit };
 }
 
+describe('emulator provisioning', () => {
+  it('creates FIFO queues with FIFO dead-letter queues, and finds the same resources when run again', async () => {
+    // Given the word count's plan
+    const job = await loadJob(join(REPO_ROOT, 'examples/wordcount.ts'), ['--input', work, '--output', join(work, 'unused')]);
+    const plan = buildPlan(job);
+    const clients = awsClients({ endpoint });
+    const options = { plan, clients, checkpoint: resolveCheckpointOptions(job.options.checkpoint), namespace: `prov-${randomUUID().slice(0, 8)}` };
+
+    // When its resources are provisioned twice
+    const first = await provisionEmulatorJob(options);
+    const second = await provisionEmulatorJob(options);
+
+    // Then the second run finds the first one's resources, and every vertex queue is FIFO with a FIFO dead-letter queue
+    expect(second).toEqual(first);
+    expect(Object.keys(first.queueUrls).sort()).toEqual(plan.vertices.map((v) => v.id).sort());
+    for (const v of plan.vertices) {
+      const attrs = async (url: string) => (await clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['All'] }))).Attributes ?? {};
+      const queue = await attrs(first.queueUrls[v.id]!);
+      const dlq = await attrs(first.dlqUrls[v.id]!);
+      expect(queue.FifoQueue).toBe('true');
+      expect(dlq.FifoQueue).toBe('true');
+      expect(JSON.parse(queue.RedrivePolicy!)).toMatchObject({ deadLetterTargetArn: dlq.QueueArn, maxReceiveCount: 5 });
+    }
+  });
+});
+
 describe('word count in emulator mode', () => {
   it('commits exactly the oracle\'s counts, run in-process against the emulator', async () => {
     // Given generated input and a fresh output directory
@@ -91,7 +122,7 @@ describe('word count in emulator mode', () => {
 
   it('resumes a killed `floe run --aws-endpoint` with --from-checkpoint latest: no gap, no repeat', async () => {
     // Given a run of the CLI in emulator mode that completed a checkpoint
-    const input = await generateWordInput(join(work, 'in-2'), { files: 6, words: 150_000, vocabulary: 3_000, seed: 11 });
+    const input = await generateWordInput(join(work, 'in-2'), { files: 6, words: 80_000, vocabulary: 3_000, seed: 11 });
     const output = join(work, 'out-2');
     const jobArgs = ['--', '--input', input.dir, '--output', output, '--parallelism', '2'];
     const common = ['examples/wordcount.ts', '--aws-endpoint', endpoint, '--port', '0', '--checkpoint-interval', '300ms'];

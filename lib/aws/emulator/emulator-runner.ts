@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { DeleteItemCommand, ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Job } from '../../api/job.js';
 import type { SinkConnector } from '../../api/connector.js';
 import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
@@ -97,6 +97,8 @@ export class EmulatorRunner implements JobControl {
   private readonly triggers = new Map<string, { status: TriggerStatus; checkpointId?: number }>();
   private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
   private cancelRequested = false;
+  /** Messages last seen in each dead-letter queue, by URL. */
+  private readonly deadLetters = new Map<string, number>();
   private wake: () => void = () => {};
   private stoppedResolve!: () => void;
   private readonly stopped = new Promise<void>((r) => (this.stoppedResolve = r));
@@ -316,7 +318,12 @@ export class EmulatorRunner implements JobControl {
   /** Reads the job row until it says the job ended, or the job is cancelled. */
   private async watch(store: DynamoDbCoordinatorStore): Promise<RunOutcome> {
     const refreshMs = this.options.refreshMs ?? 250;
+    let dlqCheckAt = 0;
     for (;;) {
+      if (this.clock.now() >= dlqCheckAt) {
+        dlqCheckAt = this.clock.now() + 5000;
+        await this.reportDeadLetters();
+      }
       if (this.cancelRequested) {
         this.state = JobState.Canceled;
         this.endTime = this.clock.now();
@@ -353,6 +360,28 @@ export class EmulatorRunner implements JobControl {
         };
       });
     }
+  }
+
+  /**
+   * Says so when a dead-letter queue got messages: on AWS an alarm would fire; here nobody else looks. A message that
+   * failed over and over is one a FIFO group cannot get past, so the job may stall behind it.
+   */
+  private async reportDeadLetters(): Promise<void> {
+    const resources = this.resources;
+    if (!resources) return;
+    const queues: [string, string][] = [...Object.entries(resources.dlqUrls).map(([v, url]): [string, string] => [`vertex '${v}'`, url]), ['the coordinator-tasks queue', resources.tasksDlqUrl]];
+    await Promise.all(
+      queues.map(async ([what, url]) => {
+        try {
+          const res = await this.clients.sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }));
+          const count = Number(res.Attributes?.ApproximateNumberOfMessages ?? 0);
+          if (count > (this.deadLetters.get(url) ?? 0)) this.log(`${count} message(s) in the dead-letter queue of ${what} (${url}); the job may stall behind them`);
+          this.deadLetters.set(url, count);
+        } catch (e) {
+          this.log(`reading the dead-letter queue of ${what} failed: ${(e as Error).message}`);
+        }
+      }),
+    );
   }
 
   private updateTriggers(row: CoordinatorRow): void {
