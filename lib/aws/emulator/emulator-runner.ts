@@ -16,7 +16,7 @@ import type { Job } from '../../api/job.js';
 import type { SinkConnector } from '../../api/connector.js';
 import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/coordinator-executions.js';
-import { JobStatus, type CoordinatorRow } from '../../adapters/aws/coordinator-job-row.js';
+import { JobStatus, newCoordinatorRow, type CoordinatorRow } from '../../adapters/aws/coordinator-job-row.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../adapters/aws/coordinator-state-machine.js';
 import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../adapters/aws/coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../adapters/aws/coordinator-task-handler.js';
@@ -30,7 +30,8 @@ import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
 import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
-import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions } from '../../core/options.js';
+import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../../core/options.js';
+import { RestartBackoff } from '../../core/restart-strategy.js';
 import { planRestore } from '../../core/restore-planner.js';
 import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
 import type { Clock } from '../../ports/index.js';
@@ -46,6 +47,8 @@ export interface EmulatorRunOptions {
   readonly endpoint: string;
   /** Overrides of the job's checkpoint options; `dir` must be an `s3://` URL when given. @default checkpoints in the job's bucket */
   readonly checkpoint?: CheckpointOptions;
+  /** Overrides the job's restart strategy. @default the job's, else fixed-delay, 3 attempts, 1s apart */
+  readonly restart?: RestartOptions;
   /** Default parallelism, overriding the job's. */
   readonly parallelism?: number;
   /** Where to start from. @default none */
@@ -75,6 +78,9 @@ export interface EmulatorRunOptions {
 
 const systemClock: Clock = { now: () => Date.now() };
 
+/** How one attempt ended: as the run does, or with a failure the restart strategy handles. */
+type AttemptOutcome = RunOutcome | { readonly state: 'RESTART'; readonly error: Error };
+
 /**
  * Runs a job in emulator mode and serves {@link JobControl} from its job row: the REST API and the CLI work as with
  * the embedded runner.
@@ -86,6 +92,7 @@ export class EmulatorRunner implements JobControl {
   private readonly log: (m: string) => void;
   private readonly clients: AwsClients;
   private checkpointOptions: ResolvedCheckpointOptions;
+  private readonly backoff: RestartBackoff;
   private state: JobState = JobState.Created;
   private startTime = 0;
   private endTime: number | undefined;
@@ -113,6 +120,7 @@ export class EmulatorRunner implements JobControl {
     this.clients = awsClients({ endpoint: options.endpoint, region: options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1') });
     // Resolved again once the bucket is known; this copy only validates early and serves checkpointConfig() before.
     this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...options.checkpoint });
+    this.backoff = new RestartBackoff(resolveRestartOptions(options.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' }), Math.random);
     for (const v of this.plan.vertices) this.metrics.set(v.id, { recordsIn: 0, recordsOut: 0 });
   }
 
@@ -124,10 +132,49 @@ export class EmulatorRunner implements JobControl {
   /** Provisions, restores, runs the job until its row says FINISHED or FAILING or it is cancelled, and stops the pollers. */
   async run(): Promise<RunOutcome> {
     this.startTime = this.clock.now();
+    try {
+      const storage = await this.provision();
+      let restore = await this.initialRestore(storage);
+      for (;;) {
+        const outcome = await this.runAttempt(restore);
+        if (outcome.state !== 'RESTART') return this.end(outcome);
+        const decision = this.backoff.onFailure(this.clock.now());
+        if (!decision.restart) {
+          const cause = `${outcome.error.message} (${decision.reason})`;
+          this.log(`job failed: ${cause}`);
+          return this.end({ state: 'FAILED', error: new FloeError(ErrorCode.JobFailed, cause, { cause: outcome.error }) });
+        }
+        this.state = JobState.Restarting;
+        this.log(`restarting in ${decision.delayMs}ms after: ${outcome.error.message}`);
+        await new Promise((r) => setTimeout(r, decision.delayMs));
+        if (this.cancelRequested) return this.end({ state: 'CANCELED' });
+        // Restore from the newest completed checkpoint, else from what this run started from.
+        restore = (await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job)) ?? restore;
+      }
+    } catch (e) {
+      return this.end({ state: 'FAILED', error: e instanceof Error ? e : new Error(String(e)) });
+    } finally {
+      for (const t of this.triggers.values()) {
+        if (t.status.status === 'IN_PROGRESS') t.status = { ...t.status, status: 'FAILED', failureCause: `the job ended (${this.state}) before it completed` };
+      }
+      this.stoppedResolve();
+    }
+  }
+
+  /** Records how the run ended. */
+  private end(outcome: RunOutcome): RunOutcome {
+    this.state = outcome.state === 'FINISHED' ? JobState.Finished : outcome.state === 'CANCELED' ? JobState.Canceled : JobState.Failed;
+    this.endTime = this.clock.now();
+    if (outcome.error) this.failureCause = outcome.error.message;
+    return outcome;
+  }
+
+  /** One attempt: a new generation from `restore` (or empty), pollers and ticks until the job row says it ended. */
+  private async runAttempt(restore: LoadedManifest | undefined): Promise<AttemptOutcome> {
     const pollers: SqsEventSourcePoller[] = [];
     let ticker: NodeJS.Timeout | undefined;
     try {
-      const { resources, store, generation } = await this.prepare();
+      const { resources, store, generation } = await this.prepareAttempt(restore);
       const clients = this.clients;
       const handlerResources: AwsJobResources = {
         job: resources.job,
@@ -188,24 +235,14 @@ export class EmulatorRunner implements JobControl {
       }, tickMs);
 
       return await this.watch(store);
-    } catch (e) {
-      const error = e instanceof Error ? e : new Error(String(e));
-      this.state = JobState.Failed;
-      this.failureCause = error.message;
-      this.endTime = this.clock.now();
-      return { state: 'FAILED', error };
     } finally {
       if (ticker) clearInterval(ticker);
       await Promise.all(pollers.map((p) => p.stop()));
-      for (const t of this.triggers.values()) {
-        if (t.status.status === 'IN_PROGRESS') t.status = { ...t.status, status: 'FAILED', failureCause: `the job ended (${this.state}) before it completed` };
-      }
-      this.stoppedResolve();
     }
   }
 
-  /** Provisions resources, restores (or clears) state, and writes the new job row; answers the run's generation. */
-  private async prepare(): Promise<{ resources: EmulatorJobResources; store: DynamoDbCoordinatorStore; generation: number }> {
+  /** Provisions the job's resources (once per run) and settles the checkpoint options on its bucket. */
+  private async provision(): Promise<S3CheckpointStorage> {
     const clients = this.clients;
     if (await enableMotoStepFunctionsExecution(this.options.endpoint)) this.log('moto server detected: Step Functions execution turned on');
     const resources = await provisionEmulatorJob({ plan: this.plan, clients, checkpoint: this.checkpointOptions, namespace: this.options.namespace });
@@ -214,11 +251,16 @@ export class EmulatorRunner implements JobControl {
     if (!dir.startsWith('s3://')) throw new FloeError(ErrorCode.InvalidOptions, `emulator mode keeps checkpoints in S3: checkpoint.dir must be an s3:// URL, got '${dir}'`);
     this.checkpointOptions = resolveCheckpointOptions({ ...this.job.options.checkpoint, ...this.options.checkpoint, dir });
     this.log(`provisioned ${resources.stateTable}, ${resources.coordinatorTable}, s3://${resources.bucket}, ${Object.keys(resources.queueUrls).length} vertex queues and the coordinator state machine`);
-    await purgeJobQueues(clients, resources);
+    return new S3CheckpointStorage({ client: clients.s3 });
+  }
 
+  /** Restores (or clears) state and writes the new job row for the next generation; answers that generation. */
+  private async prepareAttempt(restore: LoadedManifest | undefined): Promise<{ resources: EmulatorJobResources; store: DynamoDbCoordinatorStore; generation: number }> {
+    const clients = this.clients;
+    const resources = this.resources!;
+    await purgeJobQueues(clients, resources);
     const storage = new S3CheckpointStorage({ client: clients.s3 });
     const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
-    const restore = await this.initialRestore(storage);
     const previous = await store.load(this.plan.job);
     const root = this.checkpointOptions.dir;
     const existing = await listCheckpoints(storage, root, this.plan.job);
@@ -272,15 +314,20 @@ export class EmulatorRunner implements JobControl {
       clock: this.clock,
       log: (e) => this.onCoordinatorLog(e),
     });
-    this.row = await this.tasks.initialize({
+    const row = newCoordinatorRow({
+      plan: this.plan,
       options: this.checkpointOptions,
       jobId: this.jobIdValue,
       savepointDir: this.options.savepointDir ?? resources.savepointRoot,
+      now: this.clock.now(),
       generation,
       nextCheckpointId,
       ...(restore ? { latestCompletedId: restore.manifest.checkpointId, restored: true } : {}),
     });
-    this.jobIdValue = this.row.runtime.jobId;
+    // A restart within this run keeps the counts and the history, as the embedded runner does.
+    const earlier = this.row;
+    const state = earlier ? { ...row.state, counts: { ...earlier.state.counts, restored: earlier.state.counts.restored + (restore ? 1 : 0) }, history: earlier.state.history } : row.state;
+    this.row = await store.create({ ...row, state });
     return { resources, store, generation };
   }
 
@@ -316,7 +363,7 @@ export class EmulatorRunner implements JobControl {
   }
 
   /** Reads the job row until it says the job ended, or the job is cancelled. */
-  private async watch(store: DynamoDbCoordinatorStore): Promise<RunOutcome> {
+  private async watch(store: DynamoDbCoordinatorStore): Promise<AttemptOutcome> {
     const refreshMs = this.options.refreshMs ?? 250;
     let dlqCheckAt = 0;
     for (;;) {
@@ -324,11 +371,7 @@ export class EmulatorRunner implements JobControl {
         dlqCheckAt = this.clock.now() + 5000;
         await this.reportDeadLetters();
       }
-      if (this.cancelRequested) {
-        this.state = JobState.Canceled;
-        this.endTime = this.clock.now();
-        return { state: 'CANCELED' };
-      }
+      if (this.cancelRequested) return { state: 'CANCELED' };
       try {
         const row = await store.load(this.plan.job);
         if (row) {
@@ -340,17 +383,11 @@ export class EmulatorRunner implements JobControl {
       }
       const status = this.row?.jobStatus;
       if (status?.status === JobStatus.Finished) {
-        this.state = JobState.Finished;
-        this.endTime = this.clock.now();
         const lastTermination = this.row?.state.history.find((h) => h.status === 'COMPLETED' && h.termination !== undefined)?.termination;
         return { state: 'FINISHED', ...(status.detail !== undefined && lastTermination !== 'end' ? { savepoint: status.detail } : {}) };
       }
       if (status?.status === JobStatus.Failing) {
-        this.state = JobState.Failed;
-        this.endTime = this.clock.now();
-        this.failureCause = status.detail ?? 'the coordinator failed the job';
-        this.log(`job failed: ${this.failureCause}`);
-        return { state: 'FAILED', error: new FloeError(ErrorCode.JobFailed, this.failureCause) };
+        return { state: 'RESTART', error: new FloeError(ErrorCode.JobFailed, status.detail ?? 'the coordinator failed the job') };
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, refreshMs);
@@ -435,7 +472,7 @@ export class EmulatorRunner implements JobControl {
       endTime: this.endTime,
       maxParallelism: this.plan.maxParallelism,
       vertices: this.plan.vertices.map((v) => ({ id: v.id, name: v.name, parallelism: v.parallelism, isSource: v.isSource, isSink: v.isSink, ...this.metrics.get(v.id)! })),
-      restarts: 0,
+      restarts: this.backoff.restarts,
       restoredFrom: this.restoredFrom,
       failureCause: this.failureCause,
     };
