@@ -22,107 +22,23 @@ import { CoordinatorTasks, jsonLineLog } from '../lib/adapters/aws/coordinator-t
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchHandler, SqsBatchResponse, SqsEvent } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
-import { ErrorCode, FloeError, ValidationError } from '../lib/core/errors.js';
-import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../lib/core/options.js';
-import { loadJob } from '../lib/embedded/load-job.js';
-import { buildPlan } from '../lib/graph/plan.js';
-
-/** The environment variables this handler reads (the values of infra/handler-contract.ts `FloeEnv`). */
-export const CoordinatorEnv = {
-  JobModule: 'FLOE_JOB_MODULE',
-  JobName: 'FLOE_JOB',
-  JobArgs: 'FLOE_JOB_ARGS',
-  Parallelism: 'FLOE_PARALLELISM',
-  PlanFingerprint: 'FLOE_PLAN_FINGERPRINT',
-  CheckpointOptions: 'FLOE_CHECKPOINT_OPTIONS',
-  SavepointDir: 'FLOE_SAVEPOINT_DIR',
-  CoordinatorTable: 'FLOE_COORDINATOR_TABLE',
-  StateMachineArn: 'FLOE_STATE_MACHINE_ARN',
-  VertexQueueUrls: 'FLOE_VERTEX_QUEUE_URLS',
-} as const;
-
-interface CoordinatorConfig {
-  readonly jobModule: string;
-  readonly jobName: string;
-  readonly jobArgs: string[];
-  readonly parallelism: number | undefined;
-  readonly planFingerprint: string | undefined;
-  readonly checkpoint: ResolvedCheckpointOptions;
-  readonly savepointDir: string;
-  readonly tableName: string;
-  readonly stateMachineArn: string;
-  readonly queueUrls: Record<string, string>;
-}
-
-/** Reads the handler's configuration, reporting every missing or malformed variable at once. */
-function readEnvironment(env: NodeJS.ProcessEnv): CoordinatorConfig {
-  const E = CoordinatorEnv;
-  const problems: string[] = [];
-  const required = (name: string): string => {
-    const value = env[name];
-    if (!value) problems.push(`${name} is required`);
-    return value ?? '';
-  };
-  const json = (name: string, shape: string, valid: (v: unknown) => boolean): unknown => {
-    const text = required(name);
-    if (!text) return undefined;
-    try {
-      const value: unknown = JSON.parse(text);
-      if (valid(value)) return value;
-    } catch {
-      // reported below
-    }
-    problems.push(`${name} must be JSON: ${shape}`);
-    return undefined;
-  };
-  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  const jobArgs = env[E.JobArgs] ? json(E.JobArgs, 'an array of strings', (v) => Array.isArray(v) && v.every((a) => typeof a === 'string')) : [];
-  const parallelism = env[E.Parallelism] ? Number(env[E.Parallelism]) : undefined;
-  if (parallelism !== undefined && !(Number.isInteger(parallelism) && parallelism > 0)) problems.push(`${E.Parallelism} must be a positive integer`);
-  const queueUrls = json(E.VertexQueueUrls, 'an object of vertex id → queue URL', (v) => isObject(v) && Object.values(v).every((u) => typeof u === 'string'));
-  const checkpointJson = json(E.CheckpointOptions, 'the resolved checkpoint options', isObject);
-  let checkpoint: ResolvedCheckpointOptions | undefined;
-  if (checkpointJson !== undefined) {
-    try {
-      checkpoint = resolveCheckpointOptions(checkpointJson as Record<string, never>);
-    } catch (e) {
-      problems.push(`${E.CheckpointOptions}: ${(e as Error).message}`);
-    }
-  }
-  const config = {
-    jobModule: required(E.JobModule),
-    jobName: required(E.JobName),
-    jobArgs: (jobArgs ?? []) as string[],
-    parallelism,
-    planFingerprint: env[E.PlanFingerprint] || undefined,
-    savepointDir: required(E.SavepointDir),
-    tableName: required(E.CoordinatorTable),
-    stateMachineArn: required(E.StateMachineArn),
-    queueUrls: (queueUrls ?? {}) as Record<string, string>,
-  };
-  if (problems.length > 0 || checkpoint === undefined) throw new ValidationError(ErrorCode.InvalidOptions, 'coordinator function environment', problems);
-  return { ...config, checkpoint };
-}
+import { ErrorCode, FloeError } from '../lib/core/errors.js';
+import { FloeEnv } from '../infra/handler-contract.js';
+import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
 
 async function build(): Promise<SqsBatchHandler> {
-  const config = readEnvironment(process.env);
-  const plan = buildPlan(await loadJob(config.jobModule, config.jobArgs), { parallelism: config.parallelism });
-  const problems: string[] = [];
-  if (plan.job !== config.jobName) problems.push(`the job module builds job '${plan.job}', but this function was deployed for '${config.jobName}'`);
-  if (config.planFingerprint !== undefined && plan.fingerprint !== config.planFingerprint) {
-    problems.push(`the job module builds plan ${plan.fingerprint}, but plan ${config.planFingerprint} was deployed; deploy again`);
-  }
-  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidJob, 'coordinator function', problems);
+  const config = readEnvironment(process.env, 'coordinator function', () => ({}));
+  const plan = await loadDeployedPlan(config, 'coordinator function');
 
   const clients = awsClients();
   const queueUrlOf = (vertex: string): string => {
     const url = config.queueUrls[vertex];
-    if (!url) throw new FloeError(ErrorCode.InvalidOptions, `${CoordinatorEnv.VertexQueueUrls} has no queue for vertex '${vertex}'`);
+    if (!url) throw new FloeError(ErrorCode.InvalidOptions, `${FloeEnv.VertexQueueUrls} has no queue for vertex '${vertex}'`);
     return url;
   };
   const tasks = new CoordinatorTasks({
     plan,
-    store: new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: config.tableName }),
+    store: new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: config.coordinatorTable }),
     storage: new S3CheckpointStorage({ client: clients.s3 }),
     sender: new SqsQueueSender(clients.sqs, queueUrlOf),
     executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: config.stateMachineArn, job: plan.job }),

@@ -300,6 +300,7 @@ export class FloeJob extends Construct {
       coordinatorTable: this.coordinatorTable.tableName,
       stateMachineArn: this.stateMachine.stateMachineArn,
       queueUrl: (id) => vertexQueues.get(id)!.queue.queueUrl,
+      deadLetterQueueUrl: (id) => vertexQueues.get(id)!.deadLetterQueue.queueUrl,
     });
     const operatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'operator', jobFile: r.jobFile, handlerEntry: r.operatorEntry });
     const coordinatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'coordinator', jobFile: r.jobFile, handlerEntry: r.coordinatorEntry });
@@ -327,6 +328,8 @@ export class FloeJob extends Construct {
       });
       fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true }));
       for (const to of vertex.outputs.map((e) => e.to)) vertexQueues.get(to)!.queue.grantSendMessages(fn);
+      // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
+      deadLetterQueue.grantSendMessages(fn);
       coordinatorGrants(fn);
       this.stateTable.grantReadWriteData(fn);
       acknowledge(fn.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('An operator')));
@@ -543,6 +546,7 @@ interface EnvironmentRefs {
   readonly coordinatorTable: string;
   readonly stateMachineArn: string;
   readonly queueUrl: (vertex: string) => string;
+  readonly deadLetterQueueUrl: (vertex: string) => string;
 }
 
 /** Where checkpoints and, by default, savepoints go in the bucket. */
@@ -574,7 +578,7 @@ function functionEnvironments(r: Resolved, props: FloeJobProps, refs: Environmen
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
   return {
-    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)) }),
+    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id) }),
     coordinator: { ...common, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
   };
 }
@@ -591,6 +595,7 @@ function environmentProblems(r: Resolved, props: FloeJobProps): FloeJobProblem[]
     coordinatorTable: x(REF_ESTIMATE.tableName),
     stateMachineArn: x(REF_ESTIMATE.arn),
     queueUrl: () => x(REF_ESTIMATE.queueUrl),
+    deadLetterQueueUrl: () => x(REF_ESTIMATE.queueUrl),
   });
   const size = (vars: Record<string, string>) => Object.entries(vars).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
   const problems: FloeJobProblem[] = [];

@@ -55,5 +55,7 @@ export const FloeEnv = {
   StateTable: 'FLOE_STATE_TABLE',
   /** The vertex an operator function runs (operator functions). */
   Vertex: 'FLOE_VERTEX',
+  /** The dead-letter queue of the vertex's input queue, where the handler moves a malformed message with its reason (operator functions). */
+  DeadLetterQueueUrl: 'FLOE_DEAD_LETTER_QUEUE_URL',
 } as const;
 export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];

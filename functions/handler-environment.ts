@@ -1,0 +1,87 @@
+/**
+ * The configuration every Floe Lambda reads from its environment (names in infra/handler-contract.ts `FloeEnv`),
+ * and the plan it rebuilds from the bundled job, checked against the one that was deployed.
+ */
+import { FloeEnv } from '../infra/handler-contract.js';
+import { ErrorCode, ValidationError } from '../lib/core/errors.js';
+import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../lib/core/options.js';
+import { loadJob } from '../lib/embedded/load-job.js';
+import { buildPlan, type PhysicalPlan } from '../lib/graph/plan.js';
+
+/** What every function knows of its job. */
+export interface JobEnvironment {
+  readonly jobModule: string;
+  readonly jobName: string;
+  readonly jobArgs: string[];
+  readonly parallelism: number | undefined;
+  readonly planFingerprint: string | undefined;
+  readonly checkpoint: ResolvedCheckpointOptions;
+  readonly savepointDir: string;
+  readonly coordinatorTable: string;
+  readonly stateMachineArn: string;
+  readonly queueUrls: Record<string, string>;
+}
+
+/** Reads a function's environment: the common variables plus `extra(required)`; every problem is reported at once. */
+export function readEnvironment<X>(env: NodeJS.ProcessEnv, subject: string, extra: (required: (name: string) => string) => X): JobEnvironment & X {
+  const E = FloeEnv;
+  const problems: string[] = [];
+  const required = (name: string): string => {
+    const value = env[name];
+    if (!value) problems.push(`${name} is required`);
+    return value ?? '';
+  };
+  const json = (name: string, shape: string, valid: (v: unknown) => boolean): unknown => {
+    const text = required(name);
+    if (!text) return undefined;
+    try {
+      const value: unknown = JSON.parse(text);
+      if (valid(value)) return value;
+    } catch {
+      // reported below
+    }
+    problems.push(`${name} must be JSON: ${shape}`);
+    return undefined;
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const jobArgs = env[E.JobArgs] ? json(E.JobArgs, 'an array of strings', (v) => Array.isArray(v) && v.every((a) => typeof a === 'string')) : [];
+  const parallelism = env[E.Parallelism] ? Number(env[E.Parallelism]) : undefined;
+  if (parallelism !== undefined && !(Number.isInteger(parallelism) && parallelism > 0)) problems.push(`${E.Parallelism} must be a positive integer`);
+  const queueUrls = json(E.VertexQueueUrls, 'an object of vertex id → queue URL', (v) => isObject(v) && Object.values(v).every((u) => typeof u === 'string'));
+  const checkpointJson = json(E.CheckpointOptions, 'the resolved checkpoint options', isObject);
+  let checkpoint: ResolvedCheckpointOptions | undefined;
+  if (checkpointJson !== undefined) {
+    try {
+      checkpoint = resolveCheckpointOptions(checkpointJson as Record<string, never>);
+    } catch (e) {
+      problems.push(`${E.CheckpointOptions}: ${(e as Error).message}`);
+    }
+  }
+  const config = {
+    jobModule: required(E.JobModule),
+    jobName: required(E.JobName),
+    jobArgs: (jobArgs ?? []) as string[],
+    parallelism,
+    planFingerprint: env[E.PlanFingerprint] || undefined,
+    savepointDir: required(E.SavepointDir),
+    coordinatorTable: required(E.CoordinatorTable),
+    stateMachineArn: required(E.StateMachineArn),
+    queueUrls: (queueUrls ?? {}) as Record<string, string>,
+    ...extra(required),
+  };
+  if (problems.length > 0 || checkpoint === undefined) throw new ValidationError(ErrorCode.InvalidOptions, `${subject} environment`, problems);
+  return { ...config, checkpoint };
+}
+
+/** Builds the job's plan from the bundled job module and refuses to run a plan other than the deployed one. */
+export async function loadDeployedPlan(config: JobEnvironment, subject: string, check: (plan: PhysicalPlan, problems: string[]) => void = () => {}): Promise<PhysicalPlan> {
+  const plan = buildPlan(await loadJob(config.jobModule, config.jobArgs), { parallelism: config.parallelism });
+  const problems: string[] = [];
+  if (plan.job !== config.jobName) problems.push(`the job module builds job '${plan.job}', but this function was deployed for '${config.jobName}'`);
+  if (config.planFingerprint !== undefined && plan.fingerprint !== config.planFingerprint) {
+    problems.push(`the job module builds plan ${plan.fingerprint}, but plan ${config.planFingerprint} was deployed; deploy again`);
+  }
+  check(plan, problems);
+  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidJob, subject, problems);
+  return plan;
+}
