@@ -19,6 +19,7 @@ import { EmbeddedRunner } from '../lib/index.js';
 import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
 import { keyedStateJob, sinkCounter, wordCountJob } from './jobs.js';
 import { formatSummary, summarizeProfile, type CpuProfile, type HotSpot } from './profile-summary.js';
+import { AWS_PRICES, awsSection } from './aws.js';
 import { bytes, checkpointNow, fmt, median, range, sleep, stop, tempDir, waitUntil } from './harness.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -40,6 +41,8 @@ const HELP = `usage: npm run bench -- [options]
   --incremental-keys <n>  keys of state for the incremental checkpoint         [1000000]
   --changed <fraction>    fraction of those keys updated between the two checkpoints [0.005]
   --only <list>           comma-separated sections: probe,throughput,restore,incremental [all]
+  --aws / --no-aws        run the AWS section (emulator mode on moto server, started by the bench)  [on]
+  --aws-words <n>         words the AWS cost run counts                        [quick 50000, full 200000]
   --out <file>            JSON results                                         [bench/results/latest.json]
   --profile               CPU-profile each section: bench/results/profile-<section>.cpuprofile, plus a
                           summary of the hottest functions (profiling slows the runs; ratios stay comparable)
@@ -64,6 +67,8 @@ interface Config {
   readonly sections: ReadonlySet<string>;
   readonly out: string;
   readonly profile: boolean;
+  readonly aws: boolean;
+  readonly awsWords: number;
 }
 
 function readConfig(): Config {
@@ -86,6 +91,9 @@ function readConfig(): Config {
       only: { type: 'string' },
       out: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      aws: { type: 'boolean', default: true },
+      'no-aws': { type: 'boolean', default: false },
+      'aws-words': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -102,7 +110,7 @@ function readConfig(): Config {
   };
   const sink = values.sink ?? 'discard';
   if (sink !== 'discard' && sink !== 'files') throw new Error(`--sink must be discard or files, got '${sink}'`);
-  const all = ['probe', 'throughput', 'restore', 'incremental'];
+  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws'];
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : all;
   for (const s of only) if (!all.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${all.join(', ')})`);
   const changedFraction = num('changed', values.changed, 0.005, 0);
@@ -126,6 +134,8 @@ function readConfig(): Config {
     sections: new Set(only),
     out: values.out ?? join(BENCH_DIR, 'results', 'latest.json'),
     profile: values.profile,
+    aws: values.aws && !values['no-aws'] && (values.only === undefined || only.includes('aws')),
+    awsWords: num('aws-words', values['aws-words'], quick ? 50_000 : 200_000, 10),
   };
 }
 
@@ -620,6 +630,46 @@ async function main(): Promise<void> {
         target: '< 5%',
         pass: r.incremental.stateSize / r.incremental.fullSize < 0.05,
       },
+    );
+  }
+
+  if (cfg.aws) {
+    const r = await section('aws', () =>
+      awsSection({
+        words: cfg.awsWords,
+        vocabulary: cfg.vocabulary,
+        wordsPerLine: cfg.wordsPerLine,
+        parallelism: cfg.parallelism,
+        intervalMs: 2000,
+        checkpointParallelisms: [1, 4, 16],
+        checkpointsPerRun: 3,
+        timeoutMs: cfg.quick ? 45_000 : 180_000,
+      }),
+    );
+    results.aws = { ...r, prices: AWS_PRICES };
+    const c = r.cost;
+    const p = c.per1000;
+    const usd = (n: number) => `$${n < 0.1 ? n.toFixed(4) : n.toFixed(3)}`;
+    const sfnWork = c.stepFunctions;
+    rows.push(
+      { section: 'aws', metric: `emulator-mode word count: ${fmt(c.words)} words, parallelism ${cfg.parallelism}, checkpoint every 2 s (${c.checkpointsCompleted} completed), ${fmt(c.runMs / 1000, 1)} s on moto`, value: '' },
+      { section: 'aws', metric: 'SQS requests / billed (64 KiB chunks) per 1,000 words, incl. Step Functions sends', value: `${fmt(p.sqsRequests, 2)} / ${fmt(p.sqsBilled, 2)}` },
+      { section: 'aws', metric: 'DynamoDB requests / WCU (1 KB) / RCU (4 KB) per 1,000 words', value: `${fmt(p.dynamoDbRequests, 2)} / ${fmt(p.writeUnits, 2)} / ${fmt(p.readUnits, 2)}` },
+      { section: 'aws', metric: 'S3 requests (PUT-class / GET-class) per 1,000 words', value: `${fmt(p.s3Requests, 3)} (${fmt(p.s3Put, 3)} / ${fmt(p.s3Get, 3)})` },
+      { section: 'aws', metric: `Step Functions API requests / state transitions per 1,000 words (${sfnWork.executions} executions)`, value: `${fmt(p.sfnApiRequests, 3)} / ${fmt(p.sfnTransitions, 3)}` },
+      { section: 'aws', metric: 'DynamoDB WCU per 100 words', value: fmt(p.writeUnits / 10, 3), target: '< 1', pass: p.writeUnits / 10 < 1 },
+      { section: 'aws', metric: 'SQS requests (billed) per 100 words', value: fmt(p.sqsBilled / 10, 3), target: '< 1', pass: p.sqsBilled / 10 < 1 },
+      {
+        section: 'aws',
+        metric: `cost per million words, ${AWS_PRICES.region} list prices: SQS / DynamoDB / S3 / Step Functions`,
+        value: [c.costPerMillion.sqs, c.costPerMillion.dynamodb, c.costPerMillion.s3, c.costPerMillion.stepFunctions].map(usd).join(' / '),
+      },
+      { section: 'aws', metric: 'cost per million words, total (requests only; no Lambda, storage or transfer)', value: usd(c.costPerMillion.total) },
+      ...r.checkpoints.map((k) => ({
+        section: 'aws',
+        metric: `checkpoint end-to-end at parallelism ${k.parallelism}, median of ${k.durationsMs.length} (min..max)${k.failed ? `, ${k.failed} failed` : ''}`,
+        value: `${ms(k.medianMs)} (${fmt(Math.min(...k.durationsMs))}..${fmt(Math.max(...k.durationsMs))})`,
+      })),
     );
   }
 

@@ -61,6 +61,8 @@ export interface EmulatorRunOptions {
   readonly namespace?: string;
   /** AWS region for the clients. @default the SDK's resolution, else us-east-1 */
   readonly region?: string;
+  /** AWS clients to use instead of ones built from `endpoint` and `region` (e.g. instrumented ones). @default `awsClients({ endpoint, region })` */
+  readonly clients?: AwsClients;
   /** @default the system clock */
   readonly clock?: Clock;
   /** Receives one line per notable event (provisioning, restores, checkpoints, failures). */
@@ -117,7 +119,7 @@ export class EmulatorRunner implements JobControl {
     this.plan = buildPlan(job, { parallelism: options.parallelism });
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? (() => {});
-    this.clients = awsClients({ endpoint: options.endpoint, region: options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1') });
+    this.clients = options.clients ?? awsClients({ endpoint: options.endpoint, region: options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1') });
     // Resolved again once the bucket is known; this copy only validates early and serves checkpointConfig() before.
     this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...options.checkpoint });
     this.backoff = new RestartBackoff(resolveRestartOptions(options.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' }), Math.random);

@@ -1,0 +1,378 @@
+/**
+ * The benchmark's AWS section, in emulator mode on moto server: AWS requests per 1,000 records by service for the
+ * word count, the cost per million records they imply at us-east-1 list prices, and checkpoint durations at
+ * parallelism 1, 4 and 16. Moto is started as the AWS integration tests start it (test/support/moto-global-setup.ts).
+ */
+import type { MetadataBearer } from '@smithy/types';
+import { GetExecutionHistoryCommand, ListExecutionsCommand, ListStateMachinesCommand, SFNClient, type HistoryEvent } from '@aws-sdk/client-sfn';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { awsClients, type AwsClients } from '../lib/adapters/aws/clients.js';
+import { EmulatorRunner } from '../lib/aws/emulator/emulator-runner.js';
+import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
+import { Job, generator, valueState } from '../lib/index.js';
+import startMoto from '../test/support/moto-global-setup.js';
+import { discardSink, sinkCounter, vocabulary, type SinkCounter } from './jobs.js';
+import { median, sleep } from './harness.js';
+
+/** us-east-1 list prices used for the cost estimate, in USD. */
+export const AWS_PRICES = {
+  region: 'us-east-1',
+  sqsFifoPerMillionRequests: 0.5,
+  sqsBillingChunkBytes: 64 * 1024,
+  dynamoDbPerMillionWriteUnits: 0.625,
+  dynamoDbPerMillionReadUnits: 0.125,
+  s3PutPerThousand: 0.005,
+  s3GetPerThousand: 0.0004,
+  stepFunctionsPerThousandTransitions: 0.025,
+  sources: {
+    sqs: 'https://aws.amazon.com/sqs/pricing/ (FIFO, first 1B requests/month; each 64 KiB chunk of a payload is one request)',
+    dynamodb: 'https://aws.amazon.com/dynamodb/pricing/on-demand/ (on-demand, after the Nov 2024 50% cut; $0.625/M WRU and $0.125/M RRU as quoted by https://airbyte.com/data-engineering-resources/dynamodb-pricing, July 2025)',
+    s3: 'https://aws.amazon.com/s3/pricing/ (S3 Standard: PUT/COPY/POST/LIST $0.005 per 1,000, GET/SELECT and others $0.0004 per 1,000)',
+    stepFunctions: 'https://aws.amazon.com/step-functions/pricing/ (Standard workflows, $0.025 per 1,000 state transitions)',
+  },
+} as const;
+
+type Service = 's3' | 'sqs' | 'dynamodb' | 'sfn';
+
+/** What the instrumented clients counted. */
+export class AwsUsage {
+  /** SDK requests by service and operation. */
+  readonly requests: Record<Service, Record<string, number>> = { s3: {}, sqs: {}, dynamodb: {}, sfn: {} };
+  /** SQS requests as billed: one per started 64 KiB of payload. */
+  sqsBilled = 0;
+  /** DynamoDB write request units (1 KB), estimated from item sizes; UpdateItem from key and values sent. */
+  writeUnits = 0;
+  /** DynamoDB read request units (4 KB, halved for eventually consistent reads), from item sizes returned. */
+  readUnits = 0;
+  s3Put = 0;
+  s3Get = 0;
+
+  total(service: Service): number {
+    return Object.values(this.requests[service]).reduce((a, b) => a + b, 0);
+  }
+
+  snapshot(): AwsUsageSnapshot {
+    return {
+      requests: Object.fromEntries(Object.entries(this.requests).map(([k, v]) => [k, { ...v }])) as AwsUsageSnapshot['requests'],
+      sqsBilled: this.sqsBilled,
+      writeUnits: this.writeUnits,
+      readUnits: this.readUnits,
+      s3Put: this.s3Put,
+      s3Get: this.s3Get,
+    };
+  }
+}
+
+export type AwsUsageSnapshot = Pick<AwsUsage, 'sqsBilled' | 'writeUnits' | 'readUnits' | 's3Put' | 's3Get'> & { requests: Record<Service, Record<string, number>> };
+
+function diff(a: AwsUsageSnapshot, b: AwsUsageSnapshot): AwsUsageSnapshot {
+  const requests = {} as AwsUsageSnapshot['requests'];
+  for (const s of Object.keys(b.requests) as Service[]) {
+    requests[s] = {};
+    for (const [op, n] of Object.entries(b.requests[s])) {
+      const d = n - (a.requests[s][op] ?? 0);
+      if (d > 0) requests[s][op] = d;
+    }
+  }
+  return { requests, sqsBilled: b.sqsBilled - a.sqsBilled, writeUnits: b.writeUnits - a.writeUnits, readUnits: b.readUnits - a.readUnits, s3Put: b.s3Put - a.s3Put, s3Get: b.s3Get - a.s3Get };
+}
+
+/** Approximate DynamoDB size of an attribute value, in bytes (names count where the caller adds them). */
+function valueSize(v: AttributeValue): number {
+  if (v.S !== undefined) return Buffer.byteLength(v.S);
+  if (v.N !== undefined) return Math.ceil(v.N.length / 2) + 1;
+  if (v.B !== undefined) return v.B.byteLength;
+  if (v.BOOL !== undefined || v.NULL !== undefined) return 1;
+  if (v.SS) return v.SS.reduce((a, s) => a + Buffer.byteLength(s), 0);
+  if (v.NS) return v.NS.reduce((a, s) => a + Math.ceil(s.length / 2) + 1, 0);
+  if (v.BS) return v.BS.reduce((a, s) => a + s.byteLength, 0);
+  if (v.L) return 3 + v.L.reduce((a, x) => a + 1 + valueSize(x), 0);
+  if (v.M) return 3 + itemSize(v.M);
+  return 0;
+}
+
+function itemSize(item: Record<string, AttributeValue> | undefined): number {
+  if (!item) return 0;
+  let n = 0;
+  for (const [k, v] of Object.entries(item)) n += Buffer.byteLength(k) + valueSize(v);
+  return n;
+}
+
+const writeUnitsOf = (bytes: number) => Math.max(1, Math.ceil(bytes / 1024));
+const readUnitsOf = (bytes: number, consistent: boolean) => Math.max(1, Math.ceil(bytes / 4096)) * (consistent ? 1 : 0.5);
+
+const S3_PUT_CLASS = new Set(['PutObjectCommand', 'CopyObjectCommand', 'CreateMultipartUploadCommand', 'UploadPartCommand', 'CompleteMultipartUploadCommand', 'ListObjectsV2Command', 'ListObjectsCommand', 'ListBucketsCommand', 'CreateBucketCommand']);
+const S3_FREE = new Set(['DeleteObjectCommand', 'DeleteObjectsCommand', 'DeleteBucketCommand', 'AbortMultipartUploadCommand']);
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- the middleware sees each command's own input and output */
+function countDynamoDb(usage: AwsUsage, op: string, input: any, output: any): void {
+  switch (op) {
+    case 'PutItemCommand':
+      usage.writeUnits += writeUnitsOf(itemSize(input.Item));
+      break;
+    case 'UpdateItemCommand':
+      usage.writeUnits += writeUnitsOf(itemSize(input.Key) + itemSize(input.ExpressionAttributeValues));
+      break;
+    case 'DeleteItemCommand':
+      usage.writeUnits += 1;
+      break;
+    case 'BatchWriteItemCommand':
+      for (const reqs of Object.values(input.RequestItems ?? {}) as any[]) for (const r of reqs) usage.writeUnits += r.PutRequest ? writeUnitsOf(itemSize(r.PutRequest.Item)) : 1;
+      // Unprocessed items are sent again and counted then.
+      for (const reqs of Object.values(output?.UnprocessedItems ?? {}) as any[]) for (const r of reqs) usage.writeUnits -= r.PutRequest ? writeUnitsOf(itemSize(r.PutRequest.Item)) : 1;
+      break;
+    case 'TransactWriteItemsCommand':
+      for (const t of input.TransactItems ?? []) usage.writeUnits += 2 * (t.Put ? writeUnitsOf(itemSize(t.Put.Item)) : 1);
+      break;
+    case 'GetItemCommand':
+      usage.readUnits += readUnitsOf(itemSize(output?.Item), input.ConsistentRead === true);
+      break;
+    case 'BatchGetItemCommand': {
+      const consistent = Object.values(input.RequestItems ?? {}).some((r: any) => r.ConsistentRead === true);
+      for (const items of Object.values(output?.Responses ?? {}) as any[]) for (const it of items) usage.readUnits += readUnitsOf(itemSize(it), consistent);
+      break;
+    }
+    case 'QueryCommand':
+    case 'ScanCommand':
+      usage.readUnits += readUnitsOf((output?.Items ?? []).reduce((a: number, it: any) => a + itemSize(it), 0), input.ConsistentRead === true);
+      break;
+  }
+}
+
+function sqsPayload(op: string, input: any, output: any): number {
+  const attrs = (m: any) => Object.entries(m ?? {}).reduce((a: number, [k, v]: [string, any]) => a + Buffer.byteLength(k) + Buffer.byteLength(v.StringValue ?? '') + (v.BinaryValue?.byteLength ?? 0) + Buffer.byteLength(v.DataType ?? ''), 0);
+  if (op === 'SendMessageCommand') return Buffer.byteLength(input.MessageBody ?? '') + attrs(input.MessageAttributes);
+  if (op === 'SendMessageBatchCommand') return (input.Entries ?? []).reduce((a: number, e: any) => a + Buffer.byteLength(e.MessageBody ?? '') + attrs(e.MessageAttributes), 0);
+  if (op === 'ReceiveMessageCommand') return (output?.Messages ?? []).reduce((a: number, m: any) => a + Buffer.byteLength(m.Body ?? '') + attrs(m.MessageAttributes), 0);
+  return 0;
+}
+
+/** Adds a counting middleware to each client (S3, SQS, DynamoDB, Step Functions). */
+export function instrumentedClients(endpoint: string, usage: AwsUsage): AwsClients {
+  const clients = awsClients({ endpoint, region: AWS_PRICES.region });
+  const add = (service: Service, client: { middlewareStack: { add: (mw: any, o: any) => void } }) => {
+    client.middlewareStack.add(
+      (next: any, context: any) => async (args: any) => {
+        const op: string = context.commandName ?? 'unknown';
+        const result: { output: MetadataBearer } = await next(args);
+        usage.requests[service][op] = (usage.requests[service][op] ?? 0) + 1;
+        if (service === 'sqs') usage.sqsBilled += Math.max(1, Math.ceil(sqsPayload(op, args.input, result.output) / AWS_PRICES.sqsBillingChunkBytes));
+        if (service === 'dynamodb') countDynamoDb(usage, op, args.input, result.output);
+        if (service === 's3' && !S3_FREE.has(op)) {
+          if (S3_PUT_CLASS.has(op)) usage.s3Put++;
+          else usage.s3Get++;
+        }
+        return result;
+      },
+      { step: 'initialize', name: `floeBenchCounter-${service}` },
+    );
+  };
+  add('s3', clients.s3);
+  add('sqs', clients.sqs);
+  add('dynamodb', clients.dynamodb);
+  add('sfn', clients.sfn);
+  return clients;
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+/** What Step Functions did inside the executions (not visible to the SDK): state transitions and service integrations. */
+export interface StepFunctionsWork {
+  executions: number;
+  transitions: number;
+  sqsSends: number;
+  dynamoDbGets: number;
+}
+
+/** Reads the history of every execution not in `seen` (and adds them to it). */
+async function stepFunctionsWork(sfn: SFNClient, seen: Set<string>): Promise<StepFunctionsWork> {
+  const work: StepFunctionsWork = { executions: 0, transitions: 0, sqsSends: 0, dynamoDbGets: 0 };
+  const machines = (await sfn.send(new ListStateMachinesCommand({}))).stateMachines ?? [];
+  for (const m of machines) {
+    let token: string | undefined;
+    do {
+      const page = await sfn.send(new ListExecutionsCommand({ stateMachineArn: m.stateMachineArn!, nextToken: token }));
+      for (const e of page.executions ?? []) {
+        if (seen.has(e.executionArn!)) continue;
+        seen.add(e.executionArn!);
+        work.executions++;
+        const events: HistoryEvent[] = [];
+        let t: string | undefined;
+        do {
+          const h = await sfn.send(new GetExecutionHistoryCommand({ executionArn: e.executionArn!, nextToken: t, maxResults: 1000 }));
+          events.push(...(h.events ?? []));
+          t = h.nextToken;
+        } while (t);
+        for (const ev of events) {
+          if (ev.type?.endsWith('StateEntered')) work.transitions++;
+          if (ev.type === 'TaskScheduled') {
+            const d = ev.taskScheduledEventDetails;
+            if (d?.resourceType === 'sqs') work.sqsSends++;
+            if (d?.resourceType === 'dynamodb') work.dynamoDbGets++;
+          }
+        }
+      }
+      token = page.nextToken;
+    } while (token);
+  }
+  return work;
+}
+
+/** Word count over generated text (10-word lines from the vocabulary); bounded when `lines` is finite. */
+function awsWordCountJob(o: { parallelism: number; vocabularySize: number; wordsPerLine: number; lines: number; interval: number; ratePerSecond?: number; counter: SinkCounter }): Job {
+  const words = vocabulary(o.vocabularySize);
+  const job = new Job('bench-aws-wordcount', { maxParallelism: 128, parallelism: o.parallelism, checkpoint: { interval: o.interval }, restart: { type: 'none' } });
+  job
+    .source(
+      generator<string>({
+        count: o.lines,
+        ...(o.ratePerSecond !== undefined ? { ratePerSecond: o.ratePerSecond } : {}),
+        generate: (_index, random) => {
+          let line = words[Math.floor(random() * words.length)]!;
+          for (let i = 1; i < o.wordsPerLine; i++) line += ' ' + words[Math.floor(random() * words.length)]!;
+          return line;
+        },
+      }),
+      { uid: 'lines' },
+    )
+    .flatMap<string>((line, out) => {
+      for (const word of line.split(' ')) if (word !== '') out.collect(word);
+    }, { name: 'Split' })
+    .keyBy((word) => word)
+    .process(
+      {
+        state: { count: valueState<number>() },
+        processElement(word, ctx, out) {
+          const n = (ctx.state.count.value() ?? 0) + 1;
+          ctx.state.count.update(n);
+          out.collect(`${word}\t${n}`);
+        },
+      },
+      { uid: 'count', name: 'Count' },
+    )
+    .sinkTo(discardSink<string>(o.counter), { uid: 'sink', name: 'Discard' });
+  return job;
+}
+
+export interface AwsConfig {
+  readonly words: number;
+  readonly vocabulary: number;
+  readonly wordsPerLine: number;
+  readonly parallelism: number;
+  readonly intervalMs: number;
+  readonly checkpointParallelisms: readonly number[];
+  readonly checkpointsPerRun: number;
+  readonly timeoutMs: number;
+}
+
+export interface AwsCostResult {
+  readonly words: number;
+  readonly lines: number;
+  readonly runMs: number;
+  readonly checkpointsCompleted: number;
+  readonly usage: AwsUsageSnapshot;
+  readonly stepFunctions: StepFunctionsWork;
+  /** Billed units per 1,000 words, by service. */
+  readonly per1000: { sqsRequests: number; sqsBilled: number; dynamoDbRequests: number; writeUnits: number; readUnits: number; s3Requests: number; s3Put: number; s3Get: number; sfnApiRequests: number; sfnTransitions: number };
+  /** USD per million words. */
+  readonly costPerMillion: { sqs: number; dynamodb: number; s3: number; stepFunctions: number; total: number };
+}
+
+export interface AwsCheckpointResult {
+  readonly parallelism: number;
+  readonly durationsMs: number[];
+  readonly medianMs: number;
+  readonly failed: number;
+}
+
+const logLine = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+
+async function costRun(cfg: AwsConfig, endpoint: string, usage: AwsUsage, seen: Set<string>): Promise<AwsCostResult> {
+  const lines = Math.ceil(cfg.words / cfg.wordsPerLine);
+  const counter = sinkCounter();
+  const job = awsWordCountJob({ parallelism: cfg.parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines, interval: cfg.intervalMs, counter });
+  const clients = instrumentedClients(endpoint, usage);
+  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: 'cost', log: (m) => logLine(`aws cost: ${m}`) });
+  const run = runner.run();
+  // Provisioning, purging and restoring are per-run, not per-record: count from the moment the job runs.
+  while (runner.overview().state === 'CREATED' || runner.overview().state === 'RESTARTING') await sleep(20);
+  const before = usage.snapshot();
+  const t0 = performance.now();
+  const timer = setTimeout(() => void runner.cancel(), cfg.timeoutMs);
+  const outcome = await run;
+  clearTimeout(timer);
+  const runMs = performance.now() - t0;
+  if (outcome.state !== 'FINISHED') throw new Error(`aws cost run ended ${outcome.state}: ${outcome.error?.message ?? `timed out after ${cfg.timeoutMs} ms`}`);
+  const used = diff(before, usage.snapshot());
+  const sfn = await stepFunctionsWork(new SFNClient({ endpoint, region: AWS_PRICES.region }), seen);
+  const words = lines * cfg.wordsPerLine;
+  const k = 1000 / words;
+  const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+  // Step Functions' own sqs:sendMessage and dynamodb:getItem calls are billed by SQS and DynamoDB.
+  const sqsBilled = used.sqsBilled + sfn.sqsSends;
+  const readUnits = used.readUnits + sfn.dynamoDbGets;
+  const per1000 = {
+    sqsRequests: (sum(used.requests.sqs) + sfn.sqsSends) * k,
+    sqsBilled: sqsBilled * k,
+    dynamoDbRequests: (sum(used.requests.dynamodb) + sfn.dynamoDbGets) * k,
+    writeUnits: used.writeUnits * k,
+    readUnits: readUnits * k,
+    s3Requests: sum(used.requests.s3) * k,
+    s3Put: used.s3Put * k,
+    s3Get: used.s3Get * k,
+    sfnApiRequests: sum(used.requests.sfn) * k,
+    sfnTransitions: sfn.transitions * k,
+  };
+  const m = 1e6 / words;
+  const p = AWS_PRICES;
+  const cost = {
+    sqs: ((sqsBilled * m) / 1e6) * p.sqsFifoPerMillionRequests,
+    dynamodb: ((used.writeUnits * m) / 1e6) * p.dynamoDbPerMillionWriteUnits + ((readUnits * m) / 1e6) * p.dynamoDbPerMillionReadUnits,
+    s3: ((used.s3Put * m) / 1000) * p.s3PutPerThousand + ((used.s3Get * m) / 1000) * p.s3GetPerThousand,
+    stepFunctions: ((sfn.transitions * m) / 1000) * p.stepFunctionsPerThousandTransitions,
+    total: 0,
+  };
+  cost.total = cost.sqs + cost.dynamodb + cost.s3 + cost.stepFunctions;
+  const checkpointsCompleted = runner.coordinatorState().history.filter((h) => h.status === 'COMPLETED').length;
+  return { words, lines, runMs, checkpointsCompleted, usage: used, stepFunctions: sfn, per1000, costPerMillion: cost };
+}
+
+async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: number): Promise<AwsCheckpointResult> {
+  const counter = sinkCounter();
+  const job = awsWordCountJob({ parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines: Infinity, interval: cfg.intervalMs, ratePerSecond: 200, counter });
+  const runner = new EmulatorRunner(job, { endpoint, namespace: `chk-p${parallelism}`, parallelism, log: (m) => logLine(`aws p${parallelism}: ${m}`) });
+  const run = runner.run();
+  const completed = (): CheckpointRecord[] => runner.coordinatorState().history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint');
+  const deadline = performance.now() + cfg.timeoutMs;
+  let ended = false;
+  void run.then(() => (ended = true));
+  while (!ended && completed().length < cfg.checkpointsPerRun && performance.now() < deadline) await sleep(100);
+  const history = runner.coordinatorState().history;
+  await runner.cancel();
+  const outcome = await run;
+  if (outcome.state === 'FAILED') throw new Error(`aws checkpoint run (parallelism ${parallelism}) failed: ${outcome.error?.message}`);
+  const durationsMs = history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint').map((h) => (h.finishedAt ?? NaN) - h.triggeredAt);
+  return { parallelism, durationsMs, medianMs: median(durationsMs), failed: history.filter((h) => h.status === 'FAILED').length };
+}
+
+/** Starts moto, runs the cost measurement and the checkpoint durations, stops moto. */
+export async function awsSection(cfg: AwsConfig): Promise<{ endpoint: string; cost: AwsCostResult; checkpoints: AwsCheckpointResult[] }> {
+  const savedEndpoint = process.env.AWS_ENDPOINT_URL;
+  const stopMoto = await startMoto();
+  const endpoint = process.env.AWS_ENDPOINT_URL!;
+  try {
+    const usage = new AwsUsage();
+    const cost = await costRun(cfg, endpoint, usage, new Set());
+    logLine(`aws cost: ${cost.words} words in ${Math.round(cost.runMs)} ms, ${cost.checkpointsCompleted} checkpoints, ${cost.per1000.sqsBilled.toFixed(2)} SQS / ${cost.per1000.writeUnits.toFixed(2)} WCU per 1,000 words`);
+    const checkpoints: AwsCheckpointResult[] = [];
+    for (const p of cfg.checkpointParallelisms) {
+      const r = await checkpointRun(cfg, endpoint, p);
+      logLine(`aws checkpoints at parallelism ${p}: ${r.durationsMs.map((d) => Math.round(d)).join(', ')} ms`);
+      checkpoints.push(r);
+    }
+    return { endpoint, cost, checkpoints };
+  } finally {
+    await stopMoto();
+    if (savedEndpoint === undefined) delete process.env.AWS_ENDPOINT_URL;
+    else process.env.AWS_ENDPOINT_URL = savedEndpoint;
+  }
+}
