@@ -161,6 +161,7 @@ describe('FloeJob per vertex', () => {
             [FloeEnv.CheckpointBucket]: stack.resolve(floeJob.bucket.bucketName),
             [FloeEnv.StateMachineArn]: stack.resolve(floeJob.stateMachine.stateMachineArn),
             [FloeEnv.JobModule]: '/var/task/index.mjs',
+            [FloeEnv.DeadLetterQueueUrl]: stack.resolve(floeJob.vertices.get(v.id)!.deadLetterQueue.queueUrl),
           }),
         },
       });
