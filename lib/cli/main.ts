@@ -6,7 +6,9 @@ import { parseDuration } from '../core/duration.js';
 import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
 import { describeManifest } from '../core/manifest/inspect.js';
 import { ManifestSerializer } from '../core/manifest/serializer.js';
-import { DEFAULT_REST_PORT, RestClient, RestError } from '../rest/client.js';
+import { DEFAULT_REST_PORT, RestClient, RestError, type PollOptions } from '../rest/client.js';
+import type { CheckpointingStatistics } from '../rest/flink-types.js';
+import { checkpointingStatistics } from '../rest/checkpoint-statistics.js';
 import { formatCheckpoints } from './checkpoints-table.js';
 import { loadRunJobFile, type RunJobFile } from './load-runner.js';
 import { parsePort, validateRunFlags, type RunFlags } from './run-options.js';
@@ -24,6 +26,110 @@ export interface CliDeps {
 interface ConnectionFlags {
   readonly port?: string;
   readonly url?: string;
+  readonly stack?: string;
+  readonly outputs?: string;
+  readonly awsEndpoint?: string;
+}
+
+/** What the control commands do with a job, over REST or through a deployed stack's job row. */
+interface Controller {
+  triggerSavepoint(job: string, options: { dir?: string; stop?: boolean; drain?: boolean }): Promise<string>;
+  awaitSavepoint(job: string, trigger: string, poll: PollOptions): Promise<string>;
+  cancel(job: string): Promise<void>;
+  checkpoints(job: string): Promise<CheckpointingStatistics>;
+}
+
+/** Says what is wrong with the connection flags: REST (`--port`/`--url`) and a stack (`--stack`/`--outputs`) exclude each other. */
+export function connectionProblems(flags: ConnectionFlags): string[] {
+  const problems: string[] = [];
+  const rest = [flags.port !== undefined && '--port', flags.url !== undefined && '--url'].filter((x): x is string => x !== false);
+  const aws = [flags.stack !== undefined && '--stack', flags.outputs !== undefined && '--outputs'].filter((x): x is string => x !== false);
+  if (rest.length > 0 && aws.length > 0) {
+    problems.push(`${rest.join(' and ')} (a job's REST API) and ${aws.join(' and ')} (a deployed stack) exclude each other: use one or the other`);
+  }
+  if (flags.awsEndpoint !== undefined) {
+    if (aws.length === 0) problems.push('--aws-endpoint needs --stack or --outputs');
+    try {
+      const u = new URL(flags.awsEndpoint);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`--aws-endpoint must be an http(s) URL, got '${flags.awsEndpoint}'`);
+    } catch {
+      problems.push(`--aws-endpoint must be a URL such as http://127.0.0.1:5000, got '${flags.awsEndpoint}'`);
+    }
+  }
+  if (flags.stack === '') problems.push('--stack needs a stack name');
+  return problems;
+}
+
+function restController(rest: RestClient): Controller {
+  return {
+    triggerSavepoint: (job, o) =>
+      o.stop
+        ? rest.stop(job, { ...(o.dir !== undefined ? { targetDirectory: o.dir } : {}), ...(o.drain ? { drain: true } : {}) })
+        : rest.triggerSavepoint(job, o.dir === undefined ? {} : { targetDirectory: o.dir }),
+    awaitSavepoint: (job, trigger, poll) => rest.awaitSavepoint(job, trigger, poll),
+    cancel: (job) => rest.cancel(job),
+    checkpoints: (job) => rest.checkpoints(job),
+  };
+}
+
+/** A controller over a deployed stack's job row; loads the AWS modules only when used. */
+async function stackController(flags: ConnectionFlags): Promise<Controller> {
+  const [{ awsClients }, { AwsJobControl }, outputsModule] = await Promise.all([
+    import('../adapters/aws/clients.js'),
+    import('../aws/aws-job-control.js'),
+    import('../aws/stack-outputs.js'),
+  ]);
+  const endpoint = flags.awsEndpoint;
+  const outputs =
+    flags.outputs !== undefined ? await outputsModule.readStackOutputsFile(flags.outputs, flags.stack) : await outputsModule.describeStackOutputs(flags.stack!, { endpoint });
+  const control = await AwsJobControl.open({ outputs, clients: awsClients({ ...(endpoint === undefined ? {} : { endpoint }) }) });
+  const where = flags.outputs !== undefined ? flags.outputs : `stack '${flags.stack}'`;
+  const check = (job: string) => {
+    if (job !== control.job && job !== control.overview().jid) throw new FloeError(ErrorCode.NotFound, `${where} holds job '${control.job}', not '${job}'`);
+  };
+  return {
+    async triggerSavepoint(job, o) {
+      check(job);
+      const termination = o.stop ? (o.drain ? 'drain' : 'stop') : undefined;
+      const trigger = control.triggerSavepoint({ ...(o.dir === undefined ? {} : { dir: o.dir }), ...(termination === undefined ? {} : { termination }) });
+      await control.settled();
+      const status = control.triggerStatus(trigger);
+      if (status?.status === 'FAILED') throw new FloeError(ErrorCode.JobFailed, `savepoint failed: ${status.failureCause ?? 'unknown cause'}`);
+      return trigger;
+    },
+    async awaitSavepoint(_job, trigger, poll) {
+      const deadline = Date.now() + (poll.timeoutMs ?? Infinity);
+      let interval = poll.intervalMs ?? 100;
+      for (;;) {
+        await control.refresh();
+        await control.settled();
+        const status = control.triggerStatus(trigger);
+        if (status?.status === 'COMPLETED') {
+          if (status.location === undefined) throw new FloeError(ErrorCode.JobFailed, 'savepoint completed without a location');
+          return status.location;
+        }
+        if (status === undefined || status.status === 'FAILED') throw new FloeError(ErrorCode.JobFailed, `savepoint failed: ${status?.failureCause ?? 'unknown trigger'}`);
+        if (Date.now() + interval > deadline) throw new FloeError(ErrorCode.JobFailed, `the savepoint did not complete within ${poll.timeoutMs}ms; it may still complete`);
+        await new Promise((r) => setTimeout(r, interval));
+        interval = Math.min(interval * 2, 1000);
+      }
+    },
+    async cancel(job) {
+      check(job);
+      await control.cancel();
+    },
+    async checkpoints(job) {
+      check(job);
+      return checkpointingStatistics(control.overview(), control.coordinatorState());
+    },
+  };
+}
+
+async function controller(flags: ConnectionFlags, deps: CliDeps): Promise<Controller> {
+  const problems = connectionProblems(flags);
+  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
+  if (flags.stack !== undefined || flags.outputs !== undefined) return stackController(flags);
+  return restController(client(flags, deps));
 }
 
 const out = (text: string) => void process.stdout.write(text);
@@ -57,7 +163,14 @@ function timeoutOf(text: string | undefined): number | undefined {
 function withConnection(cmd: Command): Command {
   return cmd
     .option('--port <n>', `REST port of the job on 127.0.0.1 (default ${DEFAULT_REST_PORT})`)
-    .option('--url <base-url>', 'base URL of the REST API, instead of --port (e.g. http://127.0.0.1:8081)');
+    .option('--url <base-url>', 'base URL of the REST API, instead of --port (e.g. http://127.0.0.1:8081)')
+    .option('--stack <name>', "a deployed job: read its CloudFormation stack's outputs and control it through its job row, instead of REST")
+    .option('--outputs <file>', "a deployed job's outputs from a `cdk deploy --outputs-file` JSON file, instead of reading the stack (emulators); --stack picks one of several stacks in it")
+    .option('--aws-endpoint <url>', 'with --stack or --outputs: the AWS-compatible endpoint to use (moto server, LocalStack, fakecloud)')
+    .addHelpText(
+      'after',
+      '\nA running `floe run` is reached over REST (--port, --url); a deployed job through its stack (--stack, --outputs).\n',
+    );
 }
 
 /** Reads `_metadata` from a file or from a snapshot directory holding one; returns the bytes and the snapshot's directory. */
@@ -88,7 +201,9 @@ function packageVersion(): string {
 
 function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Command {
   const program = new Command('floe')
-    .description("Flink's checkpoints and savepoints for TypeScript jobs: run a job embedded, or control a running one over its REST API.")
+    .description(
+      "Flink's checkpoints and savepoints for TypeScript jobs: run a job embedded, or control a running one over its REST API or a deployed one through its stack.",
+    )
     .version(packageVersion(), '-V, --version')
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: err })
@@ -131,10 +246,10 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
       .option('--timeout <duration>', 'give up waiting after this long (the savepoint may still complete)'),
   ).action(async (job: string, dir: string | undefined, flags: ConnectionFlags & { timeout?: string }) => {
     const timeoutMs = timeoutOf(flags.timeout);
-    const rest = client(flags, deps);
-    const trigger = await rest.triggerSavepoint(job, dir === undefined ? {} : { targetDirectory: dir });
+    const control = await controller(flags, deps);
+    const trigger = await control.triggerSavepoint(job, dir === undefined ? {} : { dir });
     err(`Triggered savepoint for job ${job} (request ${trigger}); waiting for it to complete...\n`);
-    const location = await rest.awaitSavepoint(job, trigger, { timeoutMs });
+    const location = await control.awaitSavepoint(job, trigger, { timeoutMs });
     out(`Savepoint completed. Path: ${location}\n`);
   });
 
@@ -148,15 +263,16 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
       .option('--timeout <duration>', 'give up waiting after this long (the stop may still complete)'),
   ).action(async (job: string, flags: ConnectionFlags & { savepoint?: string; drain?: boolean; timeout?: string }) => {
     const timeoutMs = timeoutOf(flags.timeout);
-    const rest = client(flags, deps);
-    const trigger = await rest.stop(job, {
-      ...(flags.savepoint !== undefined ? { targetDirectory: flags.savepoint } : {}),
+    const control = await controller(flags, deps);
+    const trigger = await control.triggerSavepoint(job, {
+      stop: true,
+      ...(flags.savepoint !== undefined ? { dir: flags.savepoint } : {}),
       ...(flags.drain ? { drain: true } : {}),
     });
     err(`Stopping job ${job}${flags.drain ? ' (draining)' : ''} with a savepoint (request ${trigger}); waiting...\n`);
     let location: string;
     try {
-      location = await rest.awaitSavepoint(job, trigger, { timeoutMs });
+      location = await control.awaitSavepoint(job, trigger, { timeoutMs });
     } catch (e) {
       if (e instanceof FloeError && e.code === ErrorCode.NotFound && !(e instanceof RestError)) {
         throw new FloeError(
@@ -173,7 +289,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
   withConnection(
     program.command('cancel').description('Cancel a job without a savepoint').argument('<job-id>', 'job id or job name'),
   ).action(async (job: string, flags: ConnectionFlags) => {
-    await client(flags, deps).cancel(job);
+    await (await controller(flags, deps)).cancel(job);
     out(`Cancelled job ${job}.\n`);
   });
 
@@ -184,7 +300,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
       .argument('<job-id>', 'job id or job name')
       .option('--json', "print the REST answer (Flink's shape) instead of a table"),
   ).action(async (job: string, flags: ConnectionFlags & { json?: boolean }) => {
-    const stats = await client(flags, deps).checkpoints(job);
+    const stats = await (await controller(flags, deps)).checkpoints(job);
     out(flags.json ? `${JSON.stringify(stats, null, 2)}\n` : formatCheckpoints(job, stats));
   });
 

@@ -1,0 +1,119 @@
+/**
+ * `floe checkpoints|savepoint|stop --outputs <file> --aws-endpoint <url>` against a job that emulator mode runs
+ * in-process on the test emulator: the CLI knows only the outputs file (as `cdk deploy --outputs-file` writes it)
+ * and reaches the job through its job row and its coordinator state machine.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ListStateMachinesCommand } from '@aws-sdk/client-sfn';
+import { awsClients } from '../../lib/adapters/aws/clients.js';
+import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { emulatorResourceNames } from '../../lib/aws/emulator/provision.js';
+import { main } from '../../lib/cli/main.js';
+import { loadJob } from '../../lib/embedded/load-job.js';
+import { REPO_ROOT } from '../support/floe-process.js';
+import { generateWordInput } from '../support/wordcount-oracle.js';
+
+const endpoint = process.env.AWS_ENDPOINT_URL!;
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'floe-cli-stack-'));
+});
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** Runs the CLI in-process and answers its exit code, stdout and stderr. */
+async function floe(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((c) => (stdout.push(String(c)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((c) => (stderr.push(String(c)), true));
+  try {
+    const code = await main(args);
+    return { code, stdout: stdout.join(''), stderr: stderr.join('') };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+async function until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('floe control commands against a deployed job (outputs file, emulator)', () => {
+  it('lists checkpoints, takes a savepoint and stops the job through the job row', async () => {
+    // Given the word count running in emulator mode, slowly enough to be controlled, without periodic checkpoints
+    const input = await generateWordInput(join(work, 'in'), { files: 4, words: 200_000, vocabulary: 2_000, seed: 5 });
+    const job = await loadJob(join(REPO_ROOT, 'examples/wordcount.ts'), ['--input', input.dir, '--output', join(work, 'out'), '--parallelism', '1']);
+    const namespace = `cli-${randomUUID().slice(0, 8)}`;
+    const runner = new EmulatorRunner(job, { endpoint, namespace, checkpoint: { interval: '1h' }, sourceChunkSize: 50 });
+    const run = runner.run();
+    try {
+      await until('the job to run', () => runner.overview().state === 'RUNNING' || runner.overview().state === 'FAILED', 60_000);
+      expect(runner.overview().state).toBe('RUNNING');
+
+      // And an outputs file with the names of its resources, as `cdk deploy --outputs-file` writes them
+      const names = emulatorResourceNames(runner.plan.job, namespace);
+      const machines = await awsClients({ endpoint }).sfn.send(new ListStateMachinesCommand({}));
+      const arn = machines.stateMachines?.find((m) => m.name === names.stateMachine)?.stateMachineArn;
+      expect(arn).toBeDefined();
+      const outputsFile = join(work, 'outputs.json');
+      await writeFile(
+        outputsFile,
+        JSON.stringify({
+          WordCountStack: {
+            FloeJobName: runner.plan.job,
+            FloeCheckpointBucket: names.bucket,
+            FloeCoordinatorTable: names.coordinatorTable,
+            FloeStateTable: names.stateTable,
+            FloeStateMachineArn: arn,
+            FloeSavepointDir: `s3://${names.bucket}/cli-savepoints`,
+          },
+        }),
+      );
+      const via = ['--outputs', outputsFile, '--aws-endpoint', endpoint];
+
+      // When the checkpoints are listed: the table, with no checkpoint yet
+      const listed = await floe(['checkpoints', runner.plan.job, ...via]);
+      expect(listed.stderr).toBe('');
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(/completed/i);
+
+      // When a savepoint is taken: it completes in the outputs' savepoint dir, and the history shows it
+      const savepoint = await floe(['savepoint', runner.plan.job, ...via, '--timeout', '60s']);
+      expect(savepoint.stderr).toMatch(/Triggered savepoint/);
+      expect(savepoint.code, savepoint.stderr).toBe(0);
+      expect(savepoint.stdout).toMatch(new RegExp(`^Savepoint completed\\. Path: s3://${names.bucket}/cli-savepoints/`));
+      expect(runner.coordinatorState().history.some((h) => h.kind === 'savepoint' && h.status === 'COMPLETED')).toBe(true);
+      const after = await floe(['checkpoints', runner.plan.job, ...via, '--json']);
+      expect((JSON.parse(after.stdout) as { counts: { completed: number } }).counts.completed).toBe(1);
+
+      // And a wrong job name, or cancel, is refused with a message
+      expect((await floe(['checkpoints', 'other-job', ...via])).stderr).toMatch(/holds job .*not 'other-job'/);
+      expect((await floe(['cancel', runner.plan.job, ...via])).stderr).toMatch(/not supported yet/);
+
+      // When the job is stopped: a second savepoint, and the job finishes
+      const stop = await floe(['stop', runner.plan.job, ...via, '--timeout', '60s']);
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(stop.stdout).toMatch(/^Savepoint completed\. Path: s3:\/\//);
+      const outcome = await run;
+      expect(outcome.state).toBe('FINISHED');
+    } finally {
+      if (runner.overview().state === 'RUNNING') {
+        await runner.cancel().catch(() => {});
+        await run;
+      }
+    }
+  }, 180_000);
+});
