@@ -32,7 +32,7 @@ import { buildPlan, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js'
 import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
 import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
-import { BUNDLE_MODULE_PATH, FloeEnv } from './handler-contract.js';
+import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from './handler-contract.js';
 import { writeHandlerEntry } from './handler-entry.js';
 import { acknowledge, bucketReadWriteFindings } from './nag.js';
 import { COORDINATOR_TABLE, STATE_TABLE, type TableSchema } from './table-schemas.js';
@@ -86,19 +86,7 @@ export interface FloeJobProps {
 /** Props of {@link FloeJob.fromJobFile}: FloeJobProps without the built job. */
 export type FloeJobFromFileProps = Omit<FloeJobProps, 'job'>;
 
-/** Keys of the stack outputs a FloeJob writes; the CLI reads them. */
-export const FloeJobOutput = {
-  JobName: 'FloeJobName',
-  PlanFingerprint: 'FloePlanFingerprint',
-  CheckpointBucket: 'FloeCheckpointBucket',
-  CheckpointDir: 'FloeCheckpointDir',
-  SavepointDir: 'FloeSavepointDir',
-  StateTable: 'FloeStateTable',
-  CoordinatorTable: 'FloeCoordinatorTable',
-  StateMachineArn: 'FloeStateMachineArn',
-  CoordinatorQueueUrl: 'FloeCoordinatorQueueUrl',
-  QueueUrls: 'FloeQueueUrls',
-} as const;
+export { FloeJobOutput };
 
 /** What FloeJob creates for one vertex. */
 export interface VertexResources {

@@ -59,3 +59,17 @@ export const FloeEnv = {
   DeadLetterQueueUrl: 'FLOE_DEAD_LETTER_QUEUE_URL',
 } as const;
 export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];
+
+/** Keys of the stack outputs a FloeJob writes; the CLI reads them (lib/aws/stack-outputs.ts). */
+export const FloeJobOutput = {
+  JobName: 'FloeJobName',
+  PlanFingerprint: 'FloePlanFingerprint',
+  CheckpointBucket: 'FloeCheckpointBucket',
+  CheckpointDir: 'FloeCheckpointDir',
+  SavepointDir: 'FloeSavepointDir',
+  StateTable: 'FloeStateTable',
+  CoordinatorTable: 'FloeCoordinatorTable',
+  StateMachineArn: 'FloeStateMachineArn',
+  CoordinatorQueueUrl: 'FloeCoordinatorQueueUrl',
+  QueueUrls: 'FloeQueueUrls',
+} as const;

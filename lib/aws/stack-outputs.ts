@@ -1,11 +1,12 @@
 /**
- * A deployed job's stack outputs (see `FloeJobOutput` in infra/floe-job.ts), read from CloudFormation or from the JSON
+ * A deployed job's stack outputs (see `FloeJobOutput` in infra/handler-contract.ts), read from CloudFormation or from the JSON
  * file `cdk deploy --outputs-file` writes (`{ "<stack>": { "FloeJobName": … } }`): emulators cannot deploy the stack,
  * so tests and emulator users hand the same names over in a file.
  */
 import { readFile } from 'node:fs/promises';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { ErrorCode, FloeError } from '../core/errors.js';
+import { FloeJobOutput } from '../../infra/handler-contract.js';
 
 /** The outputs the CLI's control commands need. */
 export interface FloeStackOutputs {
@@ -21,18 +22,7 @@ export interface FloeStackOutputs {
   readonly queueUrls?: Readonly<Record<string, string>>;
 }
 
-/** Output keys, as infra/floe-job.ts writes them (kept here so the CLI does not import CDK). */
-const Key = {
-  JobName: 'FloeJobName',
-  CheckpointBucket: 'FloeCheckpointBucket',
-  CheckpointDir: 'FloeCheckpointDir',
-  SavepointDir: 'FloeSavepointDir',
-  StateTable: 'FloeStateTable',
-  CoordinatorTable: 'FloeCoordinatorTable',
-  StateMachineArn: 'FloeStateMachineArn',
-  CoordinatorQueueUrl: 'FloeCoordinatorQueueUrl',
-  QueueUrls: 'FloeQueueUrls',
-} as const;
+const Key = FloeJobOutput;
 
 /** Turns a flat output map into {@link FloeStackOutputs}; `source` names where it came from, for errors. */
 export function parseStackOutputs(raw: Readonly<Record<string, unknown>>, source: string): FloeStackOutputs {
