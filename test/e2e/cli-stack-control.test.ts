@@ -95,7 +95,8 @@ describe('floe control commands against a deployed job (outputs file, emulator)'
       expect(savepoint.stderr).toMatch(/Triggered savepoint/);
       expect(savepoint.code, savepoint.stderr).toBe(0);
       expect(savepoint.stdout).toMatch(new RegExp(`^Savepoint completed\\. Path: s3://${names.bucket}/cli-savepoints/`));
-      expect(runner.coordinatorState().history.some((h) => h.kind === 'savepoint' && h.status === 'COMPLETED')).toBe(true);
+      // The runner reads the job row every 250 ms; the CLI has just read it directly.
+      await vi.waitFor(() => expect(runner.coordinatorState().history.some((h) => h.kind === 'savepoint' && h.status === 'COMPLETED')).toBe(true), { timeout: 10_000 });
       const after = await floe(['checkpoints', runner.plan.job, ...via, '--json']);
       expect((JSON.parse(after.stdout) as { counts: { completed: number } }).counts.completed).toBe(1);
 
