@@ -17,7 +17,7 @@ import { buildManifest, discardOldCheckpoints, findLatestCheckpoint, listCheckpo
 import { InMemoryQueues } from '../adapters/local/in-memory-queues.js';
 import { InMemoryStateStore } from '../adapters/local/in-memory-state-store.js';
 import { FileCheckpointStorage } from '../adapters/local/file-checkpoint-storage.js';
-import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../rest/job-control.js';
+import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../rest/job-control.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 
 /** Where a run starts from. */
@@ -431,7 +431,7 @@ export class EmbeddedRunner implements JobControl {
       startTime: this.startTime,
       endTime: this.endTime,
       maxParallelism: this.plan.maxParallelism,
-      vertices: this.plan.vertices.map((v) => ({ id: v.id, name: v.name, parallelism: v.parallelism, isSource: v.isSource, isSink: v.isSink, ...this.metrics.get(v.id)! })),
+      vertices: vertexOverviews(this.plan, this.metrics),
       restarts: this.backoff.restarts,
       restoredFrom: this.restoredFrom,
       failureCause: this.failureCause,

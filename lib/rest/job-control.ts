@@ -1,5 +1,6 @@
 import type { CoordinatorState, Termination } from '../core/coordinator/types.js';
 import type { ResolvedCheckpointOptions } from '../core/options.js';
+import type { PhysicalPlan } from '../graph/plan.js';
 
 /** Job states, Flink's names. */
 export const JobState = {
@@ -71,4 +72,17 @@ export interface JobControl {
   triggerStatus(requestId: string): TriggerStatus | undefined;
   /** Cancels the job without a savepoint. */
   cancel(): Promise<void>;
+}
+
+/** The vertices of a plan as the overview reports them, with their record counts. */
+export function vertexOverviews(plan: PhysicalPlan, metrics: ReadonlyMap<string, { readonly recordsIn: number; readonly recordsOut: number }>): VertexOverview[] {
+  return plan.vertices.map((v) => ({
+    id: v.id,
+    name: v.name,
+    parallelism: v.parallelism,
+    isSource: v.isSource,
+    isSink: v.isSink,
+    recordsIn: metrics.get(v.id)?.recordsIn ?? 0,
+    recordsOut: metrics.get(v.id)?.recordsOut ?? 0,
+  }));
 }

@@ -36,7 +36,7 @@ import { planRestore } from '../../core/restore-planner.js';
 import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
 import type { Clock } from '../../ports/index.js';
 import { findLatestCheckpoint, listCheckpoints, loadManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
-import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../../rest/job-control.js';
+import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
 import type { RestoreSource, RunOutcome } from '../../embedded/embedded-runner.js';
 import { createOperatorHandler, startSources, type AwsJobResources } from '../operator-handler.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, purgeJobQueues, type EmulatorJobResources } from './provision.js';
@@ -473,7 +473,7 @@ export class EmulatorRunner implements JobControl {
       startTime: this.startTime,
       endTime: this.endTime,
       maxParallelism: this.plan.maxParallelism,
-      vertices: this.plan.vertices.map((v) => ({ id: v.id, name: v.name, parallelism: v.parallelism, isSource: v.isSource, isSink: v.isSink, ...this.metrics.get(v.id)! })),
+      vertices: vertexOverviews(this.plan, this.metrics),
       restarts: this.backoff.restarts,
       restoredFrom: this.restoredFrom,
       failureCause: this.failureCause,
