@@ -11,10 +11,15 @@ export default tseslint.config(
     },
   },
   {
+    // lib/ reports through log callbacks and observers; only functions/ (the Lambdas) knows Powertools.
+    files: ['lib/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: ['@aws-lambda-powertools/*'] }] },
+  },
+  {
     // lib/core is the sans-I/O protocol core: no AWS SDK, no environment, no wall clock, no file system.
     files: ['lib/core/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['@aws-sdk/*', 'node:*', 'fs', 'path', 'http', '../../adapters/*', '../adapters/*'] }],
+      'no-restricted-imports': ['error', { patterns: ['@aws-sdk/*', '@aws-lambda-powertools/*', 'node:*', 'fs', 'path', 'http', '../../adapters/*', '../adapters/*'] }],
       'no-restricted-properties': [
         'error',
         { object: 'Date', property: 'now', message: 'lib/core takes time from a Clock or from its events.' },
@@ -25,7 +30,7 @@ export default tseslint.config(
   {
     files: ['lib/runtime/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: ['@aws-sdk/*', '../adapters/*', '../../adapters/*'] }],
+      'no-restricted-imports': ['error', { patterns: ['@aws-sdk/*', '@aws-lambda-powertools/*', '../adapters/*', '../../adapters/*'] }],
       'no-restricted-properties': [
         'error',
         { object: 'Date', property: 'now', message: 'lib/runtime takes time from the Clock port.' },

@@ -34,6 +34,7 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../adapters/aws/coordinator-executions.js';
 import { DynamoDbCoordinatorGateway } from '../adapters/aws/coordinator-gateway.js';
+import { guardedObserver } from '../adapters/aws/coordinator-observer.js';
 import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
 import { CoordinatorTasks, type CoordinatorLogEntry } from '../adapters/aws/coordinator-tasks.js';
 import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
@@ -47,6 +48,7 @@ import { vertexById, type PhysicalPlan, type Vertex } from '../graph/plan.js';
 import type { Clock, CoordinatorGateway, Ports } from '../ports/index.js';
 import type { Envelope } from '../runtime/envelope.js';
 import { SubtaskExecutor, type StepResult } from '../runtime/task-step.js';
+import type { OperatorObservation, OperatorObserver } from './operator-observer.js';
 import { parseWake, sendWakes, type WakeMessage } from './operator-wake.js';
 
 /** The AWS resources of one job, by name or URL. */
@@ -85,6 +87,8 @@ export interface OperatorHandlerOptions {
   readonly sourceChunkSize?: number;
   /** One JSON-able object per log line. @default JSON lines on stdout */
   readonly log?: (line: Record<string, unknown>) => void;
+  /** Told of batches, steps, dead-lettered messages, acks and the coordinator effects they run, for metrics. @default none */
+  readonly observer?: OperatorObserver;
 }
 
 /** Default records per source step on AWS: large, so envelopes are big and SQS and Lambda costs are per batch. */
@@ -131,8 +135,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   const clients = options.clients ?? awsClients();
   const clock = options.clock ?? systemClock;
   const log = options.log ?? jsonLines;
+  const observe = guardedObserver<OperatorObservation>(options.observer, (entry) => log({ ...entry }));
   const chunk = options.sourceChunkSize ?? AWS_SOURCE_CHUNK_SIZE;
-  const ports = buildPorts(options, clients, clock, log);
+  const ports = buildPorts(options, clients, clock, log, observe);
   const executors = new Map<number, CachedExecutor>();
   let run: Promise<RunInfo> | undefined;
 
@@ -180,10 +185,18 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       // (the step is replayed and acks again), or a checkpoint could complete with the pending sink commits of an
       // attempt whose sink writes the replay redoes.
       acknowledge: async (ack) => {
-        if (await flags.committed) await ports.gateway.acknowledge(ack);
-        else log({ level: 'warn', message: `ack of checkpoint ${ack.checkpointId} dropped: its step did not commit`, job: plan.job, vertex: vertex.id, subtask });
+        if (await flags.committed) {
+          const result = await ports.gateway.receiveAcknowledge(ack);
+          observe({ type: 'ack', subtask, checkpointId: ack.checkpointId, result });
+        } else {
+          log({ level: 'warn', message: `ack of checkpoint ${ack.checkpointId} dropped: its step did not commit`, job: plan.job, vertex: vertex.id, subtask });
+          observe({ type: 'ack', subtask, checkpointId: ack.checkpointId, result: 'dropped' });
+        }
       },
-      decline: (id, task, reason) => ports.gateway.decline(id, task, reason),
+      decline: async (id, task, reason) => {
+        await ports.gateway.decline(id, task, reason);
+        observe({ type: 'decline', subtask, checkpointId: id });
+      },
       sourceFinished: async (task) => {
         flags.sourceExhausted = true;
         await ports.gateway.sourceFinished(task);
@@ -266,6 +279,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         await deadLetter(item, group);
         deadLettered++;
         log({ level: 'warn', message: `message sent to the dead-letter queue: ${item.error.message}`, ...context, messageId: item.record.messageId, code: item.error.code });
+        observe({ type: 'deadLettered', subtask, messageId: item.record.messageId, code: item.error.code });
       } catch (e) {
         log({ level: 'error', message: `dead-lettering message ${item.record.messageId} failed: ${(e as Error).message}`, ...context });
         cut = i;
@@ -303,6 +317,18 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent }]);
       }
       for (const reason of ackFailures) log({ level: 'error', message: `checkpoint acknowledgement failed after the step committed: ${reason}`, ...context });
+      observe({
+        type: 'step',
+        subtask,
+        generation: info.generation,
+        messages: live.length,
+        recordsIn: result.recordsIn,
+        recordsOut: result.recordsOut,
+        dropped: result.dropped + (wakes.length - current.length),
+        barriers: result.pendingSnapshots.length,
+        ackFailures: ackFailures.length,
+        durationMs: clock.now() - started,
+      });
       log({
         level: 'info',
         message: 'step',
@@ -332,6 +358,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         retryable: (e as FloeError).retryable,
         durationMs: clock.now() - started,
       });
+      observe({ type: 'stepFailed', subtask, messages: live.length + rest.length, ...((e as FloeError).code === undefined ? {} : { code: (e as FloeError).code }), durationMs: clock.now() - started });
       return failedIds([...live, ...rest]);
     }
   };
@@ -360,8 +387,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         }),
       );
     }
-    const failed = await Promise.all([...slices].map(([group, items]) => handleSlice(group, items)));
-    return { batchItemFailures: failed.flat().map((itemIdentifier) => ({ itemIdentifier })) };
+    const failed = (await Promise.all([...slices].map(([group, items]) => handleSlice(group, items)))).flat();
+    observe({ type: 'batch', messages: event.Records.length, failed: failed.length });
+    return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
   };
 }
 
@@ -424,7 +452,7 @@ interface HandlerPorts {
 }
 
 /** The AWS ports of one handler: state in DynamoDB, envelopes over SQS, snapshots in S3, acks to the job row. */
-function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock: Clock, log: (line: Record<string, unknown>) => void): HandlerPorts {
+function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock: Clock, log: (line: Record<string, unknown>) => void, observer: OperatorObserver): HandlerPorts {
   const { plan, resources } = options;
   const storage = new S3CheckpointStorage({ client: clients.s3 });
   const queue = new SqsQueueSender(clients.sqs, (v) => queueUrlOf(resources, v));
@@ -442,6 +470,7 @@ function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock:
     ...(resources.stateMachineArn ? { executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: plan.job }) } : {}),
     clock,
     log: (entry: CoordinatorLogEntry) => log({ ...entry }),
+    observer,
   });
   const gateway = new DynamoDbCoordinatorGateway({ job: plan.job, store: coordinatorStore, effects: tasks, clock });
   return { task: { clock, queue, state, storage }, gateway, coordinatorStore };

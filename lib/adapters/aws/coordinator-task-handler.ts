@@ -4,6 +4,7 @@ import type { SqsBatchHandler, SqsBatchResponse, SqsRecord } from './sqs-poller.
 import { isRetryable } from './sqs-queue-sender.js';
 import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from './coordinator-state-machine.js';
 import { TriggerRefusedError, jsonLineLog, type CoordinatorLog, type CoordinatorTasks } from './coordinator-tasks.js';
+import { guardedObserver, type CoordinatorObserver } from './coordinator-observer.js';
 
 /** Options of {@link createCoordinatorTaskHandler}. */
 export interface CoordinatorTaskHandlerOptions {
@@ -13,6 +14,17 @@ export interface CoordinatorTaskHandlerOptions {
   readonly sfn: SFNClient;
   /** @default JSON lines on stdout */
   readonly log?: CoordinatorLog;
+  /** Told of every task message handled (`coordinatorTask`), for metrics. @default none */
+  readonly observer?: CoordinatorObserver;
+}
+
+/** A coordinator-tasks message that must come back (its task or its answer failed, or it is malformed); the reason is logged. */
+export class TaskMessageFailedError extends FloeError {
+  constructor(messageId: string, task: string) {
+    const malformed = task === 'malformed';
+    super(malformed ? ErrorCode.MalformedMessage : ErrorCode.Storage, `coordinator-tasks message ${messageId} (${task}) comes back`, { retryable: !malformed });
+    this.name = 'TaskMessageFailedError';
+  }
 }
 
 /** Longest `cause` SendTaskFailure accepts. */
@@ -33,10 +45,24 @@ export function taskErrorName(error: unknown): string {
  * Lambda and emulator mode's in-process poller run the same code. A task from the state machine is answered with
  * SendTaskSuccess or SendTaskFailure (its message is then done, whatever the outcome); a message whose answer
  * could not be delivered, a `tick` that failed, or a malformed message is reported as failed, to come back or to
- * reach the dead-letter queue.
+ * reach the dead-letter queue. Records are independent (a standard queue): they run concurrently.
  */
 export function createCoordinatorTaskHandler(options: CoordinatorTaskHandlerOptions): SqsBatchHandler {
+  const handle = createCoordinatorTaskRecordHandler(options);
+  return async (event): Promise<SqsBatchResponse> => {
+    const done = await Promise.allSettled(event.Records.map((r) => handle(r)));
+    return { batchItemFailures: event.Records.filter((_, i) => done[i]!.status === 'rejected').map((r) => ({ itemIdentifier: r.messageId })) };
+  };
+}
+
+/**
+ * The same consumer, one record at a time: resolves when the record is done (delete it), rejects with
+ * {@link TaskMessageFailedError} when it must come back. For batch processors that build the partial batch response
+ * themselves (the Lambda uses Powertools' `BatchProcessor`).
+ */
+export function createCoordinatorTaskRecordHandler(options: CoordinatorTaskHandlerOptions): (record: SqsRecord) => Promise<void> {
   const log = options.log ?? jsonLineLog;
+  const observe = guardedObserver(options.observer, log);
   const { tasks, sfn } = options;
 
   const runTask = async (message: CoordinatorTaskMessage): Promise<unknown> => {
@@ -54,45 +80,50 @@ export function createCoordinatorTaskHandler(options: CoordinatorTaskHandlerOpti
     }
   };
 
-  /** Handles one record; true when it is done (delete it), false when it must come back. */
-  const handle = async (record: SqsRecord): Promise<boolean> => {
+  /** Handles one record; `done` when it is done (delete it), not when it must come back; `failed` when its task failed. */
+  const handle = async (record: SqsRecord): Promise<{ task: CoordinatorTaskMessage['type'] | 'malformed'; done: boolean; failed: boolean }> => {
     let message: CoordinatorTaskMessage;
     try {
       message = parseCoordinatorTaskMessage(record.body, `message ${record.messageId}`);
     } catch (e) {
       log({ level: 'error', message: (e as Error).message, messageId: record.messageId });
-      return false;
+      return { task: 'malformed', done: false, failed: true };
     }
+    const task = message.type;
     const token = 'taskToken' in message ? message.taskToken : undefined;
     const context = { messageId: record.messageId, job: message.job, task: message.type, ...('checkpointId' in message ? { checkpointId: message.checkpointId } : {}) };
     let answer: { output: unknown } | { error: string; cause: string };
+    let failed = false;
     try {
       answer = { output: await runTask(message) };
     } catch (e) {
       const error = taskErrorName(e);
       const cause = `${(e as Error).name ?? 'Error'}: ${(e as Error).message ?? String(e)}`.slice(0, MAX_CAUSE);
       log({ level: error === CoordinatorError.Retryable ? 'warn' : 'error', message: `coordinator task ${message.type} failed: ${cause}`, error, ...context });
-      if (token === undefined) return false;
+      if (token === undefined) return { task, done: false, failed: true };
+      failed = true;
       answer = { error, cause };
     }
-    if (token === undefined) return true;
+    if (token === undefined) return { task, done: true, failed };
     try {
       if ('output' in answer) await sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(answer.output) }));
       else await sfn.send(new SendTaskFailureCommand({ taskToken: token, error: answer.error, cause: answer.cause }));
-      return true;
+      return { task, done: true, failed };
     } catch (e) {
       const name = (e as Error).name;
       if (GONE.has(name)) {
         log({ level: 'warn', message: `the execution no longer waits for this ${message.type} task (${name})`, ...context });
-        return true;
+        return { task, done: true, failed };
       }
       log({ level: 'error', message: `answering the ${message.type} task failed: ${name}: ${(e as Error).message}`, ...context });
-      return false;
+      return { task, done: false, failed: true };
     }
   };
 
-  return async (event): Promise<SqsBatchResponse> => {
-    const done = await Promise.all(event.Records.map((r) => handle(r)));
-    return { batchItemFailures: event.Records.filter((_, i) => !done[i]).map((r) => ({ itemIdentifier: r.messageId })) };
+  return async (record) => {
+    const started = Date.now();
+    const outcome = await handle(record);
+    observe({ type: 'coordinatorTask', task: outcome.task, failed: outcome.failed, durationMs: Date.now() - started });
+    if (!outcome.done) throw new TaskMessageFailedError(record.messageId, outcome.task);
   };
 }

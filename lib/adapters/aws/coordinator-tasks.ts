@@ -38,6 +38,7 @@ import { buildManifest, discardOldCheckpoints, loadManifest } from '../../runtim
 import { barrierEnvelopes } from './coordinator-barriers.js';
 import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './coordinator-commits.js';
 import type { CheckpointExecutions } from './coordinator-executions.js';
+import { guardedObserver, type CoordinatorObservation, type CoordinatorObserver } from './coordinator-observer.js';
 import { JobStatus, checkpointStatusOf, newCoordinatorRow, type CheckpointStatusChange, type CoordinatorRow, type NewCoordinatorRowInput } from './coordinator-job-row.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from './coordinator-state-machine.js';
 import { checkpointStatusKey } from './coordinator-schema.js';
@@ -84,6 +85,8 @@ export interface CoordinatorTasksOptions {
   readonly clock?: Clock;
   /** @default JSON lines on stdout */
   readonly log?: CoordinatorLog;
+  /** Told of checkpoints triggered, completed and aborted and of fail-overs, for metrics. @default none */
+  readonly observer?: CoordinatorObserver;
 }
 
 /** Where effects run: inside the Trigger task of checkpoint `insideExecution`, that execution need not be started. */
@@ -104,6 +107,7 @@ export class CoordinatorTasks implements EffectRunner {
   private readonly commits: SinkCommitRegistry;
   private readonly clock: Clock;
   private readonly log: CoordinatorLog;
+  private readonly observe: (observation: CoordinatorObservation) => void;
 
   constructor(options: CoordinatorTasksOptions) {
     this.plan = options.plan;
@@ -115,6 +119,7 @@ export class CoordinatorTasks implements EffectRunner {
     this.commits = new SinkCommitRegistry(options.plan, options.committers);
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? jsonLineLog;
+    this.observe = guardedObserver(options.observer, this.log);
   }
 
   /** Creates the job row unless the job has one already; returns the stored row. */
@@ -234,6 +239,7 @@ export class CoordinatorTasks implements EffectRunner {
   private async carryOut(effect: CoordinatorEffect, row: CoordinatorRow, context: EffectContext): Promise<CoordinatorEvent[]> {
     switch (effect.type) {
       case 'injectBarrier': {
+        this.observe({ type: 'checkpointTriggered', checkpointId: effect.checkpointId, kind: effect.kind, generation: row.runtime.generation });
         await this.sender.send(barrierEnvelopes(this.plan, row, effect.checkpointId));
         if (this.executions && context.insideExecution !== effect.checkpointId) await this.executions.start(effect.checkpointId);
         return [];
@@ -243,6 +249,15 @@ export class CoordinatorTasks implements EffectRunner {
       case 'checkpointCompleted': {
         const committed = await this.commitCheckpoint(row, effect.checkpointId, effect.path);
         this.log({ level: 'info', message: `${effect.kind} ${effect.checkpointId} completed`, job: this.job, checkpointId: effect.checkpointId, path: effect.path, committed });
+        const record = row.state.history.find((h) => h.id === effect.checkpointId);
+        this.observe({
+          type: 'checkpointCompleted',
+          checkpointId: effect.checkpointId,
+          kind: effect.kind,
+          generation: row.runtime.generation,
+          ...(record ? { stateSize: record.stateSize, fullSize: record.fullSize } : {}),
+          ...(record?.finishedAt === undefined ? {} : { durationMs: record.finishedAt - record.triggeredAt }),
+        });
         if (effect.kind === 'checkpoint') {
           const { dir, retained } = row.state.options;
           // Cleanup must not fail the completion: what it leaves is removed by the next one.
@@ -254,9 +269,11 @@ export class CoordinatorTasks implements EffectRunner {
       }
       case 'checkpointAborted':
         this.log({ level: 'warn', message: `checkpoint ${effect.checkpointId} aborted: ${effect.reason}`, job: this.job, checkpointId: effect.checkpointId });
+        this.observe({ type: 'checkpointAborted', checkpointId: effect.checkpointId, generation: row.runtime.generation, reason: effect.reason });
         return [];
       case 'failJob':
         this.log({ level: 'error', message: `job failing over: ${effect.reason}`, job: this.job });
+        this.observe({ type: 'jobFailing', generation: row.runtime.generation, reason: effect.reason });
         await this.store.setJobStatus(this.job, { status: JobStatus.Failing, detail: effect.reason, at: this.clock.now() });
         return [];
       case 'jobFinished': {
