@@ -11,22 +11,36 @@
  * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the source vertices' queues). The job row is created on first
  * use when the job has none.
  *
- * Logs are JSON lines on stdout, which Lambda ships to CloudWatch Logs as they are (Powertools is not a dependency).
+ * The queue is a standard one and its records are independent, so the batch goes through Powertools'
+ * `BatchProcessor` (`processPartialResponse`, records in parallel): a record whose task or answer failed, or that is
+ * malformed, is reported in `batchItemFailures`; a batch in which every record failed is answered the same way
+ * (`throwOnFullBatchFailure: false`), as emulator mode's handler answers it.
+ *
+ * Logs go through a Powertools `Logger` (JSON on stdout, keys `job`, the job's `generation`, and the Lambda context);
+ * metrics through Powertools `Metrics`, published as CloudWatch EMF once per invocation with dimension `job`: the
+ * task counts (functions/metrics.ts `CoordinatorMetric`) and the checkpoint outcomes of the effects it ran
+ * (`CheckpointMetric`). See functions/telemetry.ts.
  */
 import { randomBytes } from 'node:crypto';
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
+import type { Context } from 'aws-lambda';
 import { awsClients } from '../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../lib/adapters/aws/coordinator-executions.js';
 import { DynamoDbCoordinatorStore } from '../lib/adapters/aws/coordinator-store.js';
-import { createCoordinatorTaskHandler } from '../lib/adapters/aws/coordinator-task-handler.js';
-import { CoordinatorTasks, jsonLineLog } from '../lib/adapters/aws/coordinator-tasks.js';
+import { createCoordinatorTaskRecordHandler } from '../lib/adapters/aws/coordinator-task-handler.js';
+import { CoordinatorTasks } from '../lib/adapters/aws/coordinator-tasks.js';
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
-import type { SqsBatchHandler, SqsBatchResponse, SqsEvent } from '../lib/adapters/aws/sqs-poller.js';
+import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../infra/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
+import { COORDINATOR_ALWAYS, CoordinatorMetric, coordinatorMetrics } from './metrics.js';
+import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';
 
-async function build(): Promise<SqsBatchHandler> {
+type RecordHandler = (record: SqsRecord) => Promise<void>;
+
+async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
   const config = readEnvironment(process.env, 'coordinator function', () => ({}));
   const plan = await loadDeployedPlan(config, 'coordinator function');
 
@@ -36,31 +50,46 @@ async function build(): Promise<SqsBatchHandler> {
     if (!url) throw new FloeError(ErrorCode.InvalidOptions, `${FloeEnv.VertexQueueUrls} has no queue for vertex '${vertex}'`);
     return url;
   };
+  const observer = coordinatorMetrics(telemetry);
   const tasks = new CoordinatorTasks({
     plan,
     store: new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: config.coordinatorTable }),
     storage: new S3CheckpointStorage({ client: clients.s3 }),
     sender: new SqsQueueSender(clients.sqs, queueUrlOf),
     executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: config.stateMachineArn, job: plan.job }),
-    log: jsonLineLog,
+    log: telemetry.log,
+    observer,
   });
   // A job's first task creates its row; later ones find it (and keep its job id, generation and history).
-  await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir });
-  return createCoordinatorTaskHandler({ tasks, sfn: clients.sfn, log: jsonLineLog });
+  const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir });
+  telemetry.logger.appendPersistentKeys({ generation: row.runtime.generation });
+  return createCoordinatorTaskRecordHandler({ tasks, sfn: clients.sfn, log: telemetry.log, observer });
 }
 
-let built: Promise<SqsBatchHandler> | undefined;
+let built: Promise<RecordHandler> | undefined;
+let telemetry: HandlerTelemetry | undefined;
+const processor = new BatchProcessor(EventType.SQS);
 
 /** The Lambda entry point; the job, clients and ports are built on a container's first batch and reused. */
-export async function handler(event: unknown): Promise<SqsBatchResponse | void> {
-  if (typeof event !== 'object' || event === null || !Array.isArray((event as { Records?: unknown }).Records)) {
-    throw new FloeError(ErrorCode.MalformedMessage, 'the coordinator function expects an SQS event with Records');
-  }
-  // A failed build is not kept: the batch comes back, and the next invocation builds again.
-  built ??= build().catch((e: unknown) => {
-    built = undefined;
-    jsonLineLog({ level: 'error', message: `coordinator function cannot start: ${(e as Error).message}` });
-    throw e;
+export async function handler(event: unknown, context?: Context): Promise<SqsBatchResponse> {
+  const t = (telemetry ??= createTelemetry({ env: process.env, job: process.env[FloeEnv.JobName] ?? '', always: COORDINATOR_ALWAYS }));
+  return withInvocation(t, context, async () => {
+    if (typeof event !== 'object' || event === null || !Array.isArray((event as { Records?: unknown }).Records)) {
+      throw new FloeError(ErrorCode.MalformedMessage, 'the coordinator function expects an SQS event with Records');
+    }
+    // A failed build is not kept: the batch comes back, and the next invocation builds again.
+    built ??= build(t).catch((e: unknown) => {
+      built = undefined;
+      t.logger.error(`coordinator function cannot start: ${(e as Error).message}`, e as Error);
+      throw e;
+    });
+    const handle = await built;
+    const { Records } = event as SqsEvent;
+    const response = await processPartialResponse({ Records: [...Records] }, handle, processor, {
+      throwOnFullBatchFailure: false,
+      ...(context ? { context } : {}),
+    });
+    t.metrics.count(CoordinatorMetric.BatchItemFailures, response.batchItemFailures.length);
+    return response;
   });
-  return (await built)(event as SqsEvent);
 }

@@ -12,18 +12,33 @@
  * own dead-letter queue; without it a malformed message is reported as failed and reaches the dead-letter queue by
  * the redrive policy, without its reason.
  *
- * Logs are JSON lines on stdout, which Lambda ships to CloudWatch Logs as they are.
+ * Logs go through a Powertools `Logger` (JSON on stdout, keys `job`, `vertex`, the `generation` once a step ran, and
+ * the Lambda context); metrics through Powertools `Metrics`, published as CloudWatch EMF once per invocation with
+ * dimensions `job` and `vertex` (the names are in functions/metrics.ts `OperatorMetric`), and the job's checkpoint
+ * metrics that this vertex's acks complete with dimension `job` (`CheckpointMetric`). See functions/telemetry.ts.
+ *
+ * The batch is not handed to Powertools' `SqsFifoPartialProcessorAsync`: that processor calls a handler once per
+ * record, in order, one record at a time across all groups, and with `skipGroupOnError` fails the rest of a group
+ * after a failed record. Floe runs ONE task step per message group (subtask) over all of the group's envelopes, and
+ * the groups concurrently: that is what keeps DynamoDB commits and acks per batch rather than per message, and lets
+ * several wakes of a source collapse into one step. A per-record handler could only express that by buffering
+ * records and stepping on the last one of a group, which would still report the group's failures from one record.
+ * So lib/aws/operator-handler.ts slices the batch by `MessageGroupId` itself and answers the partial batch response
+ * (a failed step returns every message of its group that was not dead-lettered, in order; other groups go on, as
+ * they would with `skipGroupOnError`).
  */
-import { jsonLineLog } from '../lib/adapters/aws/coordinator-tasks.js';
+import type { Context } from 'aws-lambda';
 import type { SqsBatchResponse, SqsEvent } from '../lib/adapters/aws/sqs-poller.js';
 import { createOperatorHandler, type AwsJobResources } from '../lib/aws/operator-handler.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../infra/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
+import { OPERATOR_ALWAYS, operatorMetrics } from './metrics.js';
+import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';
 
 type Handler = (event: SqsEvent) => Promise<SqsBatchResponse>;
 
-async function build(): Promise<Handler> {
+async function build(telemetry: HandlerTelemetry): Promise<Handler> {
   const config = readEnvironment(process.env, 'operator function', (required) => ({
     stateTable: required(FloeEnv.StateTable),
     vertex: required(FloeEnv.Vertex),
@@ -50,22 +65,27 @@ async function build(): Promise<Handler> {
     vertex: config.vertex,
     resources,
     checkpoint: config.checkpoint,
-    log: (line) => jsonLineLog({ level: 'info', message: '', ...line }),
+    log: telemetry.log,
+    observer: operatorMetrics(telemetry),
   });
 }
 
 let built: Promise<Handler> | undefined;
+let telemetry: HandlerTelemetry | undefined;
 
 /** The Lambda entry point; the job, clients, ports and subtask executors are built on a container's first batch and reused. */
-export async function handler(event: unknown): Promise<SqsBatchResponse> {
-  if (typeof event !== 'object' || event === null || !Array.isArray((event as { Records?: unknown }).Records)) {
-    throw new FloeError(ErrorCode.MalformedMessage, 'the operator function expects an SQS event with Records');
-  }
-  // A failed build is not kept: the batch comes back, and the next invocation builds again.
-  built ??= build().catch((e: unknown) => {
-    built = undefined;
-    jsonLineLog({ level: 'error', message: `operator function cannot start: ${(e as Error).message}` });
-    throw e;
+export async function handler(event: unknown, context?: Context): Promise<SqsBatchResponse> {
+  const t = (telemetry ??= createTelemetry({ env: process.env, job: process.env[FloeEnv.JobName] ?? '', vertex: process.env[FloeEnv.Vertex] ?? '', always: OPERATOR_ALWAYS }));
+  return withInvocation(t, context, async () => {
+    if (typeof event !== 'object' || event === null || !Array.isArray((event as { Records?: unknown }).Records)) {
+      throw new FloeError(ErrorCode.MalformedMessage, 'the operator function expects an SQS event with Records');
+    }
+    // A failed build is not kept: the batch comes back, and the next invocation builds again.
+    built ??= build(t).catch((e: unknown) => {
+      built = undefined;
+      t.logger.error(`operator function cannot start: ${(e as Error).message}`, e as Error);
+      throw e;
+    });
+    return (await built)(event as SqsEvent);
   });
-  return (await built)(event as SqsEvent);
 }

@@ -475,7 +475,7 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
   it('runs as the Lambda handler from its environment: a scheduled tick starts a periodic checkpoint and its execution', async () => {
     // Given a job module on disk and the environment FloeJob gives the coordinator function
     const name = `coord-lambda-${run}`;
-    const moduleDir = joinPath(import.meta.dirname, '..', '..', '.cache', `coordinator-it-${run}`);
+    const moduleDir = joinPath(import.meta.dirname, '..', '..', '.floe', `coordinator-it-${run}`);
     await mkdir(moduleDir, { recursive: true });
     const jobModule = joinPath(moduleDir, 'job.ts');
     await writeFile(
