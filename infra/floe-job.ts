@@ -71,6 +71,8 @@ export interface FloeJobProps {
   readonly removalPolicy?: RemovalPolicy;
   /** Turn on DynamoDB deletion protection for the state and coordinator tables. @default true */
   readonly deletionProtection?: boolean;
+  /** Level of the functions' Powertools logs (`POWERTOOLS_LOG_LEVEL`): DEBUG adds per-invocation detail, ERROR keeps failures only. @default 'INFO' */
+  readonly logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   /** Retention of the functions' and the state machine's logs. @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
   /** How long the bucket's server access logs are kept. @default Duration.days(90) */
@@ -562,6 +564,10 @@ function functionEnvironments(r: Resolved, props: FloeJobProps, refs: Environmen
     [FloeEnv.CoordinatorTable]: refs.coordinatorTable,
     [FloeEnv.StateMachineArn]: refs.stateMachineArn,
     NODE_OPTIONS: '--enable-source-maps',
+    // Powertools for AWS Lambda (functions/telemetry.ts): the logs' service, the EMF metrics' namespace, the log level.
+    POWERTOOLS_SERVICE_NAME: 'floe',
+    POWERTOOLS_METRICS_NAMESPACE: 'Floe',
+    POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
   };
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);

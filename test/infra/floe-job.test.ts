@@ -168,6 +168,19 @@ describe('FloeJob per vertex', () => {
     }
   });
 
+  it('configures Powertools on every function: service, metrics namespace and log level, DEBUG when asked', () => {
+    const powertools = (level: string) => ({ POWERTOOLS_SERVICE_NAME: 'floe', POWERTOOLS_METRICS_NAMESPACE: 'Floe', POWERTOOLS_LOG_LEVEL: level });
+    const floeFunctions = [...plan.vertices.map((v) => floeJob.vertices.get(v.id)!.function), floeJob.coordinatorFunction];
+    const resources = template.toJSON().Resources as Record<string, { Properties: { Environment: { Variables: Record<string, unknown> } } }>;
+    for (const fn of floeFunctions) {
+      expect(resources[stack.getLogicalId(fn.node.defaultChild as CfnElement)]!.Properties.Environment.Variables).toMatchObject(powertools('INFO'));
+    }
+    const debug = synthJob({ job: smallJob(), logLevel: 'DEBUG' }).template;
+    const withDebug = debug.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: Match.objectLike(powertools('DEBUG')) } } });
+    // Every Floe function of the variant: one per vertex and the coordinator.
+    expect(Object.keys(withDebug)).toHaveLength(buildPlan(smallJob()).vertices.length + 1);
+  });
+
   it('lets a vertex send to its outputs and (for barriers) the sources, not to other vertices', () => {
     const sendTo = (fn: lambda.IFunction, queueArn: string) =>
       Object.keys(
