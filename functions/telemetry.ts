@@ -46,9 +46,12 @@ export class InvocationMetrics {
     this.samples.push({ name, unit, value });
   }
 
-  /** Publishes what was collected since the last flush as one EMF line on stdout, and starts over. */
-  flush(): void {
-    for (const name of this.always) if (!this.counts.has(name)) this.counts.set(name, 0);
+  /**
+   * Publishes what was collected since the last flush as one EMF line on stdout, and starts over. `complete` is false
+   * when the invocation threw (Lambda's own Errors metric counts it): its zeros would claim a batch that did not happen.
+   */
+  flush(complete = true): void {
+    if (complete) for (const name of this.always) if (!this.counts.has(name)) this.counts.set(name, 0);
     for (const [name, n] of this.counts) this.metrics.addMetric(name, MetricUnit.Count, n);
     for (const s of this.samples) this.metrics.addMetric(s.name, s.unit, s.value);
     this.counts.clear();
@@ -117,13 +120,16 @@ export function logTo(logger: Logger): (line: Record<string, unknown>) => void {
 
 /**
  * Runs one invocation: adds the Lambda context to the logs (request id, function name, cold start), and publishes
- * the invocation's metrics once at its end, whether it returned or threw.
+ * the invocation's metrics once at its end, whether it returned or threw (then without the always-published zeros).
  */
 export async function withInvocation<T>(telemetry: HandlerTelemetry, context: Context | undefined, run: () => Promise<T>): Promise<T> {
   if (context) telemetry.logger.addContext(context);
+  let complete = false;
   try {
-    return await run();
+    const result = await run();
+    complete = true;
+    return result;
   } finally {
-    for (const metrics of new Set([telemetry.metrics, telemetry.jobMetrics])) metrics.flush();
+    for (const metrics of new Set([telemetry.metrics, telemetry.jobMetrics])) metrics.flush(complete);
   }
 }
