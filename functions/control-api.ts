@@ -10,7 +10,8 @@
  * It needs neither the job's code nor its plan, so FloeJob bundles this module alone. Its environment (names as in
  * `FloeEnv` in infra/handler-contract.ts): `FLOE_JOB`, `FLOE_COORDINATOR_TABLE`, `FLOE_STATE_MACHINE_ARN`,
  * `FLOE_SAVEPOINT_DIR` (the default savepoint directory), and `FLOE_CHECKPOINT_BUCKET`, `FLOE_CHECKPOINT_DIR`
- * (optional). A missing variable is answered with a 500 naming every one, for every request that reaches the job.
+ * (optional). A missing variable is answered with a 500 naming every one, for every request that reaches the job
+ * (a malformed or unknown request is answered without it).
  *
  * Logs are JSON lines on stdout, one per request, through a `log` callback.
  */
@@ -43,11 +44,20 @@ export function readControlApiEnvironment(env: NodeJS.ProcessEnv): FloeStackOutp
   return outputs;
 }
 
+/** The outputs from this function's environment; a problem there is the deployment's, not the caller's (a 500). */
+function deployedOutputs(): FloeStackOutputs {
+  try {
+    return readControlApiEnvironment(process.env);
+  } catch (e) {
+    throw new Error(`the control API is misconfigured: ${(e as Error).message}`, { cause: e });
+  }
+}
+
 let clients: AwsClients | undefined;
 
 const handle = createControlApiHandler({
   // Read for each request: the environment is checked where its problems can be answered, and the job row is current.
-  control: () => DeployedJobControl.open({ outputs: readControlApiEnvironment(process.env), clients: (clients ??= awsClients()) }),
+  control: () => DeployedJobControl.open({ outputs: deployedOutputs(), clients: (clients ??= awsClients()) }),
   log: jsonLineLog,
 });
 
