@@ -128,7 +128,8 @@ export class DeployedJobControl implements RoutableJobControl {
 
   /** Reads the job row once for the request; throws NotFound when the job has none (never started). */
   static async open(options: DeployedJobControlOptions): Promise<DeployedJobControl> {
-    const reads = await AwsJobControl.open({ outputs: options.outputs, clients: options.clients, ...(options.executions ? { executions: options.executions } : {}) });
+    // Reads and cancel only: this class starts the executions of its triggers itself.
+    const reads = await AwsJobControl.open({ outputs: options.outputs, clients: options.clients });
     const store = new DynamoDbCoordinatorStore({ client: options.clients.dynamodb, tableName: options.outputs.coordinatorTable });
     const row = await store.require(options.outputs.jobName);
     return new DeployedJobControl(options, reads, row);
@@ -182,9 +183,10 @@ export class DeployedJobControl implements RoutableJobControl {
       row = this.row;
       if (Date.now() >= deadline) break;
     }
+    const next = this.row.state.nextCheckpointId;
     throw new HttpError(
       503,
-      `no checkpoint id could be had for the ${kind} of job '${this.job}': others took checkpoint ${row.state.nextCheckpointId - 1} and before, or its execution exists without the job row allocating it; try again`,
+      `no checkpoint id could be had for the ${kind} of job '${this.job}' within ${waitMs} ms: other checkpoints kept taking the next id (now ${next}), or the execution of checkpoint ${next} exists while the job row has not allocated it; try again`,
     );
   }
 
