@@ -5,11 +5,12 @@
  * a Standard state machine (one execution per checkpoint, ASL from lib/adapters/aws/coordinator-state-machine.ts)
  * whose tasks go through the coordinator-tasks queue to the coordinator Lambda; an EventBridge Scheduler schedule
  * that ticks the coordinator for periodic checkpoints, through an Express "ticker" when the interval is below a
- * minute. Everything is encrypted, TLS-only and private; permissions are granted with grant* only.
+ * minute; the control API: a Lambda serving Flink's REST API for the job behind a function URL with IAM auth.
+ * Everything is encrypted, TLS-only and private; permissions are granted with grant* only.
  */
 import { existsSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
-import { CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Tags, Token, type CfnElement } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -55,6 +56,11 @@ export interface FloeJobProps {
   readonly operatorEntry?: string;
   /** Handler module of the coordinator Lambda (exports `createHandler`), relative to `projectRoot`. @default 'functions/coordinator.ts' */
   readonly coordinatorEntry?: string;
+  /**
+   * Handler module of the control-API Lambda (exports `handler` for HTTP events), relative to `projectRoot`. It needs no
+   * job code, so it is bundled alone, not with the job file. @default 'functions/control-api.ts'
+   */
+  readonly controlApiEntry?: string;
   /** Project root: holds package-lock.json; the job file and handler entries must lie below it. @default process.cwd() */
   readonly projectRoot?: string;
   /** Lambda runtime of every function; a Node.js runtime. @default lambda.Runtime.NODEJS_24_X */
@@ -113,6 +119,7 @@ interface Resolved {
   readonly jobFile: string;
   readonly operatorEntry: string;
   readonly coordinatorEntry: string;
+  readonly controlApiEntry: string;
   readonly timeout: Duration;
   readonly memorySize: number;
   readonly maxReceiveCount: number;
@@ -149,6 +156,14 @@ export class FloeJob extends Construct {
   readonly coordinatorQueue: sqs.Queue;
   /** Runs the coordinator reducer. */
   readonly coordinatorFunction: nodejs.NodejsFunction;
+  /** Serves Flink's REST API for the job (lib/rest/router.ts) from its job row and coordinator executions. */
+  readonly controlApiFunction: nodejs.NodejsFunction;
+  /**
+   * The control API's function URL, IAM-authenticated: a caller signs with SigV4 (service `lambda`) and needs
+   * `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction` on the function (`controlApiUrl.grantInvokeUrl(principal)`
+   * grants them).
+   */
+  readonly controlApiUrl: lambda.FunctionUrl;
   /** The checkpoint coordinator: one Standard execution per checkpoint, started by whoever triggers it. */
   readonly stateMachine: sfn.StateMachine;
   /** Sends the coordinator its periodic ticks (directly, or through the ticker); absent when `checkpoint.interval` is 0. */
@@ -337,6 +352,30 @@ export class FloeJob extends Construct {
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
     acknowledge(this.coordinatorFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The coordinator')));
 
+    // ---- control API: Flink's REST API behind an IAM-authenticated function URL ------------------------------------
+    // A function URL rather than an API Gateway HTTP API: both take payload format 2.0 and SigV4 (AWS_IAM), but the
+    // URL adds no resource, stage or access-log group to run, and its timeout is the function's (an HTTP API's is 30 s).
+    const controlApi = new Construct(this, 'ControlApi');
+    this.controlApiFunction = this.handlerFunction(controlApi, r, props, {
+      entry: r.controlApiEntry,
+      description: `Floe job '${jobName}': control API (Flink's REST API: jobs, checkpoints, savepoints, stop, cancel)`,
+      environment: env.controlApi,
+    });
+    this.controlApiUrl = this.controlApiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+    // Reads the job row (and, to cancel, writes it); triggers start a checkpoint's execution and read it back for its status.
+    this.coordinatorTable.grantReadWriteData(this.controlApiFunction);
+    this.stateMachine.grantStartExecution(this.controlApiFunction);
+    this.stateMachine.grantExecution(this.controlApiFunction, 'states:DescribeExecution');
+    // grantExecution names the executions `execution:<machine name>:*`, the name cut from the machine's ARN.
+    const machineName = JSON.stringify({ 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: stack.resolve((this.stateMachine.node.defaultChild as CfnElement).logicalId) as string }] }] });
+    acknowledge(this.controlApiFunction.role!, [
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:${machineName}:*]`,
+        reason:
+          'The control API describes the execution of the checkpoint a trigger id names (<job>-chk-<n>), so it needs DescribeExecution on the executions of this state machine only, whose names are not known in advance. Granted by stateMachine.grantExecution.',
+      },
+    ]);
+
     // ---- periodic checkpoints: ticks on the coordinator-tasks queue ----------------------------------------------
     if (r.schedule !== undefined) {
       const scheduleDeadLetterQueue = new sqs.Queue(this, 'ScheduleDeadLetterQueue', {
@@ -394,6 +433,7 @@ export class FloeJob extends Construct {
     output(FloeJobOutput.CoordinatorTable, this.coordinatorTable.tableName, 'DynamoDB table of the coordinator');
     output(FloeJobOutput.StateMachineArn, this.stateMachine.stateMachineArn, 'Coordinator state machine');
     output(FloeJobOutput.CoordinatorQueueUrl, this.coordinatorQueue.queueUrl, 'Coordinator-tasks queue (state machine tasks and schedule ticks)');
+    output(FloeJobOutput.ControlApiUrl, this.controlApiUrl.url, "Control API (Flink's REST API) function URL; IAM auth, sign requests with SigV4 for service lambda");
     output(FloeJobOutput.QueueUrls, stack.toJsonString(Object.fromEntries([...vertices].map(([id, v]) => [id, v.queue.queueUrl]))), 'Input queue URL per vertex, as JSON');
   }
 
@@ -467,13 +507,23 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
 
   const jobFile = resolve(projectRoot, props.jobFile);
   if (!existsSync(jobFile)) problems.push({ id: FloeJobErrorId.JobFileNotFound, message: `job file '${props.jobFile}' does not exist (resolved against ${projectRoot})` });
-  const entries = { operator: props.operatorEntry ?? 'functions/operator.ts', coordinator: props.coordinatorEntry ?? 'functions/coordinator.ts' };
+  const entries = {
+    operator: props.operatorEntry ?? 'functions/operator.ts',
+    coordinator: props.coordinatorEntry ?? 'functions/coordinator.ts',
+    'control-API': props.controlApiEntry ?? 'functions/control-api.ts',
+  };
   const operatorEntry = resolve(projectRoot, entries.operator);
   const coordinatorEntry = resolve(projectRoot, entries.coordinator);
-  for (const [kind, file, given] of [['operator', operatorEntry, entries.operator], ['coordinator', coordinatorEntry, entries.coordinator]] as const) {
+  const controlApiEntry = resolve(projectRoot, entries['control-API']);
+  const entryFiles = [
+    ['operator', operatorEntry, entries.operator],
+    ['coordinator', coordinatorEntry, entries.coordinator],
+    ['control-API', controlApiEntry, entries['control-API']],
+  ] as const;
+  for (const [kind, file, given] of entryFiles) {
     if (!existsSync(file)) problems.push({ id: FloeJobErrorId.HandlerEntryNotFound, message: `${kind} handler entry '${given}' does not exist (resolved against ${projectRoot})` });
   }
-  for (const [what, file] of [['job file', jobFile], ['operator handler entry', operatorEntry], ['coordinator handler entry', coordinatorEntry]] as const) {
+  for (const [what, file] of [['job file', jobFile], ...entryFiles.map(([kind, f]) => [`${kind} handler entry`, f] as const)] as const) {
     if (relative(projectRoot, file).startsWith('..')) problems.push({ id: FloeJobErrorId.PathOutsideProjectRoot, message: `${what} '${file}' is outside the project root ${projectRoot}; bundling reads only files below it` });
   }
 
@@ -522,7 +572,7 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
   if (runtime.family !== lambda.RuntimeFamily.NODEJS) problems.push({ id: FloeJobErrorId.UnsupportedRuntime, message: `runtime must be a Node.js runtime, got ${runtime.name}` });
 
   if (problems.length > 0 || !plan || !checkpoint) throw new FloeJobValidationError(scope.node.path, problems);
-  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, timeout, memorySize, maxReceiveCount, runtime };
+  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, controlApiEntry, timeout, memorySize, maxReceiveCount, runtime };
   // Last, since it needs a plan: a job with other problems reports those first.
   const environment = environmentProblems(resolved, props);
   if (environment.length > 0) throw new FloeJobValidationError(scope.node.path, environment);
@@ -547,7 +597,11 @@ function snapshotDirs(props: FloeJobProps, jobName: string, bucketName: string):
 }
 
 /** The environment of each function (see FloeEnv in handler-contract.ts). */
-function functionEnvironments(r: Resolved, props: FloeJobProps, refs: EnvironmentRefs): { operator: (v: Vertex) => Record<string, string>; coordinator: Record<string, string> } {
+function functionEnvironments(
+  r: Resolved,
+  props: FloeJobProps,
+  refs: EnvironmentRefs,
+): { operator: (v: Vertex) => Record<string, string>; coordinator: Record<string, string>; controlApi: Record<string, string> } {
   const jobName = r.plan.job;
   const { checkpointDir, savepointDir } = snapshotDirs(props, jobName, refs.bucketName);
   const common: Record<string, string> = {
@@ -574,6 +628,16 @@ function functionEnvironments(r: Resolved, props: FloeJobProps, refs: Environmen
   return {
     operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id) }),
     coordinator: { ...common, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
+    // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
+    controlApi: {
+      [FloeEnv.JobName]: jobName,
+      [FloeEnv.CheckpointDir]: checkpointDir,
+      [FloeEnv.SavepointDir]: savepointDir,
+      [FloeEnv.CheckpointBucket]: refs.bucketName,
+      [FloeEnv.CoordinatorTable]: refs.coordinatorTable,
+      [FloeEnv.StateMachineArn]: refs.stateMachineArn,
+      NODE_OPTIONS: '--enable-source-maps',
+    },
   };
 }
 
@@ -601,5 +665,6 @@ function environmentProblems(r: Resolved, props: FloeJobProps): FloeJobProblem[]
   };
   for (const v of r.plan.vertices) check(`vertex '${v.id}'`, env.operator(v));
   check('the coordinator', env.coordinator);
+  check('the control API', env.controlApi);
   return problems;
 }

@@ -1,5 +1,6 @@
 /**
- * The contract between FloeJob and the Lambda handler modules (`functions/operator.ts`, `functions/coordinator.ts`).
+ * The contract between FloeJob and the Lambda handler modules (`functions/operator.ts`, `functions/coordinator.ts`,
+ * `functions/control-api.ts`).
  *
  * A job file is user code, so it is bundled into every Lambda together with the handler: FloeJob generates one
  * small entry per handler kind that re-exports the handler module's `handler` and the job file's default export,
@@ -13,7 +14,8 @@
  * and points {@link FloeEnv.JobModule} at the bundle itself, so a handler gets its job exactly as `floe run` does:
  * `loadJob(process.env.FLOE_JOB_MODULE, JSON.parse(process.env.FLOE_JOB_ARGS))`. Node's module cache hands back the
  * bundle the runtime already loaded, so there is one copy of the engine and `instanceof Job` holds. Everything else
- * (resource names, the vertex) arrives in the environment variables below; one bundle serves every vertex.
+ * (resource names, the vertex) arrives in the environment variables below; one bundle serves every vertex. The
+ * control API runs no job code: it is bundled alone and gets only the job's name and resource names.
  */
 
 /** Where the Lambda runtime unpacks a function's code, and the bundle's file name (NodejsFunction, ESM output). */
@@ -21,19 +23,19 @@ export const BUNDLE_MODULE_PATH = '/var/task/index.mjs';
 
 /** Environment variables FloeJob sets on its functions. */
 export const FloeEnv = {
-  /** The module whose default export is the job: the function's own bundle (all functions). */
+  /** The module whose default export is the job: the function's own bundle (operator and coordinator functions). */
   JobModule: 'FLOE_JOB_MODULE',
-  /** JSON array of the job arguments the job file's factory is called with (all functions). */
+  /** JSON array of the job arguments the job file's factory is called with (operator and coordinator functions). */
   JobArgs: 'FLOE_JOB_ARGS',
-  /** Parallelism override passed to `buildPlan(job, { parallelism })`; unset when the job's own applies (all functions). */
+  /** Parallelism override passed to `buildPlan(job, { parallelism })`; unset when the job's own applies (operator and coordinator functions). */
   Parallelism: 'FLOE_PARALLELISM',
   /** Job name (all functions). */
   JobName: 'FLOE_JOB',
-  /** The job file, relative to the project root, for logs (all functions). */
+  /** The job file, relative to the project root, for logs (operator and coordinator functions). */
   JobFile: 'FLOE_JOB_FILE',
-  /** Fingerprint of the deployed plan; a handler whose rebuilt plan differs should refuse to run (all functions). */
+  /** Fingerprint of the deployed plan; a handler whose rebuilt plan differs should refuse to run (operator and coordinator functions). */
   PlanFingerprint: 'FLOE_PLAN_FINGERPRINT',
-  /** JSON of the resolved checkpoint options (the job's, overlaid with the construct's), `dir` being the S3 root (all functions). */
+  /** JSON of the resolved checkpoint options (the job's, overlaid with the construct's), `dir` being the S3 root (operator and coordinator functions). */
   CheckpointOptions: 'FLOE_CHECKPOINT_OPTIONS',
   /** Checkpoint root, `s3://<bucket>`; checkpoints live under `<job>/checkpoints/` in it (all functions). */
   CheckpointDir: 'FLOE_CHECKPOINT_DIR',
@@ -72,4 +74,6 @@ export const FloeJobOutput = {
   StateMachineArn: 'FloeStateMachineArn',
   CoordinatorQueueUrl: 'FloeCoordinatorQueueUrl',
   QueueUrls: 'FloeQueueUrls',
+  /** The control API's function URL (Flink's REST API for the job; IAM auth, requests signed with SigV4 for service `lambda`). */
+  ControlApiUrl: 'FloeControlApiUrl',
 } as const;

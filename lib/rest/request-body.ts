@@ -4,8 +4,8 @@ import { HttpError } from './http-error.js';
 /** Largest request body the server reads; trigger bodies are a few dozen bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** Reads a JSON object body; an empty body is `{}`. Anything else is a 400 with Flink's error shape. */
-export async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
+/** Reads a request body as UTF-8 text; a body above {@link MAX_BODY_BYTES} is a 413 with Flink's error shape. */
+export async function readBody(req: IncomingMessage): Promise<string> {
   // Listeners rather than `for await`: leaving an async iterator early destroys the socket, and the client would see a reset
   // instead of the 413.
   const chunks = await new Promise<Buffer[]>((resolve, reject) => {
@@ -15,10 +15,20 @@ export async function readJsonObject(req: IncomingMessage): Promise<Record<strin
       size += chunk.length;
       if (size <= MAX_BODY_BYTES) parts.push(chunk);
     });
-    req.on('end', () => (size > MAX_BODY_BYTES ? reject(new HttpError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes.`)) : resolve(parts)));
+    req.on('end', () => (size > MAX_BODY_BYTES ? reject(tooLarge()) : resolve(parts)));
     req.on('error', reject);
   });
-  const text = Buffer.concat(chunks).toString('utf8').trim();
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The 413 answered to a body above {@link MAX_BODY_BYTES}, by every transport. */
+export function tooLarge(): HttpError {
+  return new HttpError(413, `Request body is larger than ${MAX_BODY_BYTES} bytes.`);
+}
+
+/** Parses a JSON object body; an empty body is `{}`. Anything else is a 400 with Flink's error shape. */
+export function parseJsonObject(body: string): Record<string, unknown> {
+  const text = body.trim();
   if (text === '') return {};
   let parsed: unknown;
   try {

@@ -77,9 +77,9 @@ describe('FloeJob per vertex', () => {
     expect([...floeJob.vertices.keys()]).toEqual(plan.vertices.map((v) => v.id));
   });
 
-  it('creates one function, one FIFO queue, one FIFO dead-letter queue, one alarm and one event source per vertex, plus the coordinator', () => {
+  it('creates one function, one FIFO queue, one FIFO dead-letter queue, one alarm and one event source per vertex, plus the coordinator and the control API', () => {
     const n = plan.vertices.length;
-    template.resourceCountIs('AWS::Lambda::Function', n + 1);
+    template.resourceCountIs('AWS::Lambda::Function', n + 2);
     template.resourceCountIs('AWS::Lambda::EventSourceMapping', n + 1);
     // per vertex a queue and its DLQ; the coordinator's queue and DLQ; the schedule's DLQ
     template.resourceCountIs('AWS::SQS::Queue', 2 * n + 3);
@@ -338,6 +338,82 @@ describe('FloeJob coordinator', () => {
 
     const off = synthJob({ job: smallJob(), checkpoint: { interval: 0 } });
     off.template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+  });
+});
+
+describe('FloeJob control API', () => {
+  /** The statements of the IAM policies attached to a function's role. */
+  const statementsOf = (fn: lambda.IFunction) =>
+    Object.values(template.findResources('AWS::IAM::Policy', { Properties: { Roles: [stack.resolve(fn.role!.roleName)] } })).flatMap(
+      (p) => (p as { Properties: { PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] } } }).Properties.PolicyDocument.Statement,
+    );
+
+  it('runs on Node.js 24 arm64 with the job name and resource names, and no job code', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs24.x',
+      Architectures: ['arm64'],
+      Description: Match.stringLikeRegexp('control API'),
+      Environment: {
+        Variables: {
+          [FloeEnv.JobName]: 'wordcount',
+          [FloeEnv.CoordinatorTable]: stack.resolve(floeJob.coordinatorTable.tableName),
+          [FloeEnv.StateMachineArn]: stack.resolve(floeJob.stateMachine.stateMachineArn),
+          [FloeEnv.CheckpointBucket]: stack.resolve(floeJob.bucket.bucketName),
+          [FloeEnv.CheckpointDir]: Match.anyValue(),
+          [FloeEnv.SavepointDir]: Match.anyValue(),
+          NODE_OPTIONS: '--enable-source-maps',
+        },
+      },
+    });
+  });
+
+  it('is reached through a function URL with IAM auth only, whose address is a stack output', () => {
+    template.resourceCountIs('AWS::Lambda::Url', 1);
+    template.hasResourceProperties('AWS::Lambda::Url', { AuthType: 'AWS_IAM', TargetFunctionArn: stack.resolve(floeJob.controlApiFunction.functionArn) });
+    // No resource policy opens the function to anyone.
+    template.resourcePropertiesCountIs('AWS::Lambda::Permission', { Principal: '*' }, 0);
+    template.hasOutput(FloeJobOutput.ControlApiUrl, { Value: stack.resolve(floeJob.controlApiUrl.url) });
+  });
+
+  it('may read and write the job row and start and describe coordinator executions, and nothing else', () => {
+    const statements = statementsOf(floeJob.controlApiFunction);
+    const actions = statements.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
+    expect(actions.filter((a) => !/^(logs|dynamodb|states):/.test(a))).toEqual([]);
+    expect(actions.filter((a) => a.startsWith('states:')).sort()).toEqual(['states:DescribeExecution', 'states:StartExecution']);
+    for (const s of statements.filter((x) => JSON.stringify(x.Action).includes('dynamodb:'))) {
+      expect(s.Resource).toEqual([stack.resolve(floeJob.coordinatorTable.tableArn)]);
+    }
+    expect(statements).toContainEqual(expect.objectContaining({ Action: 'states:StartExecution', Resource: stack.resolve(floeJob.stateMachine.stateMachineArn) }));
+    expect(JSON.stringify(statements.find((s) => s.Action === 'states:DescribeExecution')!.Resource)).toMatch(/:execution:.*JobStateMachine.*:\*/);
+  });
+
+  it('bundles a handler that answers HTTP events, and names missing settings in a 500', async () => {
+    const resources = template.toJSON().Resources as Record<string, { Properties: { Code: { S3Key: string }; Environment: { Variables: Record<string, unknown> } } }>;
+    const { Code, Environment } = resources[stack.getLogicalId(floeJob.controlApiFunction.node.defaultChild as CfnElement)]!.Properties;
+    const bundle = join(outdir, `asset.${Code.S3Key.replace(/\.zip$/, '')}`, 'index.mjs');
+    // Deploy-time references are left out: the handler must report them missing rather than reach AWS.
+    const plain = Object.fromEntries(Object.entries(Environment.Variables).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    const script = [
+      'const { handler } = await import(process.argv[1]);',
+      "const event = (method, path) => ({ version: '2.0', rawPath: path, rawQueryString: '', requestContext: { http: { method, path } } });",
+      "const answers = [await handler(event('GET', '/nope')), await handler(event('GET', '/jobs'))];",
+      'process.stderr.write(JSON.stringify(answers));',
+    ].join('\n');
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', script, bundle], { encoding: 'utf8', env: { PATH: process.env.PATH, ...plain } });
+    expect(result.status).toBe(0);
+    const [unknown, jobs] = JSON.parse(result.stderr) as { statusCode: number; body: string }[];
+    expect(unknown!.statusCode).toBe(404);
+    expect(JSON.parse(unknown!.body)).toEqual({ errors: ['Not found: /nope'] });
+    expect(jobs!.statusCode).toBe(500);
+    const message = (JSON.parse(jobs!.body) as { errors: string[] }).errors[0]!;
+    expect(message).toMatch(/misconfigured.*\n.*FLOE_COORDINATOR_TABLE is required\n.*FLOE_STATE_MACHINE_ARN is required/s);
+    expect(message).not.toMatch(/FLOE_JOB is required/);
+    // One JSON log line per request on stdout.
+    expect(result.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { status: number }).status)).toEqual([404, 500]);
+  });
+
+  it('refuses a control-API entry that does not exist', () => {
+    expect(problemsOf({ job: smallJob(), controlApiEntry: 'functions/missing-control-api.ts' }).map((p) => p.id)).toEqual([FloeJobErrorId.HandlerEntryNotFound]);
   });
 });
 

@@ -1,0 +1,67 @@
+/**
+ * Lambda handler of the control API: Flink's REST API (`GET /jobs`, `GET /jobs/:id`, `GET /jobs/:id/checkpoints`,
+ * `.../checkpoints/config`, `.../checkpoints/details/:n`, `POST /jobs/:id/checkpoints`, `POST /jobs/:id/savepoints`
+ * and `GET .../savepoints/:triggerId`, `POST /jobs/:id/stop`, `PATCH /jobs/:id?mode=cancel`) for the deployed job,
+ * behind a function URL with IAM auth (callers sign with SigV4). HTTP events in payload format 2.0 (a function URL,
+ * or an API Gateway HTTP API) are answered by the same router as `floe run`'s server (lib/rest/router.ts); the job
+ * is read from its job row for every request and triggers start coordinator executions (lib/aws/deployed-job-control.ts),
+ * so nothing is kept between invocations and any container answers any request.
+ *
+ * It needs neither the job's code nor its plan, so FloeJob bundles this module alone. Its environment (names as in
+ * `FloeEnv` in infra/handler-contract.ts): `FLOE_JOB`, `FLOE_COORDINATOR_TABLE`, `FLOE_STATE_MACHINE_ARN`,
+ * `FLOE_SAVEPOINT_DIR` (the default savepoint directory), and `FLOE_CHECKPOINT_BUCKET`, `FLOE_CHECKPOINT_DIR`
+ * (optional). A missing variable is answered with a 500 naming every one, for every request that reaches the job
+ * (a malformed or unknown request is answered without it).
+ *
+ * Logs are JSON lines on stdout, one per request, through a `log` callback.
+ */
+import { awsClients, type AwsClients } from '../lib/adapters/aws/clients.js';
+import { jsonLineLog } from '../lib/adapters/aws/coordinator-tasks.js';
+import { createControlApiHandler, type HttpResultV2 } from '../lib/aws/control-api.js';
+import { DeployedJobControl } from '../lib/aws/deployed-job-control.js';
+import type { FloeStackOutputs } from '../lib/aws/stack-outputs.js';
+import { ErrorCode, ValidationError } from '../lib/core/errors.js';
+import { FloeEnv } from '../infra/handler-contract.js';
+
+/** Reads the control API's environment as the stack outputs it stands for; every problem is reported at once. */
+export function readControlApiEnvironment(env: NodeJS.ProcessEnv): FloeStackOutputs {
+  const problems: string[] = [];
+  const required = (name: string): string => {
+    const value = env[name];
+    if (!value) problems.push(`${name} is required`);
+    return value ?? '';
+  };
+  const optional = <K extends string>(key: K, name: string): { [P in K]?: string } => (env[name] ? { [key]: env[name] } : {}) as { [P in K]?: string };
+  const outputs: FloeStackOutputs = {
+    jobName: required(FloeEnv.JobName),
+    coordinatorTable: required(FloeEnv.CoordinatorTable),
+    stateMachineArn: required(FloeEnv.StateMachineArn),
+    savepointDir: required(FloeEnv.SavepointDir),
+    ...optional('checkpointBucket', FloeEnv.CheckpointBucket),
+    ...optional('checkpointDir', FloeEnv.CheckpointDir),
+  };
+  if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'control-api function environment', problems);
+  return outputs;
+}
+
+/** The outputs from this function's environment; a problem there is the deployment's, not the caller's (a 500). */
+function deployedOutputs(): FloeStackOutputs {
+  try {
+    return readControlApiEnvironment(process.env);
+  } catch (e) {
+    throw new Error(`the control API is misconfigured: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+let clients: AwsClients | undefined;
+
+const handle = createControlApiHandler({
+  // Read for each request: the environment is checked where its problems can be answered, and the job row is current.
+  control: () => DeployedJobControl.open({ outputs: deployedOutputs(), clients: (clients ??= awsClients()) }),
+  log: jsonLineLog,
+});
+
+/** The Lambda entry point: one HTTP event (payload format 2.0) in, one answer of Flink's REST API out. */
+export async function handler(event: unknown): Promise<HttpResultV2> {
+  return handle(event);
+}
