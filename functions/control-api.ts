@@ -13,15 +13,19 @@
  * (optional). A missing variable is answered with a 500 naming every one, for every request that reaches the job
  * (a malformed or unknown request is answered without it).
  *
- * Logs are JSON lines on stdout, one per request, through a `log` callback.
+ * Logs and metrics go through Powertools (functions/telemetry.ts): one log line per request, with the Lambda
+ * context; the counts `controlApiRequests`, `controlApiClientErrors` (4xx) and `controlApiServerErrors` (5xx) and the
+ * sample `controlApiDuration` (milliseconds), dimension `job`, published once per invocation.
  */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { Context } from 'aws-lambda';
 import { awsClients, type AwsClients } from '../lib/adapters/aws/clients.js';
-import { jsonLineLog } from '../lib/adapters/aws/coordinator-tasks.js';
 import { createControlApiHandler, type HttpResultV2 } from '../lib/aws/control-api.js';
 import { DeployedJobControl } from '../lib/aws/deployed-job-control.js';
 import type { FloeStackOutputs } from '../lib/aws/stack-outputs.js';
 import { ErrorCode, ValidationError } from '../lib/core/errors.js';
 import { FloeEnv } from '../infra/handler-contract.js';
+import { createTelemetry, withInvocation } from './telemetry.js';
 
 /** Reads the control API's environment as the stack outputs it stands for; every problem is reported at once. */
 export function readControlApiEnvironment(env: NodeJS.ProcessEnv): FloeStackOutputs {
@@ -55,13 +59,26 @@ function deployedOutputs(): FloeStackOutputs {
 
 let clients: AwsClients | undefined;
 
+/** Counts published every invocation, as 0 when nothing happened. */
+const ALWAYS = ['controlApiRequests', 'controlApiClientErrors', 'controlApiServerErrors'];
+
+const telemetry = createTelemetry({ env: process.env, job: process.env[FloeEnv.JobName] ?? '', always: ALWAYS });
+
 const handle = createControlApiHandler({
   // Read for each request: the environment is checked where its problems can be answered, and the job row is current.
   control: () => DeployedJobControl.open({ outputs: deployedOutputs(), clients: (clients ??= awsClients()) }),
-  log: jsonLineLog,
+  log: telemetry.log,
 });
 
 /** The Lambda entry point: one HTTP event (payload format 2.0) in, one answer of Flink's REST API out. */
-export async function handler(event: unknown): Promise<HttpResultV2> {
-  return handle(event);
+export async function handler(event: unknown, context?: Context): Promise<HttpResultV2> {
+  return withInvocation(telemetry, context, async () => {
+    const started = performance.now();
+    const result = await handle(event);
+    telemetry.metrics.count('controlApiRequests');
+    if (result.statusCode >= 500) telemetry.metrics.count('controlApiServerErrors');
+    else if (result.statusCode >= 400) telemetry.metrics.count('controlApiClientErrors');
+    telemetry.metrics.sample('controlApiDuration', MetricUnit.Milliseconds, performance.now() - started);
+    return result;
+  });
 }

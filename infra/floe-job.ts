@@ -604,6 +604,12 @@ function functionEnvironments(
 ): { operator: (v: Vertex) => Record<string, string>; coordinator: Record<string, string>; controlApi: Record<string, string> } {
   const jobName = r.plan.job;
   const { checkpointDir, savepointDir } = snapshotDirs(props, jobName, refs.bucketName);
+  // Powertools for AWS Lambda (functions/telemetry.ts): the logs' service, the EMF metrics' namespace, the log level.
+  const powertools: Record<string, string> = {
+    POWERTOOLS_SERVICE_NAME: 'floe',
+    POWERTOOLS_METRICS_NAMESPACE: 'Floe',
+    POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
+  };
   const common: Record<string, string> = {
     [FloeEnv.JobModule]: BUNDLE_MODULE_PATH,
     [FloeEnv.JobArgs]: JSON.stringify(props.args ?? []),
@@ -618,10 +624,7 @@ function functionEnvironments(
     [FloeEnv.CoordinatorTable]: refs.coordinatorTable,
     [FloeEnv.StateMachineArn]: refs.stateMachineArn,
     NODE_OPTIONS: '--enable-source-maps',
-    // Powertools for AWS Lambda (functions/telemetry.ts): the logs' service, the EMF metrics' namespace, the log level.
-    POWERTOOLS_SERVICE_NAME: 'floe',
-    POWERTOOLS_METRICS_NAMESPACE: 'Floe',
-    POWERTOOLS_LOG_LEVEL: props.logLevel ?? 'INFO',
+    ...powertools,
   };
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
@@ -637,6 +640,7 @@ function functionEnvironments(
       [FloeEnv.CoordinatorTable]: refs.coordinatorTable,
       [FloeEnv.StateMachineArn]: refs.stateMachineArn,
       NODE_OPTIONS: '--enable-source-maps',
+      ...powertools,
     },
   };
 }

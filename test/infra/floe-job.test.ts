@@ -170,15 +170,15 @@ describe('FloeJob per vertex', () => {
 
   it('configures Powertools on every function: service, metrics namespace and log level, DEBUG when asked', () => {
     const powertools = (level: string) => ({ POWERTOOLS_SERVICE_NAME: 'floe', POWERTOOLS_METRICS_NAMESPACE: 'Floe', POWERTOOLS_LOG_LEVEL: level });
-    const floeFunctions = [...plan.vertices.map((v) => floeJob.vertices.get(v.id)!.function), floeJob.coordinatorFunction];
+    const floeFunctions = [...plan.vertices.map((v) => floeJob.vertices.get(v.id)!.function), floeJob.coordinatorFunction, floeJob.controlApiFunction];
     const resources = template.toJSON().Resources as Record<string, { Properties: { Environment: { Variables: Record<string, unknown> } } }>;
     for (const fn of floeFunctions) {
       expect(resources[stack.getLogicalId(fn.node.defaultChild as CfnElement)]!.Properties.Environment.Variables).toMatchObject(powertools('INFO'));
     }
     const debug = synthJob({ job: smallJob(), logLevel: 'DEBUG' }).template;
     const withDebug = debug.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: Match.objectLike(powertools('DEBUG')) } } });
-    // Every Floe function of the variant: one per vertex and the coordinator.
-    expect(Object.keys(withDebug)).toHaveLength(buildPlan(smallJob()).vertices.length + 1);
+    // Every Floe function of the variant: one per vertex, the coordinator and the control API.
+    expect(Object.keys(withDebug)).toHaveLength(buildPlan(smallJob()).vertices.length + 2);
   });
 
   it('lets a vertex send to its outputs and (for barriers) the sources, not to other vertices', () => {
@@ -397,19 +397,31 @@ describe('FloeJob control API', () => {
       'const { handler } = await import(process.argv[1]);',
       "const event = (method, path) => ({ version: '2.0', rawPath: path, rawQueryString: '', requestContext: { http: { method, path } } });",
       "const answers = [await handler(event('GET', '/nope')), await handler(event('GET', '/jobs'))];",
-      'process.stderr.write(JSON.stringify(answers));',
+      "process.stderr.write('ANSWERS ' + JSON.stringify(answers));",
     ].join('\n');
     const result = spawnSync(process.execPath, ['--input-type=module', '-e', script, bundle], { encoding: 'utf8', env: { PATH: process.env.PATH, ...plain } });
     expect(result.status).toBe(0);
-    const [unknown, jobs] = JSON.parse(result.stderr) as { statusCode: number; body: string }[];
+    // Powertools writes WARN and ERROR lines to stderr, INFO lines and metrics to stdout.
+    const [logged, answers] = result.stderr.split('ANSWERS ');
+    const [unknown, jobs] = JSON.parse(answers!) as { statusCode: number; body: string }[];
     expect(unknown!.statusCode).toBe(404);
     expect(JSON.parse(unknown!.body)).toEqual({ errors: ['Not found: /nope'] });
     expect(jobs!.statusCode).toBe(500);
     const message = (JSON.parse(jobs!.body) as { errors: string[] }).errors[0]!;
     expect(message).toMatch(/misconfigured.*\n.*FLOE_COORDINATOR_TABLE is required\n.*FLOE_STATE_MACHINE_ARN is required/s);
     expect(message).not.toMatch(/FLOE_JOB is required/);
-    // One JSON log line per request on stdout.
-    expect(result.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { status: number }).status)).toEqual([404, 500]);
+    // Per request, one Powertools JSON log line and one EMF metrics object on stdout.
+    const lines = [...result.stdout.trim().split('\n'), ...logged!.trim().split('\n')].map((l) => JSON.parse(l) as Record<string, unknown>);
+    const logs = lines.filter((l) => !('_aws' in l));
+    expect(logs.map((l) => [l.status, l.service, l.job])).toEqual([
+      [404, 'floe', plan.job],
+      [500, 'floe', plan.job],
+    ]);
+    const metrics = lines.filter((l) => '_aws' in l);
+    expect(metrics.map((m) => [m.job, m.controlApiRequests, m.controlApiClientErrors, m.controlApiServerErrors])).toEqual([
+      [plan.job, 1, 1, 0],
+      [plan.job, 1, 0, 1],
+    ]);
   });
 
   it('refuses a control-API entry that does not exist', () => {
