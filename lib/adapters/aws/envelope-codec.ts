@@ -21,7 +21,7 @@ export const SQS_BILLING_CHUNK_BYTES = 65_536;
 /**
  * Encoded bytes of records an operator packs into one data envelope on SQS (two billing chunks). A Lambda batch
  * holds 10 messages at most, and a step's state writes are paid per step, not per record, so an envelope carries as
- * many records as fit: about 2,900 words of a word count rather than 512. Half of the 256 KiB that queues default to
+ * many records as fit: about 3,000 words of a word count rather than 512. Half of the 256 KiB that queues default to
  * (emulators included; the CDK stack raises it to 1 MiB), so a header and a few escapes never push a body over.
  */
 export const SQS_ENVELOPE_BYTES = 128 * 1024;
