@@ -46,6 +46,8 @@ export class AwsUsage {
   readUnits = 0;
   s3Put = 0;
   s3Get = 0;
+  /** DynamoDB write units by what was written (state leaves, their undo, control rows, the job row, ...). */
+  readonly writeUnitsByKind: Record<string, number> = {};
 
   total(service: Service): number {
     return Object.values(this.requests[service]).reduce((a, b) => a + b, 0);
@@ -59,11 +61,15 @@ export class AwsUsage {
       readUnits: this.readUnits,
       s3Put: this.s3Put,
       s3Get: this.s3Get,
+      writeUnitsByKind: { ...this.writeUnitsByKind },
     };
   }
 }
 
-export type AwsUsageSnapshot = Pick<AwsUsage, 'sqsBilled' | 'writeUnits' | 'readUnits' | 's3Put' | 's3Get'> & { requests: Record<Service, Record<string, number>> };
+export type AwsUsageSnapshot = Pick<AwsUsage, 'sqsBilled' | 'writeUnits' | 'readUnits' | 's3Put' | 's3Get'> & {
+  requests: Record<Service, Record<string, number>>;
+  writeUnitsByKind: Record<string, number>;
+};
 
 function diff(a: AwsUsageSnapshot, b: AwsUsageSnapshot): AwsUsageSnapshot {
   const requests = {} as AwsUsageSnapshot['requests'];
@@ -74,7 +80,17 @@ function diff(a: AwsUsageSnapshot, b: AwsUsageSnapshot): AwsUsageSnapshot {
       if (d > 0) requests[s][op] = d;
     }
   }
-  return { requests, sqsBilled: b.sqsBilled - a.sqsBilled, writeUnits: b.writeUnits - a.writeUnits, readUnits: b.readUnits - a.readUnits, s3Put: b.s3Put - a.s3Put, s3Get: b.s3Get - a.s3Get };
+  const writeUnitsByKind: Record<string, number> = {};
+  for (const [kind, n] of Object.entries(b.writeUnitsByKind)) if (n - (a.writeUnitsByKind[kind] ?? 0) !== 0) writeUnitsByKind[kind] = n - (a.writeUnitsByKind[kind] ?? 0);
+  return {
+    requests,
+    sqsBilled: b.sqsBilled - a.sqsBilled,
+    writeUnits: b.writeUnits - a.writeUnits,
+    readUnits: b.readUnits - a.readUnits,
+    s3Put: b.s3Put - a.s3Put,
+    s3Get: b.s3Get - a.s3Get,
+    writeUnitsByKind,
+  };
 }
 
 /** Approximate DynamoDB size of an attribute value, in bytes (names count where the caller adds them). */
@@ -105,24 +121,56 @@ const S3_PUT_CLASS = new Set(['PutObjectCommand', 'CopyObjectCommand', 'CreateMu
 const S3_FREE = new Set(['DeleteObjectCommand', 'DeleteObjectsCommand', 'DeleteBucketCommand', 'AbortMultipartUploadCommand']);
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- the middleware sees each command's own input and output */
+/**
+ * What a DynamoDB write is for, from its key: state table items by sort key (dynamodb-state-schema.ts), coordinator
+ * items by partition key (coordinator-schema.ts).
+ */
+function writeKind(op: string, key: Record<string, AttributeValue> | undefined): string {
+  const sk = key?.sk?.S;
+  if (sk !== undefined) {
+    if (sk.startsWith('s/')) return op === 'DeleteItemCommand' ? 'state leaf deletes' : 'state leaves';
+    if (sk === 'control') return op === 'UpdateItemCommand' ? 'state control row: claim' : 'state control row: commit';
+    if (sk === 'chain') return 'state snapshot chain';
+    return 'state, other';
+  }
+  const pk = key?.pk?.S ?? '';
+  if (/^job#[^#]*$/.test(pk)) return 'coordinator job row';
+  if (/#chk#\d+$/.test(pk)) return 'coordinator checkpoint status';
+  return 'coordinator, other';
+}
+
+function addWrite(usage: AwsUsage, kind: string, units: number): void {
+  usage.writeUnits += units;
+  usage.writeUnitsByKind[kind] = (usage.writeUnitsByKind[kind] ?? 0) + units;
+}
+
 function countDynamoDb(usage: AwsUsage, op: string, input: any, output: any): void {
   switch (op) {
-    case 'PutItemCommand':
-      usage.writeUnits += writeUnitsOf(itemSize(input.Item));
+    case 'PutItemCommand': {
+      const kind = writeKind(op, input.Item);
+      const units = writeUnitsOf(itemSize(input.Item));
+      if (kind === 'state leaves' && input.Item.u?.B) {
+        // The undo copy's share: what the write would have cost without it.
+        const { u: _undo, ...rest } = input.Item;
+        const without = writeUnitsOf(itemSize(rest));
+        addWrite(usage, kind, without);
+        addWrite(usage, 'state leaf undo copies', units - without);
+      } else addWrite(usage, kind, units);
       break;
+    }
     case 'UpdateItemCommand':
-      usage.writeUnits += writeUnitsOf(itemSize(input.Key) + itemSize(input.ExpressionAttributeValues));
+      addWrite(usage, writeKind(op, input.Key), writeUnitsOf(itemSize(input.Key) + itemSize(input.ExpressionAttributeValues)));
       break;
     case 'DeleteItemCommand':
-      usage.writeUnits += 1;
+      addWrite(usage, writeKind(op, input.Key), 1);
       break;
     case 'BatchWriteItemCommand':
-      for (const reqs of Object.values(input.RequestItems ?? {}) as any[]) for (const r of reqs) usage.writeUnits += r.PutRequest ? writeUnitsOf(itemSize(r.PutRequest.Item)) : 1;
+      for (const reqs of Object.values(input.RequestItems ?? {}) as any[]) for (const r of reqs) addWrite(usage, 'batch writes (restore, clean-up)', r.PutRequest ? writeUnitsOf(itemSize(r.PutRequest.Item)) : 1);
       // Unprocessed items are sent again and counted then.
-      for (const reqs of Object.values(output?.UnprocessedItems ?? {}) as any[]) for (const r of reqs) usage.writeUnits -= r.PutRequest ? writeUnitsOf(itemSize(r.PutRequest.Item)) : 1;
+      for (const reqs of Object.values(output?.UnprocessedItems ?? {}) as any[]) for (const r of reqs) addWrite(usage, 'batch writes (restore, clean-up)', -(r.PutRequest ? writeUnitsOf(itemSize(r.PutRequest.Item)) : 1));
       break;
     case 'TransactWriteItemsCommand':
-      for (const t of input.TransactItems ?? []) usage.writeUnits += 2 * (t.Put ? writeUnitsOf(itemSize(t.Put.Item)) : 1);
+      for (const t of input.TransactItems ?? []) addWrite(usage, 'transactions', 2 * (t.Put ? writeUnitsOf(itemSize(t.Put.Item)) : 1));
       break;
     case 'GetItemCommand':
       usage.readUnits += readUnitsOf(itemSize(output?.Item), input.ConsistentRead === true);
@@ -254,7 +302,12 @@ function awsWordCountJob(o: { parallelism: number; vocabularySize: number; words
 }
 
 export interface AwsConfig {
+  /** Words counted after the fill, at steady state: what the cost figures are per. */
   readonly words: number;
+  /** Words counted first, to create the vocabulary's keys (measured and reported apart). */
+  readonly fillWords: number;
+  /** Lines per source step (EmulatorRunOptions.sourceChunkSize) in the cost run. */
+  readonly sourceChunkSize: number;
   readonly vocabulary: number;
   readonly wordsPerLine: number;
   readonly parallelism: number;
@@ -265,9 +318,12 @@ export interface AwsConfig {
 }
 
 export interface AwsCostResult {
+  /** Words of the steady-state phase, which the figures below are per. */
   readonly words: number;
   readonly lines: number;
   readonly runMs: number;
+  /** The fill phase (keys created): words and billed units per 1,000 of them. */
+  readonly fill: { readonly words: number; readonly writeUnitsPer1000: number; readonly sqsBilledPer1000: number; readonly writeUnitsByKind: Record<string, number> };
   readonly checkpointsCompleted: number;
   readonly usage: AwsUsageSnapshot;
   readonly stepFunctions: StepFunctionsWork;
@@ -279,48 +335,69 @@ export interface AwsCostResult {
 
 export interface AwsCheckpointResult {
   readonly parallelism: number;
+  /** The first checkpoint's end-to-end duration (it waits for the job's start); undefined when none completed. */
+  readonly firstMs: number | undefined;
+  /** End-to-end durations of the checkpoints after the first. */
   readonly durationsMs: number[];
   readonly medianMs: number;
   readonly failed: number;
 }
 
+/** Source rate of the checkpoint runs: low enough that barriers do not queue behind data on moto. */
+export const CHECKPOINT_RUN_LINES_PER_SECOND = 200;
+
 const logLine = (m: string) => process.stderr.write(`[bench] ${m}\n`);
 
 async function costRun(cfg: AwsConfig, endpoint: string, usage: AwsUsage, seen: Set<string>): Promise<AwsCostResult> {
-  const lines = Math.ceil(cfg.words / cfg.wordsPerLine);
+  const lines = Math.ceil((cfg.fillWords + cfg.words) / cfg.wordsPerLine);
   const counter = sinkCounter();
   const job = awsWordCountJob({ parallelism: cfg.parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines, interval: cfg.intervalMs, counter });
   const clients = instrumentedClients(endpoint, usage);
-  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: 'cost', log: (m) => logLine(`aws cost: ${m}`) });
+  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: 'cost', sourceChunkSize: cfg.sourceChunkSize, log: (m) => logLine(`aws cost: ${m}`) });
   const run = runner.run();
   // Provisioning, purging and restoring are per-run, not per-record: count from the moment the job runs.
   while (runner.overview().state === 'CREATED' || runner.overview().state === 'RESTARTING') await sleep(20);
-  const before = usage.snapshot();
+  const start = usage.snapshot();
   const t0 = performance.now();
   const timer = setTimeout(() => void runner.cancel(), cfg.timeoutMs);
+  // The steady phase starts once the sink has seen the fill's words: every key then exists (each word was drawn
+  // fillWords / vocabulary times on average), and a step rewrites leaves of full size.
+  let filled: { usage: AwsUsageSnapshot; words: number } | undefined;
+  let ended = false;
+  void run.finally(() => (ended = true));
+  while (!ended) {
+    if (!filled && counter.records >= cfg.fillWords) filled = { usage: usage.snapshot(), words: counter.records };
+    await sleep(10);
+  }
   const outcome = await run;
   clearTimeout(timer);
   const runMs = performance.now() - t0;
   if (outcome.state !== 'FINISHED') throw new Error(`aws cost run ended ${outcome.state}: ${outcome.error?.message ?? `timed out after ${cfg.timeoutMs} ms`}`);
-  const used = diff(before, usage.snapshot());
+  if (!filled) throw new Error(`aws cost run: the sink saw ${counter.records} words, fewer than the ${cfg.fillWords} of the fill`);
+  const end = usage.snapshot();
+  const used = diff(filled.usage, end);
+  const fillUsed = diff(start, filled.usage);
   const sfn = await stepFunctionsWork(new SFNClient({ endpoint, region: AWS_PRICES.region }), seen);
-  const words = lines * cfg.wordsPerLine;
+  const words = lines * cfg.wordsPerLine - filled.words;
   const k = 1000 / words;
   const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
+  // Step Functions works per checkpoint, not per record: its executions are spread over the phases by words.
+  const share = words / (lines * cfg.wordsPerLine);
   // Step Functions' own sqs:sendMessage and dynamodb:getItem calls are billed by SQS and DynamoDB.
-  const sqsBilled = used.sqsBilled + sfn.sqsSends;
-  const readUnits = used.readUnits + sfn.dynamoDbGets;
+  const sqsBilled = used.sqsBilled + sfn.sqsSends * share;
+  const readUnits = used.readUnits + sfn.dynamoDbGets * share;
+  const transitions = sfn.transitions * share;
   const per1000 = {
-    sqsRequests: (sum(used.requests.sqs) + sfn.sqsSends) * k,
+    sqsRequests: (sum(used.requests.sqs) + sfn.sqsSends * share) * k,
     sqsBilled: sqsBilled * k,
-    dynamoDbRequests: (sum(used.requests.dynamodb) + sfn.dynamoDbGets) * k,
+    dynamoDbRequests: (sum(used.requests.dynamodb) + sfn.dynamoDbGets * share) * k,
     writeUnits: used.writeUnits * k,
     readUnits: readUnits * k,
     s3Requests: sum(used.requests.s3) * k,
     s3Put: used.s3Put * k,
     s3Get: used.s3Get * k,
     sfnApiRequests: sum(used.requests.sfn) * k,
-    sfnTransitions: sfn.transitions * k,
+    sfnTransitions: transitions * k,
   };
   const m = 1e6 / words;
   const p = AWS_PRICES;
@@ -328,30 +405,42 @@ async function costRun(cfg: AwsConfig, endpoint: string, usage: AwsUsage, seen: 
     sqs: ((sqsBilled * m) / 1e6) * p.sqsFifoPerMillionRequests,
     dynamodb: ((used.writeUnits * m) / 1e6) * p.dynamoDbPerMillionWriteUnits + ((readUnits * m) / 1e6) * p.dynamoDbPerMillionReadUnits,
     s3: ((used.s3Put * m) / 1000) * p.s3PutPerThousand + ((used.s3Get * m) / 1000) * p.s3GetPerThousand,
-    stepFunctions: ((sfn.transitions * m) / 1000) * p.stepFunctionsPerThousandTransitions,
+    stepFunctions: ((transitions * m) / 1000) * p.stepFunctionsPerThousandTransitions,
     total: 0,
   };
   cost.total = cost.sqs + cost.dynamodb + cost.s3 + cost.stepFunctions;
   const checkpointsCompleted = runner.coordinatorState().history.filter((h) => h.status === 'COMPLETED').length;
-  return { words, lines, runMs, checkpointsCompleted, usage: used, stepFunctions: sfn, per1000, costPerMillion: cost };
+  const fill = {
+    words: filled.words,
+    writeUnitsPer1000: (fillUsed.writeUnits * 1000) / filled.words,
+    sqsBilledPer1000: (fillUsed.sqsBilled * 1000) / filled.words,
+    writeUnitsByKind: fillUsed.writeUnitsByKind,
+  };
+  return { words, lines, runMs, fill, checkpointsCompleted, usage: used, stepFunctions: sfn, per1000, costPerMillion: cost };
 }
 
 async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: number): Promise<AwsCheckpointResult> {
   const counter = sinkCounter();
-  const job = awsWordCountJob({ parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines: Infinity, interval: cfg.intervalMs, ratePerSecond: 200, counter });
+  const job = awsWordCountJob({ parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines: Infinity, interval: cfg.intervalMs, ratePerSecond: CHECKPOINT_RUN_LINES_PER_SECOND, counter });
   const runner = new EmulatorRunner(job, { endpoint, namespace: `chk-p${parallelism}`, parallelism, log: (m) => logLine(`aws p${parallelism}: ${m}`) });
   const run = runner.run();
   const completed = (): CheckpointRecord[] => runner.coordinatorState().history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint');
   const deadline = performance.now() + cfg.timeoutMs;
   let ended = false;
   void run.then(() => (ended = true));
-  while (!ended && completed().length < cfg.checkpointsPerRun && performance.now() < deadline) await sleep(100);
+  // The first checkpoint also waits for the start (provisioning done, pollers and wake chains starting, the first
+  // steps' backlog): it is the warm-up, reported apart; the ones after it are the steady-state figure.
+  while (!ended && completed().length < cfg.checkpointsPerRun + 1 && performance.now() < deadline) await sleep(100);
   const history = runner.coordinatorState().history;
   await runner.cancel();
   const outcome = await run;
   if (outcome.state === 'FAILED') throw new Error(`aws checkpoint run (parallelism ${parallelism}) failed: ${outcome.error?.message}`);
-  const durationsMs = history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint').map((h) => (h.finishedAt ?? NaN) - h.triggeredAt);
-  return { parallelism, durationsMs, medianMs: median(durationsMs), failed: history.filter((h) => h.status === 'FAILED').length };
+  const all = history
+    .filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint')
+    .sort((a, b) => a.id - b.id)
+    .map((h) => (h.finishedAt ?? NaN) - h.triggeredAt);
+  const durationsMs = all.slice(1);
+  return { parallelism, firstMs: all[0], durationsMs, medianMs: median(durationsMs), failed: history.filter((h) => h.status === 'FAILED').length };
 }
 
 /** Starts moto, runs the cost measurement and the checkpoint durations, stops moto. */
@@ -362,11 +451,13 @@ export async function awsSection(cfg: AwsConfig): Promise<{ endpoint: string; co
   try {
     const usage = new AwsUsage();
     const cost = await costRun(cfg, endpoint, usage, new Set());
-    logLine(`aws cost: ${cost.words} words in ${Math.round(cost.runMs)} ms, ${cost.checkpointsCompleted} checkpoints, ${cost.per1000.sqsBilled.toFixed(2)} SQS / ${cost.per1000.writeUnits.toFixed(2)} WCU per 1,000 words`);
+    logLine(
+      `aws cost: ${cost.fill.words} + ${cost.words} words in ${Math.round(cost.runMs)} ms, ${cost.checkpointsCompleted} checkpoints; steady state ${cost.per1000.sqsBilled.toFixed(2)} SQS / ${cost.per1000.writeUnits.toFixed(2)} WCU per 1,000 words (fill ${cost.fill.sqsBilledPer1000.toFixed(2)} / ${cost.fill.writeUnitsPer1000.toFixed(2)})`,
+    );
     const checkpoints: AwsCheckpointResult[] = [];
     for (const p of cfg.checkpointParallelisms) {
       const r = await checkpointRun(cfg, endpoint, p);
-      logLine(`aws checkpoints at parallelism ${p}: ${r.durationsMs.map((d) => Math.round(d)).join(', ')} ms`);
+      logLine(`aws checkpoints at parallelism ${p}: first ${r.firstMs === undefined ? 'none' : Math.round(r.firstMs)} ms, then ${r.durationsMs.map((d) => Math.round(d)).join(', ')} ms`);
       checkpoints.push(r);
     }
     return { endpoint, cost, checkpoints };

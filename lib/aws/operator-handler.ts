@@ -38,7 +38,7 @@ import { guardedObserver } from '../adapters/aws/coordinator-observer.js';
 import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
 import { CoordinatorTasks, type CoordinatorLogEntry } from '../adapters/aws/coordinator-tasks.js';
 import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
-import { decodeEnvelope } from '../adapters/aws/envelope-codec.js';
+import { decodeEnvelope, SQS_ENVELOPE_BYTES, SQS_RECORDS_PER_ENVELOPE } from '../adapters/aws/envelope-codec.js';
 import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../adapters/aws/sqs-queue-sender.js';
@@ -85,6 +85,8 @@ export interface OperatorHandlerOptions {
   readonly serializeLocalWrites?: boolean;
   /** Records a source subtask reads per step at most. @default 20000 */
   readonly sourceChunkSize?: number;
+  /** Encoded bytes of records packed into one data envelope at most. @default 131072 (SQS_ENVELOPE_BYTES) */
+  readonly maxEnvelopeBytes?: number;
   /** One JSON-able object per log line. @default JSON lines on stdout */
   readonly log?: (line: Record<string, unknown>) => void;
   /** Told of batches, steps, dead-lettered messages, acks and the coordinator effects they run, for metrics. @default none */
@@ -213,6 +215,8 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         incremental: checkpoint.incremental,
         restoredUids,
         sourceChunkSize: chunk,
+        maxRecordsPerEnvelope: SQS_RECORDS_PER_ENVELOPE,
+        maxEnvelopeBytes: options.maxEnvelopeBytes ?? SQS_ENVELOPE_BYTES,
       },
       { ...ports.task, coordinator },
     );

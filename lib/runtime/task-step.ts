@@ -25,6 +25,13 @@ export interface SubtaskConfig {
   readonly restoredUids: ReadonlySet<string>;
   /** Records packed into one data envelope at most. @default 512 */
   readonly maxRecordsPerEnvelope?: number;
+  /**
+   * Encoded bytes (JSON, UTF-8) of the records packed into one data envelope at most, besides the count limit: a
+   * transport that bills per byte and caps message size (SQS: 64 KiB billing chunks, 1 MiB messages, 10 messages per
+   * Lambda batch) packs many small records or few large ones. Measuring costs one JSON encoding per record.
+   * @default no limit: records are packed by count only
+   */
+  readonly maxEnvelopeBytes?: number;
   /** Records a source reads per step at most. @default 2048 */
   readonly sourceChunkSize?: number;
 }
@@ -86,6 +93,9 @@ export class SubtaskExecutor {
   private readonly channels: string[];
   private readonly keyGroups: [number, number];
   private readonly maxRecords: number;
+  private readonly maxBytes: number | undefined;
+  /** Encoded bytes of each open buffer's records, when envelopes are packed by bytes. */
+  private readonly bufferBytes = new Map<string, number>();
   private readonly chunk: number;
   private opened = false;
   private reportedSourceFinished = false;
@@ -113,6 +123,7 @@ export class SubtaskExecutor {
     this.channels = inputChannels(plan, vertex, subtask);
     this.keyGroups = keyGroupRange(subtask, vertex.parallelism, plan.maxParallelism);
     this.maxRecords = config.maxRecordsPerEnvelope ?? 512;
+    this.maxBytes = config.maxEnvelopeBytes;
     this.chunk = config.sourceChunkSize ?? 2048;
   }
 
@@ -148,6 +159,7 @@ export class SubtaskExecutor {
     const fresh = stored === undefined;
     this.control = thaw(stored ?? initialControl(this.channels, this.config.gen));
     this.buffers.clear();
+    this.bufferBytes.clear();
     this.outbox = [];
     this.pendingSnapshots = [];
     this.recordsIn = 0;
@@ -400,6 +412,17 @@ export class SubtaskExecutor {
     }
     const key = `${edge.to}:${subtask}`;
     let buf = this.buffers.get(key);
+    if (this.maxBytes !== undefined) {
+      // Sizes are a function of the records, so a replayed step seals the same envelopes with the same seqs.
+      const size = Buffer.byteLength(JSON.stringify(record), 'utf8') + 1;
+      let bytes = this.bufferBytes.get(key) ?? 0;
+      if (buf && buf.length > 0 && bytes + size > this.maxBytes) {
+        this.seal(key, buf);
+        buf = undefined;
+        bytes = 0;
+      }
+      this.bufferBytes.set(key, bytes + size);
+    }
     if (!buf) this.buffers.set(key, (buf = []));
     buf.push(record);
     this.recordsOut++;
@@ -418,6 +441,7 @@ export class SubtaskExecutor {
     const to = { op: key.slice(0, sep), subtask: Number(key.slice(sep + 1)) };
     this.outbox.push({ ...this.header(to, this.nextSeq(key)), kind: EnvelopeKind.Data, records });
     this.buffers.delete(key);
+    this.bufferBytes.delete(key);
   }
 
   private sealAll(): void {

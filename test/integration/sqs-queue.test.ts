@@ -345,6 +345,69 @@ describe('SQS FIFO transport on the emulator', () => {
     expect(seen).toHaveLength(5);
   });
 
+  it('short-polls with a pause after an empty receive that a finished batch of its own cuts short', async () => {
+    // Given group 0's first message is being handled, so the queue's only other message cannot be handed out
+    const { queue: q, sender: s } = await freshQueue('pause');
+    await s.send([toSubtask(0, 1), toSubtask(0, 2)]);
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const seen: number[] = [];
+    const pauses: number[] = [];
+    const poller = new SqsEventSourcePoller(sqs, {
+      queueUrl: q.url,
+      waitTimeSeconds: 0,
+      batchSize: 1,
+      concurrency: 2,
+      emptyReceiveDelayMs: 50,
+      // A pause that only a finished batch (or stop) ends: the receive loop cannot spin past it.
+      sleep: (ms) => {
+        pauses.push(ms);
+        return new Promise(() => {});
+      },
+      handler: async (event) => {
+        for (const r of event.Records) {
+          seen.push(seqOf(r));
+          if (seqOf(r) === 1) await released;
+        }
+      },
+    });
+    await poller.start();
+    try {
+      // When the other loop's receive comes back empty
+      await vi.waitFor(() => expect(pauses).toEqual([50]), { timeout: 20_000, interval: 20 });
+      await new Promise((r) => setTimeout(r, 300));
+
+      // Then it pauses instead of polling again, until the batch in flight is done; the next message follows at once
+      expect(poller.stats.emptyReceives).toBe(1);
+      expect(seen).toEqual([1]);
+      release();
+      await vi.waitFor(() => expect(seen).toEqual([1, 2]), { timeout: 20_000, interval: 20 });
+    } finally {
+      release();
+      await poller.stop();
+    }
+  });
+
+  it('doubles the pause after each empty receive in a row, up to maxEmptyReceiveDelayMs', async () => {
+    const { queue: q } = await freshQueue('backoff');
+    const pauses: number[] = [];
+    const poller = new SqsEventSourcePoller(sqs, {
+      queueUrl: q.url,
+      waitTimeSeconds: 0,
+      emptyReceiveDelayMs: 20,
+      maxEmptyReceiveDelayMs: 100,
+      sleep: async (ms) => void pauses.push(ms),
+      handler: async () => {},
+    });
+    await poller.start();
+    try {
+      await vi.waitFor(() => expect(pauses.length).toBeGreaterThanOrEqual(6), { timeout: 20_000, interval: 20 });
+    } finally {
+      await poller.stop();
+    }
+    expect(pauses.slice(0, 6)).toEqual([20, 40, 80, 100, 100, 100]);
+  });
+
   // With batches of one, the message behind the poison is not received (and its receive count not raised) until the
   // poison is gone. In bigger batches it would be failed alongside and dead-lettered too: a FIFO queue's redrive takes
   // every message that shared the poison's batches, so handlers should dead-letter terminal failures themselves.

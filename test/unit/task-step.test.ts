@@ -106,7 +106,7 @@ const endOn = (from: ChannelEnd, seq: number, checkpointId: number): Envelope =>
 
 /** counter:0 of the counting job, exactly-once, generation 1, over fresh local ports unless some are given. */
 function aCounterSubtask(
-  options: { mode?: CheckpointMode; store?: InMemoryStateStore; queue?: QueueSender; clock?: FakeClock; plan?: PhysicalPlan; maxRecordsPerEnvelope?: number } = {},
+  options: { mode?: CheckpointMode; store?: InMemoryStateStore; queue?: QueueSender; clock?: FakeClock; plan?: PhysicalPlan; maxRecordsPerEnvelope?: number; maxEnvelopeBytes?: number } = {},
 ): Harness {
   const plan = options.plan ?? countingPlan();
   const clock = options.clock ?? new FakeClock(10_000);
@@ -126,6 +126,7 @@ function aCounterSubtask(
       incremental: true,
       restoredUids: new Set<string>(),
       maxRecordsPerEnvelope: options.maxRecordsPerEnvelope,
+      maxEnvelopeBytes: options.maxEnvelopeBytes,
     },
     ports,
   );
@@ -271,6 +272,28 @@ describe('SubtaskExecutor: packing and watermarks', () => {
       [2, 1],
     ]);
     expect(valuesOf([...out['sink:0'], ...out['sink:1']]).sort()).toEqual([1, 2, 3, 4, 5, 6, 7].map((n) => `${APPLE}=${n}`).sort());
+  });
+
+  it('packs records by encoded bytes when maxEnvelopeBytes is set: each envelope as full as the limit allows', async () => {
+    const limit = 40;
+    const h = aCounterSubtask({ maxEnvelopeBytes: limit });
+
+    await h.executor.step([data(A, 1, ...Array.from({ length: 9 }, () => APPLE))]);
+
+    const out = await sent(h);
+    const size = (r: unknown) => Buffer.byteLength(JSON.stringify(r), 'utf8') + 1;
+    for (const channel of [out['sink:0'], out['sink:1']]) {
+      expect(channel.map((e) => e.seq)).toEqual(channel.map((_, i) => i + 1));
+      channel.forEach((e, i) => {
+        const bytes = e.records!.reduce((n, r) => n + size(r), 0);
+        expect(bytes).toBeLessThanOrEqual(limit);
+        // Sealed only when the next record would not have fitted.
+        const next = channel[i + 1]?.records?.[0];
+        if (next !== undefined) expect(bytes + size(next)).toBeGreaterThan(limit);
+      });
+    }
+    expect(out['sink:0'].length + out['sink:1'].length).toBeGreaterThan(2);
+    expect(valuesOf([...out['sink:0'], ...out['sink:1']]).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => `${APPLE}=${n}`).sort());
   });
 
   const wm = (from: ChannelEnd, seq: number, watermark: number) => watermarkEnvelope({ from, to: ME, seq, job: 'counts', gen: GEN }, watermark);

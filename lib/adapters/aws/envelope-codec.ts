@@ -18,6 +18,17 @@ export const SQS_MAX_BATCH_ENTRIES = 10;
 /** SQS bills each started 64 KiB of a request's payload as one request. */
 export const SQS_BILLING_CHUNK_BYTES = 65_536;
 
+/**
+ * Encoded bytes of records an operator packs into one data envelope on SQS (two billing chunks). A Lambda batch
+ * holds 10 messages at most, and a step's state writes are paid per step, not per record, so an envelope carries as
+ * many records as fit: about 3,000 words of a word count rather than 512. Half of the 256 KiB that queues default to
+ * (emulators included; the CDK stack raises it to 1 MiB), so a header and a few escapes never push a body over.
+ */
+export const SQS_ENVELOPE_BYTES = 128 * 1024;
+
+/** Records packed into one data envelope on SQS at most; records are small, so {@link SQS_ENVELOPE_BYTES} decides first. */
+export const SQS_RECORDS_PER_ENVELOPE = 32_768;
+
 const channelEnd = z.object({ op: z.string().min(1), subtask: z.number().int().nonnegative() });
 
 const streamRecord = z.object({

@@ -70,6 +70,16 @@ export interface SqsEventSourcePollerOptions {
   readonly queueArn?: string;
   /** Receives errors of the loop itself (receive, delete, visibility change) and errors thrown by the handler; polling goes on. @default console.error */
   readonly onError?: (error: unknown) => void;
+  /**
+   * Pause after a receive that returned nothing, in ms, doubled after each further empty one up to
+   * `maxEmptyReceiveDelayMs`, and cut short when one of this poller's own batches is done (on a FIFO queue that is
+   * what frees a message group). For short polling (`waitTimeSeconds: 0`): emulators that spin through a long poll
+   * while every visible message belongs to a group in flight (moto) then do not burn the CPU the handlers need.
+   * @default 0 (no pause: the long poll paces the loop)
+   */
+  readonly emptyReceiveDelayMs?: number;
+  /** Longest pause after empty receives, in ms. @default 1000 */
+  readonly maxEmptyReceiveDelayMs?: number;
   /** Waits between retries of a failed receive; tests pass a fake. @default a setTimeout-based sleep */
   readonly sleep?: (ms: number) => Promise<void>;
 }
@@ -86,6 +96,8 @@ export function resolveSqsEventSourcePollerOptions(options: SqsEventSourcePoller
     waitTimeSeconds: options.waitTimeSeconds ?? 20,
     retryDelaySeconds: options.retryDelaySeconds ?? 0,
     concurrency: options.concurrency ?? 1,
+    emptyReceiveDelayMs: options.emptyReceiveDelayMs ?? 0,
+    maxEmptyReceiveDelayMs: options.maxEmptyReceiveDelayMs ?? 1000,
     onError: options.onError ?? ((error) => console.error('SqsEventSourcePoller:', error)),
     sleep: options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
   };
@@ -99,6 +111,8 @@ export function resolveSqsEventSourcePollerOptions(options: SqsEventSourcePoller
   intIn('visibilityTimeoutSeconds', resolved.visibilityTimeoutSeconds, 0, 43_200);
   intIn('retryDelaySeconds', resolved.retryDelaySeconds, 0, 43_200);
   intIn('concurrency', resolved.concurrency, 1, 1000);
+  intIn('emptyReceiveDelayMs', resolved.emptyReceiveDelayMs, 0, 60_000);
+  intIn('maxEmptyReceiveDelayMs', resolved.maxEmptyReceiveDelayMs, resolved.emptyReceiveDelayMs, 60_000);
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'SqsEventSourcePoller options', problems);
   return resolved;
 }
@@ -144,6 +158,10 @@ export class SqsEventSourcePoller {
   private loops: Promise<void>[] = [];
   private stopping = false;
   private receiving: Promise<void> = Promise.resolve();
+  /** Empty receives in a row, for the pause after them. */
+  private emptyInARow = 0;
+  /** Resolves the pause after an empty receive early: called when a batch of this poller is done. */
+  private batchDone: () => void = () => {};
   private arn = '';
   private region = '';
 
@@ -176,6 +194,7 @@ export class SqsEventSourcePoller {
   /** Stops receiving and resolves once every batch in flight has been handled, deleted or handed back. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.batchDone();
     await Promise.all(this.loops);
     this.loops = [];
   }
@@ -219,10 +238,21 @@ export class SqsEventSourcePoller {
     try {
       await previous;
       if (this.stopping) return [];
-      return await this.receiveNow();
+      const messages = await this.receiveNow();
+      this.emptyInARow = messages.length === 0 ? this.emptyInARow + 1 : 0;
+      // The pause holds the next receive of every loop, as the long poll it stands in for would.
+      if (messages.length === 0 && this.options.emptyReceiveDelayMs > 0 && !this.stopping) await this.pauseAfterEmpty();
+      return messages;
     } finally {
       done();
     }
+  }
+
+  private async pauseAfterEmpty(): Promise<void> {
+    const { emptyReceiveDelayMs, maxEmptyReceiveDelayMs } = this.options;
+    const ms = Math.min(maxEmptyReceiveDelayMs, emptyReceiveDelayMs * 2 ** Math.min(this.emptyInARow - 1, 20));
+    await Promise.race([this.options.sleep(ms), new Promise<void>((resolve) => (this.batchDone = resolve))]);
+    this.batchDone = () => {};
   }
 
   private async receiveNow(): Promise<Message[]> {
@@ -261,6 +291,8 @@ export class SqsEventSourcePoller {
     const retry = event.Records.filter((r) => failed.has(r.messageId));
     await this.deleteMessages(succeeded);
     await this.handBack(retry);
+    this.emptyInARow = 0;
+    this.batchDone();
   }
 
   private toRecord(m: Message): SqsRecord {

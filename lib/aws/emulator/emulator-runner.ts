@@ -207,9 +207,13 @@ export class EmulatorRunner implements JobControl {
           new SqsEventSourcePoller(clients.sqs, {
             queueUrl: resources.queueUrls[v.id]!,
             handler,
-            waitTimeSeconds: 1,
+            // Short polls with a pause when empty: moto spins through a long poll of a FIFO queue whose visible
+            // messages all belong to groups in flight, taking the CPU the handlers' own requests need.
+            waitTimeSeconds: 0,
+            emptyReceiveDelayMs: 20,
+            maxEmptyReceiveDelayMs: 1000,
             retryDelaySeconds: 1,
-            concurrency: Math.min(10, Math.max(1, v.parallelism)),
+            concurrency: v.isSource ? 1 : Math.min(10, Math.max(1, v.parallelism)),
             onError: onError(`vertex ${v.id}`),
           }),
         );
