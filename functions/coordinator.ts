@@ -8,8 +8,10 @@
  * default export, and `FLOE_JOB_MODULE` points at the bundle, so the job loads as `floe run` loads it. The rest comes
  * from the environment (names as in `FloeEnv` there): `FLOE_JOB_ARGS`, `FLOE_PARALLELISM`, `FLOE_JOB`,
  * `FLOE_PLAN_FINGERPRINT`, `FLOE_CHECKPOINT_OPTIONS`, `FLOE_SAVEPOINT_DIR`, `FLOE_COORDINATOR_TABLE`,
- * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the source vertices' queues). The job row is created on first
- * use when the job has none.
+ * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the source vertices' queues), `FLOE_STATE_TABLE` (read for the
+ * sources' control rows; without it the watchdog of stalled source chains is off). The job row is created on first
+ * use when the job has none, and the first tick of a generation sends its sources their first wakes: a deployed job
+ * starts by itself.
  *
  * Logs are JSON lines on stdout, which Lambda ships to CloudWatch Logs as they are (Powertools is not a dependency).
  */
@@ -22,12 +24,14 @@ import { CoordinatorTasks, jsonLineLog } from '../lib/adapters/aws/coordinator-t
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchHandler, SqsBatchResponse, SqsEvent } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
+import { DynamoDbStateStore } from '../lib/adapters/aws/dynamodb-state-store.js';
+import { SourceChains } from '../lib/aws/source-chains.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../infra/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
 
 async function build(): Promise<SqsBatchHandler> {
-  const config = readEnvironment(process.env, 'coordinator function', () => ({}));
+  const config = readEnvironment(process.env, 'coordinator function', () => ({ stateTable: process.env[FloeEnv.StateTable] || undefined }));
   const plan = await loadDeployedPlan(config, 'coordinator function');
 
   const clients = awsClients();
@@ -42,6 +46,13 @@ async function build(): Promise<SqsBatchHandler> {
     storage: new S3CheckpointStorage({ client: clients.s3 }),
     sender: new SqsQueueSender(clients.sqs, queueUrlOf),
     executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: config.stateMachineArn, job: plan.job }),
+    sources: new SourceChains({
+      plan,
+      queueUrls: config.queueUrls,
+      sqs: clients.sqs,
+      ...(config.stateTable === undefined ? {} : { state: new DynamoDbStateStore({ tableName: config.stateTable, job: plan.job, client: clients.dynamodb }) }),
+      log: jsonLineLog,
+    }),
     log: jsonLineLog,
   });
   // A job's first task creates its row; later ones find it (and keep its job id, generation and history).
