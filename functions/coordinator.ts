@@ -8,8 +8,10 @@
  * default export, and `FLOE_JOB_MODULE` points at the bundle, so the job loads as `floe run` loads it. The rest comes
  * from the environment (names as in `FloeEnv` there): `FLOE_JOB_ARGS`, `FLOE_PARALLELISM`, `FLOE_JOB`,
  * `FLOE_PLAN_FINGERPRINT`, `FLOE_CHECKPOINT_OPTIONS`, `FLOE_SAVEPOINT_DIR`, `FLOE_COORDINATOR_TABLE`,
- * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the source vertices' queues). The job row is created on first
- * use when the job has none.
+ * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the source vertices' queues), `FLOE_STATE_TABLE` (read for the
+ * sources' control rows; without it the watchdog of stalled source chains is off). The job row is created on first
+ * use when the job has none, and the first tick of a generation sends its sources their first wakes: a deployed job
+ * starts by itself.
  *
  * The queue is a standard one and its records are independent, so the batch goes through Powertools'
  * `BatchProcessor` (`processPartialResponse`, records in parallel): a record whose task or answer failed, or that is
@@ -32,6 +34,8 @@ import { CoordinatorTasks } from '../lib/adapters/aws/coordinator-tasks.js';
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
+import { DynamoDbStateStore } from '../lib/adapters/aws/dynamodb-state-store.js';
+import { SourceChains } from '../lib/aws/source-chains.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../infra/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
@@ -41,7 +45,7 @@ import { createTelemetry, withInvocation, type HandlerTelemetry } from './teleme
 type RecordHandler = (record: SqsRecord) => Promise<void>;
 
 async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
-  const config = readEnvironment(process.env, 'coordinator function', () => ({}));
+  const config = readEnvironment(process.env, 'coordinator function', () => ({ stateTable: process.env[FloeEnv.StateTable] || undefined }));
   const plan = await loadDeployedPlan(config, 'coordinator function');
 
   const clients = awsClients();
@@ -57,6 +61,13 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
     storage: new S3CheckpointStorage({ client: clients.s3 }),
     sender: new SqsQueueSender(clients.sqs, queueUrlOf),
     executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: config.stateMachineArn, job: plan.job }),
+    sources: new SourceChains({
+      plan,
+      queueUrls: config.queueUrls,
+      sqs: clients.sqs,
+      ...(config.stateTable === undefined ? {} : { state: new DynamoDbStateStore({ tableName: config.stateTable, job: plan.job, client: clients.dynamodb }) }),
+      log: telemetry.log,
+    }),
     log: telemetry.log,
     observer,
   });

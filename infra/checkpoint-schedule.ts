@@ -5,7 +5,9 @@ import { FloeJobErrorId, type FloeJobProblem } from './errors.js';
  * trigger decider (which honours interval, min pause and max concurrent) start a checkpoint. EventBridge Scheduler's
  * rate expressions count whole minutes (1 at least), so an interval of whole minutes is a schedule of that rate
  * sending one tick each time; an interval below a minute is a schedule of 1 minute starting the ticker, an Express
- * state machine whose Wait loop sends a tick every interval (whole seconds: Wait counts seconds).
+ * state machine whose Wait loop sends a tick every interval (whole seconds: Wait counts seconds). With periodic
+ * checkpoints off (interval 0) a tick still comes every minute: ticks also start a new generation's sources (so a
+ * deployed job starts by itself) and run the watchdog of stalled source wake chains.
  */
 export interface CheckpointSchedule {
   /** Minutes between the schedule's executions. */
@@ -19,9 +21,9 @@ export interface CheckpointSchedule {
 /** Sub-minute intervals that divide a minute evenly, so ticks stay evenly spaced across executions. */
 export const SUB_MINUTE_INTERVALS_S = [1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30] as const;
 
-/** Maps `checkpoint.interval` (ms; 0 = off) onto a schedule, pushing a problem when AWS cannot drive it. */
+/** Maps `checkpoint.interval` (ms; 0 = off, ticking once a minute) onto a schedule, pushing a problem when AWS cannot drive it. */
 export function planCheckpointSchedule(intervalMs: number, problems: FloeJobProblem[]): CheckpointSchedule | undefined {
-  if (intervalMs === 0) return undefined;
+  if (intervalMs === 0) return { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 };
   if (intervalMs < 1000) {
     problems.push({
       id: FloeJobErrorId.CheckpointIntervalBelowMinimum,

@@ -166,7 +166,7 @@ export class FloeJob extends Construct {
   readonly controlApiUrl: lambda.FunctionUrl;
   /** The checkpoint coordinator: one Standard execution per checkpoint, started by whoever triggers it. */
   readonly stateMachine: sfn.StateMachine;
-  /** Sends the coordinator its periodic ticks (directly, or through the ticker); absent when `checkpoint.interval` is 0. */
+  /** Sends the coordinator its periodic ticks (directly, or through the ticker); once a minute when `checkpoint.interval` is 0 (sources start and are watched on ticks). */
   readonly schedule?: scheduler.Schedule;
   /** Express state machine ticking the coordinator every `checkpoint.interval` when that is below a minute. */
   readonly ticker?: sfn.StateMachine;
@@ -349,6 +349,8 @@ export class FloeJob extends Construct {
     });
     this.coordinatorFunction.addEventSource(new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true }));
     coordinatorGrants(this.coordinatorFunction);
+    // The sources' control rows tell the coordinator's watchdog how far each wake chain got.
+    this.stateTable.grantReadData(this.coordinatorFunction);
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
     acknowledge(this.coordinatorFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The coordinator')));
 
@@ -368,6 +370,11 @@ export class FloeJob extends Construct {
     this.stateMachine.grantExecution(this.controlApiFunction, 'states:DescribeExecution');
     // grantExecution names the executions `execution:<machine name>:*`, the name cut from the machine's ARN.
     const machineName = JSON.stringify({ 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: stack.resolve((this.stateMachine.node.defaultChild as CfnElement).logicalId) as string }] }] });
+    if (!r.checkpoint.retainOnCancel) {
+      // A cancel deletes the job's completed checkpoints when they are not retained on cancel.
+      this.bucket.grantReadWrite(this.controlApiFunction, jobObjects);
+      acknowledge(this.controlApiFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The control API (cancel with checkpoint.retainOnCancel false)')));
+    }
     acknowledge(this.controlApiFunction.role!, [
       {
         id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:${machineName}:*]`,
@@ -414,7 +421,10 @@ export class FloeJob extends Construct {
         });
       }
       this.schedule = new scheduler.Schedule(this, 'CheckpointSchedule', {
-        description: `Floe job '${jobName}': coordinator ticks for periodic checkpoints every ${r.checkpoint.interval}ms`,
+        description:
+          r.checkpoint.interval > 0
+            ? `Floe job '${jobName}': coordinator ticks for periodic checkpoints every ${r.checkpoint.interval}ms`
+            : `Floe job '${jobName}': coordinator ticks every minute (source start and watchdog; periodic checkpoints are off)`,
         schedule: scheduler.ScheduleExpression.rate(rate),
         enabled: props.scheduleEnabled ?? true,
         target,
@@ -630,7 +640,7 @@ function functionEnvironments(
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
   return {
     operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id) }),
-    coordinator: { ...common, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
+    coordinator: { ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
     // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
     controlApi: {
       [FloeEnv.JobName]: jobName,

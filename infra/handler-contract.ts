@@ -53,7 +53,7 @@ export const FloeEnv = {
    * of the steps it writes, barriers included).
    */
   VertexQueueUrls: 'FLOE_VERTEX_QUEUE_URLS',
-  /** The DynamoDB state table (operator functions). */
+  /** The DynamoDB state table (operator functions; the coordinator reads the source subtasks' control rows from it). */
   StateTable: 'FLOE_STATE_TABLE',
   /** The vertex an operator function runs (operator functions). */
   Vertex: 'FLOE_VERTEX',

@@ -4,12 +4,19 @@
  * own schedule does. The coordinator (Lambda on AWS, the pollers of `floe run --aws-endpoint` on an emulator) runs
  * the trigger task; this side only watches the row, so it needs neither the job's code nor its plan.
  *
+ * Cancel applies the reducer's `cancel` event to the row directly (coordinator-cancel.ts): the generation ends
+ * CANCELED, the operator handlers drop its messages and the source chains end.
+ *
  * The reads of {@link JobControl} are synchronous: they answer the row as of the last {@link AwsJobControl.refresh}.
  */
 import { randomBytes } from 'node:crypto';
 import type { AwsClients } from '../adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../adapters/aws/coordinator-executions.js';
-import { JobStatus, type CoordinatorRow } from '../adapters/aws/coordinator-job-row.js';
+import { cancelJob } from '../adapters/aws/coordinator-cancel.js';
+import { JobStatus, isCanceled, type CoordinatorRow } from '../adapters/aws/coordinator-job-row.js';
+import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
+import { Layout } from '../core/manifest/layout.js';
+import { listCheckpoints } from '../runtime/snapshot-catalog.js';
 import type { CheckpointRequestInput } from '../adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
 import type { CoordinatorState, Termination } from '../core/coordinator/types.js';
@@ -122,6 +129,11 @@ export class AwsJobControl implements JobControl {
     return this.row.state.status === 'RUNNING' && (this.row.jobStatus?.status ?? JobStatus.Running) === JobStatus.Running;
   }
 
+  /** The job row as of the last read. */
+  get jobRow(): CoordinatorRow {
+    return this.row;
+  }
+
   /** Starts an execution for the next free checkpoint id; failures end the trigger. */
   private start(entry: TriggerEntry): void {
     entry.starting = true;
@@ -165,8 +177,9 @@ export class AwsJobControl implements JobControl {
       parallelism.set(vertex, (parallelism.get(vertex) ?? 0) + 1);
     }
     const sources = new Set(row.state.sourceTasks.map((t) => t.slice(0, t.lastIndexOf(':'))));
-    const status = row.jobStatus?.status ?? JobStatus.Running;
-    const state = status === JobStatus.Finished ? JobState.Finished : status === JobStatus.Failing ? JobState.Failed : JobState.Running;
+    const status = isCanceled(row) ? JobStatus.Canceled : (row.jobStatus?.status ?? JobStatus.Running);
+    const state =
+      status === JobStatus.Finished ? JobState.Finished : status === JobStatus.Canceled ? JobState.Canceled : status === JobStatus.Failing ? JobState.Failed : JobState.Running;
     return {
       jid: row.runtime.jobId,
       name: row.job,
@@ -201,12 +214,20 @@ export class AwsJobControl implements JobControl {
   }
 
   /**
-   * Not supported on a deployed job yet: the job row has no CANCELED status the handlers would stop on, and writing
-   * FINISHED would read as a stop with a savepoint. `floe stop` ends the job cleanly.
+   * Cancels the job's current generation without a savepoint: pending checkpoints are aborted, no checkpoint starts
+   * or completes any more, the handlers drop its messages. Checkpoints are kept unless `checkpoint.retainOnCancel` is
+   * false; then the completed ones are deleted (a snapshot file a Lambda was still writing may be left behind).
+   * Cancelling a cancelled job does nothing more; a FINISHED one is refused.
    */
-  cancel(): Promise<void> {
-    return Promise.reject(
-      new FloeError(ErrorCode.BadRequest, `cancelling a deployed job is not supported yet (the job row has no cancelled state); use \`floe stop\` to end job '${this.job}' with a savepoint`),
-    );
+  async cancel(): Promise<void> {
+    const { row } = await cancelJob(this.store, this.job, Date.now());
+    this.row = row;
+    for (const entry of this.triggers.values()) this.update(entry);
+    const options = row.state.options;
+    if (options.retainOnCancel) return;
+    const storage = new S3CheckpointStorage({ client: this.options.clients.s3 });
+    const all = await listCheckpoints(storage, options.dir, this.job);
+    await storage.delete((await Promise.all(all.map((c) => storage.list(c.dir)))).flat());
+    await storage.delete(await storage.list(Layout.sharedDir(options.dir, this.job)));
   }
 }

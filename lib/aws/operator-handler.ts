@@ -15,20 +15,33 @@
  * replay acks again). An ack that fails after its step committed cannot be retried by redelivery (the barrier is
  * consumed): it is logged, and the checkpoint's watchdog execution aborts or recovers it.
  *
- * Generation: read from the coordinator job row (`runtime.generation`, with the run id `runtime.jobId`) and cached
- * per container; a message of a newer generation reloads it, and so does every slice holding a wake (a stale
- * container must not advance a source with the old generation after a restore). Older envelopes are dropped by the
- * step; older wakes are dropped here.
+ * Generation and lifecycle: read from the coordinator job row (`runtime.generation`, the run id `runtime.jobId`, and
+ * whether the generation was cancelled) and cached per container for at most `runRefreshMs`; a message of a newer
+ * generation reloads it, and so does every slice holding a wake (a stale container must not advance a source with
+ * the old generation after a restore, nor after a cancel). Older envelopes are dropped by the step; older wakes are
+ * dropped here. Once the row says the generation was CANCELED, every message of it is deleted unprocessed: no step,
+ * no outputs, no state change, no next wake (so the source chains end).
  *
  * Sources are driven by wake-up messages on their own queue (see operator-wake.ts): `{"floe":"wake","gen","subtask",
- * "n"}`, `MessageGroupId` = subtask, dedup id from job/gen/subtask/n. {@link startSources} sends wake 0 to every
- * source subtask (job start, after a restore). A slice holding a current wake takes its step (which reads up to
- * `sourceChunkSize` records, so envelopes are big) and then, unless the subtask finished (end or stop barrier) or its
- * source reported end of input, sends wake n+1 — also when the step read nothing (a rate limit): the queue's receive
- * wait paces that loop. Only wakes continue the chain, so a source subtask has exactly one wake outstanding: steps
- * run for barriers read a chunk too but send no wake, several wakes in one slice collapse into one, and a wake
- * delivered twice re-sends the same n+1, which SQS's 5-minute dedup window drops. A chain whose wake went to the
- * dead-letter queue is restarted by `startSources` (after the dedup window).
+ * "n"}`, `MessageGroupId` = subtask, dedup id from job/gen/subtask/n. The coordinator sends wake 0 to every source
+ * subtask when a generation starts ({@link startSources}). A slice holding a current wake takes its step (which
+ * reads up to `sourceChunkSize` records, so envelopes are big) and then, unless the subtask finished (end or stop
+ * barrier) or its source reported end of input, sends wake n+1. Only wakes continue the chain, so a source subtask
+ * has exactly one wake outstanding: steps run for barriers read a chunk too but send no wake, and several wakes in
+ * one slice collapse into one.
+ *
+ * The chain is fenced durably: the step of wake n records n in the subtask's control row, committed with the step.
+ * A wake that is not newer takes no step: the very wake last recorded (a redelivery, or the step committed but the
+ * send of n+1 was lost) re-sends n+1, whose deduplication id is the same, and an older one is dropped — so a wake
+ * delivered again after SQS's 5-minute deduplication window cannot start a second chain. The coordinator's tick
+ * watches the chains (source-chains.ts) and re-sends the next wake of one that made no progress for a while (a wake
+ * in the dead-letter queue), which the same fence makes safe.
+ *
+ * Pacing: a wake step that could read nothing (or a rate-limited source that may read its next record only later)
+ * waits inside the invocation until the source can produce again, at most `sourceIdleWaitMs`, before sending the
+ * next wake. FIFO queues have no per-message delay, and without the wait an idle chain spins: a Lambda invocation and
+ * three SQS requests per round trip. The wait holds the subtask's message group, so a barrier behind the wake waits
+ * as long at most.
  */
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
@@ -49,6 +62,7 @@ import type { Clock, CoordinatorGateway, Ports } from '../ports/index.js';
 import type { Envelope } from '../runtime/envelope.js';
 import { SubtaskExecutor, type StepResult } from '../runtime/task-step.js';
 import type { OperatorObservation, OperatorObserver } from './operator-observer.js';
+import { isCanceled } from '../adapters/aws/coordinator-job-row.js';
 import { parseWake, sendWakes, type WakeMessage } from './operator-wake.js';
 
 /** The AWS resources of one job, by name or URL. */
@@ -87,6 +101,18 @@ export interface OperatorHandlerOptions {
   readonly sourceChunkSize?: number;
   /** Encoded bytes of records packed into one data envelope at most. @default 131072 (SQS_ENVELOPE_BYTES) */
   readonly maxEnvelopeBytes?: number;
+  /**
+   * Longest a wake step of a source that can read nothing now waits in the invocation before sending the next wake;
+   * a rate-limited source's next-record time shortens it. 0 sends the next wake at once (an idle chain then spins).
+   * @default 1000
+   */
+  readonly sourceIdleWaitMs?: number;
+  /**
+   * How long a container trusts its copy of the job row's generation and status before reading it again (slices with
+   * a wake always read it). Bounds how long a non-source vertex goes on processing after a cancel.
+   * @default 5000
+   */
+  readonly runRefreshMs?: number;
   /** One JSON-able object per log line. @default JSON lines on stdout */
   readonly log?: (line: Record<string, unknown>) => void;
   /** Told of batches, steps, dead-lettered messages, acks and the coordinator effects they run, for metrics. @default none */
@@ -95,6 +121,12 @@ export interface OperatorHandlerOptions {
 
 /** Default records per source step on AWS: large, so envelopes are big and SQS and Lambda costs are per batch. */
 export const AWS_SOURCE_CHUNK_SIZE = 20_000;
+
+/** Default of {@link OperatorHandlerOptions.sourceIdleWaitMs}. */
+export const SOURCE_IDLE_WAIT_MS = 1000;
+
+/** Default of {@link OperatorHandlerOptions.runRefreshMs}. */
+export const RUN_REFRESH_MS = 5000;
 
 /** Message attributes a dead-lettered message carries. */
 export const DeadLetterAttr = { Code: 'FloeErrorCode', Reason: 'FloeErrorReason', MessageId: 'FloeSourceMessageId', Vertex: 'FloeVertex' } as const;
@@ -127,6 +159,8 @@ interface CachedExecutor {
 interface RunInfo {
   readonly generation: number;
   readonly jobId: string;
+  /** The generation was cancelled: its messages are dropped. */
+  readonly canceled: boolean;
 }
 
 /** Builds the handler of one vertex's queue; executors, clients and ports live as long as the handler (a Lambda container). */
@@ -139,12 +173,17 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   const log = options.log ?? jsonLines;
   const observe = guardedObserver<OperatorObservation>(options.observer, (entry) => log({ ...entry }));
   const chunk = options.sourceChunkSize ?? AWS_SOURCE_CHUNK_SIZE;
+  const idleWaitMs = options.sourceIdleWaitMs ?? SOURCE_IDLE_WAIT_MS;
+  const refreshMs = options.runRefreshMs ?? RUN_REFRESH_MS;
+  if (!(idleWaitMs >= 0) || !(refreshMs >= 0)) throw new FloeError(ErrorCode.InvalidOptions, `sourceIdleWaitMs and runRefreshMs must be >= 0, got ${idleWaitMs} and ${refreshMs}`);
   const ports = buildPorts(options, clients, clock, log, observe);
   const executors = new Map<number, CachedExecutor>();
   let run: Promise<RunInfo> | undefined;
+  let runLoadedAt = 0;
 
   const loadRun = (): Promise<RunInfo> => {
-    const p = ports.coordinatorStore.require(plan.job).then((row) => ({ generation: row.runtime.generation, jobId: row.runtime.jobId }));
+    runLoadedAt = clock.now();
+    const p = ports.coordinatorStore.require(plan.job).then((row) => ({ generation: row.runtime.generation, jobId: row.runtime.jobId, canceled: isCanceled(row) }));
     run = p;
     p.catch(() => {
       if (run === p) run = undefined;
@@ -154,7 +193,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
 
   /** The run's generation: cached, reloaded when asked to or when a message is newer. */
   const runFor = async (newestGen: number, reload: boolean): Promise<RunInfo> => {
-    let info = reload || !run ? await loadRun() : await run;
+    let info = reload || !run || clock.now() - runLoadedAt >= refreshMs ? await loadRun() : await run;
     if (newestGen > info.generation) info = await loadRun();
     if (newestGen > info.generation) {
       throw new FloeError(ErrorCode.Storage, `message of generation ${newestGen} arrived, but the job row of '${plan.job}' is at generation ${info.generation}`, { retryable: true });
@@ -226,13 +265,13 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   };
 
   /** Runs one step on an executor after its previous one; awaits the snapshots the step started. */
-  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[]): Promise<{ result: StepResult; ackFailures: string[] }> => {
+  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[], wake: number | undefined): Promise<{ result: StepResult; ackFailures: string[] }> => {
     const next = entry.tail.then(async () => {
       let settle!: (committed: boolean) => void;
       entry.flags.committed = new Promise<boolean>((resolve) => (settle = resolve));
       let result: StepResult;
       try {
-        result = await entry.executor.step(envelopes);
+        result = await entry.executor.step(envelopes, wake === undefined ? {} : { wake });
       } catch (e) {
         settle(false);
         throw e;
@@ -300,6 +339,12 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     try {
       const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen));
       const info = await runFor(newest, wakes.length > 0);
+      if (info.canceled) {
+        // Nothing newer than the row's generation is here (runFor), and that generation was cancelled: delete it all.
+        executors.delete(subtask);
+        log({ level: 'info', message: 'messages of a cancelled job dropped', ...context, gen: info.generation, messages: live.length, durationMs: clock.now() - started });
+        return failedIds(rest);
+      }
       const current = wakes.filter((w) => w.gen === info.generation);
       // Only stale wakes: nothing to do for this generation (its chain was started anew).
       if (envelopes.length === 0 && current.length === 0) {
@@ -307,17 +352,22 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         return failedIds(rest);
       }
       const entry = await executorFor(subtask, info);
+      const wake = current.length > 0 ? Math.max(...current.map((w) => w.n)) : undefined;
       let outcome;
       try {
-        outcome = await stepOn(entry, envelopes);
+        outcome = await stepOn(entry, envelopes, wake);
       } catch (e) {
         if (executors.get(subtask) === entry) executors.delete(subtask);
         throw e;
       }
       const { result, ackFailures } = outcome;
       let wakeSent: number | undefined;
-      if (current.length > 0 && !result.finished && !entry.flags.sourceExhausted) {
-        wakeSent = Math.max(...current.map((w) => w.n)) + 1;
+      let pausedMs = 0;
+      // A stale wake's chain has moved on; a repeated one re-sends the next wake (same deduplication id) in case it was lost.
+      if (wake !== undefined && result.wake !== 'stale' && !result.finished && !entry.flags.sourceExhausted) {
+        pausedMs = result.wake === 'new' ? pauseOf(result, clock.now(), idleWaitMs) : 0;
+        if (pausedMs > 0) await new Promise((resolve) => setTimeout(resolve, pausedMs));
+        wakeSent = wake + 1;
         await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent }]);
       }
       for (const reason of ackFailures) log({ level: 'error', message: `checkpoint acknowledgement failed after the step committed: ${reason}`, ...context });
@@ -348,7 +398,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         snapshots: result.pendingSnapshots.length,
         finished: result.finished,
         idle: result.idle,
+        ...(result.wake === undefined ? {} : { wake: result.wake }),
         ...(wakeSent === undefined ? {} : { nextWake: wakeSent }),
+        ...(pausedMs > 0 ? { pausedMs } : {}),
         durationMs: clock.now() - started,
       });
       return failedIds(rest);
@@ -413,6 +465,13 @@ export async function startSources(options: { plan: PhysicalPlan; resources: Aws
         ),
       ),
   );
+}
+
+/** How long a wake step waits before the next wake: until a rate-limited source may read again, or the whole bound when it read nothing. */
+function pauseOf(result: StepResult, now: number, boundMs: number): number {
+  if (boundMs <= 0) return 0;
+  if (result.sourceReadyAt !== undefined) return Math.max(0, Math.min(boundMs, result.sourceReadyAt - now));
+  return result.idle ? boundMs : 0;
 }
 
 function queueUrlOf(resources: AwsJobResources, vertex: string): string {

@@ -6,7 +6,8 @@ import { ErrorCode, FloeError } from '../core/errors.js';
 /**
  * A wake-up message on a source vertex's queue: not an Envelope, it only asks source subtask `subtask` of generation
  * `gen` to take a step (read a chunk). `n` numbers the wakes of one subtask's chain, so that re-sending the same
- * next wake (a redelivered wake, a retried start) has the same deduplication id and SQS drops it.
+ * next wake (a redelivered wake, a retried start) has the same deduplication id and SQS drops it, and so that the
+ * subtask's control row, which records the last `n` a step ran for, can refuse a wake that is not newer.
  */
 export interface WakeMessage {
   readonly floe: 'wake';
@@ -41,20 +42,27 @@ export function encodeWake(wake: Omit<WakeMessage, 'floe'>): string {
 
 const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
 
-/** The FIFO deduplication id of a wake: deterministic from job, generation, subtask and chain position. */
-export function wakeDeduplicationId(job: string, wake: Omit<WakeMessage, 'floe'>): string {
-  const id = `wake.${job}.${wake.gen}.${wake.subtask}.${wake.n}`;
+/**
+ * The FIFO deduplication id of a wake: deterministic from job, generation, subtask and chain position, so the same
+ * next wake sent twice is one message. A watchdog re-sending a wake that may sit in the dead-letter queue adds a
+ * `retry` tag, or SQS would drop the re-send as a duplicate for five minutes.
+ */
+export function wakeDeduplicationId(job: string, wake: Omit<WakeMessage, 'floe'>, retry?: string): string {
+  const id = `wake.${job}.${wake.gen}.${wake.subtask}.${wake.n}${retry === undefined ? '' : `.${retry}`}`;
   return DEDUP_ID.test(id) ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
 }
 
-/** Sends wake messages to one source vertex's FIFO queue, 10 per request, `MessageGroupId` = subtask; throws if any is refused. */
-export async function sendWakes(sqs: SQSClient, queueUrl: string, job: string, wakes: readonly Omit<WakeMessage, 'floe'>[]): Promise<void> {
+/**
+ * Sends wake messages to one source vertex's FIFO queue, 10 per request, `MessageGroupId` = subtask; throws if any is
+ * refused. `retry` tags the deduplication ids (see {@link wakeDeduplicationId}).
+ */
+export async function sendWakes(sqs: SQSClient, queueUrl: string, job: string, wakes: readonly Omit<WakeMessage, 'floe'>[], retry?: string): Promise<void> {
   for (let i = 0; i < wakes.length; i += 10) {
     const chunk = wakes.slice(i, i + 10);
     const res = await sqs.send(
       new SendMessageBatchCommand({
         QueueUrl: queueUrl,
-        Entries: chunk.map((w, j) => ({ Id: String(j), MessageBody: encodeWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: wakeDeduplicationId(job, w) })),
+        Entries: chunk.map((w, j) => ({ Id: String(j), MessageBody: encodeWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: wakeDeduplicationId(job, w, retry) })),
       }),
     );
     const failed = res.Failed ?? [];

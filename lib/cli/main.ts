@@ -287,7 +287,10 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
   });
 
   withConnection(
-    program.command('cancel').description('Cancel a job without a savepoint').argument('<job-id>', 'job id or job name'),
+    program
+      .command('cancel')
+      .description('Cancel a job without a savepoint (a deployed one: its job row ends CANCELED, its Lambdas drop its messages)')
+      .argument('<job-id>', 'job id or job name'),
   ).action(async (job: string, flags: ConnectionFlags) => {
     await (await controller(flags, deps)).cancel(job);
     out(`Cancelled job ${job}.\n`);

@@ -407,6 +407,9 @@ export class EmbeddedRunner implements JobControl {
         this.finish(attempt, { state: 'FINISHED', savepoint: effect.termination === 'end' ? undefined : path });
         return;
       }
+      case 'jobCanceled':
+        this.finish(attempt, { state: 'CANCELED' });
+        return;
     }
   }
 

@@ -57,6 +57,13 @@ export interface ControlRow {
   readonly alignmentStartedAt?: number;
   /** True once the subtask has processed end of input or a stop barrier and will process nothing more. */
   readonly finished: boolean;
+  /**
+   * Source subtasks driven by wake-up messages (AWS): the number of the last wake a step ran for, committed with that
+   * step, so a wake delivered again later (after the queue's deduplication window) is recognised and takes no step.
+   */
+  readonly wake?: number;
+  /** When the step of `wake` ran (ms since the epoch): how a watchdog tells a stalled wake chain. */
+  readonly wakeAt?: number;
 }
 
 /** Position and status of one input channel. */

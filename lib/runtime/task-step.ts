@@ -48,9 +48,28 @@ export interface StepResult {
   readonly dropped: number;
   /** A source read nothing this step (it may sleep before the next). */
   readonly idle: boolean;
+  /** A rate-limited source: when it may read its next record (ms since the epoch), so its driver can wait until then. */
+  readonly sourceReadyAt?: number;
+  /** For a step run for a wake (`StepOptions.wake`): whether that wake was new, the last one a step ran for, or older. */
+  readonly wake?: WakeOutcome;
+}
+
+/**
+ * What became of a wake-up message a step was asked to run for: `new` (newer than any before: the step ran and
+ * recorded it), `repeat` (the very wake the last recorded step ran for, delivered again), `stale` (older than that).
+ * A wake that is not new takes no step unless envelopes came with it.
+ */
+export type WakeOutcome = 'new' | 'repeat' | 'stale';
+
+/** Options of one step. */
+export interface StepOptions {
+  /** The number of the wake-up message this step runs for (source subtasks on AWS), fenced by the control row. */
+  readonly wake?: number;
 }
 
 interface MutableControl {
+  wake?: number;
+  wakeAt?: number;
   version: number;
   gen: number;
   epoch: number;
@@ -67,6 +86,12 @@ function initialControl(channels: readonly string[], gen: number): ControlRow {
   const inputs: Record<string, InputChannelState> = {};
   for (const c of channels) inputs[c] = { seq: 0, watermark: MIN_WATERMARK, ended: false };
   return { version: 0, gen, epoch: 0, inputs, outputs: {}, held: [], watermark: MIN_WATERMARK, roundRobin: 0, finished: false };
+}
+
+/** How wake `n` of generation `gen` relates to the last wake a committed step recorded (none recorded: it is new). */
+function wakeOutcome(stored: ControlRow | undefined, gen: number, n: number): WakeOutcome {
+  if (stored === undefined || stored.gen !== gen || stored.wake === undefined || n > stored.wake) return 'new';
+  return n === stored.wake ? 'repeat' : 'stale';
 }
 
 function thaw(c: ControlRow): MutableControl {
@@ -152,11 +177,20 @@ export class SubtaskExecutor {
     this.opened = true;
   }
 
-  /** Processes a batch of envelopes (possibly none: a source then reads, timers may fire) and commits. */
-  async step(envelopes: readonly Envelope[]): Promise<StepResult> {
+  /**
+   * Processes a batch of envelopes (possibly none: a source then reads, timers may fire) and commits. A step for a
+   * wake that is not newer than the last recorded one, with no envelopes, does nothing and commits nothing.
+   */
+  async step(envelopes: readonly Envelope[], options: StepOptions = {}): Promise<StepResult> {
     if (!this.opened) await this.open();
     const stored = await this.store.readControl();
     const fresh = stored === undefined;
+    const wake = options.wake === undefined ? undefined : wakeOutcome(stored, this.config.gen, options.wake);
+    if (wake !== undefined && wake !== 'new' && envelopes.length === 0) {
+      this.pendingSnapshots = [];
+      this.committed = Promise.resolve(true);
+      return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, wake };
+    }
     this.control = thaw(stored ?? initialControl(this.channels, this.config.gen));
     this.buffers.clear();
     this.bufferBytes.clear();
@@ -169,10 +203,14 @@ export class SubtaskExecutor {
 
     let settleCommitted!: (committed: boolean) => void;
     this.committed = new Promise<boolean>((resolve) => (settleCommitted = resolve));
+    if (wake === 'new') {
+      this.control.wake = options.wake;
+      this.control.wakeAt = this.ports.clock.now();
+    }
     try {
       const result = await this.run(envelopes);
       settleCommitted(true);
-      return result;
+      return wake === undefined ? result : { ...result, wake };
     } catch (e) {
       // A step that did not commit will be replayed and snapshot again; its snapshots must not be acknowledged.
       settleCommitted(false);
@@ -195,6 +233,7 @@ export class SubtaskExecutor {
     const c = this.control;
     c.version += 1;
     await this.store.commit({ ...c, held: c.held });
+    const readyAt = this.source && !c.finished ? this.source.nextReadyAt() : undefined;
     return {
       pendingSnapshots: this.pendingSnapshots,
       finished: c.finished,
@@ -202,6 +241,7 @@ export class SubtaskExecutor {
       recordsOut: this.recordsOut,
       dropped: this.dropped,
       idle: idle && envelopes.length === 0,
+      ...(readyAt === undefined ? {} : { sourceReadyAt: readyAt }),
     };
   }
 

@@ -100,9 +100,8 @@ describe('floe control commands against a deployed job (outputs file, emulator)'
       const after = await floe(['checkpoints', runner.plan.job, ...via, '--json']);
       expect((JSON.parse(after.stdout) as { counts: { completed: number } }).counts.completed).toBe(1);
 
-      // And a wrong job name, or cancel, is refused with a message
+      // And a wrong job name is refused with a message
       expect((await floe(['checkpoints', 'other-job', ...via])).stderr).toMatch(/holds job .*not 'other-job'/);
-      expect((await floe(['cancel', runner.plan.job, ...via])).stderr).toMatch(/not supported yet/);
 
       // When the job is stopped: a second savepoint, and the job finishes
       const stop = await floe(['stop', runner.plan.job, ...via, '--timeout', '60s']);
@@ -110,6 +109,49 @@ describe('floe control commands against a deployed job (outputs file, emulator)'
       expect(stop.stdout).toMatch(/^Savepoint completed\. Path: s3:\/\//);
       const outcome = await run;
       expect(outcome.state).toBe('FINISHED');
+    } finally {
+      if (runner.overview().state === 'RUNNING') {
+        await runner.cancel().catch(() => {});
+        await run;
+      }
+    }
+  }, 180_000);
+
+  it('cancels the job through its job row: the run ends CANCELED, and the job reports CANCELED with nothing pending', async () => {
+    // Given the word count running in emulator mode, slowly, with a checkpoint every second
+    const input = await generateWordInput(join(work, 'in-cancel'), { files: 2, words: 100_000, vocabulary: 1_000, seed: 9 });
+    const job = await loadJob(join(REPO_ROOT, 'examples/wordcount.ts'), ['--input', input.dir, '--output', join(work, 'out-cancel'), '--parallelism', '1']);
+    const namespace = `cli-${randomUUID().slice(0, 8)}`;
+    const runner = new EmulatorRunner(job, { endpoint, namespace, checkpoint: { interval: '1s' }, sourceChunkSize: 50 });
+    const run = runner.run();
+    try {
+      await until('a completed checkpoint', () => runner.coordinatorState().counts.completed >= 1 || runner.overview().state === 'FAILED', 90_000);
+      expect(runner.overview().state).toBe('RUNNING');
+      const names = emulatorResourceNames(runner.plan.job, namespace);
+      const outputsFile = join(work, 'outputs-cancel.json');
+      await writeFile(
+        outputsFile,
+        JSON.stringify({ S: { FloeJobName: runner.plan.job, FloeCheckpointBucket: names.bucket, FloeCoordinatorTable: names.coordinatorTable, FloeStateTable: names.stateTable, FloeStateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:unused' } }),
+      );
+      const via = ['--outputs', outputsFile, '--aws-endpoint', endpoint];
+
+      // When the job is cancelled through the outputs file
+      const cancel = await floe(['cancel', runner.plan.job, ...via]);
+      expect(cancel.stderr).toBe('');
+      expect(cancel.code).toBe(0);
+      expect(cancel.stdout).toMatch(/^Cancelled job /);
+
+      // Then the runner notices and ends CANCELED, and the job row says CANCELED with nothing pending
+      const outcome = await run;
+      expect(outcome.state).toBe('CANCELED');
+      const listed = await floe(['checkpoints', runner.plan.job, ...via, '--json']);
+      expect(listed.code, listed.stderr).toBe(0);
+      const stats = JSON.parse(listed.stdout) as { counts: { in_progress: number; completed: number } };
+      expect(stats.counts.in_progress).toBe(0);
+      expect(stats.counts.completed).toBeGreaterThanOrEqual(1);
+      // And cancelling again changes nothing; a savepoint is refused
+      expect((await floe(['cancel', runner.plan.job, ...via])).code).toBe(0);
+      expect((await floe(['savepoint', runner.plan.job, ...via])).stderr).toMatch(/is CANCELED/);
     } finally {
       if (runner.overview().state === 'RUNNING') {
         await runner.cancel().catch(() => {});

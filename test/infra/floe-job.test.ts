@@ -323,7 +323,7 @@ describe('FloeJob coordinator', () => {
     });
   });
 
-  it('sends ticks straight to the coordinator-tasks queue for an interval of whole minutes, and schedules nothing for 0', () => {
+  it('sends ticks straight to the coordinator-tasks queue for an interval of whole minutes, and once a minute for 0 (start and watchdog)', () => {
     const minutes = synthJob({ job: smallJob(), checkpoint: { interval: '5m' } });
     const job = minutes.stack.node.findChild('Job') as FloeJob;
     expect(job.ticker).toBeUndefined();
@@ -337,7 +337,8 @@ describe('FloeJob coordinator', () => {
     minutes.template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
 
     const off = synthJob({ job: smallJob(), checkpoint: { interval: 0 } });
-    off.template.resourceCountIs('AWS::Scheduler::Schedule', 0);
+    off.template.resourceCountIs('AWS::Scheduler::Schedule', 1);
+    off.template.hasResourceProperties('AWS::Scheduler::Schedule', { ScheduleExpression: 'rate(1 minute)', Target: Match.objectLike({ Input: Match.stringLikeRegexp('"type":"tick"') }) });
   });
 });
 
@@ -422,6 +423,17 @@ describe('FloeJob control API', () => {
       [plan.job, 1, 1, 0],
       [plan.job, 1, 0, 1],
     ]);
+  });
+
+  it('may delete the job\'s checkpoints only when they are not retained on cancel', () => {
+    const variant = new Stack(new App({ outdir }), 'NotRetained');
+    const job = new FloeJob(variant, 'Job', { jobFile, args, projectRoot, ...fixtures, job: smallJob(), checkpoint: { retainOnCancel: false } });
+    const policies = Template.fromStack(variant).findResources('AWS::IAM::Policy', { Properties: { Roles: [variant.resolve(job.controlApiFunction.role!.roleName)] } });
+    const actions = JSON.stringify(Object.values(policies));
+    expect(actions).toContain('s3:DeleteObject*');
+    expect(actions).toContain(JSON.stringify(variant.resolve(job.bucket.bucketArn)).slice(1, -1));
+    // The default (retained on cancel) grants no bucket access at all.
+    expect(JSON.stringify(statementsOf(floeJob.controlApiFunction))).not.toMatch(/s3:/);
   });
 
   it('refuses a control-API entry that does not exist', () => {
@@ -531,7 +543,7 @@ describe('FloeJob validation', () => {
 
 describe('checkpoint schedule', () => {
   it.each<[string, number, CheckpointSchedule | undefined, FloeJobErrorId | undefined]>([
-    ['off', 0, undefined, undefined],
+    ['off: a tick a minute', 0, { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 }, undefined],
     ['1s', 1000, { rateMinutes: 1, tickSeconds: 1, ticksPerExecution: 60 }, undefined],
     ['15s', 15_000, { rateMinutes: 1, tickSeconds: 15, ticksPerExecution: 4 }, undefined],
     ['1m', 60_000, { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 }, undefined],

@@ -28,6 +28,7 @@ import { resolveCheckpointOptions, type CheckpointOptions } from '../../lib/core
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import type { CheckpointAck } from '../../lib/ports/index.js';
 import type { Envelope } from '../../lib/runtime/envelope.js';
+import { parseWake, type WakeMessage } from '../../lib/aws/operator-wake.js';
 import { listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalog.js';
 
 // Runs against the emulator that test/support/moto-global-setup.ts points AWS_ENDPOINT_URL at (moto with Step
@@ -58,26 +59,30 @@ async function createQueue(name: string, fifo: boolean): Promise<string> {
   return res.QueueUrl!;
 }
 
-/** Receives (and deletes) envelopes until a long poll brings nothing. */
-async function drainEnvelopes(queueUrl: string): Promise<Envelope[]> {
+/** Receives (and deletes) envelopes until a long poll brings nothing; wake-up messages go to `wakes` when given. */
+async function drainEnvelopes(queueUrl: string, wakes?: WakeMessage[]): Promise<Envelope[]> {
   const out: Envelope[] = [];
   for (;;) {
     const res = await clients.sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
     const messages = res.Messages ?? [];
     if (messages.length === 0) return out;
-    out.push(...messages.map((m) => decodeEnvelope(m.Body!, m.MessageId)));
+    for (const m of messages) {
+      const wake = wakes ? parseWake(m.Body!) : undefined;
+      if (wake) wakes!.push(wake);
+      else out.push(decodeEnvelope(m.Body!, m.MessageId));
+    }
     await clients.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })) }));
   }
 }
 
-/** Receives envelopes until `count` arrived, then makes sure no more come. */
-async function takeEnvelopes(queueUrl: string, count: number): Promise<Envelope[]> {
+/** Receives envelopes until `count` arrived, then makes sure no more come; wake-up messages go to `wakes` when given. */
+async function takeEnvelopes(queueUrl: string, count: number, wakes?: WakeMessage[]): Promise<Envelope[]> {
   const got: Envelope[] = [];
   await waitFor(`${count} envelopes on ${queueUrl}`, async () => {
-    got.push(...(await drainEnvelopes(queueUrl)));
+    got.push(...(await drainEnvelopes(queueUrl, wakes)));
     return got.length >= count;
   });
-  got.push(...(await drainEnvelopes(queueUrl)));
+  got.push(...(await drainEnvelopes(queueUrl, wakes)));
   return got;
 }
 
@@ -472,7 +477,7 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
     expect((await executionEnded(executions![0]!.executionArn!)).status).toBe('SUCCEEDED');
   });
 
-  it('runs as the Lambda handler from its environment: a scheduled tick starts a periodic checkpoint and its execution', async () => {
+  it('runs as the Lambda handler from its environment: the first tick starts the sources once and a periodic checkpoint with its execution', async () => {
     // Given a job module on disk and the environment FloeJob gives the coordinator function
     const name = `coord-lambda-${run}`;
     const moduleDir = joinPath(import.meta.dirname, '..', '..', '.floe', `coordinator-it-${run}`);
@@ -532,13 +537,28 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
       const row = await store.require(name);
       expect(row.state.pending.map((p) => [p.id, p.requestId])).toEqual([[1, undefined]]);
       expect(row.state.tasks).toEqual(['events:0', 'events:1', 'count:0', 'count:1']);
-      const barriers = await takeEnvelopes(sourceQueueUrl, 2);
+      // And the job started by itself: each source subtask got wake 0 of generation 1, and the row records when
+      expect(row.runtime.sourcesStartedAt).toEqual(expect.any(Number));
+      const wakes: WakeMessage[] = [];
+      const barriers = await takeEnvelopes(sourceQueueUrl, 2, wakes);
       expect(barriers.map((e) => [e.to.subtask, e.seq, e.barrier?.checkpointId]).sort()).toEqual([
         [0, 1, 1],
         [1, 1, 1],
       ]);
+      expect(wakes.map((w) => [w.gen, w.subtask, w.n]).sort()).toEqual([
+        [1, 0, 0],
+        [1, 1, 0],
+      ]);
       const { executions } = await clients.sfn.send(new ListExecutionsCommand({ stateMachineArn }));
       expect(executions?.map((e) => e.name)).toEqual([checkpointExecutionName(name, 1)]);
+
+      // When more ticks come (another container would build and initialize again): the sources are not started twice
+      const again = await handler({ Records: [record('tick-2', JSON.stringify({ v: 1, type: 'tick', job: name }))] });
+      expect(again).toEqual({ batchItemFailures: [] });
+      expect((await store.require(name)).runtime.sourcesStartedAt).toBe(row.runtime.sourcesStartedAt);
+      const more: WakeMessage[] = [];
+      expect(await drainEnvelopes(sourceQueueUrl, more)).toEqual([]);
+      expect(more).toEqual([]);
     } finally {
       for (const [k, v] of Object.entries(saved)) {
         if (v === undefined) delete process.env[k];

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
-import { DeleteItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
+import { DeleteItemCommand, ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
 import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../lib/adapters/aws/coordinator-store.js';
@@ -12,6 +12,9 @@ import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storag
 import type { SqsBatchResponse, SqsEvent } from '../../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { DeadLetterAttr, createOperatorHandler, startSources, type AwsJobResources } from '../../lib/aws/operator-handler.js';
+import { encodeWake, parseWake } from '../../lib/aws/operator-wake.js';
+import { SourceChains } from '../../lib/aws/source-chains.js';
+import { cancelJob } from '../../lib/adapters/aws/coordinator-cancel.js';
 import { Job, valueState, type SinkConnector } from '../../lib/index.js';
 import type { CollectSink } from '../../lib/connectors/collect-sink.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
@@ -127,7 +130,7 @@ const provisioned: ProvisionedAwsJob[] = [];
  * operator state, for tests where two containers run the same subtask: the files sink's in-progress file is shared
  * by every writer of a subtask, and an executor that resumed long ago appends after a zombie's lines.
  */
-async function harness(sinkKind: 'files' | 'collect' = 'files'): Promise<Harness> {
+async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessTuning = {}): Promise<Harness> {
   const outDir = await scratch.dir('floe-aws-op-');
   const collector = sinkKind === 'collect' ? statefulCollectSink() : undefined;
   const output = async () => (collector ? [...collector.committed] : readCommittedLines(outDir));
@@ -139,19 +142,40 @@ async function harness(sinkKind: 'files' | 'collect' = 'files'): Promise<Harness
   const storage = new S3CheckpointStorage({ client: clients.s3 });
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
   const logs: Record<string, unknown>[] = [];
+  const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
   const tasks = new CoordinatorTasks({
     plan,
     store,
     storage,
     sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
+    // The coordinator starts the sources and watches their chains, as on AWS.
+    sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state, stallMs: tuning.stallMs ?? 600_000, watchEveryMs: 0, log: (entry) => logs.push({ ...entry }) }),
     log: (entry) => logs.push({ ...entry }),
   });
-  const row = await tasks.initialize({ options: checkpoint, jobId: randomUUID(), savepointDir: resources.savepointRoot! });
-  await startSources({ plan, resources, clients, generation: row.runtime.generation });
+  await tasks.initialize({ options: checkpoint, jobId: randomUUID(), savepointDir: resources.savepointRoot! });
+  await tasks.startSources();
   const newHandler = (vertex: string, c: AwsClients = clients) =>
-    createOperatorHandler({ plan, vertex, resources, clients: c, checkpoint, serializeLocalWrites: true, sourceChunkSize: 1000, log: (l) => logs.push(l) });
+    createOperatorHandler({
+      plan,
+      vertex,
+      resources,
+      clients: c,
+      checkpoint,
+      serializeLocalWrites: true,
+      sourceChunkSize: 1000,
+      ...(tuning.runRefreshMs === undefined ? {} : { runRefreshMs: tuning.runRefreshMs }),
+      log: (l) => logs.push(l),
+    });
   const handlers = Object.fromEntries(plan.vertices.map((v) => [v.id, newHandler(v.id)]));
   return { plan, job, resources, checkpoint, tasks, store, output, logs, handlers, newHandler };
+}
+
+/** Knobs of a harness beyond the defaults. */
+interface HarnessTuning {
+  /** The handlers' `runRefreshMs`. @default the handler's default */
+  readonly runRefreshMs?: number;
+  /** The coordinator's watchdog: a chain without progress for this long is woken again. @default 600000 (never, in a test) */
+  readonly stallMs?: number;
 }
 
 /** What one delivery did. */
@@ -181,6 +205,8 @@ interface DriveOptions {
   readonly timeoutMs?: number;
   /** Stop as soon as this holds (checked after every round). @default the job row says FINISHED */
   readonly until?: () => Promise<boolean>;
+  /** Called after every round (the coordinator's schedule, say). */
+  readonly onRound?: () => Promise<void>;
 }
 
 /** Runs the job to its end: delivers batches round-robin over the vertex queues until the job row says FINISHED. */
@@ -201,6 +227,7 @@ async function drive(h: Harness, o: DriveOptions = {}): Promise<void> {
       triggered = true;
       await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'mid-run', kind: 'checkpoint' } });
     }
+    await o.onRound?.();
     if (o.until && (await o.until())) return;
     const row = await h.store.require(h.plan.job);
     if (!o.until && row.jobStatus?.status === JobStatus.Finished) return;
@@ -252,6 +279,46 @@ function interceptStateWrites(stateTable: string, onWrite: (command: { construct
 }
 
 const groupOf = (m: Message) => m.Attributes?.MessageGroupId ?? '';
+
+/** The test's clients, but counting every SQS request in `counter`. */
+function countingSqs(counter: { count: number }): AwsClients {
+  const sqs = new Proxy(clients.sqs, {
+    get(target, prop, receiver) {
+      if (prop !== 'send') return Reflect.get(target, prop, receiver);
+      return (...args: unknown[]) => {
+        counter.count++;
+        return (target.send as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+      };
+    },
+  });
+  return {
+    get s3() {
+      return clients.s3;
+    },
+    sqs,
+    get dynamodb() {
+      return clients.dynamodb;
+    },
+    get doc() {
+      return clients.doc;
+    },
+    get sfn() {
+      return clients.sfn;
+    },
+  };
+}
+
+/** Every item of a table, as sorted JSON lines: equal before and after means nothing was written. */
+async function scanTable(TableName: string): Promise<string[]> {
+  const items: string[] = [];
+  let ExclusiveStartKey: Record<string, unknown> | undefined;
+  do {
+    const res = await clients.dynamodb.send(new ScanCommand({ TableName, ConsistentRead: true, ...(ExclusiveStartKey ? { ExclusiveStartKey: ExclusiveStartKey as never } : {}) }));
+    for (const item of res.Items ?? []) items.push(JSON.stringify(item, (_, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v)));
+    ExclusiveStartKey = res.LastEvaluatedKey;
+  } while (ExclusiveStartKey);
+  return items.sort();
+}
 
 describe('operator handler on the emulator', () => {
   afterEach(async () => {
@@ -449,5 +516,179 @@ describe('operator handler on the emulator', () => {
     // Then the output is exact, and what the older generation left in the queues was dropped.
     await expectExactOutput(h, 1);
     expect(h.logs.some((l) => l.message === 'stale wakes dropped' || (l.message === 'step' && l.gen === generation && (l.dropped as number) > 0))).toBe(true);
+  });
+  it('after a cancel drops every message of the generation: no step, no state change, no output; the source chains end and nothing starts', async () => {
+    // Given a run that completed a checkpoint, went on, and has another snapshot pending or queued; handlers that re-read the row every slice
+    const h = await harness('files', { runRefreshMs: 0 });
+    const job = h.plan.job;
+    await drive(h, { checkpointAfter: 4, until: async () => (await h.store.require(job)).state.counts.completed >= 1 });
+    for (let round = 0; round < 2; round++) for (const v of h.plan.vertices) await deliver(h, v.id);
+    await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'pending-at-cancel', kind: 'checkpoint' } });
+    const before = await h.store.require(job);
+    expect(before.state.status).toBe('RUNNING');
+    expect(before.state.pending.length).toBeGreaterThanOrEqual(1);
+    const outputBefore = sorted(await h.output());
+    const stateBefore = await scanTable(h.resources.stateTable);
+
+    // When the job is cancelled
+    const { row, aborted } = await cancelJob(h.store, job, Date.now());
+    expect(row.state.status).toBe('CANCELED');
+    expect(row.jobStatus?.status).toBe(JobStatus.Canceled);
+    expect(aborted).toEqual(before.state.pending.map((p) => p.id));
+    expect(row.state.history.filter((c) => aborted.includes(c.id)).map((c) => [c.status, c.failureReason])).toEqual(aborted.map(() => ['FAILED', 'the job was cancelled']));
+    const logsAt = h.logs.length;
+
+    // Then the handlers delete what is still queued without processing it, and send nothing (the wake chains end)
+    let delivered = 0;
+    for (let round = 0; round < 4; round++) {
+      for (const v of h.plan.vertices) {
+        const d = await deliver(h, v.id, h.handlers[v.id], 1);
+        if (!d) continue;
+        delivered += d.messages.length;
+        expect(d.response.batchItemFailures).toEqual([]);
+      }
+    }
+    expect(delivered).toBeGreaterThan(0);
+    const after = h.logs.slice(logsAt);
+    expect(after.filter((l) => l.message === 'step')).toEqual([]);
+    expect(after.some((l) => l.message === 'messages of a cancelled job dropped')).toBe(true);
+    for (const v of h.plan.vertices) expect(await receiveMessages(clients, h.resources.queueUrls[v.id]!, { waitSeconds: 1 })).toEqual([]);
+    // And neither a tick nor a trigger starts a checkpoint; no state changed and no output was committed
+    await h.tasks.tick();
+    await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'after-cancel', kind: 'savepoint' } });
+    const final = await h.store.require(job);
+    expect(final.state.nextCheckpointId).toBe(row.state.nextCheckpointId);
+    expect(final.state.pending).toEqual([]);
+    expect(await scanTable(h.resources.stateTable)).toEqual(stateBefore);
+    expect(sorted(await h.output())).toEqual(outputBefore);
+    // The committed output is the oracle's, up to the checkpoint it completed: every line in it is one of the oracle's.
+    const expected = new Set(await oracle());
+    expect(outputBefore.length).toBeGreaterThan(0);
+    expect(outputBefore.filter((l) => !expected.has(l))).toEqual([]);
+  });
+
+  it('a wake delivered again with another deduplication id (as after the 5-minute window) takes no step and starts no second chain; output is exact', async () => {
+    const h = await harness();
+    let injected = 0;
+    await drive(h, {
+      onDelivery: async (d) => {
+        if (d.vertex !== 'lines' || injected >= 3) return;
+        // When a wake that a step just ran for arrives once more, with a deduplication id SQS has not seen
+        for (const m of d.messages) {
+          const w = parseWake(m.Body!);
+          if (!w || injected >= 3) continue;
+          await clients.sqs.send(
+            new SendMessageCommand({ QueueUrl: h.resources.queueUrls.lines!, MessageBody: encodeWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: `late-${randomUUID()}` }),
+          );
+          injected++;
+        }
+      },
+    });
+    expect(injected).toBe(3);
+    await expectExactOutput(h);
+    // Then the copies took no step of their own (refused by the control row's fence, or folded into the newer wake
+    // they arrived with), and each subtask's chain sent every next wake number exactly once: there was one chain
+    const sourceSteps = h.logs.filter((l) => l.message === 'step' && l.vertex === 'lines' && l.wake !== undefined);
+    const newSteps = sourceSteps.filter((l) => l.wake === 'new');
+    const wakesHandled = sourceSteps.reduce((n, l) => n + (l.wakes as number), 0);
+    expect(wakesHandled).toBeGreaterThanOrEqual(newSteps.length + 3);
+    for (const subtask of ['0', '1']) {
+      const sent = sourceSteps.filter((l) => l.subtask === subtask && l.nextWake !== undefined && l.wake === 'new').map((l) => l.nextWake as number);
+      expect([...sent].sort((a, b) => a - b)).toEqual(Array.from({ length: sent.length }, (_, i) => i + 1));
+    }
+
+    // And, with the job finished, a copy of an old wake is dropped on its own: no records read, no next wake
+    const logsAt = h.logs.length;
+    await clients.sqs.send(
+      new SendMessageCommand({ QueueUrl: h.resources.queueUrls.lines!, MessageBody: encodeWake({ gen: 1, subtask: 0, n: 1 }), MessageGroupId: '0', MessageDeduplicationId: `late-${randomUUID()}` }),
+    );
+    const d = await deliver(h, 'lines', h.handlers.lines, 1);
+    expect(d?.response.batchItemFailures).toEqual([]);
+    expect(h.logs.slice(logsAt).filter((l) => l.message === 'step').map((l) => [l.wake, l.recordsIn, l.nextWake])).toEqual([['stale', 0, undefined]]);
+    expect(await receiveMessages(clients, h.resources.queueUrls.lines!, { waitSeconds: 1 })).toEqual([]);
+  });
+
+  it('the coordinator re-wakes a source chain whose wake went to the dead-letter queue, and the output stays exact', async () => {
+    const h = await harness('files', { stallMs: 1500 });
+    // Given a "container" of the source vertex whose wake 2 of subtask 0 is moved to the dead-letter queue instead of handled
+    let lost: string | undefined;
+    const inner = h.handlers.lines!;
+    h.handlers.lines = async (event) => {
+      let records = event.Records;
+      if (lost === undefined) {
+        const rec = records.find((r) => {
+          const w = parseWake(r.body);
+          return w !== undefined && w.subtask === 0 && w.n === 2;
+        });
+        if (rec) {
+          lost = rec.body;
+          await clients.sqs.send(new SendMessageCommand({ QueueUrl: h.resources.dlqUrls.lines!, MessageBody: rec.body, MessageGroupId: '0', MessageDeduplicationId: `lost-${randomUUID()}` }));
+          records = records.filter((r) => r !== rec);
+        }
+      }
+      return records.length > 0 ? inner({ Records: records }) : { batchItemFailures: [] };
+    };
+    // When the coordinator ticks after every round (its watchdog gives up on a chain after 1.5s without progress)
+    await drive(h, { onRound: async () => void (await h.tasks.tick()) });
+    // Then the chain was woken again, the job finished, and the output is exact
+    expect(lost).toBeDefined();
+    expect(h.logs.some((l) => l.level === 'warn' && l.task === 'lines:0' && /made no progress/.test(String(l.message)))).toBe(true);
+    const dead = await receiveMessages(clients, h.resources.dlqUrls.lines!, { waitSeconds: 1 });
+    expect(dead.map((m) => m.Body)).toEqual([lost]);
+    await expectExactOutput(h);
+  });
+  it('paces an idle rate-limited source: a wake step waits until the source may read again instead of spinning', async () => {
+    // Given an unbounded source limited to 4 records a second, whose chain is driven as Lambda would drive it
+    const RATE = 4;
+    const SECONDS = 5;
+    const measure = async (sourceIdleWaitMs: number) => {
+      const job = new Job(`paced-${randomUUID().slice(0, 8)}`, { parallelism: 1 });
+      job.source(generator({ generate: (i) => i, ratePerSecond: RATE }), { uid: 'ticks' }).map((i) => i * 2, { uid: 'double' }).sinkTo(scratch.collector<number>(), { uid: 'out' });
+      const plan = buildPlan(job);
+      const source = plan.vertices.find((v) => v.isSource)!.id;
+      const provisionedJob = await provisionAwsJob({ plan, clients, visibilityTimeoutSeconds: VISIBILITY_SECONDS });
+      provisioned.push(provisionedJob);
+      const { resources } = provisionedJob;
+      const checkpoint = resolveCheckpointOptions({ dir: resources.checkpointRoot });
+      const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
+      const tasks = new CoordinatorTasks({
+        plan,
+        store,
+        storage: new S3CheckpointStorage({ client: clients.s3 }),
+        sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
+        sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs }),
+        log: () => {},
+      });
+      await tasks.initialize({ options: checkpoint, jobId: randomUUID(), savepointDir: resources.savepointRoot! });
+      await tasks.startSources();
+      const sqsRequests = { count: 0 };
+      const counted = countingSqs(sqsRequests);
+      const logs: Record<string, unknown>[] = [];
+      const handler = createOperatorHandler({ plan, vertex: source, resources, clients: counted, checkpoint, serializeLocalWrites: true, sourceIdleWaitMs, log: (l) => logs.push(l) });
+      // When it runs for a few seconds: receive (long poll), handle, delete, as the event source mapping does
+      const url = resources.queueUrls[source]!;
+      let invocations = 0;
+      const started = Date.now();
+      while (Date.now() - started < SECONDS * 1000) {
+        const res = await counted.sqs.send(new ReceiveMessageCommand({ QueueUrl: url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageSystemAttributeNames: ['All'] }));
+        const messages = res.Messages ?? [];
+        if (messages.length === 0) continue;
+        invocations++;
+        const response = await handler(sqsEventOf(messages));
+        expect(response.batchItemFailures).toEqual([]);
+        await counted.sqs.send(new DeleteMessageBatchCommand({ QueueUrl: url, Entries: messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle! })) }));
+      }
+      const elapsed = (Date.now() - started) / 1000;
+      const records = logs.filter((l) => l.message === 'step').reduce((n, l) => n + (l.recordsIn as number), 0);
+      return { invocationsPerSecond: invocations / elapsed, sqsRequestsPerSecond: sqsRequests.count / elapsed, recordsPerSecond: records / elapsed };
+    };
+    const spinning = await measure(0);
+    const paced = await measure(1000);
+    console.log(`idle rate-limited source (${RATE}/s) on moto: without pacing ${JSON.stringify(spinning)}; paced ${JSON.stringify(paced)}`);
+    // Then both read at the source's rate, but the paced chain takes about one step per record, the spinning one many more
+    for (const m of [spinning, paced]) expect(m.recordsPerSecond).toBeGreaterThan(RATE / 2);
+    expect(paced.invocationsPerSecond).toBeLessThanOrEqual(RATE + 1);
+    expect(paced.sqsRequestsPerSecond).toBeLessThanOrEqual(3 * (RATE + 1) + 1);
+    expect(spinning.invocationsPerSecond).toBeGreaterThan(paced.invocationsPerSecond);
   });
 });

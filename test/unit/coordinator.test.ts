@@ -600,3 +600,42 @@ describe('purity', () => {
     expect(state.history.length).toBeGreaterThan(0);
   });
 });
+
+describe('cancel', () => {
+  it('aborts what is pending without charging the budget, drops queued requests, and ends the job CANCELED', () => {
+    const before = run(coordinator({ options: { maxConcurrent: 1, tolerableFailures: 0 } }), [tick(INTERVAL), ack(INTERVAL + 1, 1, 'source:0'), trigger(INTERVAL + 2, savepoint('sp'))]);
+    expect(before.state.pending.map((p) => p.id)).toEqual([1]);
+    expect(before.state.queued.map((r) => r.requestId)).toEqual(['sp']);
+
+    const { effects, state } = reduceCoordinator(before.state, { type: 'cancel', now: INTERVAL + 3 });
+    expect(effects).toEqual([{ type: 'checkpointAborted', checkpointId: 1, reason: 'the job was cancelled' }, { type: 'jobCanceled' }]);
+    expect(state.status).toBe('CANCELED');
+    expect(state.pending).toEqual([]);
+    expect(state.queued).toEqual([]);
+    expect(state.consecutiveFailures).toBe(0);
+    expect(state.history.map((h) => [h.id, h.status, h.failureReason])).toEqual([[1, 'FAILED', 'the job was cancelled']]);
+  });
+
+  it.each<[string, CoordinatorEvent]>([
+    ['a tick after an interval', tick(10 * INTERVAL)],
+    ['a trigger', trigger(10, savepoint('late'))],
+    ['an ack', ack(10, 1, 'source:0')],
+    ['a source finishing', sourceFinished(10, 'source:0')],
+    ['another cancel', { type: 'cancel', now: 10 }],
+  ])('a cancelled job ignores %s', (_, event) => {
+    const canceled = reduceCoordinator(coordinator(), { type: 'cancel', now: 1 }).state;
+    const step = reduceCoordinator(canceled, event);
+    expect(step.state).toBe(canceled);
+    expect(step.effects).toEqual([]);
+  });
+
+  it('a FAILING job may be cancelled; a FINISHED one is not', () => {
+    const failing = run(coordinator(), [trigger(10, savepoint('stop', 'stop')), decline(20, 1)]).state;
+    expect(failing.status).toBe('FAILING');
+    expect(reduceCoordinator(failing, { type: 'cancel', now: 30 }).state.status).toBe('CANCELED');
+
+    const finished = run(coordinator(), [trigger(10, savepoint('stop', 'stop')), ...complete(20, 1)]).state;
+    expect(finished.status).toBe('FINISHED');
+    expect(reduceCoordinator(finished, { type: 'cancel', now: 30 }).state).toBe(finished);
+  });
+});

@@ -40,11 +40,31 @@ export interface CoordinatorRuntime {
   readonly savepointDir: string;
   /** Checkpoint id → placement, for pending checkpoints only. */
   readonly placements: Readonly<Record<string, SnapshotPlacement>>;
+  /**
+   * When the source subtasks of this generation were sent their first wake-up messages; absent until then. The
+   * coordinator's tick starts them when it finds this absent (a deployed job starts by itself after `cdk deploy`).
+   */
+  readonly sourcesStartedAt?: number;
 }
 
-/** The job's lifecycle as the effects record it (`failJob`, `jobFinished`), for the control plane and the restart supervisor. */
-export const JobStatus = { Running: 'RUNNING', Failing: 'FAILING', Finished: 'FINISHED' } as const;
+/**
+ * The job's lifecycle as the effects record it (`failJob`, `jobFinished`, `jobCanceled`), for the control plane and the
+ * restart supervisor. FINISHED and CANCELED are final for the row's generation: only a new generation (a restore)
+ * runs again.
+ */
+export const JobStatus = { Running: 'RUNNING', Failing: 'FAILING', Finished: 'FINISHED', Canceled: 'CANCELED' } as const;
 export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
+
+/** Whether a row's generation has ended for good: the reducer's state or the recorded status says FINISHED or CANCELED. */
+export function isTerminal(row: Pick<CoordinatorRow, 'state' | 'jobStatus'>): boolean {
+  const s = row.jobStatus?.status;
+  return row.state.status === 'FINISHED' || row.state.status === 'CANCELED' || s === JobStatus.Finished || s === JobStatus.Canceled;
+}
+
+/** Whether a row's generation was cancelled (the reducer's state is the truth; the status attribute follows it). */
+export function isCanceled(row: Pick<CoordinatorRow, 'state' | 'jobStatus'>): boolean {
+  return row.state.status === 'CANCELED' || row.jobStatus?.status === JobStatus.Canceled;
+}
 
 /** The job status attributes of a row; written by effects, never by a reducer step. */
 export interface JobStatusRecord {

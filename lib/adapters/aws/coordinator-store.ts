@@ -130,7 +130,7 @@ export abstract class CoordinatorStore {
   /** Reads a checkpoint's status item (strongly consistent). */
   abstract getCheckpointStatus(job: string, checkpointId: number): Promise<CheckpointStatusChange | undefined>;
 
-  /** Records the job's lifecycle status; FINISHED is final. */
+  /** Records the job's lifecycle status; FINISHED and CANCELED are final. */
   abstract setJobStatus(job: string, record: JobStatusRecord): Promise<void>;
 
   /** Reads a job row, throwing NOT_FOUND when the job has none. */
@@ -138,6 +138,32 @@ export abstract class CoordinatorStore {
     const row = await this.load(job);
     if (!row) throw new FloeError(ErrorCode.NotFound, `job '${job}' has no coordinator row`);
     return row;
+  }
+
+  /**
+   * Changes a job row's runtime outside the reducer (what only the AWS substrate keeps, such as when the sources of
+   * the generation were started): `change` answers the new runtime, or undefined for no write; re-applied to the
+   * winner's row on a lost write. Answers the stored row.
+   */
+  async updateRuntime(job: string, change: (row: CoordinatorRow) => CoordinatorRuntime | undefined, now: number): Promise<CoordinatorRow> {
+    let row = await this.require(job);
+    for (let attempt = 1; ; attempt++) {
+      const runtime = change(row);
+      if (runtime === undefined) return row;
+      const next: CoordinatorRow = { ...row, runtime, version: row.version + 1 };
+      try {
+        await this.replace(next, row.version, now);
+        this.stats.writes++;
+        return next;
+      } catch (e) {
+        if (!(e instanceof CoordinatorConflictError)) throw e;
+        this.stats.conflicts++;
+        if (attempt >= this.maxAttempts) throw new FloeError(ErrorCode.Storage, `updating the job row of '${job}' lost ${attempt} conditional writes in a row`, { cause: e, retryable: true });
+        if (!e.current) throw new FloeError(ErrorCode.NotFound, `job '${job}' lost its coordinator row`, { cause: e });
+        row = e.current;
+        await this.sleep(Math.random() * Math.min(250, this.retryBaseDelayMs * 2 ** (attempt - 1)));
+      }
+    }
   }
 
   /**
@@ -341,12 +367,13 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
             TableName: this.tableName,
             Key: { pk: { S: jobRowKey(job) } },
             UpdateExpression: record.detail === undefined ? 'SET #js = :s, #ja = :a REMOVE #jd' : 'SET #js = :s, #ja = :a, #jd = :d',
-            ConditionExpression: 'attribute_exists(#pk) AND (attribute_not_exists(#js) OR #js <> :finished)',
+            ConditionExpression: 'attribute_exists(#pk) AND (attribute_not_exists(#js) OR (#js <> :finished AND #js <> :canceled))',
             ExpressionAttributeNames: { '#pk': CoordinatorAttr.pk, '#js': CoordinatorAttr.jobStatus, '#ja': CoordinatorAttr.jobStatusAt, '#jd': CoordinatorAttr.jobStatusDetail },
             ExpressionAttributeValues: {
               ':s': { S: record.status },
               ':a': { N: String(record.at) },
               ':finished': { S: JobStatus.Finished },
+              ':canceled': { S: JobStatus.Canceled },
               ...(record.detail === undefined ? {} : { ':d': { S: record.detail } }),
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -355,7 +382,7 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
       );
     } catch (e) {
       if (!(e instanceof ConditionalCheckFailedException)) throw e;
-      // The job already FINISHED: that is final. No row at all is a caller's mistake.
+      // The job already FINISHED or was CANCELED: that is final. No row at all is a caller's mistake.
       if (!e.Item) throw new FloeError(ErrorCode.NotFound, `job '${job}' has no coordinator row to record ${record.status} in`, { cause: e });
     }
   }

@@ -10,6 +10,7 @@
  * | `checkpointAborted`   | logged (its status item is written with every status change)                            |
  * | `failJob`             | job row `jobStatus = FAILING` with the reason (the restart supervisor takes it from there) |
  * | `jobFinished`         | job row `jobStatus = FINISHED` with the savepoint path                                  |
+ * | `jobCanceled`         | job row `jobStatus = CANCELED`                                                          |
  *
  * Tasks (each idempotent, so Step Functions may retry them):
  * - **trigger** `n`: if `n` is the next id, apply a `trigger` request and write it only if the reducer starts `n`
@@ -20,7 +21,9 @@
  *   the status item from the row. Answers the status.
  * - **complete** `n`: commit the checkpoint's pending sink transactions again, so completion side effects happen
  *   at least once even if the process that completed the checkpoint died right after.
- * - **tick**: the periodic heartbeat (interval, min pause, queued requests, timeouts).
+ * - **tick**: the periodic heartbeat (interval, min pause, queued requests, timeouts); then, with a
+ *   {@link SourceChainDriver}, it starts the sources of a generation nobody started yet (so a deployed job starts
+ *   with its first tick) and lets the driver's watchdog re-wake stalled source chains.
  *
  * A `putIfAbsent` refused because `_metadata` exists means another writer of the same checkpoint won (a duplicate
  * or a re-run): the stored manifest is read back and, if it is this run's checkpoint `n`, adopted as written. The
@@ -39,7 +42,7 @@ import { barrierEnvelopes } from './coordinator-barriers.js';
 import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './coordinator-commits.js';
 import type { CheckpointExecutions } from './coordinator-executions.js';
 import { guardedObserver, type CoordinatorObservation, type CoordinatorObserver } from './coordinator-observer.js';
-import { JobStatus, checkpointStatusOf, newCoordinatorRow, type CheckpointStatusChange, type CoordinatorRow, type NewCoordinatorRowInput } from './coordinator-job-row.js';
+import { JobStatus, checkpointStatusOf, isTerminal, newCoordinatorRow, type CheckpointStatusChange, type CoordinatorRow, type NewCoordinatorRowInput } from './coordinator-job-row.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from './coordinator-state-machine.js';
 import { checkpointStatusKey } from './coordinator-schema.js';
 import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from './coordinator-store.js';
@@ -68,6 +71,14 @@ export class TriggerRefusedError extends FloeError {
   }
 }
 
+/** The coordinator's part in driving the sources' wake-up chains (implemented in lib/aws/source-chains.ts). */
+export interface SourceChainDriver {
+  /** Sends the first wake to every source subtask of `generation`; sending it again is harmless (same deduplication ids). */
+  start(generation: number): Promise<void>;
+  /** Re-sends the next wake of the row's source chains that made no progress for too long. */
+  watch(row: CoordinatorRow): Promise<void>;
+}
+
 /** Options of {@link CoordinatorTasks}. */
 export interface CoordinatorTasksOptions {
   /** The job's physical plan: source vertices get barriers, manifests list its operators. */
@@ -81,6 +92,8 @@ export interface CoordinatorTasksOptions {
   readonly executions?: CheckpointExecutions;
   /** Committers of pending sink transactions, by sink kind; the plan's own sinks are used for kinds not listed. @default [] */
   readonly committers?: readonly SinkCommitter[];
+  /** Starts and watches the sources' wake chains on ticks. @default none (the caller starts the sources) */
+  readonly sources?: SourceChainDriver;
   /** @default the system clock */
   readonly clock?: Clock;
   /** @default JSON lines on stdout */
@@ -104,6 +117,7 @@ export class CoordinatorTasks implements EffectRunner {
   private readonly storage: CheckpointStorage;
   private readonly sender: QueueSender;
   private readonly executions: CheckpointExecutions | undefined;
+  private readonly sources: SourceChainDriver | undefined;
   private readonly commits: SinkCommitRegistry;
   private readonly clock: Clock;
   private readonly log: CoordinatorLog;
@@ -116,6 +130,7 @@ export class CoordinatorTasks implements EffectRunner {
     this.storage = options.storage;
     this.sender = options.sender;
     this.executions = options.executions;
+    this.sources = options.sources;
     this.commits = new SinkCommitRegistry(options.plan, options.committers);
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? jsonLineLog;
@@ -230,9 +245,40 @@ export class CoordinatorTasks implements EffectRunner {
     return { committed: await this.commitCheckpoint(row, checkpointId, status.path) };
   }
 
-  /** The periodic heartbeat: starts due checkpoints, serves queued requests, expires overdue ones. */
+  /**
+   * The periodic heartbeat: starts due checkpoints, serves queued requests, expires overdue ones; then starts the
+   * sources of a generation nobody started yet, or watches their chains.
+   */
   async tick(): Promise<AppliedStep> {
-    return this.dispatch({ type: 'tick', now: this.clock.now() });
+    const applied = await this.dispatch({ type: 'tick', now: this.clock.now() });
+    await this.superviseSources(applied.row);
+    return applied;
+  }
+
+  /** Starts the sources of the row's generation if that was not done, else lets the watchdog look at their chains; only while RUNNING. */
+  async superviseSources(row: CoordinatorRow): Promise<void> {
+    if (!this.sources || row.state.status !== 'RUNNING' || isTerminal(row) || row.jobStatus?.status === JobStatus.Failing) return;
+    if (row.runtime.sourcesStartedAt === undefined) await this.startSources(row);
+    else await this.sources.watch(row);
+  }
+
+  /**
+   * Sends every source subtask of the row's generation its first wake and records when in the row. Idempotent: a
+   * repeat sends the same messages (dropped by SQS's deduplication, or by the chains' fence after five minutes).
+   */
+  async startSources(row?: CoordinatorRow): Promise<CoordinatorRow> {
+    if (!this.sources) throw new FloeError(ErrorCode.InvalidOptions, `the coordinator of '${this.job}' has no source chain driver to start the sources with`);
+    const current = row ?? (await this.store.require(this.job));
+    const generation = current.runtime.generation;
+    await this.sources.start(generation);
+    const now = this.clock.now();
+    const stored = await this.store.updateRuntime(
+      this.job,
+      (r) => (r.runtime.generation === generation && r.runtime.sourcesStartedAt === undefined ? { ...r.runtime, sourcesStartedAt: now } : undefined),
+      now,
+    );
+    if (stored.runtime.sourcesStartedAt === now) this.log({ level: 'info', message: `sources of generation ${generation} started`, job: this.job, generation });
+    return stored;
   }
 
   /** Carries out one effect; returns the events its outcome produces. */
@@ -282,6 +328,10 @@ export class CoordinatorTasks implements EffectRunner {
         await this.store.setJobStatus(this.job, { status: JobStatus.Finished, ...(path === undefined ? {} : { detail: path }), at: this.clock.now() });
         return [];
       }
+      case 'jobCanceled':
+        this.log({ level: 'info', message: 'job cancelled', job: this.job, generation: row.runtime.generation });
+        await this.store.setJobStatus(this.job, { status: JobStatus.Canceled, at: this.clock.now() });
+        return [];
     }
   }
 

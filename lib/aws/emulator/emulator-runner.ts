@@ -4,7 +4,11 @@
  *
  *     provision (idempotent) ─▶ purge queues ─▶ restore state into DynamoDB ─▶ new job row (generation + 1)
  *       ─▶ pollers: one per vertex queue (operator handler), one for the tasks queue (coordinator tasks)
- *       ─▶ start sources (wake-ups) ─▶ tick timer (what the schedule sends on AWS) ─▶ wait for the job row's status
+ *       ─▶ start sources (wake-ups, recorded in the row) ─▶ tick timer (what the schedule sends on AWS; it also runs the
+ *          source chains' watchdog) ─▶ wait for the job row's status: FINISHED, FAILING (restart) or CANCELED
+ *
+ * A cancel through the job row (`floe cancel --stack/--outputs`, another process) ends the run CANCELED as one
+ * through this runner's own REST API does; a cancel here is written to the row too, so every reader sees it.
  *
  * The job row in the coordinator table is the truth: the REST API reads a copy refreshed a few times a second, and
  * triggers go through the coordinator store like every other event.
@@ -16,7 +20,8 @@ import type { Job } from '../../api/job.js';
 import type { SinkConnector } from '../../api/connector.js';
 import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/coordinator-executions.js';
-import { JobStatus, newCoordinatorRow, type CoordinatorRow } from '../../adapters/aws/coordinator-job-row.js';
+import { cancelJob } from '../../adapters/aws/coordinator-cancel.js';
+import { JobStatus, isCanceled, newCoordinatorRow, type CoordinatorRow } from '../../adapters/aws/coordinator-job-row.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../adapters/aws/coordinator-state-machine.js';
 import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../adapters/aws/coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../adapters/aws/coordinator-task-handler.js';
@@ -38,7 +43,8 @@ import type { Clock } from '../../ports/index.js';
 import { findLatestCheckpoint, listCheckpoints, loadManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
 import type { RestoreSource, RunOutcome } from '../../embedded/embedded-runner.js';
-import { createOperatorHandler, startSources, type AwsJobResources } from '../operator-handler.js';
+import { createOperatorHandler, type AwsJobResources } from '../operator-handler.js';
+import { SourceChains } from '../source-chains.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, purgeJobQueues, type EmulatorJobResources } from './provision.js';
 
 /** Options of an emulator-mode run; the job's own options are the defaults. */
@@ -176,7 +182,7 @@ export class EmulatorRunner implements JobControl {
     const pollers: SqsEventSourcePoller[] = [];
     let ticker: NodeJS.Timeout | undefined;
     try {
-      const { resources, store, generation } = await this.prepareAttempt(restore);
+      const { resources, store } = await this.prepareAttempt(restore);
       const clients = this.clients;
       const handlerResources: AwsJobResources = {
         job: resources.job,
@@ -230,7 +236,7 @@ export class EmulatorRunner implements JobControl {
       );
       await Promise.all(pollers.map((p) => p.start()));
       this.state = JobState.Running;
-      await startSources({ plan: this.plan, resources: handlerResources, clients, generation });
+      this.row = await this.tasks!.startSources();
 
       // EventBridge Scheduler does not fire on emulators: send the coordinator the tick the schedule would send.
       const tick = JSON.stringify({ v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'tick', job: this.plan.job });
@@ -317,6 +323,7 @@ export class EmulatorRunner implements JobControl {
         return url;
       }),
       executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: this.plan.job }),
+      sources: new SourceChains({ plan: this.plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state: stateStore, clock: this.clock, log: (e) => this.onCoordinatorLog(e) }),
       clock: this.clock,
       log: (e) => this.onCoordinatorLog(e),
     });
@@ -386,6 +393,10 @@ export class EmulatorRunner implements JobControl {
         }
       } catch (e) {
         this.log(`reading the job row failed: ${(e as Error).message}`);
+      }
+      if (this.row && isCanceled(this.row)) {
+        this.log('job cancelled through its job row');
+        return { state: 'CANCELED' };
       }
       const status = this.row?.jobStatus;
       if (status?.status === JobStatus.Finished) {
@@ -529,6 +540,12 @@ export class EmulatorRunner implements JobControl {
   }
 
   async cancel(): Promise<void> {
+    const resources = this.resources;
+    if (resources && this.row && this.state === JobState.Running) {
+      // Recorded in the job row as well, so that readers of the row (`floe checkpoints --outputs`) see it.
+      const store = new DynamoDbCoordinatorStore({ client: this.clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
+      await cancelJob(store, this.plan.job, this.clock.now()).catch((e: Error) => this.log(`recording the cancel in the job row failed: ${e.message}`));
+    }
     this.cancelRequested = true;
     this.wake();
     if (this.state === JobState.Created || this.checkpointOptions.retainOnCancel) return;

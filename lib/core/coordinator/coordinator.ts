@@ -1,5 +1,5 @@
 import type { ResolvedCheckpointOptions } from '../options.js';
-import { abortCheckpoint } from './abort.js';
+import { abortAllPending, abortCheckpoint } from './abort.js';
 import { classifyNotPending, findPending, recordAck } from './ack-tracker.js';
 import { serveQueue, startCheckpoint, submitRequest } from './checkpoint-starter.js';
 import { completeCheckpoint } from './completion.js';
@@ -113,13 +113,19 @@ function onManifestFailed(state: CoordinatorState, checkpointId: number, reason:
   return abortCheckpoint(state, checkpointId, `manifest of ${pending.kind} ${checkpointId} could not be written: ${reason}`, now, 'failure');
 }
 
+/** Cancels the job: a FAILING job may be cancelled too (its failover is then not wanted); pending checkpoints are aborted without charging the budget. */
+function onCancel(state: CoordinatorState, now: number): CoordinatorStep {
+  const aborted = abortAllPending({ ...state, status: 'CANCELED', queued: [] }, 'the job was cancelled', now);
+  return andThen(aborted, (s) => step(s, [{ type: 'jobCanceled' }]));
+}
+
 /**
  * The checkpoint coordinator as a pure reducer: `(state, event) → { state, effects }`. It reads no clock
  * (time comes from `event.now`) and does no I/O; the runner carries out the effects and feeds their
- * outcomes back as events. A FINISHED job ignores every event.
+ * outcomes back as events. A FINISHED or CANCELED job ignores every event.
  */
 export function reduceCoordinator(state: CoordinatorState, event: CoordinatorEvent): CoordinatorStep {
-  if (state.status === 'FINISHED') return unchanged(state);
+  if (state.status === 'FINISHED' || state.status === 'CANCELED') return unchanged(state);
   switch (event.type) {
     case 'tick':
       return onTick(state, event.now);
@@ -135,6 +141,8 @@ export function reduceCoordinator(state: CoordinatorState, event: CoordinatorEve
       return completeCheckpoint(state, event.checkpointId, event.path, event.now);
     case 'manifestFailed':
       return onManifestFailed(state, event.checkpointId, event.reason, event.now);
+    case 'cancel':
+      return onCancel(state, event.now);
     default: {
       const _exhaustive: never = event;
       return unchanged(state);

@@ -71,8 +71,8 @@ export interface CoordinatorState {
   /** Task keys of source subtasks. */
   readonly sourceTasks: readonly string[];
   readonly options: ResolvedCheckpointOptions;
-  /** Lifecycle of the job as the coordinator sees it. */
-  readonly status: 'RUNNING' | 'FINISHED' | 'FAILING';
+  /** Lifecycle of the job as the coordinator sees it; FINISHED and CANCELED are terminal. */
+  readonly status: 'RUNNING' | 'FINISHED' | 'FAILING' | 'CANCELED';
   readonly nextCheckpointId: number;
   readonly pending: readonly PendingCheckpoint[];
   /** Requests waiting for a free slot (max concurrent) or for min pause. */
@@ -100,7 +100,9 @@ export type CoordinatorEvent =
   | { readonly type: 'decline'; readonly now: number; readonly checkpointId: number; readonly task: string; readonly reason: string }
   | { readonly type: 'sourceFinished'; readonly now: number; readonly task: string }
   | { readonly type: 'manifestWritten'; readonly now: number; readonly checkpointId: number; readonly path: string }
-  | { readonly type: 'manifestFailed'; readonly now: number; readonly checkpointId: number; readonly reason: string };
+  | { readonly type: 'manifestFailed'; readonly now: number; readonly checkpointId: number; readonly reason: string }
+  /** End the job without a snapshot (Flink's cancel): pending checkpoints are aborted, nothing starts any more. */
+  | { readonly type: 'cancel'; readonly now: number };
 
 /** What the runner must do after a reducer step; the runner feeds results back as events. */
 export type CoordinatorEffect =
@@ -115,7 +117,9 @@ export type CoordinatorEffect =
   /** Too many consecutive failures, or a terminating snapshot failed: fail over (restart strategy). */
   | { readonly type: 'failJob'; readonly reason: string }
   /** The terminating snapshot completed: the job is done. */
-  | { readonly type: 'jobFinished'; readonly checkpointId: number; readonly termination: Termination };
+  | { readonly type: 'jobFinished'; readonly checkpointId: number; readonly termination: Termination }
+  /** The job was cancelled: record it where the control plane and the runners look. */
+  | { readonly type: 'jobCanceled' };
 
 /** The reducer's result. */
 export interface CoordinatorStep {

@@ -89,6 +89,17 @@ export class SourceOperator extends Operator {
     return count;
   }
 
+  /**
+   * When a rate-limited source may emit its next record (ms since the epoch; the past when it may now), so a caller
+   * can wait instead of asking again at once; undefined without a rate limit or before the first read.
+   */
+  nextReadyAt(): number | undefined {
+    if (this.connector.ratePerSecond === undefined || this.startedAt === 0) return undefined;
+    const perSubtask = this.connector.ratePerSecond / this.rt.parallelism;
+    // The inverse of `allowed` in read(): the first time at which one more record is allowed.
+    return this.startedAt + Math.ceil(((this.emitted + 1 - perSubtask / 10) / perSubtask) * 1000) + 1;
+  }
+
   /** The watermark this subtask's splits allow: the smallest over unfinished splits; the maximum once all are done. */
   currentSourceWatermark(): number {
     if (!this.watermarks) return MIN_WATERMARK;

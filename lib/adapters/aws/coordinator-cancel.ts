@@ -1,0 +1,39 @@
+/**
+ * Cancelling a job on AWS (Flink's cancel: the job ends CANCELED, without a savepoint). The reducer's `cancel` event
+ * is applied to the job row with the usual conditional write: the row's generation is then CANCELED for good —
+ * ticks and triggers start nothing, acks are ignored, so no checkpoint completes and no sink output is committed —
+ * and the pending checkpoints are aborted. This side then writes what the step's effects ask for that needs no plan:
+ * the aborted checkpoints' status items (their watchdog executions end) and `jobStatus = CANCELED` (for the control
+ * plane and emulator mode's runner). Operator handlers read the row and drop the generation's messages; the source
+ * wake chains end.
+ *
+ * Repeating a cancel is harmless: a cancelled row only gets its status attribute written again (in case the first
+ * cancel died between the two writes). A FINISHED job cannot be cancelled.
+ */
+import { CheckpointStatus } from '../../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { JobStatus, isCanceled, type CoordinatorRow } from './coordinator-job-row.js';
+import type { CoordinatorStore } from './coordinator-store.js';
+
+/** What {@link cancelJob} did. */
+export interface CancelOutcome {
+  /** The job row after the cancel. */
+  readonly row: CoordinatorRow;
+  /** False when the row was already cancelled. */
+  readonly changed: boolean;
+  /** Checkpoints and savepoints that were pending and are now aborted. */
+  readonly aborted: readonly number[];
+}
+
+/** Cancels the current generation of `job`'s row; throws BAD_REQUEST when the job already finished. */
+export async function cancelJob(store: CoordinatorStore, job: string, now: number): Promise<CancelOutcome> {
+  const applied = await store.apply(job, { type: 'cancel', now });
+  if (!isCanceled(applied.row)) {
+    throw new FloeError(ErrorCode.BadRequest, `job '${job}' is ${applied.row.jobStatus?.status ?? applied.row.state.status}: there is nothing to cancel`);
+  }
+  const aborted = applied.statusChanges.filter((c) => c.status !== CheckpointStatus.InProgress).map((c) => c.checkpointId);
+  for (const change of applied.statusChanges) await store.putCheckpointStatus(job, change);
+  if (applied.row.jobStatus?.status !== JobStatus.Canceled) await store.setJobStatus(job, { status: JobStatus.Canceled, at: now });
+  const row = (await store.load(job)) ?? applied.row;
+  return { row, changed: applied.written, aborted };
+}
