@@ -25,14 +25,25 @@ import { generateWordInput } from '../support/wordcount-oracle.js';
 
 const endpoint = process.env.AWS_ENDPOINT_URL!;
 let work: string;
-/** The handler's log lines (JSON on stdout), kept out of the test output. */
+/** The handler's Powertools log lines (JSON on stdout, WARN and ERROR on stderr), kept out of the test output; EMF metric objects are left out. */
 const logged: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'floe-control-api-'));
-  vi.spyOn(console, 'log').mockImplementation((line: unknown) => {
-    if (typeof line === 'string' && line.startsWith('{')) logged.push(JSON.parse(line) as Record<string, unknown>);
-  });
+  const capture = (stream: NodeJS.WriteStream) => {
+    const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+    vi.spyOn(stream, 'write').mockImplementation(((chunk: unknown, ...rest: unknown[]) => {
+      const lines = String(chunk).split('\n').filter((l) => l.startsWith('{'));
+      if (lines.length === 0) return write(chunk, ...rest);
+      for (const line of lines) {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        if (!('_aws' in entry)) logged.push(entry);
+      }
+      return true;
+    }) as typeof stream.write);
+  };
+  capture(process.stdout);
+  capture(process.stderr);
 });
 
 afterAll(async () => {
@@ -185,9 +196,9 @@ describe('control-API Lambda against a deployed job (emulator)', () => {
       await vi.waitFor(async () => expect((await call<JobIdsWithStatusOverview>('GET', '/jobs')).body.jobs[0]!.status).toBe('FINISHED'), { timeout: 10_000 });
       await refused('POST', `/jobs/${name}/savepoints`, 400, /is FINISHED; it takes savepoints only while RUNNING/);
 
-      // And every request was logged as one JSON line with its method, path and status
-      expect(logged).toContainEqual(expect.objectContaining({ level: 'info', method: 'POST', path: `/jobs/${name}/stop`, status: 202 }));
-      expect(logged).toContainEqual(expect.objectContaining({ level: 'warn', method: 'GET', path: '/jobs/other-job', status: 404, errors: ['Job other-job not found.'] }));
+      // And every request was logged as one Powertools JSON line with its method, path and status
+      expect(logged).toContainEqual(expect.objectContaining({ level: 'INFO', service: 'floe', method: 'POST', path: `/jobs/${name}/stop`, status: 202 }));
+      expect(logged).toContainEqual(expect.objectContaining({ level: 'WARN', service: 'floe', method: 'GET', path: '/jobs/other-job', status: 404, errors: ['Job other-job not found.'] }));
     } finally {
       if (runner.overview().state === 'RUNNING') {
         await runner.cancel().catch(() => {});

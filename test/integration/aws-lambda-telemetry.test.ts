@@ -311,7 +311,7 @@ describe('Lambda handlers log and measure through Powertools', () => {
 
   it('coordinator: Powertools batch reports only the malformed message; task counts as one EMF object with the job dimension', async () => {
     // Given the coordinator's container, and a job whose row is FINISHED (the first test ran it to its end) or RUNNING
-    const handler = await freshHandler('coordinator', { ...environment(), FLOE_VERTEX_QUEUE_URLS: JSON.stringify({}) });
+    const handler = await freshHandler('coordinator', environment());
 
     // When a batch of a tick and a malformed message arrives
     const record = (messageId: string, body: string) => ({ ...fifoRecord(messageId, body, ''), attributes: { ApproximateReceiveCount: '1', SentTimestamp: '0', SenderId: 'x', ApproximateFirstReceiveTimestamp: '0' } });
