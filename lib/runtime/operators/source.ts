@@ -17,6 +17,8 @@ interface SplitState {
 export class SourceOperator extends Operator {
   private startedAt = 0;
   private emitted = 0;
+  /** The last rate quantum (see read()); 1 before the first read. */
+  private quantum = 1;
 
   constructor(
     uid: string,
@@ -46,15 +48,21 @@ export class SourceOperator extends Operator {
     return this.splits().every((s) => s.split.done);
   }
 
-  /** Reads up to `max` records across the subtask's splits, honouring the rate limit; returns how many were emitted. */
+  /**
+   * Reads up to `max` records across the subtask's splits, honouring the rate limit; returns how many were emitted.
+   *
+   * A rate-limited read asks for nothing or for exactly one quantum (`rateQuantum`: 100 ms of the subtask's rate, at
+   * most `max`), never for "whatever the clock allows": a replayed step (the same input after a crash before its
+   * commit, in a fresh executor whose clock started anew) then reads either nothing — and the next step re-reads
+   * the same records under the same sequence numbers — or the same records, so receivers' sequence dedup stays exact.
+   */
   async read(max: number): Promise<number> {
     const now = this.rt.clock.now();
     if (this.startedAt === 0) this.startedAt = now;
     let budget = max;
     if (this.connector.ratePerSecond !== undefined) {
-      const perSubtask = this.connector.ratePerSecond / this.rt.parallelism;
-      const allowed = Math.floor(((now - this.startedAt) / 1000) * perSubtask + perSubtask / 10) - this.emitted;
-      budget = Math.max(0, Math.min(max, allowed));
+      this.quantum = this.rateQuantum(max);
+      budget = this.allowed(now) >= this.quantum ? this.quantum : 0;
     }
     if (budget === 0) return 0;
     const states = this.splits();
@@ -96,8 +104,20 @@ export class SourceOperator extends Operator {
   nextReadyAt(): number | undefined {
     if (this.connector.ratePerSecond === undefined || this.startedAt === 0) return undefined;
     const perSubtask = this.connector.ratePerSecond / this.rt.parallelism;
-    // The inverse of `allowed` in read(): the first time at which one more record is allowed.
-    return this.startedAt + Math.ceil(((this.emitted + 1 - perSubtask / 10) / perSubtask) * 1000) + 1;
+    // The inverse of allowed(): the first time at which one more quantum is allowed.
+    return this.startedAt + Math.ceil(((this.emitted + this.quantum - perSubtask / 10) / perSubtask) * 1000) + 1;
+  }
+
+  /** Records a rate-limited read takes at once: 100 ms of this subtask's share of the rate, at least 1, at most `max`. */
+  private rateQuantum(max: number): number {
+    const perSubtask = this.connector.ratePerSecond! / this.rt.parallelism;
+    return Math.max(1, Math.min(max, Math.ceil(perSubtask / 10)));
+  }
+
+  /** Records the rate allows by `now` beyond those emitted (a burst of 100 ms is allowed at the start). */
+  private allowed(now: number): number {
+    const perSubtask = this.connector.ratePerSecond! / this.rt.parallelism;
+    return Math.floor(((now - this.startedAt) / 1000) * perSubtask + perSubtask / 10) - this.emitted;
   }
 
   /** The watermark this subtask's splits allow: the smallest over unfinished splits; the maximum once all are done. */
