@@ -470,7 +470,9 @@ export async function startSources(options: { plan: PhysicalPlan; resources: Aws
 /** How long a wake step waits before the next wake: until a rate-limited source may read again, or the whole bound when it read nothing. */
 function pauseOf(result: StepResult, now: number, boundMs: number): number {
   if (boundMs <= 0) return 0;
-  if (result.sourceReadyAt !== undefined) return Math.max(0, Math.min(boundMs, result.sourceReadyAt - now));
+  // A rate-limited source whose next quantum is due later waits for it; one that is due but read nothing (its splits
+  // had no data) is idle like any other, or it would spin.
+  if (result.sourceReadyAt !== undefined && result.sourceReadyAt > now) return Math.min(boundMs, result.sourceReadyAt - now);
   return result.idle ? boundMs : 0;
 }
 
