@@ -3,8 +3,9 @@ import { FloeJobErrorId, type FloeJobProblem } from './errors.js';
 /**
  * How periodic checkpoints are driven on AWS: by ticks on the coordinator-tasks queue, each letting the coordinator's
  * trigger decider (which honours interval, min pause and max concurrent) start a checkpoint. EventBridge Scheduler's
- * rate expressions count whole minutes (1 at least), so an interval of whole minutes is a schedule of that rate
- * sending one tick each time; an interval below a minute is a schedule of 1 minute starting the ticker, an Express
+ * rate expressions count whole minutes (1 at least), so an interval of whole minutes is a schedule ticking once a
+ * minute, the decider letting a checkpoint start once the interval has passed (a tick a minute also starts a new
+ * generation's sources and watches their wake chains within a minute, however long the interval); an interval below a minute is a schedule of 1 minute starting the ticker, an Express
  * state machine whose Wait loop sends a tick every interval (whole seconds: Wait counts seconds). With periodic
  * checkpoints off (interval 0) a tick still comes every minute: ticks also start a new generation's sources (so a
  * deployed job starts by itself) and run the watchdog of stalled source wake chains.
@@ -51,5 +52,5 @@ export function planCheckpointSchedule(intervalMs: number, problems: FloeJobProb
     });
     return undefined;
   }
-  return { rateMinutes: intervalMs / 60_000, tickSeconds: 0, ticksPerExecution: 1 };
+  return { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 };
 }

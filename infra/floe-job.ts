@@ -85,7 +85,11 @@ export interface FloeJobProps {
   readonly accessLogRetention?: Duration;
   /** How long deleted or overwritten objects under `<job>/checkpoints/` stay recoverable (noncurrent versions). @default Duration.days(1) */
   readonly checkpointNoncurrentRetention?: Duration;
-  /** Whether the periodic-checkpoint schedule starts enabled. @default true */
+  /**
+   * Whether the coordinator's schedule starts enabled. Its ticks trigger periodic checkpoints, start a new
+   * generation's sources (a deployed job starts on its first tick) and re-wake stalled source wake chains, so with it
+   * disabled the job waits until it is enabled. @default true
+   */
   readonly scheduleEnabled?: boolean;
   /** Builds the coordinator state machine's ASL. @default defaultCoordinatorDefinition (lib/adapters/aws/coordinator-state-machine.ts) */
   readonly coordinatorDefinition?: CoordinatorDefinitionFactory;

@@ -323,12 +323,12 @@ describe('FloeJob coordinator', () => {
     });
   });
 
-  it('sends ticks straight to the coordinator-tasks queue for an interval of whole minutes, and once a minute for 0 (start and watchdog)', () => {
+  it('sends ticks straight to the coordinator-tasks queue once a minute for an interval of whole minutes, and for 0 (start and watchdog)', () => {
     const minutes = synthJob({ job: smallJob(), checkpoint: { interval: '5m' } });
     const job = minutes.stack.node.findChild('Job') as FloeJob;
     expect(job.ticker).toBeUndefined();
     minutes.template.hasResourceProperties('AWS::Scheduler::Schedule', {
-      ScheduleExpression: 'rate(5 minutes)',
+      ScheduleExpression: 'rate(1 minute)',
       Target: Match.objectLike({
         Arn: minutes.stack.resolve(job.coordinatorQueue.queueArn),
         Input: Match.stringLikeRegexp('"type":"tick".*<aws.scheduler.scheduled-time>'),
@@ -547,7 +547,7 @@ describe('checkpoint schedule', () => {
     ['1s', 1000, { rateMinutes: 1, tickSeconds: 1, ticksPerExecution: 60 }, undefined],
     ['15s', 15_000, { rateMinutes: 1, tickSeconds: 15, ticksPerExecution: 4 }, undefined],
     ['1m', 60_000, { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 }, undefined],
-    ['10m', 600_000, { rateMinutes: 10, tickSeconds: 0, ticksPerExecution: 1 }, undefined],
+    ['10m: a tick a minute, the decider waits out the interval', 600_000, { rateMinutes: 1, tickSeconds: 0, ticksPerExecution: 1 }, undefined],
     ['500ms', 500, undefined, FloeJobErrorId.CheckpointIntervalBelowMinimum],
     ['7s', 7000, undefined, FloeJobErrorId.CheckpointIntervalNotSchedulable],
     ['1500ms', 1500, undefined, FloeJobErrorId.CheckpointIntervalNotSchedulable],
