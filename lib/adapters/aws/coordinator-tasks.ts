@@ -23,7 +23,9 @@
  *   at least once even if the process that completed the checkpoint died right after.
  * - **tick**: the periodic heartbeat (interval, min pause, queued requests, timeouts); then, with a
  *   {@link SourceChainDriver}, it starts the sources of a generation nobody started yet (so a deployed job starts
- *   with its first tick) and lets the driver's watchdog re-wake stalled source chains.
+ *   with its first tick) and lets the driver's watchdog re-wake stalled source chains. A generation `floe start`
+ *   restored (`runtime.start`) is started only once its state is written, and after the snapshot's pending sink
+ *   transactions are committed (lib/aws/job-start.ts).
  *
  * A `putIfAbsent` refused because `_metadata` exists means another writer of the same checkpoint won (a duplicate
  * or a re-run): the stored manifest is read back and, if it is this run's checkpoint `n`, adopted as written. The
