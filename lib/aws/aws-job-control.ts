@@ -5,7 +5,8 @@
  * the trigger task; this side only watches the row, so it needs neither the job's code nor its plan.
  *
  * Cancel applies the reducer's `cancel` event to the row directly (coordinator-cancel.ts): the generation ends
- * CANCELED, the operator handlers drop its messages and the source chains end.
+ * CANCELED, the operator handlers drop its messages and the source chains end. Start moves a stopped, cancelled or
+ * failing job to a new generation restored from a savepoint or checkpoint (job-start.ts).
  *
  * The reads of {@link JobControl} are synchronous: they answer the row as of the last {@link AwsJobControl.refresh}.
  */
@@ -23,6 +24,7 @@ import type { CoordinatorState, Termination } from '../core/coordinator/types.js
 import { ErrorCode, FloeError } from '../core/errors.js';
 import type { ResolvedCheckpointOptions } from '../core/options.js';
 import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../rest/job-control.js';
+import { startDeployedJob, type JobStartOptions, type JobStartOutcome } from './job-start.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
 
 /** Attempts at getting a trigger its own checkpoint id, when others take the id first. */
@@ -105,7 +107,7 @@ export class AwsJobControl implements JobControl {
         entry.status = { status: 'IN_PROGRESS', checkpointId: id };
       } else {
         // Another checkpoint took the id first, or the trigger was refused: try the next one.
-        if (this.isRunning() && entry.attempts < MAX_TRIGGER_ATTEMPTS) this.start(entry);
+        if (this.isRunning() && entry.attempts < MAX_TRIGGER_ATTEMPTS) this.startExecution(entry);
         else entry.status = { status: 'FAILED', failureCause: this.isRunning() ? `no checkpoint id could be had for the ${entry.request.kind} in ${entry.attempts} attempts` : `job '${this.job}' is ${this.overview().state}` };
         return;
       }
@@ -135,7 +137,7 @@ export class AwsJobControl implements JobControl {
   }
 
   /** Starts an execution for the next free checkpoint id; failures end the trigger. */
-  private start(entry: TriggerEntry): void {
+  private startExecution(entry: TriggerEntry): void {
     entry.starting = true;
     entry.attempts++;
     const n = this.row.state.nextCheckpointId;
@@ -163,7 +165,7 @@ export class AwsJobControl implements JobControl {
     const request = { requestId, kind, ...(dir === undefined ? {} : { dir }), ...(termination === undefined || termination === 'end' ? {} : { termination }) };
     const entry: TriggerEntry = { status: { status: 'IN_PROGRESS' }, request, attempts: 0, starting: false };
     this.triggers.set(requestId, entry);
-    this.start(entry);
+    this.startExecution(entry);
     return requestId;
   }
 
@@ -211,6 +213,16 @@ export class AwsJobControl implements JobControl {
 
   triggerStatus(requestId: string): TriggerStatus | undefined {
     return this.triggers.get(requestId)?.status;
+  }
+
+  /**
+   * Starts the job's next generation from a savepoint, a completed checkpoint or (explicitly) empty state, as Flink
+   * submits a job with `-s`; refused while the current generation runs. See job-start.ts for the order of writes.
+   */
+  async start(options: Omit<JobStartOptions, 'outputs' | 'clients'>): Promise<JobStartOutcome> {
+    const outcome = await startDeployedJob({ ...options, outputs: this.options.outputs, clients: this.options.clients });
+    this.row = outcome.row;
+    return outcome;
   }
 
   /**

@@ -37,6 +37,36 @@ interface Controller {
   awaitSavepoint(job: string, trigger: string, poll: PollOptions): Promise<string>;
   cancel(job: string): Promise<void>;
   checkpoints(job: string): Promise<CheckpointingStatistics>;
+  /** Starts a deployed job's next generation; only a stack controller can. */
+  start?(job: string | undefined, options: StartFlags, log: (line: string) => void): Promise<string>;
+}
+
+/** Flags of `floe start`. */
+interface StartFlags {
+  readonly fromSavepoint?: string;
+  readonly fromCheckpoint?: string;
+  readonly emptyState?: boolean;
+  readonly allowNonRestoredState?: boolean;
+  readonly timeout?: string;
+}
+
+/** Says what is wrong with `floe start`'s flags: exactly one of --from-savepoint, --from-checkpoint and --empty-state. */
+export function startProblems(flags: StartFlags & ConnectionFlags): string[] {
+  const problems: string[] = [];
+  if (flags.stack === undefined && flags.outputs === undefined) {
+    problems.push('floe start restarts a deployed job: name it with --stack or --outputs (a job file runs with `floe run <job-file> --from-savepoint <path>`)');
+  }
+  const chosen = [flags.fromSavepoint !== undefined && '--from-savepoint', flags.fromCheckpoint !== undefined && '--from-checkpoint', flags.emptyState === true && '--empty-state'].filter(
+    (x): x is string => x !== false,
+  );
+  if (chosen.length === 0) problems.push('say where the job starts from: --from-savepoint <s3://…>, --from-checkpoint latest|<s3://…>, or --empty-state (sources from the beginning, no state)');
+  if (chosen.length > 1) problems.push(`${chosen.join(', ')} exclude each other: use one`);
+  if (flags.emptyState === true && flags.allowNonRestoredState === true) problems.push('--allow-non-restored-state needs --from-savepoint or --from-checkpoint');
+  for (const [flag, value] of [['--from-savepoint', flags.fromSavepoint], ['--from-checkpoint', flags.fromCheckpoint]] as const) {
+    if (value === undefined || value === 'latest' && flag === '--from-checkpoint') continue;
+    if (!value.startsWith('s3://')) problems.push(`${flag} of a deployed job takes an s3:// location${flag === '--from-checkpoint' ? " or 'latest'" : ''}, got '${value}'`);
+  }
+  return problems;
 }
 
 /** Says what is wrong with the connection flags: REST (`--port`/`--url`) and a stack (`--stack`/`--outputs`) exclude each other. */
@@ -121,6 +151,21 @@ async function stackController(flags: ConnectionFlags): Promise<Controller> {
     async checkpoints(job) {
       check(job);
       return checkpointingStatistics(control.overview(), control.coordinatorState());
+    },
+    async start(job, o, log) {
+      if (job !== undefined) check(job);
+      const from =
+        o.fromSavepoint !== undefined
+          ? ({ kind: 'savepoint', path: o.fromSavepoint } as const)
+          : o.fromCheckpoint !== undefined
+            ? ({ kind: 'checkpoint', path: o.fromCheckpoint } as const)
+            : ({ kind: 'empty' } as const);
+      const waitMs = timeoutOf(o.timeout);
+      const outcome = await control.start({ from, allowNonRestoredState: o.allowNonRestoredState === true, log, ...(waitMs === undefined ? {} : { waitMs }) });
+      const what = outcome.restoredFrom ? `from ${outcome.restoredFrom.kind} ${outcome.restoredFrom.checkpointId} (${outcome.restoredFrom.path})` : 'with empty state';
+      return outcome.sourcesStarted
+        ? `Started job ${control.job} ${what}: generation ${outcome.generation}.\n`
+        : `Job ${control.job} is ready at generation ${outcome.generation} ${what}; the coordinator starts its sources on its next tick (at most a minute).\n`;
     },
   };
 }
@@ -294,6 +339,33 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
   ).action(async (job: string, flags: ConnectionFlags) => {
     await (await controller(flags, deps)).cancel(job);
     out(`Cancelled job ${job}.\n`);
+  });
+
+  withConnection(
+    program
+      .command('start')
+      .description("Start a deployed job's next generation from a savepoint or checkpoint (Flink's `-s`), after stop, cancel or a failure")
+      .argument('[job-id]', 'job id or job name (default: the stack\'s job)')
+      .option('--from-savepoint <s3-path>', 'restore this savepoint directory (or its _metadata)')
+      .option('--from-checkpoint <latest|s3-path>', "restore the newest completed checkpoint ('latest') or this chk-<n> directory")
+      .option('--empty-state', 'start with no state: sources read from the beginning (Flink without -s); committed output of earlier runs stays')
+      .option('--allow-non-restored-state', 'restore even if the snapshot has state for operators (uids) the deployed job no longer has')
+      .option('--timeout <duration>', 'how long to wait for the coordinator to start the sources (default 2m; the start goes on after)')
+      .addHelpText(
+        'after',
+        '\nThe snapshot is read and checked against the deployed plan (the parallelism of the last `cdk deploy`) before\n' +
+          'anything changes; a RUNNING job is refused (stop or cancel it first), a failing one is cancelled first. The job\n' +
+          "row then moves to a new generation whose state is the snapshot's, re-split by key group when the parallelism\n" +
+          "changed, and the coordinator's next tick commits its pending sink transactions and starts the sources.\n\n" +
+          'Examples:\n  floe start --stack Floe-wordcount --from-savepoint s3://bucket/wordcount/savepoints/savepoint-1a2b3c4d-7\n' +
+          '  floe start --stack Floe-wordcount --from-checkpoint latest\n',
+      ),
+  ).action(async (job: string | undefined, flags: ConnectionFlags & StartFlags) => {
+    const problems = [...startProblems(flags)];
+    if (problems.length === 0) timeoutOf(flags.timeout);
+    if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
+    const control = await controller(flags, deps);
+    out(await control.start!(job, flags, (line) => err(`${line}\n`)));
   });
 
   withConnection(

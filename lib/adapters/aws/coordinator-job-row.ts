@@ -45,6 +45,62 @@ export interface CoordinatorRuntime {
    * coordinator's tick starts them when it finds this absent (a deployed job starts by itself after `cdk deploy`).
    */
   readonly sourcesStartedAt?: number;
+  /** The plan the deployed functions run, as the coordinator last recorded it; `floe start` validates a restore against it. */
+  readonly deployment?: DeployedPlan;
+  /**
+   * Set while `floe start` moves the job to this generation from a snapshot (job-start.ts): `restoring` while it
+   * writes the state (nothing may start), `ready` once it is written (the coordinator's next tick commits the
+   * snapshot's pending sink transactions and starts the sources, then removes it).
+   */
+  readonly start?: GenerationStart;
+}
+
+/** The shape of the deployed plan that a restore maps state onto (a {@link RestoreTarget}), with what a new generation's row needs. */
+export interface DeployedPlan {
+  /** The plan's fingerprint (operators and edges; not parallelism). */
+  readonly fingerprint: string;
+  readonly maxParallelism: number;
+  readonly vertices: ReadonlyArray<{
+    readonly id: string;
+    readonly parallelism: number;
+    readonly isSource: boolean;
+    readonly operators: ReadonlyArray<{ readonly uid: string; readonly stateful: boolean }>;
+  }>;
+  /** The deployment's resolved checkpoint options. */
+  readonly options: ResolvedCheckpointOptions;
+  /** The deployment's default savepoint directory. */
+  readonly savepointDir: string;
+}
+
+/** Phases of a {@link GenerationStart}. */
+export const StartPhase = { Restoring: 'restoring', Ready: 'ready' } as const;
+export type StartPhase = (typeof StartPhase)[keyof typeof StartPhase];
+
+/** A start of a new generation in progress (see {@link CoordinatorRuntime.start}). */
+export interface GenerationStart {
+  readonly phase: StartPhase;
+  /** The generation being started. */
+  readonly generation: number;
+  /** The snapshot directory restored from; absent for a start with empty state. */
+  readonly from?: string;
+  /** When the start began, in ms since the epoch. */
+  readonly at: number;
+}
+
+/** The deployed plan's shape as recorded in the job row. */
+export function deployedPlanOf(plan: PhysicalPlan, options: ResolvedCheckpointOptions, savepointDir: string): DeployedPlan {
+  return {
+    fingerprint: plan.fingerprint,
+    maxParallelism: plan.maxParallelism,
+    vertices: plan.vertices.map((v) => ({ id: v.id, parallelism: v.parallelism, isSource: v.isSource, operators: v.operators.map((o) => ({ uid: o.uid, stateful: o.stateful })) })),
+    options,
+    savepointDir,
+  };
+}
+
+/** Whether two recorded plans are the same deployment (operators, parallelism, options). */
+export function sameDeployment(a: DeployedPlan | undefined, b: DeployedPlan): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 }
 
 /**
@@ -126,7 +182,7 @@ export interface NewCoordinatorRowInput {
 }
 
 /** Task keys (`<vertex>:<subtask>`) of every subtask of a plan, and of its source subtasks. */
-export function planTasks(plan: PhysicalPlan): { tasks: string[]; sourceTasks: string[] } {
+export function planTasks(plan: Pick<DeployedPlan, 'vertices'>): { tasks: string[]; sourceTasks: string[] } {
   const keys = (sourcesOnly: boolean) => plan.vertices.filter((v) => !sourcesOnly || v.isSource).flatMap((v) => Array.from({ length: v.parallelism }, (_, i) => `${v.id}:${i}`));
   return { tasks: keys(false), sourceTasks: keys(true) };
 }
@@ -148,7 +204,14 @@ export function newCoordinatorRow(input: NewCoordinatorRowInput): CoordinatorRow
     job: input.plan.job,
     version: 0,
     state,
-    runtime: { jobId: input.jobId, generation: input.generation ?? 1, barrierSeq: 0, savepointDir: input.savepointDir, placements: {} },
+    runtime: {
+      jobId: input.jobId,
+      generation: input.generation ?? 1,
+      barrierSeq: 0,
+      savepointDir: input.savepointDir,
+      placements: {},
+      deployment: deployedPlanOf(input.plan, input.options, input.savepointDir),
+    },
   };
 }
 

@@ -313,6 +313,52 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
     }
   }
 
+  /**
+   * Replaces the whole row with a new generation's (state, runtime, and a RUNNING job status, the only write that
+   * takes a FINISHED or CANCELED row back to RUNNING) if the stored row is at `expectedVersion`; throws a
+   * CoordinatorConflictError otherwise. Used by `floe start` (lib/aws/job-start.ts). Answers the stored row.
+   */
+  async replaceGeneration(row: CoordinatorRow, expectedVersion: number, now: number): Promise<CoordinatorRow> {
+    const next: CoordinatorRow = { ...row, version: expectedVersion + 1, jobStatus: { status: JobStatus.Running, at: now } };
+    const item = encodeRow(next, now);
+    try {
+      await this.write(jobRowKey(row.job), () =>
+        this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: { pk: { S: jobRowKey(row.job) } },
+            UpdateExpression: 'SET #version = :next, #state = :state, #runtime = :runtime, #updatedAt = :updatedAt, #js = :running, #ja = :now REMOVE #jd',
+            ConditionExpression: '#version = :expected',
+            ExpressionAttributeNames: {
+              '#version': CoordinatorAttr.version,
+              '#state': CoordinatorAttr.state,
+              '#runtime': CoordinatorAttr.runtime,
+              '#updatedAt': CoordinatorAttr.updatedAt,
+              '#js': CoordinatorAttr.jobStatus,
+              '#ja': CoordinatorAttr.jobStatusAt,
+              '#jd': CoordinatorAttr.jobStatusDetail,
+            },
+            ExpressionAttributeValues: {
+              ':next': { N: String(next.version) },
+              ':expected': { N: String(expectedVersion) },
+              ':state': item[CoordinatorAttr.state]!,
+              ':runtime': item[CoordinatorAttr.runtime]!,
+              ':updatedAt': item[CoordinatorAttr.updatedAt]!,
+              ':running': { S: JobStatus.Running },
+              ':now': { N: String(now) },
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      );
+    } catch (e) {
+      if (e instanceof ConditionalCheckFailedException) throw new CoordinatorConflictError(row.job, expectedVersion, e.Item ? decodeRow(row.job, e.Item) : undefined);
+      throw e;
+    }
+    this.stats.writes++;
+    return next;
+  }
+
   async putCheckpointStatus(job: string, change: CheckpointStatusChange): Promise<void> {
     const final = change.status !== CheckpointStatus.InProgress;
     const item: Record<string, AttributeValue> = {

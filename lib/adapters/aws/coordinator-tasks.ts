@@ -23,7 +23,9 @@
  *   at least once even if the process that completed the checkpoint died right after.
  * - **tick**: the periodic heartbeat (interval, min pause, queued requests, timeouts); then, with a
  *   {@link SourceChainDriver}, it starts the sources of a generation nobody started yet (so a deployed job starts
- *   with its first tick) and lets the driver's watchdog re-wake stalled source chains.
+ *   with its first tick) and lets the driver's watchdog re-wake stalled source chains. A generation `floe start`
+ *   restored (`runtime.start`) is started only once its state is written, and after the snapshot's pending sink
+ *   transactions are committed (lib/aws/job-start.ts).
  *
  * A `putIfAbsent` refused because `_metadata` exists means another writer of the same checkpoint won (a duplicate
  * or a re-run): the stored manifest is read back and, if it is this run's checkpoint `n`, adopted as written. The
@@ -42,7 +44,20 @@ import { barrierEnvelopes } from './coordinator-barriers.js';
 import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './coordinator-commits.js';
 import type { CheckpointExecutions } from './coordinator-executions.js';
 import { guardedObserver, type CoordinatorObservation, type CoordinatorObserver } from './coordinator-observer.js';
-import { JobStatus, checkpointStatusOf, isTerminal, newCoordinatorRow, type CheckpointStatusChange, type CoordinatorRow, type NewCoordinatorRowInput } from './coordinator-job-row.js';
+import {
+  JobStatus,
+  StartPhase,
+  checkpointStatusOf,
+  deployedPlanOf,
+  isTerminal,
+  newCoordinatorRow,
+  planTasks,
+  sameDeployment,
+  type CheckpointStatusChange,
+  type CoordinatorRow,
+  type GenerationStart,
+  type NewCoordinatorRowInput,
+} from './coordinator-job-row.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from './coordinator-state-machine.js';
 import { checkpointStatusKey } from './coordinator-schema.js';
 import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from './coordinator-store.js';
@@ -139,13 +154,19 @@ export class CoordinatorTasks implements EffectRunner {
 
   /** Creates the job row unless the job has one already; returns the stored row. */
   async initialize(input: Omit<NewCoordinatorRowInput, 'plan' | 'now'> & { readonly now?: number }): Promise<CoordinatorRow> {
-    const row = newCoordinatorRow({ ...input, plan: this.plan, now: input.now ?? this.clock.now() });
+    const now = input.now ?? this.clock.now();
+    const row = newCoordinatorRow({ ...input, plan: this.plan, now });
+    let stored: CoordinatorRow;
     try {
-      return await this.store.create(row);
+      stored = await this.store.create(row);
     } catch (e) {
-      if (e instanceof CoordinatorConflictError && e.current) return e.current;
-      throw e;
+      if (e instanceof CoordinatorConflictError && e.current) stored = e.current;
+      else throw e;
     }
+    // A redeploy (another parallelism, say) keeps the row: record the plan the functions now run, which `floe start` restores onto.
+    const deployment = deployedPlanOf(this.plan, input.options, input.savepointDir);
+    if (sameDeployment(stored.runtime.deployment, deployment)) return stored;
+    return this.store.updateRuntime(this.job, (r) => (sameDeployment(r.runtime.deployment, deployment) ? undefined : { ...r.runtime, deployment }), now);
   }
 
   /** Applies an event to the job row and carries out the effects of the written step. */
@@ -258,6 +279,8 @@ export class CoordinatorTasks implements EffectRunner {
   /** Starts the sources of the row's generation if that was not done, else lets the watchdog look at their chains; only while RUNNING. */
   async superviseSources(row: CoordinatorRow): Promise<void> {
     if (!this.sources || row.state.status !== 'RUNNING' || isTerminal(row) || row.jobStatus?.status === JobStatus.Failing) return;
+    // `floe start` is still writing this generation's state: nothing may run yet.
+    if (row.runtime.start?.phase === StartPhase.Restoring) return;
     if (row.runtime.sourcesStartedAt === undefined) await this.startSources(row);
     else await this.sources.watch(row);
   }
@@ -270,15 +293,54 @@ export class CoordinatorTasks implements EffectRunner {
     if (!this.sources) throw new FloeError(ErrorCode.InvalidOptions, `the coordinator of '${this.job}' has no source chain driver to start the sources with`);
     const current = row ?? (await this.store.require(this.job));
     const generation = current.runtime.generation;
+    const start = current.runtime.start;
+    if (start?.phase === StartPhase.Ready && start.generation === generation && !(await this.prepareStartedGeneration(current, start))) return this.store.require(this.job);
     await this.sources.start(generation);
     const now = this.clock.now();
     const stored = await this.store.updateRuntime(
       this.job,
-      (r) => (r.runtime.generation === generation && r.runtime.sourcesStartedAt === undefined ? { ...r.runtime, sourcesStartedAt: now } : undefined),
+      (r) => {
+        if (r.runtime.generation !== generation || r.runtime.sourcesStartedAt !== undefined) return undefined;
+        const { start: _done, ...runtime } = r.runtime;
+        return { ...runtime, sourcesStartedAt: now };
+      },
       now,
     );
     if (stored.runtime.sourcesStartedAt === now) this.log({ level: 'info', message: `sources of generation ${generation} started`, job: this.job, generation });
     return stored;
+  }
+
+  /**
+   * Before the sources of a generation `floe start` restored run: checks that the generation was laid out for the
+   * plan these functions run (a start that read the plan before a redeploy reached the coordinator fails the
+   * generation instead of running it at the old parallelism), commits the snapshot's pending sink transactions
+   * (again; commits are idempotent) and removes output no checkpoint committed. Answers false when it failed the
+   * generation.
+   */
+  private async prepareStartedGeneration(row: CoordinatorRow, start: GenerationStart): Promise<boolean> {
+    const expected = planTasks(this.plan).tasks;
+    const laidOut = new Set(row.state.tasks);
+    if (expected.length !== laidOut.size || expected.some((t) => !laidOut.has(t))) {
+      const reason =
+        `generation ${start.generation} was started for subtasks ${[...laidOut].join(', ')}, but the deployed plan has ${expected.join(', ')} ` +
+        '(the plan changed while `floe start` ran); run `floe start` again';
+      this.log({ level: 'error', message: reason, job: this.job, generation: start.generation });
+      await this.store.setJobStatus(this.job, { status: JobStatus.Failing, detail: reason, at: this.clock.now() });
+      return false;
+    }
+    if (start.from !== undefined) {
+      const commits = commitsOfManifest((await loadManifest(this.storage, start.from)).manifest);
+      await this.commits.commitAll(commits);
+      this.log({ level: 'info', message: `committed ${commits.length} pending sink transaction(s) of ${start.from}`, job: this.job, generation: start.generation });
+    }
+    for (const v of this.plan.vertices) {
+      for (const op of v.operators) {
+        if (op.node.spec.kind !== 'sink') continue;
+        const connector = op.node.spec.connector as { cleanup?: (uid: string) => Promise<void> };
+        await connector.cleanup?.(op.uid);
+      }
+    }
+    return true;
   }
 
   /** Carries out one effect; returns the events its outcome produces. */

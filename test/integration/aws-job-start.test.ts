@@ -1,0 +1,170 @@
+/**
+ * `startDeployedJob` (floe start) over moto, with the coordinator's tick called directly: what it refuses before
+ * writing anything, how it ends a failing generation, and how the coordinator starts (or refuses to start) the
+ * generation it prepared. The full restart with output checked against an oracle is test/e2e/cli-stack-start.test.ts.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { awsClients } from '../../lib/adapters/aws/clients.js';
+import { cancelJob } from '../../lib/adapters/aws/coordinator-cancel.js';
+import { JobStatus, StartPhase, deployedPlanOf } from '../../lib/adapters/aws/coordinator-job-row.js';
+import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/coordinator-store.js';
+import { CoordinatorTasks } from '../../lib/adapters/aws/coordinator-tasks.js';
+import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
+import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
+import { provisionEmulatorJob } from '../../lib/aws/emulator/provision.js';
+import { startDeployedJob, type StartFrom } from '../../lib/aws/job-start.js';
+import { SourceChains } from '../../lib/aws/source-chains.js';
+import type { FloeStackOutputs } from '../../lib/aws/stack-outputs.js';
+import { ErrorCode } from '../../lib/core/errors.js';
+import { MANIFEST_FORMAT_VERSION, type Manifest } from '../../lib/core/manifest/model.js';
+import { ManifestSerializer } from '../../lib/core/manifest/serializer.js';
+import { resolveCheckpointOptions } from '../../lib/core/options.js';
+import { loadJob } from '../../lib/embedded/load-job.js';
+import { keyGroupRange } from '../../lib/graph/key-groups.js';
+import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
+import { REPO_ROOT } from '../support/floe-process.js';
+
+const clients = awsClients();
+let work: string;
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'floe-job-start-'));
+});
+
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+async function wordCountPlan(parallelism: number): Promise<PhysicalPlan> {
+  const job = await loadJob(join(REPO_ROOT, 'examples/wordcount.ts'), ['--input', work, '--output', join(work, 'out'), '--parallelism', String(parallelism)]);
+  return buildPlan(job);
+}
+
+/** Word count "deployed" at parallelism 2 (its row created as the coordinator function creates it), without functions running. */
+async function deployed() {
+  const plan = await wordCountPlan(2);
+  const checkpoint = resolveCheckpointOptions({ interval: '1h' });
+  const resources = await provisionEmulatorJob({ plan, clients, checkpoint, namespace: `start-${randomUUID().slice(0, 8)}` });
+  const options = { ...checkpoint, dir: resources.checkpointRoot };
+  const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable });
+  const tasks = new CoordinatorTasks({
+    plan,
+    store,
+    storage: new S3CheckpointStorage({ client: clients.s3 }),
+    sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
+    sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs }),
+    log: () => {},
+  });
+  await tasks.initialize({ options, jobId: randomBytes(16).toString('hex'), savepointDir: resources.savepointRoot });
+  const outputs: FloeStackOutputs = {
+    jobName: plan.job,
+    coordinatorTable: resources.coordinatorTable,
+    stateTable: resources.stateTable,
+    stateMachineArn: resources.stateMachineArn,
+    checkpointBucket: resources.bucket,
+  };
+  const start = (from: StartFrom) => startDeployedJob({ outputs, clients, from, settleMs: 0, waitMs: 0 });
+  return { plan, resources, options, store, tasks, start };
+}
+
+describe('floe start against the job row (moto)', () => {
+  it('refuses, writing nothing: no checkpoint for latest, and a manifest the deployed plan cannot take, with every problem', async () => {
+    const d = await deployed();
+    const job = d.plan.job;
+    await cancelJob(d.store, job, Date.now());
+    const before = await d.store.require(job);
+
+    await expect(d.start({ kind: 'checkpoint', path: 'latest' })).rejects.toMatchObject({
+      code: ErrorCode.CheckpointNotFound,
+      message: expect.stringMatching(/has no completed checkpoint under s3:\/\/.*--from-savepoint.*--empty-state/),
+    });
+
+    // A savepoint of another job: state of an operator the plan lacks, and keyed state at another max parallelism.
+    const keyGroups = keyGroupRange(0, 1, 64);
+    const subtask = (uid: string) => ({
+      subtask: 0,
+      keyGroups,
+      keyedState: [{ path: `state/${uid}.jsonl`, kind: 'full' as const, size: 1, entries: 1, keyGroups }],
+      operatorState: [],
+      pendingCommits: [],
+      stats: { ackTimestamp: 0, alignmentMs: 0, syncMs: 0, asyncMs: 0, startDelayMs: 0, stateSize: 0, fullSize: 0 },
+    });
+    const manifest: Manifest = {
+      formatVersion: MANIFEST_FORMAT_VERSION,
+      job,
+      jobId: 'other',
+      graphFingerprint: 'ffff0000',
+      checkpointId: 3,
+      kind: 'savepoint',
+      format: 'canonical',
+      generation: 1,
+      triggeredAt: 0,
+      completedAt: 1,
+      maxParallelism: 64,
+      endOfInput: false,
+      operators: ['gone', 'count'].map((uid) => ({ uid, name: uid, parallelism: 1, stateful: true, subtasks: [subtask(uid)] })),
+    };
+    await clients.s3.send(new PutObjectCommand({ Bucket: d.resources.bucket, Key: 'other/savepoint-3/_metadata', Body: ManifestSerializer.serialize(manifest) }));
+    const refused = d.start({ kind: 'savepoint', path: `s3://${d.resources.bucket}/other/savepoint-3` });
+    await expect(refused).rejects.toMatchObject({ code: ErrorCode.IncompatibleRestore });
+    const message = ((await refused.catch((e: Error) => e)) as Error).message;
+    expect(message).toMatch(/state for operator\(s\) 'gone' that the job no longer has/);
+    expect(message).toMatch(/maxParallelism changed from 64 to 128, but operator\(s\) 'count'/);
+
+    const after = await d.store.require(job);
+    expect(after.version).toBe(before.version);
+    expect(after.runtime).toEqual(before.runtime);
+  }, 60_000);
+
+  it('cancels a failing generation first, starts the next with empty state, and the tick starts its sources only once it is ready', async () => {
+    const d = await deployed();
+    const job = d.plan.job;
+    await d.tasks.tick();
+    expect((await d.store.require(job)).runtime.sourcesStartedAt).toBeDefined();
+    // Given generation 1 failing (no restart supervisor runs on AWS)
+    await d.store.setJobStatus(job, { status: JobStatus.Failing, detail: 'boom', at: Date.now() });
+
+    // When it is started with empty state
+    const outcome = await d.start({ kind: 'empty' });
+
+    // Then generation 2 is ready, RUNNING, laid out for the plan, but its sources wait for the coordinator
+    expect(outcome).toMatchObject({ generation: 2, sourcesStarted: false, notes: [] });
+    const ready = await d.store.require(job);
+    expect(ready.runtime).toMatchObject({ generation: 2, start: { phase: StartPhase.Ready, generation: 2 } });
+    expect(ready.runtime.sourcesStartedAt).toBeUndefined();
+    expect(ready.jobStatus?.status).toBe(JobStatus.Running);
+    expect(ready.state.status).toBe('RUNNING');
+    expect(ready.state.tasks).toHaveLength(5);
+    expect(ready.state.counts.restored).toBe(0);
+    // And a second start while it is about to run is refused
+    await expect(d.start({ kind: 'empty' })).rejects.toThrow(/generation 2 is still RUNNING/);
+
+    // When the coordinator ticks: the sources start and the start is done
+    await d.tasks.tick();
+    const running = await d.store.require(job);
+    expect(running.runtime.sourcesStartedAt).toBeDefined();
+    expect(running.runtime.start).toBeUndefined();
+  }, 60_000);
+
+  it('fails a generation laid out for another plan than the coordinator runs, instead of starting it', async () => {
+    const d = await deployed();
+    const job = d.plan.job;
+    await cancelJob(d.store, job, Date.now());
+    // Given a row whose recorded plan is not the one the coordinator runs (a redeploy that has not reached it yet)
+    const other = deployedPlanOf(await wordCountPlan(3), d.options, d.resources.savepointRoot);
+    await d.store.updateRuntime(job, (r) => ({ ...r.runtime, deployment: other }), Date.now());
+
+    await d.start({ kind: 'empty' });
+    await d.tasks.tick();
+
+    const row = await d.store.require(job);
+    expect(row.runtime.sourcesStartedAt).toBeUndefined();
+    expect(row.jobStatus?.status).toBe(JobStatus.Failing);
+    expect(row.jobStatus?.detail).toMatch(/generation 2 was started for subtasks .*count:2.*but the deployed plan has .*run `floe start` again/);
+  }, 60_000);
+});
