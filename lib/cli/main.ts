@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
 import { describeManifest } from '../core/manifest/inspect.js';
+import type { Manifest } from '../core/manifest/model.js';
 import { ManifestSerializer } from '../core/manifest/serializer.js';
 import { DEFAULT_REST_PORT, RestClient, RestError, type PollOptions } from '../rest/client.js';
 import type { CheckpointingStatistics } from '../rest/flink-types.js';
@@ -235,6 +236,34 @@ async function readMetadata(path: string): Promise<{ bytes: Uint8Array; file: st
   }
 }
 
+async function readLocalManifest(path: string): Promise<{ manifest: Manifest; location: string }> {
+  const { bytes, file, location } = await readMetadata(path);
+  return { manifest: ManifestSerializer.deserialize(bytes, file), location };
+}
+
+/** Reads a snapshot's manifest from S3 (its directory or its `_metadata` object); loads the AWS modules only when used. */
+async function readS3Manifest(path: string, endpoint: string | undefined): Promise<{ manifest: Manifest; location: string }> {
+  if (endpoint !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      // reported below
+    }
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', [`--aws-endpoint must be an http(s) URL such as http://127.0.0.1:5000, got '${endpoint}'`]);
+    }
+  }
+  const [{ awsClients }, { S3CheckpointStorage }, { loadManifest }] = await Promise.all([
+    import('../adapters/aws/clients.js'),
+    import('../adapters/aws/s3-checkpoint-storage.js'),
+    import('../runtime/snapshot-catalog.js'),
+  ]);
+  const storage = new S3CheckpointStorage({ client: awsClients(endpoint === undefined ? {} : { endpoint }).s3 });
+  const { manifest, dir } = await loadManifest(storage, path);
+  return { manifest, location: dir };
+}
+
 function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
@@ -382,11 +411,15 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
   program
     .command('inspect')
     .description('Describe a checkpoint or savepoint from its _metadata file or its directory')
-    .argument('<path>', '_metadata file, or the chk-<n> / savepoint-<id> directory holding it')
+    .argument('<path>', '_metadata file, or the chk-<n> / savepoint-<id> directory holding it; s3://bucket/… for one in S3')
     .option('--json', 'print the parsed manifest as JSON')
-    .action(async (path: string, flags: { json?: boolean }) => {
-      const { bytes, file, location } = await readMetadata(path);
-      const manifest = ManifestSerializer.deserialize(bytes, file);
+    .option('--aws-endpoint <url>', 'with an s3:// path: the AWS-compatible endpoint to read it from (moto server, LocalStack, fakecloud)')
+    .addHelpText('after', '\nExamples:\n  floe inspect .floe/checkpoints/wordcount/checkpoints/chk-12\n  floe inspect s3://my-bucket/wordcount/savepoints/savepoint-3f2a --aws-endpoint http://127.0.0.1:5000\n')
+    .action(async (path: string, flags: { json?: boolean; awsEndpoint?: string }) => {
+      if (flags.awsEndpoint !== undefined && !path.startsWith('s3://')) {
+        throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', [`--aws-endpoint applies to s3:// paths only, got '${path}'`]);
+      }
+      const { manifest, location } = path.startsWith('s3://') ? await readS3Manifest(path, flags.awsEndpoint) : await readLocalManifest(path);
       out(flags.json ? `${JSON.stringify(manifest, null, 2)}\n` : describeManifest(manifest, location));
     });
 

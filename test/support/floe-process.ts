@@ -20,6 +20,12 @@ export interface FloeRunOptions {
   readonly checkpointDir?: string;
   /** `--from-checkpoint`: `latest` or a path. @default none */
   readonly fromCheckpoint?: string;
+  /** `--from-savepoint`: a savepoint directory, `_metadata` file or `s3://` URL. @default none */
+  readonly fromSavepoint?: string;
+  /** `--parallelism`, the default parallelism of the operators. @default the job's */
+  readonly parallelism?: number;
+  /** `--aws-endpoint`: run in emulator mode against this endpoint. @default embedded */
+  readonly awsEndpoint?: string;
   /** `--port`; 0 picks a free port, so parallel tests never meet on 8081. @default 0 */
   readonly port?: number;
 }
@@ -90,6 +96,9 @@ export class FloeProcess {
     if (options.checkpointInterval !== undefined) args.push('--checkpoint-interval', options.checkpointInterval);
     if (options.checkpointDir !== undefined) args.push('--checkpoint-dir', options.checkpointDir);
     if (options.fromCheckpoint !== undefined) args.push('--from-checkpoint', options.fromCheckpoint);
+    if (options.fromSavepoint !== undefined) args.push('--from-savepoint', options.fromSavepoint);
+    if (options.parallelism !== undefined) args.push('--parallelism', String(options.parallelism));
+    if (options.awsEndpoint !== undefined) args.push('--aws-endpoint', options.awsEndpoint);
     args.push('--port', String(options.port ?? 0), '--', ...options.jobArgs);
     return new FloeProcess(args);
   }

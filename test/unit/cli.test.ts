@@ -126,6 +126,16 @@ describe('floe inspect', () => {
     expect(await main(['inspect', tmp])).toBe(1);
     expect(stderr).toMatch(/there is no _metadata in it/);
   });
+
+  it.each([
+    ['a local path', (dir: string) => ['inspect', dir, '--aws-endpoint', 'http://127.0.0.1:5000'], /--aws-endpoint applies to s3:\/\/ paths only/],
+    ['an endpoint that is not a URL', () => ['inspect', 's3://bucket/wordcount/savepoints/savepoint-1', '--aws-endpoint', '127.0.0.1:5000'], /--aws-endpoint must be an http\(s\) URL/],
+  ])('refuses --aws-endpoint with %s before reading anything', async (_what, argv, message) => {
+    const dir = writeSnapshot(ManifestSerializer.serialize(manifest()));
+    expect(await main(argv(dir))).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(message);
+  });
 });
 
 describe('floe --help', () => {
