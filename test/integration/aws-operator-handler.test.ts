@@ -14,7 +14,9 @@ import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { DeadLetterAttr, createOperatorHandler, startSources, type AwsJobResources } from '../../lib/aws/operator-handler.js';
 import { encodeWake, parseWake } from '../../lib/aws/operator-wake.js';
 import { SourceChains } from '../../lib/aws/source-chains.js';
+import { CheckpointStatus } from '../../lib/core/coordinator/types.js';
 import { cancelJob } from '../../lib/adapters/aws/coordinator-cancel.js';
+import { checkpointStatusKey } from '../../lib/adapters/aws/coordinator-schema.js';
 import { Job, valueState, type SinkConnector } from '../../lib/index.js';
 import type { CollectSink } from '../../lib/connectors/collect-sink.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
@@ -536,6 +538,16 @@ describe('operator handler on the emulator', () => {
     expect(row.jobStatus?.status).toBe(JobStatus.Canceled);
     expect(aborted).toEqual(before.state.pending.map((p) => p.id));
     expect(row.state.history.filter((c) => aborted.includes(c.id)).map((c) => [c.status, c.failureReason])).toEqual(aborted.map(() => ['FAILED', 'the job was cancelled']));
+    for (const id of aborted) expect((await h.store.getCheckpointStatus(job, id))?.status).toBe('FAILED');
+    // And a repeated cancel finishes what a first one that died after the row write left: status items still in progress
+    const first = aborted[0]!;
+    // (a final status never goes back, so the item is made anew as it was before the cancel)
+    await clients.dynamodb.send(new DeleteItemCommand({ TableName: h.resources.coordinatorTable, Key: { [CoordinatorAttr.pk]: { S: checkpointStatusKey(job, first) } } }));
+    await h.store.putCheckpointStatus(job, { checkpointId: first, kind: 'checkpoint', status: CheckpointStatus.InProgress, at: Date.now() });
+    expect((await h.store.getCheckpointStatus(job, first))?.status).toBe('IN_PROGRESS');
+    const again = await cancelJob(h.store, job, Date.now());
+    expect(again.changed).toBe(false);
+    expect(await h.store.getCheckpointStatus(job, first)).toMatchObject({ status: 'FAILED', reason: 'the job was cancelled' });
     const logsAt = h.logs.length;
 
     // Then the handlers delete what is still queued without processing it, and send nothing (the wake chains end)

@@ -7,12 +7,13 @@
  * plane and emulator mode's runner). Operator handlers read the row and drop the generation's messages; the source
  * wake chains end.
  *
- * Repeating a cancel is harmless: a cancelled row only gets its status attribute written again (in case the first
- * cancel died between the two writes). A FINISHED job cannot be cancelled.
+ * Repeating a cancel is harmless, and finishes what a first cancel that died part-way left: the status items of
+ * finished checkpoints still saying IN_PROGRESS are written from the history, and the status attribute again. A
+ * FINISHED job cannot be cancelled.
  */
 import { CheckpointStatus } from '../../core/coordinator/types.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { JobStatus, isCanceled, type CoordinatorRow } from './coordinator-job-row.js';
+import { JobStatus, checkpointStatusOf, isCanceled, type CoordinatorRow } from './coordinator-job-row.js';
 import type { CoordinatorStore } from './coordinator-store.js';
 
 /** What {@link cancelJob} did. */
@@ -33,7 +34,18 @@ export async function cancelJob(store: CoordinatorStore, job: string, now: numbe
   }
   const aborted = applied.statusChanges.filter((c) => c.status !== CheckpointStatus.InProgress).map((c) => c.checkpointId);
   for (const change of applied.statusChanges) await store.putCheckpointStatus(job, change);
+  if (!applied.written) await finishStatusItems(store, job, applied.row);
   if (applied.row.jobStatus?.status !== JobStatus.Canceled) await store.setJobStatus(job, { status: JobStatus.Canceled, at: now });
   const row = (await store.load(job)) ?? applied.row;
   return { row, changed: applied.written, aborted };
+}
+
+/** Writes the final status of every checkpoint in the row's history whose status item still says IN_PROGRESS. */
+async function finishStatusItems(store: CoordinatorStore, job: string, row: CoordinatorRow): Promise<void> {
+  for (const record of row.state.history) {
+    const item = await store.getCheckpointStatus(job, record.id);
+    if (item?.status !== CheckpointStatus.InProgress) continue;
+    const change = checkpointStatusOf(row, record.id);
+    if (change) await store.putCheckpointStatus(job, change);
+  }
 }
