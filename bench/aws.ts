@@ -52,6 +52,8 @@ export class AwsUsage {
   readonly latencyMs: Record<Service, number> = { s3: 0, sqs: 0, dynamodb: 0, sfn: 0 };
   /** End times (Date.now()) and durations of the job row's conditional writes, for the checkpoint breakdown. */
   readonly jobRowWrites: { at: number; ms: number }[] = [];
+  /** SQS messages sent and received by queue (name without the job prefix). */
+  readonly messagesByQueue: Record<string, number> = {};
   /** Checkpoint id → when the coordinator's barrier sends for it returned (Date.now()), for the breakdown. */
   readonly barriersSentAt = new Map<number, number>();
 
@@ -215,6 +217,12 @@ export function instrumentedClients(endpoint: string, usage: AwsUsage): AwsClien
         usage.requests[service][op] = (usage.requests[service][op] ?? 0) + 1;
         usage.latencyMs[service] += t1 - t0;
         if (service === 'dynamodb' && op === 'UpdateItemCommand' && writeKind(op, args.input.Key) === 'coordinator job row') usage.jobRowWrites.push({ at: t1, ms: t1 - t0 });
+        if (service === 'sqs' && (op === 'ReceiveMessageCommand' || op === 'SendMessageBatchCommand' || op === 'SendMessageCommand')) {
+          const queue = String(args.input.QueueUrl ?? '').replace(/^.*\//, '').slice(-24);
+          const n = op === 'ReceiveMessageCommand' ? ((result.output as any).Messages?.length ?? 0) : op === 'SendMessageBatchCommand' ? (args.input.Entries?.length ?? 0) : 1;
+          const key = `${op === 'ReceiveMessageCommand' ? 'received' : 'sent'} ${queue}`;
+          usage.messagesByQueue[key] = (usage.messagesByQueue[key] ?? 0) + n;
+        }
         if (service === 'sqs' && op === 'SendMessageBatchCommand') {
           for (const e of args.input.Entries ?? []) {
             // The coordinator's barrier envelopes come from `$coordinator`; their epoch is the checkpoint id.
@@ -548,7 +556,7 @@ async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: numb
     const n = usage.total(s);
     requests[s] = { perSecond: n / seconds, meanMs: n === 0 ? 0 : usage.latencyMs[s] / n };
   }
-  logLine(`aws p${parallelism}: requests/s (mean ms) ${Object.entries(requests).map(([s, r]) => `${s} ${r.perSecond.toFixed(1)} (${r.meanMs.toFixed(0)})`).join(', ')}; sqs ${JSON.stringify(usage.requests.sqs)}; dynamodb ${JSON.stringify(usage.requests.dynamodb)}`);
+  logLine(`aws p${parallelism}: requests/s (mean ms) ${Object.entries(requests).map(([s, r]) => `${s} ${r.perSecond.toFixed(1)} (${r.meanMs.toFixed(0)})`).join(', ')}; sqs ${JSON.stringify(usage.requests.sqs)}; dynamodb ${JSON.stringify(usage.requests.dynamodb)}; messages ${JSON.stringify(usage.messagesByQueue)}`);
   const durationsMs = all.slice(1);
   return { parallelism, firstMs: all[0], durationsMs, medianMs: median(durationsMs), failed: history.filter((h) => h.status === 'FAILED').length, breakdown, requests };
 }
