@@ -475,7 +475,7 @@ async function costRun(cfg: AwsConfig, endpoint: string, usage: AwsUsage, seen: 
   return { words, lines, runMs, fill, checkpointsCompleted, usage: used, stepFunctions: sfn, per1000, costPerMillion: cost };
 }
 
-function breakdownOf(record: CheckpointRecord, sourceTasks: ReadonlySet<string>, usage: AwsUsage): CheckpointBreakdown {
+function breakdownOf(record: Pick<CheckpointRecord, 'id' | 'triggeredAt' | 'finishedAt' | 'acks'>, sourceTasks: ReadonlySet<string>, usage: AwsUsage): CheckpointBreakdown {
   const t0 = record.triggeredAt;
   const end = record.finishedAt ?? NaN;
   const src = { arrive: [] as number[], ack: [] as number[] };
@@ -550,6 +550,7 @@ async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: numb
     // A checkpoint still pending at the cap: which subtasks it waits for.
     const missing = runner.coordinatorState().tasks.filter((t) => !(t in p.acks));
     logLine(`aws p${parallelism}: chk ${p.id} still pending after ${Math.round(Date.now() - p.triggeredAt)} ms, ${Object.keys(p.acks).length} acks, waiting for ${missing.join(' ')}`);
+    logLine(`aws p${parallelism}: so far ${formatBreakdown(breakdownOf({ ...p, finishedAt: Date.now() }, sourceTasks, usage))}`);
   }
   const requests: AwsCheckpointResult['requests'] = {};
   for (const s of ['sqs', 'dynamodb', 's3', 'sfn'] as const) {
