@@ -48,6 +48,14 @@ export class AwsUsage {
   s3Get = 0;
   /** DynamoDB write units by what was written (state leaves, their undo, control rows, the job row, ...). */
   readonly writeUnitsByKind: Record<string, number> = {};
+  /** Milliseconds spent in requests by service (from send to response, retries included). */
+  readonly latencyMs: Record<Service, number> = { s3: 0, sqs: 0, dynamodb: 0, sfn: 0 };
+  /** End times (Date.now()) and durations of the job row's conditional writes, for the checkpoint breakdown. */
+  readonly jobRowWrites: { at: number; ms: number }[] = [];
+  /** SQS messages sent and received by queue (name without the job prefix). */
+  readonly messagesByQueue: Record<string, number> = {};
+  /** Checkpoint id → when the coordinator's barrier sends for it returned (Date.now()), for the breakdown. */
+  readonly barriersSentAt = new Map<number, number>();
 
   total(service: Service): number {
     return Object.values(this.requests[service]).reduce((a, b) => a + b, 0);
@@ -202,8 +210,27 @@ export function instrumentedClients(endpoint: string, usage: AwsUsage): AwsClien
     client.middlewareStack.add(
       (next: any, context: any) => async (args: any) => {
         const op: string = context.commandName ?? 'unknown';
+        // Wall-clock times, to compare with the checkpoint history's timestamps.
+        const t0 = Date.now();
         const result: { output: MetadataBearer } = await next(args);
+        const t1 = Date.now();
         usage.requests[service][op] = (usage.requests[service][op] ?? 0) + 1;
+        usage.latencyMs[service] += t1 - t0;
+        if (service === 'dynamodb' && op === 'UpdateItemCommand' && writeKind(op, args.input.Key) === 'coordinator job row') usage.jobRowWrites.push({ at: t1, ms: t1 - t0 });
+        if (service === 'sqs' && (op === 'ReceiveMessageCommand' || op === 'SendMessageBatchCommand' || op === 'SendMessageCommand')) {
+          const queue = String(args.input.QueueUrl ?? '').replace(/^.*\//, '').slice(-24);
+          const n = op === 'ReceiveMessageCommand' ? ((result.output as any).Messages?.length ?? 0) : op === 'SendMessageBatchCommand' ? (args.input.Entries?.length ?? 0) : 1;
+          const key = `${op === 'ReceiveMessageCommand' ? 'received' : 'sent'} ${queue}`;
+          usage.messagesByQueue[key] = (usage.messagesByQueue[key] ?? 0) + n;
+        }
+        if (service === 'sqs' && op === 'SendMessageBatchCommand') {
+          for (const e of args.input.Entries ?? []) {
+            // The coordinator's barrier envelopes come from `$coordinator`; their epoch is the checkpoint id.
+            if (typeof e.MessageBody !== 'string' || !e.MessageBody.includes('"$coordinator"')) continue;
+            const epoch = Number(/"epoch":(\d+)/.exec(e.MessageBody)?.[1]);
+            if (Number.isInteger(epoch)) usage.barriersSentAt.set(epoch, Math.max(usage.barriersSentAt.get(epoch) ?? 0, t1));
+          }
+        }
         if (service === 'sqs') usage.sqsBilled += Math.max(1, Math.ceil(sqsPayload(op, args.input, result.output) / AWS_PRICES.sqsBillingChunkBytes));
         if (service === 'dynamodb') countDynamoDb(usage, op, args.input, result.output);
         if (service === 's3' && !S3_FREE.has(op)) {
@@ -315,6 +342,8 @@ export interface AwsConfig {
   readonly checkpointParallelisms: readonly number[];
   readonly checkpointsPerRun: number;
   readonly timeoutMs: number;
+  /** Run the cost measurement (off: checkpoint durations only). */
+  readonly cost: boolean;
 }
 
 export interface AwsCostResult {
@@ -333,8 +362,35 @@ export interface AwsCostResult {
   readonly costPerMillion: { sqs: number; dynamodb: number; s3: number; stepFunctions: number; total: number };
 }
 
+/**
+ * Where one checkpoint's time went, in ms from its trigger, from the acks' statistics (each subtask's start delay,
+ * alignment, sync and async times, and when it acknowledged) and from the instrumented clients.
+ */
+export interface CheckpointBreakdown {
+  readonly id: number;
+  readonly totalMs: number;
+  /** The coordinator's barrier sends to the sources' queues returned. */
+  readonly barriersSentMs: number | undefined;
+  /** The first and the last source subtask took the barrier (a step for its wake or barrier). */
+  readonly sourceBarrierMs: readonly [number, number];
+  /** The first and the last downstream subtask had the barrier on every input channel (aligned). */
+  readonly alignedMs: readonly [number, number];
+  /** The last source subtask and the last downstream subtask acknowledged (snapshot written, ack sent). */
+  readonly lastSourceAckMs: number;
+  readonly lastAckMs: number;
+  /** Longest alignment of a downstream subtask (first barrier → last barrier). */
+  readonly maxAlignmentMs: number;
+  /** Job row writes from the trigger to completion, and their mean latency. */
+  readonly jobRowWrites: number;
+  readonly jobRowWriteMeanMs: number;
+}
+
 export interface AwsCheckpointResult {
   readonly parallelism: number;
+  /** Where the time of each completed checkpoint went. */
+  readonly breakdown: readonly CheckpointBreakdown[];
+  /** Requests per second and mean latency by service over the run (provisioning included). */
+  readonly requests: Record<string, { perSecond: number; meanMs: number }>;
   /** The first checkpoint's end-to-end duration (it waits for the job's start); undefined when none completed. */
   readonly firstMs: number | undefined;
   /** End-to-end durations of the checkpoints after the first. */
@@ -419,10 +475,58 @@ async function costRun(cfg: AwsConfig, endpoint: string, usage: AwsUsage, seen: 
   return { words, lines, runMs, fill, checkpointsCompleted, usage: used, stepFunctions: sfn, per1000, costPerMillion: cost };
 }
 
+function breakdownOf(record: Pick<CheckpointRecord, 'id' | 'triggeredAt' | 'finishedAt' | 'acks'>, sourceTasks: ReadonlySet<string>, usage: AwsUsage): CheckpointBreakdown {
+  const t0 = record.triggeredAt;
+  const end = record.finishedAt ?? NaN;
+  const src = { arrive: [] as number[], ack: [] as number[] };
+  const down = { aligned: [] as number[], alignment: [] as number[], ack: [] as number[] };
+  for (const [task, ack] of Object.entries(record.acks)) {
+    const stats = Object.values(ack.operators)[0]?.stats;
+    if (!stats) continue;
+    if (sourceTasks.has(task)) {
+      src.arrive.push(stats.startDelayMs);
+      src.ack.push(stats.ackTimestamp - t0);
+    } else {
+      down.aligned.push(stats.startDelayMs + stats.alignmentMs);
+      down.alignment.push(stats.alignmentMs);
+      down.ack.push(stats.ackTimestamp - t0);
+    }
+  }
+  const max = (v: number[]) => (v.length === 0 ? NaN : Math.max(...v));
+  const min = (v: number[]) => (v.length === 0 ? NaN : Math.min(...v));
+  const writes = usage.jobRowWrites.filter((w) => w.at >= t0 && w.at <= end);
+  const sent = usage.barriersSentAt.get(record.id);
+  return {
+    id: record.id,
+    totalMs: end - t0,
+    barriersSentMs: sent === undefined ? undefined : sent - t0,
+    sourceBarrierMs: [min(src.arrive), max(src.arrive)],
+    alignedMs: [min(down.aligned), max(down.aligned)],
+    lastSourceAckMs: max(src.ack),
+    lastAckMs: max([...src.ack, ...down.ack]),
+    maxAlignmentMs: max(down.alignment),
+    jobRowWrites: writes.length,
+    jobRowWriteMeanMs: writes.length === 0 ? NaN : writes.reduce((a, w) => a + w.ms, 0) / writes.length,
+  };
+}
+
+/** One line of a checkpoint's breakdown for the log. */
+export function formatBreakdown(b: CheckpointBreakdown): string {
+  const r = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '?' : String(Math.round(n)));
+  return (
+    `chk ${b.id} ${r(b.totalMs)} ms: barriers sent ${r(b.barriersSentMs)}, sources took them ${r(b.sourceBarrierMs[0])}..${r(b.sourceBarrierMs[1])}, ` +
+    `sources acked by ${r(b.lastSourceAckMs)}, downstream aligned ${r(b.alignedMs[0])}..${r(b.alignedMs[1])} (longest alignment ${r(b.maxAlignmentMs)}), ` +
+    `last ack ${r(b.lastAckMs)}, completed ${r(b.totalMs)}; ${b.jobRowWrites} job row writes of ${r(b.jobRowWriteMeanMs)} ms mean`
+  );
+}
+
 async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: number): Promise<AwsCheckpointResult> {
   const counter = sinkCounter();
   const job = awsWordCountJob({ parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines: Infinity, interval: cfg.intervalMs, ratePerSecond: CHECKPOINT_RUN_LINES_PER_SECOND, counter });
-  const runner = new EmulatorRunner(job, { endpoint, namespace: `chk-p${parallelism}`, parallelism, log: (m) => logLine(`aws p${parallelism}: ${m}`) });
+  const usage = new AwsUsage();
+  const clients = instrumentedClients(endpoint, usage);
+  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: `chk-p${parallelism}`, parallelism, log: (m) => logLine(`aws p${parallelism}: ${m}`) });
+  const started = performance.now();
   const run = runner.run();
   const completed = (): CheckpointRecord[] => runner.coordinatorState().history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint');
   const deadline = performance.now() + cfg.timeoutMs;
@@ -432,26 +536,40 @@ async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: numb
   // steps' backlog): it is the warm-up, reported apart; the ones after it are the steady-state figure.
   while (!ended && completed().length < cfg.checkpointsPerRun + 1 && performance.now() < deadline) await sleep(100);
   const history = runner.coordinatorState().history;
+  const pending = runner.coordinatorState().pending;
+  const seconds = (performance.now() - started) / 1000;
   await runner.cancel();
   const outcome = await run;
   if (outcome.state === 'FAILED') throw new Error(`aws checkpoint run (parallelism ${parallelism}) failed: ${outcome.error?.message}`);
-  const all = history
-    .filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint')
-    .sort((a, b) => a.id - b.id)
-    .map((h) => (h.finishedAt ?? NaN) - h.triggeredAt);
+  const done = history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint').sort((a, b) => a.id - b.id);
+  const all = done.map((h) => (h.finishedAt ?? NaN) - h.triggeredAt);
+  const sourceTasks = new Set(runner.plan.vertices.filter((v) => v.isSource).flatMap((v) => Array.from({ length: v.parallelism }, (_, i) => `${v.id}:${i}`)));
+  const breakdown = done.map((h) => breakdownOf(h, sourceTasks, usage));
+  for (const b of breakdown) logLine(`aws p${parallelism}: ${formatBreakdown(b)}`);
+  for (const p of pending) {
+    // A checkpoint still pending at the cap: which subtasks it waits for.
+    const missing = runner.coordinatorState().tasks.filter((t) => !(t in p.acks));
+    logLine(`aws p${parallelism}: chk ${p.id} still pending after ${Math.round(Date.now() - p.triggeredAt)} ms, ${Object.keys(p.acks).length} acks, waiting for ${missing.join(' ')}`);
+    logLine(`aws p${parallelism}: so far ${formatBreakdown(breakdownOf({ ...p, finishedAt: Date.now() }, sourceTasks, usage))}`);
+  }
+  const requests: AwsCheckpointResult['requests'] = {};
+  for (const s of ['sqs', 'dynamodb', 's3', 'sfn'] as const) {
+    const n = usage.total(s);
+    requests[s] = { perSecond: n / seconds, meanMs: n === 0 ? 0 : usage.latencyMs[s] / n };
+  }
+  logLine(`aws p${parallelism}: requests/s (mean ms) ${Object.entries(requests).map(([s, r]) => `${s} ${r.perSecond.toFixed(1)} (${r.meanMs.toFixed(0)})`).join(', ')}; sqs ${JSON.stringify(usage.requests.sqs)}; dynamodb ${JSON.stringify(usage.requests.dynamodb)}; messages ${JSON.stringify(usage.messagesByQueue)}`);
   const durationsMs = all.slice(1);
-  return { parallelism, firstMs: all[0], durationsMs, medianMs: median(durationsMs), failed: history.filter((h) => h.status === 'FAILED').length };
+  return { parallelism, firstMs: all[0], durationsMs, medianMs: median(durationsMs), failed: history.filter((h) => h.status === 'FAILED').length, breakdown, requests };
 }
 
 /** Starts moto, runs the cost measurement and the checkpoint durations, stops moto. */
-export async function awsSection(cfg: AwsConfig): Promise<{ endpoint: string; cost: AwsCostResult; checkpoints: AwsCheckpointResult[] }> {
+export async function awsSection(cfg: AwsConfig): Promise<{ endpoint: string; cost: AwsCostResult | undefined; checkpoints: AwsCheckpointResult[] }> {
   const savedEndpoint = process.env.AWS_ENDPOINT_URL;
   const stopMoto = await startMoto();
   const endpoint = process.env.AWS_ENDPOINT_URL!;
   try {
-    const usage = new AwsUsage();
-    const cost = await costRun(cfg, endpoint, usage, new Set());
-    logLine(
+    const cost = cfg.cost ? await costRun(cfg, endpoint, new AwsUsage(), new Set()) : undefined;
+    if (cost) logLine(
       `aws cost: ${cost.fill.words} + ${cost.words} words in ${Math.round(cost.runMs)} ms, ${cost.checkpointsCompleted} checkpoints; steady state ${cost.per1000.sqsBilled.toFixed(2)} SQS / ${cost.per1000.writeUnits.toFixed(2)} WCU per 1,000 words (fill ${cost.fill.sqsBilledPer1000.toFixed(2)} / ${cost.fill.writeUnitsPer1000.toFixed(2)})`,
     );
     const checkpoints: AwsCheckpointResult[] = [];

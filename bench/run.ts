@@ -46,6 +46,8 @@ const HELP = `usage: npm run bench -- [options]
   --aws-fill <n>          words counted first, to create the keys (reported apart) [5 x vocabulary]
   --aws-source-chunk <n>  lines a source subtask reads per step in the AWS cost run [1000, emulator mode's default]
   --aws-cap <ms>          time allowed per parallelism for the AWS checkpoint runs [quick 60000, full 180000]
+  --aws-parallelisms <l>  comma-separated parallelisms of the AWS checkpoint runs [1,4,16]
+  --no-aws-cost           skip the AWS cost run (checkpoint durations only)
   --out <file>            JSON results                                         [bench/results/latest.json]
   --profile               CPU-profile each section: bench/results/profile-<section>.cpuprofile, plus a
                           summary of the hottest functions (profiling slows the runs; ratios stay comparable)
@@ -75,6 +77,8 @@ interface Config {
   readonly awsFillWords: number;
   readonly awsSourceChunk: number;
   readonly awsCapMs: number;
+  readonly awsParallelisms: readonly number[];
+  readonly awsCost: boolean;
 }
 
 function readConfig(): Config {
@@ -103,6 +107,8 @@ function readConfig(): Config {
       'aws-fill': { type: 'string' },
       'aws-source-chunk': { type: 'string' },
       'aws-cap': { type: 'string' },
+      'aws-parallelisms': { type: 'string' },
+      'no-aws-cost': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -149,6 +155,12 @@ function readConfig(): Config {
     awsFillWords: num('aws-fill', values['aws-fill'], 5 * vocabulary, 0),
     awsSourceChunk: num('aws-source-chunk', values['aws-source-chunk'], 1000, 1),
     awsCapMs: num('aws-cap', values['aws-cap'], quick ? 60_000 : 180_000, 1000),
+    awsParallelisms: (values['aws-parallelisms'] ?? '1,4,16').split(',').map((t) => {
+      const n = Number(t.trim());
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--aws-parallelisms must list integers >= 1, got '${values['aws-parallelisms']}'`);
+      return n;
+    }),
+    awsCost: !values['no-aws-cost'],
   };
 }
 
@@ -656,43 +668,48 @@ async function main(): Promise<void> {
         wordsPerLine: cfg.wordsPerLine,
         parallelism: cfg.parallelism,
         intervalMs: 2000,
-        checkpointParallelisms: [1, 4, 16],
+        checkpointParallelisms: cfg.awsParallelisms,
+        cost: cfg.awsCost,
         checkpointsPerRun: 3,
         timeoutMs: cfg.awsCapMs,
       }),
     );
     results.aws = { ...r, prices: AWS_PRICES };
     const c = r.cost;
-    const p = c.per1000;
-    const usd = (n: number) => `$${n < 0.1 ? n.toFixed(4) : n.toFixed(3)}`;
-    const sfnWork = c.stepFunctions;
+    if (c) {
+      const p = c.per1000;
+      const usd = (n: number) => `$${n < 0.1 ? n.toFixed(4) : n.toFixed(3)}`;
+      const sfnWork = c.stepFunctions;
+      rows.push(
+        {
+          section: 'aws',
+          metric: `emulator-mode word count, parallelism ${cfg.parallelism}, ${fmt(cfg.awsSourceChunk)} lines per source step, checkpoint every 2 s: ${fmt(c.fill.words)} words to fill the keys, then ${fmt(c.words)} at steady state (${c.checkpointsCompleted} checkpoints, ${fmt(c.runMs / 1000, 1)} s on moto)`,
+          value: '',
+        },
+        { section: 'aws', metric: 'fill phase (keys created): WCU / SQS billed requests per 100 words', value: `${fmt(c.fill.writeUnitsPer1000 / 10, 3)} / ${fmt(c.fill.sqsBilledPer1000 / 10, 3)}` },
+        { section: 'aws', metric: 'steady state, per 1,000 words: SQS requests / billed (64 KiB chunks), incl. Step Functions sends', value: `${fmt(p.sqsRequests, 2)} / ${fmt(p.sqsBilled, 2)}` },
+        { section: 'aws', metric: 'steady state, per 1,000 words: DynamoDB requests / WCU (1 KB) / RCU (4 KB)', value: `${fmt(p.dynamoDbRequests, 2)} / ${fmt(p.writeUnits, 2)} / ${fmt(p.readUnits, 2)}` },
+        {
+          section: 'aws',
+          metric: 'steady state, DynamoDB WCU per 1,000 words by item written',
+          value: Object.entries(c.usage.writeUnitsByKind)
+            .sort((a, b) => b[1] - a[1])
+            .map(([kind, n]) => `${kind} ${fmt((n * 1000) / c.words, 2)}`)
+            .join('; '),
+        },
+        { section: 'aws', metric: 'steady state, S3 requests (PUT-class / GET-class) per 1,000 words', value: `${fmt(p.s3Requests, 3)} (${fmt(p.s3Put, 3)} / ${fmt(p.s3Get, 3)})` },
+        { section: 'aws', metric: `steady state, Step Functions API requests / state transitions per 1,000 words (${sfnWork.executions} executions in the run)`, value: `${fmt(p.sfnApiRequests, 3)} / ${fmt(p.sfnTransitions, 3)}` },
+        { section: 'aws', metric: 'steady state, DynamoDB WCU per 100 words', value: fmt(p.writeUnits / 10, 3), target: '< 1', pass: p.writeUnits / 10 < 1 },
+        { section: 'aws', metric: 'steady state, SQS requests (billed) per 100 words', value: fmt(p.sqsBilled / 10, 3), target: '< 1', pass: p.sqsBilled / 10 < 1 },
+        {
+          section: 'aws',
+          metric: `steady state, cost per million words, ${AWS_PRICES.region} list prices: SQS / DynamoDB / S3 / Step Functions`,
+          value: [c.costPerMillion.sqs, c.costPerMillion.dynamodb, c.costPerMillion.s3, c.costPerMillion.stepFunctions].map(usd).join(' / '),
+        },
+        { section: 'aws', metric: 'steady state, cost per million words, total (requests only; no Lambda, storage or transfer)', value: usd(c.costPerMillion.total) },
+      );
+    }
     rows.push(
-      {
-        section: 'aws',
-        metric: `emulator-mode word count, parallelism ${cfg.parallelism}, ${fmt(cfg.awsSourceChunk)} lines per source step, checkpoint every 2 s: ${fmt(c.fill.words)} words to fill the keys, then ${fmt(c.words)} at steady state (${c.checkpointsCompleted} checkpoints, ${fmt(c.runMs / 1000, 1)} s on moto)`,
-        value: '',
-      },
-      { section: 'aws', metric: 'fill phase (keys created): WCU / SQS billed requests per 100 words', value: `${fmt(c.fill.writeUnitsPer1000 / 10, 3)} / ${fmt(c.fill.sqsBilledPer1000 / 10, 3)}` },
-      { section: 'aws', metric: 'steady state, per 1,000 words: SQS requests / billed (64 KiB chunks), incl. Step Functions sends', value: `${fmt(p.sqsRequests, 2)} / ${fmt(p.sqsBilled, 2)}` },
-      { section: 'aws', metric: 'steady state, per 1,000 words: DynamoDB requests / WCU (1 KB) / RCU (4 KB)', value: `${fmt(p.dynamoDbRequests, 2)} / ${fmt(p.writeUnits, 2)} / ${fmt(p.readUnits, 2)}` },
-      {
-        section: 'aws',
-        metric: 'steady state, DynamoDB WCU per 1,000 words by item written',
-        value: Object.entries(c.usage.writeUnitsByKind)
-          .sort((a, b) => b[1] - a[1])
-          .map(([kind, n]) => `${kind} ${fmt((n * 1000) / c.words, 2)}`)
-          .join('; '),
-      },
-      { section: 'aws', metric: 'steady state, S3 requests (PUT-class / GET-class) per 1,000 words', value: `${fmt(p.s3Requests, 3)} (${fmt(p.s3Put, 3)} / ${fmt(p.s3Get, 3)})` },
-      { section: 'aws', metric: `steady state, Step Functions API requests / state transitions per 1,000 words (${sfnWork.executions} executions in the run)`, value: `${fmt(p.sfnApiRequests, 3)} / ${fmt(p.sfnTransitions, 3)}` },
-      { section: 'aws', metric: 'steady state, DynamoDB WCU per 100 words', value: fmt(p.writeUnits / 10, 3), target: '< 1', pass: p.writeUnits / 10 < 1 },
-      { section: 'aws', metric: 'steady state, SQS requests (billed) per 100 words', value: fmt(p.sqsBilled / 10, 3), target: '< 1', pass: p.sqsBilled / 10 < 1 },
-      {
-        section: 'aws',
-        metric: `steady state, cost per million words, ${AWS_PRICES.region} list prices: SQS / DynamoDB / S3 / Step Functions`,
-        value: [c.costPerMillion.sqs, c.costPerMillion.dynamodb, c.costPerMillion.s3, c.costPerMillion.stepFunctions].map(usd).join(' / '),
-      },
-      { section: 'aws', metric: 'steady state, cost per million words, total (requests only; no Lambda, storage or transfer)', value: usd(c.costPerMillion.total) },
       ...r.checkpoints.map((k) => ({
         section: 'aws',
         metric: `checkpoint end-to-end at parallelism ${k.parallelism} (source at ${CHECKPOINT_RUN_LINES_PER_SECOND} lines/s), after the first, median of ${k.durationsMs.length} (min..max)${k.failed ? `, ${k.failed} failed` : ''}; first`,

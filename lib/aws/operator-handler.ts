@@ -40,8 +40,9 @@
  * Pacing: a wake step that could read nothing (or a rate-limited source that may read its next record only later)
  * waits inside the invocation until the source can produce again, at most `sourceIdleWaitMs`, before sending the
  * next wake. FIFO queues have no per-message delay, and without the wait an idle chain spins: a Lambda invocation and
- * three SQS requests per round trip. The wait holds the subtask's message group, so a barrier behind the wake waits
- * as long at most.
+ * three SQS requests per round trip. A rate-limited source also waits until `sourceLingerMs` after its step began,
+ * so that a slow source takes fewer, larger steps. The wait holds the subtask's message group, so a barrier behind
+ * the wake waits as long at most. Slices holding wakes share one read of the job row per batch.
  */
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
@@ -107,6 +108,16 @@ export interface OperatorHandlerOptions {
    * @default 1000
    */
   readonly sourceIdleWaitMs?: number;
+  /**
+   * Shortest time from the start of a rate-limited source subtask's wake step to its next one: a step after which
+   * the source must wait for its rate waits (within `sourceIdleWaitMs`) until this long after it started before
+   * sending the next wake, so a slow source reads several records per step. Every step sends one envelope to each downstream subtask
+   * its records hash to and commits its control row: steps per second, not records, set a slow source's request
+   * rate, and with a keyed edge its envelopes grow with the square of the parallelism. A barrier waits at most this
+   * long behind the pause. 0 steps as soon as one record may be read.
+   * @default 0
+   */
+  readonly sourceLingerMs?: number;
   /**
    * How long a container trusts its copy of the job row's generation and status before reading it again (slices with
    * a wake always read it). Bounds how long a non-source vertex goes on processing after a cancel.
@@ -175,7 +186,10 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   const chunk = options.sourceChunkSize ?? AWS_SOURCE_CHUNK_SIZE;
   const idleWaitMs = options.sourceIdleWaitMs ?? SOURCE_IDLE_WAIT_MS;
   const refreshMs = options.runRefreshMs ?? RUN_REFRESH_MS;
-  if (!(idleWaitMs >= 0) || !(refreshMs >= 0)) throw new FloeError(ErrorCode.InvalidOptions, `sourceIdleWaitMs and runRefreshMs must be >= 0, got ${idleWaitMs} and ${refreshMs}`);
+  const lingerMs = options.sourceLingerMs ?? 0;
+  if (!(idleWaitMs >= 0) || !(refreshMs >= 0) || !(lingerMs >= 0)) {
+    throw new FloeError(ErrorCode.InvalidOptions, `sourceIdleWaitMs, sourceLingerMs and runRefreshMs must be >= 0, got ${idleWaitMs}, ${lingerMs} and ${refreshMs}`);
+  }
   const ports = buildPorts(options, clients, clock, log, observe);
   const executors = new Map<number, CachedExecutor>();
   let run: Promise<RunInfo> | undefined;
@@ -191,9 +205,12 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     return p;
   };
 
-  /** The run's generation: cached, reloaded when asked to or when a message is newer. */
-  const runFor = async (newestGen: number, reload: boolean): Promise<RunInfo> => {
-    let info = reload || !run || clock.now() - runLoadedAt >= refreshMs ? await loadRun() : await run;
+  /**
+   * The run's generation: cached, reloaded when asked to or when a message is newer. `fresh` answers a read of the
+   * row begun after the batch arrived, shared by the batch's slices (one read per batch, not one per wake).
+   */
+  const runFor = async (newestGen: number, fresh: (() => Promise<RunInfo>) | undefined): Promise<RunInfo> => {
+    let info = fresh ? await fresh() : !run || clock.now() - runLoadedAt >= refreshMs ? await loadRun() : await run;
     if (newestGen > info.generation) info = await loadRun();
     if (newestGen > info.generation) {
       throw new FloeError(ErrorCode.Storage, `message of generation ${newestGen} arrived, but the job row of '${plan.job}' is at generation ${info.generation}`, { retryable: true });
@@ -308,7 +325,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   };
 
   /** Handles one group's records in order; answers the message ids to retry. */
-  const handleSlice = async (group: string, items: readonly Item[]): Promise<string[]> => {
+  const handleSlice = async (group: string, items: readonly Item[], freshRun: () => Promise<RunInfo>): Promise<string[]> => {
     const started = clock.now();
     const subtask = Number(group);
     const context = { job: plan.job, vertex: vertex.id, subtask: group };
@@ -338,7 +355,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     const wakes = live.flatMap((i) => (i.kind === 'wake' ? [i.wake] : []));
     try {
       const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen));
-      const info = await runFor(newest, wakes.length > 0);
+      const info = await runFor(newest, wakes.length > 0 ? freshRun : undefined);
       if (info.canceled) {
         // Nothing newer than the row's generation is here (runFor), and that generation was cancelled: delete it all.
         executors.delete(subtask);
@@ -365,7 +382,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       let pausedMs = 0;
       // A stale wake's chain has moved on; a repeated one re-sends the next wake (same deduplication id) in case it was lost.
       if (wake !== undefined && result.wake !== 'stale' && !result.finished && !entry.flags.sourceExhausted) {
-        pausedMs = result.wake === 'new' ? pauseOf(result, clock.now(), idleWaitMs) : 0;
+        pausedMs = result.wake === 'new' ? pauseOf(result, started, clock.now(), idleWaitMs, lingerMs) : 0;
         if (pausedMs > 0) await new Promise((resolve) => setTimeout(resolve, pausedMs));
         wakeSent = wake + 1;
         await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent }]);
@@ -443,7 +460,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         }),
       );
     }
-    const failed = (await Promise.all([...slices].map(([group, items]) => handleSlice(group, items)))).flat();
+    let fresh: Promise<RunInfo> | undefined;
+    const freshRun = () => (fresh ??= loadRun());
+    const failed = (await Promise.all([...slices].map(([group, items]) => handleSlice(group, items, freshRun)))).flat();
     observe({ type: 'batch', messages: event.Records.length, failed: failed.length });
     return { batchItemFailures: failed.map((itemIdentifier) => ({ itemIdentifier })) };
   };
@@ -467,12 +486,17 @@ export async function startSources(options: { plan: PhysicalPlan; resources: Aws
   );
 }
 
-/** How long a wake step waits before the next wake: until a rate-limited source may read again, or the whole bound when it read nothing. */
-function pauseOf(result: StepResult, now: number, boundMs: number): number {
+/**
+ * How long a wake step waits before the next wake: until a rate-limited source may read again but no sooner than
+ * `lingerMs` after the step started (not at all when it may read now and did read), or the whole bound when it read
+ * nothing; never longer than the bound.
+ */
+function pauseOf(result: StepResult, startedAt: number, now: number, boundMs: number, lingerMs: number): number {
   if (boundMs <= 0) return 0;
-  // A rate-limited source whose next quantum is due later waits for it; one that is due but read nothing (its splits
-  // had no data) is idle like any other, or it would spin.
-  if (result.sourceReadyAt !== undefined && result.sourceReadyAt > now) return Math.min(boundMs, result.sourceReadyAt - now);
+  // A rate-limited source whose next quantum is due later waits for it (and lingers); one that may read now is behind
+  // its rate and steps again at once — unless it read nothing (its splits had no data): then it is idle like any other,
+  // or it would spin.
+  if (result.sourceReadyAt !== undefined && result.sourceReadyAt > now) return Math.min(boundMs, Math.max(result.sourceReadyAt, startedAt + lingerMs) - now);
   return result.idle ? boundMs : 0;
 }
 

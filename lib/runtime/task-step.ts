@@ -219,6 +219,7 @@ export class SubtaskExecutor {
   }
 
   private async run(envelopes: readonly Envelope[]): Promise<StepResult> {
+    await this.prefetchKeys(envelopes);
     for (const env of envelopes) await this.accept(env);
 
     let idle = true;
@@ -243,6 +244,20 @@ export class SubtaskExecutor {
       idle: idle && envelopes.length === 0,
       ...(readyAt === undefined ? {} : { sourceReadyAt: readyAt }),
     };
+  }
+
+  /**
+   * Reads the state of every key the batch's data envelopes carry in one go: a remote store then makes one round of
+   * requests per step, not one per envelope (an envelope held back for alignment only makes its keys read early).
+   */
+  private async prefetchKeys(envelopes: readonly Envelope[]): Promise<void> {
+    if (this.store.prefetchRequired === false) return;
+    const keys: { keyGroup: number; key: string }[] = [];
+    for (const env of envelopes) {
+      if (env.kind !== EnvelopeKind.Data || env.gen !== this.control.gen) continue;
+      for (const r of env.records ?? []) if (r.k !== undefined) keys.push({ keyGroup: r.g!, key: r.k });
+    }
+    if (keys.length > 0) await this.store.prefetch(keys);
   }
 
   private async readSource(): Promise<boolean> {

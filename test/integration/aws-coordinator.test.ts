@@ -258,13 +258,13 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
       ),
     );
 
-    // Then every ack counts, though they raced for the job row
+    // Then every ack counts, and the acks that arrived while the first one's write was in flight shared one write
     expect(results).toEqual(tasks.map(() => 'accepted'));
-    expect(f.store.stats.conflicts).toBeGreaterThan(0);
     const row = await f.store.require(f.plan.job);
     expect(row.state).toMatchObject({ latestCompletedId: 1, counts: { completed: 1, failed: 0 }, pending: [] });
     expect(row.state.history[0]).toMatchObject({ id: 1, status: 'COMPLETED', acknowledged: tasks.length, total: tasks.length, externalPath: f.dir(1) });
-    expect(row.version).toBe(1 + 1 + tasks.length + 1); // created, triggered, one write per ack, manifest written
+    expect(row.version).toBe(1 + 1 + 2 + 1); // created, triggered, the first ack, the other acks together, manifest written
+    expect(f.effects.steps.filter((s) => s.step.effects.some((e) => e.type === 'writeManifest'))).toHaveLength(1);
 
     // And the manifest exists and loads
     const { manifest } = await loadManifest(f.storage, f.dir(1));

@@ -1,5 +1,5 @@
 import type { AckResult } from '../../core/coordinator/ack-tracker.js';
-import type { CoordinatorEvent } from '../../core/coordinator/types.js';
+import type { CoordinatorEvent, CoordinatorStep } from '../../core/coordinator/types.js';
 import type { CheckpointAck, Clock, CoordinatorGateway, TaskAddress } from '../../ports/index.js';
 import type { AppliedStep, CoordinatorStore, EffectRunner } from './coordinator-store.js';
 
@@ -16,14 +16,29 @@ export interface DynamoDbCoordinatorGatewayOptions {
 
 const systemClock: Clock = { now: () => Date.now() };
 
+/** An ack waiting for the next group write. */
+interface QueuedAck {
+  readonly event: CoordinatorEvent;
+  readonly resolve: (step: CoordinatorStep) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /**
  * How subtasks report to the coordinator on AWS: each report is an event applied to the job row with a conditional
  * write (re-applied on a lost race, so concurrent acks from many Lambdas all count), and the effects of the written
  * step — the manifest write once the last ack is in — are handed to the effect runner. The same gateway serves a
  * Lambda and emulator mode; only the effect runner's ports differ.
+ *
+ * Acks are group-committed: while one write of the job row is in flight, the acks that arrive meanwhile (from the
+ * other slices of the batch, or other steps of the container) wait and then go into ONE write together
+ * (`CoordinatorStore.applyAll`). One write per ack made a checkpoint of N subtasks cost N serial read-and-write
+ * round trips on the row every ack contends for; grouped, an ack still counts only once its write succeeded, and a
+ * caller still learns its own ack's result. Declines and end-of-input reports stay single writes, in call order.
  */
 export class DynamoDbCoordinatorGateway implements CoordinatorGateway {
   private readonly clock: Clock;
+  private queued: QueuedAck[] = [];
+  private writing = false;
 
   constructor(private readonly options: DynamoDbCoordinatorGatewayOptions) {
     this.clock = options.clock ?? systemClock;
@@ -43,8 +58,37 @@ export class DynamoDbCoordinatorGateway implements CoordinatorGateway {
   async receiveAcknowledge(ack: CheckpointAck): Promise<AckResult> {
     const now = this.clock.now();
     const task = `${ack.task.vertex}:${ack.task.subtask}`;
-    const applied = await this.apply({ type: 'ack', now, checkpointId: ack.checkpointId, ack: { task, operators: ack.operators, ackTimestamp: now } });
-    return applied.step.result ?? 'unknown';
+    const step = await new Promise<CoordinatorStep>((resolve, reject) => {
+      this.queued.push({ event: { type: 'ack', now, checkpointId: ack.checkpointId, ack: { task, operators: ack.operators, ackTimestamp: now } }, resolve, reject });
+      if (!this.writing) void this.writeQueued();
+    });
+    return step.result ?? 'unknown';
+  }
+
+  /** Writes the queued acks in groups until none is left; one group's failure is every one of its callers'. */
+  private async writeQueued(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.queued.length > 0) {
+        const group = this.queued;
+        this.queued = [];
+        let result;
+        try {
+          result = await this.options.store.applyAll(this.options.job, group.map((q) => q.event));
+        } catch (e) {
+          for (const q of group) q.reject(e);
+          continue;
+        }
+        const { applied, steps } = result;
+        let failure: { error: unknown } | undefined;
+        if (applied.written) await this.options.effects.run(applied).catch((error: unknown) => (failure = { error }));
+        // The acks were written either way; effects that failed are reported to the acks that asked for them.
+        const owners = steps.some((st) => st.effects.length > 0) ? (i: number) => steps[i]!.effects.length > 0 : () => true;
+        group.forEach((q, i) => (failure && owners(i) ? q.reject(failure.error) : q.resolve(steps[i]!)));
+      }
+    } finally {
+      this.writing = false;
+    }
   }
 
   /** Records a decline and answers what became of it. */

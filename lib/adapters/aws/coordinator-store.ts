@@ -171,24 +171,59 @@ export abstract class CoordinatorStore {
    * again on the winner's row. A step that changes nothing is not written. Carry out `effects` only when `written`.
    */
   async apply(job: string, event: CoordinatorEvent, options: ApplyOptions = {}): Promise<AppliedStep> {
+    const { applied } = await this.applyEach(job, [event], options);
+    return applied;
+  }
+
+  /**
+   * Applies several events to a job's row in order with ONE conditional write (group commit): the acks that arrive
+   * while a write is in flight go into the next one, so a checkpoint's N acks cost a few writes, not N. The events
+   * are reduced one after the other as separate applies would reduce them; on a lost write all of them are reduced
+   * again on the winner's row. `applied` merges the steps (the last state, every effect and status change in order)
+   * and is what to carry out; `steps` holds each event's own step, for its result.
+   */
+  async applyAll(job: string, events: readonly CoordinatorEvent[]): Promise<{ applied: AppliedStep; steps: readonly CoordinatorStep[] }> {
+    if (events.length === 0) throw new FloeError(ErrorCode.InvalidOptions, 'applyAll needs at least one event');
+    return this.applyEach(job, events, {});
+  }
+
+  private async applyEach(job: string, events: readonly CoordinatorEvent[], options: ApplyOptions): Promise<{ applied: AppliedStep; steps: readonly CoordinatorStep[] }> {
     this.stats.loads++;
+    const what = events.length === 1 ? events[0]!.type : `${events.length} events`;
+    const now = events[events.length - 1]!.now;
     let row = await this.require(job);
     for (let attempt = 1; ; attempt++) {
-      const transition = transitionRow(row, event);
-      if (options.accept && !options.accept(transition)) return { row, step: transition.step, written: false, refused: true, statusChanges: [] };
-      if (!transition.changed) return { row, step: transition.step, written: false, refused: false, statusChanges: [] };
-      const next: CoordinatorRow = { ...transition.row, version: row.version + 1 };
+      let current = row;
+      let changed = false;
+      const steps: CoordinatorStep[] = [];
+      const statusChanges: CheckpointStatusChange[] = [];
+      const effects: CoordinatorStep['effects'][number][] = [];
+      for (const event of events) {
+        const transition = transitionRow(current, event);
+        if (options.accept && !options.accept(transition)) {
+          return { applied: { row, step: transition.step, written: false, refused: true, statusChanges: [] }, steps: [transition.step] };
+        }
+        steps.push(transition.step);
+        if (!transition.changed) continue;
+        changed = true;
+        current = transition.row;
+        effects.push(...transition.step.effects);
+        statusChanges.push(...transition.statusChanges);
+      }
+      const step: CoordinatorStep = steps.length === 1 ? steps[0]! : { state: current.state, effects };
+      if (!changed) return { applied: { row, step, written: false, refused: false, statusChanges: [] }, steps };
+      const next: CoordinatorRow = { ...current, version: row.version + 1 };
       try {
-        await this.replace(next, row.version, event.now);
+        await this.replace(next, row.version, now);
         this.stats.writes++;
-        return { row: next, step: transition.step, written: true, refused: false, statusChanges: transition.statusChanges };
+        return { applied: { row: next, step, written: true, refused: false, statusChanges }, steps };
       } catch (e) {
         if (!(e instanceof CoordinatorConflictError)) throw e;
         this.stats.conflicts++;
         if (attempt >= this.maxAttempts) {
-          throw new FloeError(ErrorCode.Storage, `applying ${event.type} to the job row of '${job}' lost ${attempt} conditional writes in a row`, { cause: e, retryable: true });
+          throw new FloeError(ErrorCode.Storage, `applying ${what} to the job row of '${job}' lost ${attempt} conditional writes in a row`, { cause: e, retryable: true });
         }
-        if (!e.current) throw new FloeError(ErrorCode.NotFound, `job '${job}' lost its coordinator row while applying ${event.type}`, { cause: e });
+        if (!e.current) throw new FloeError(ErrorCode.NotFound, `job '${job}' lost its coordinator row while applying ${what}`, { cause: e });
         row = e.current;
         await this.sleep(Math.random() * Math.min(250, this.retryBaseDelayMs * 2 ** (attempt - 1)));
       }

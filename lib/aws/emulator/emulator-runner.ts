@@ -82,6 +82,13 @@ export interface EmulatorRunOptions {
    * @default 1000
    */
   readonly sourceChunkSize?: number;
+  /**
+   * Shortest time between the starts of two wake steps of a rate-limited source subtask (`OperatorHandlerOptions.sourceLingerMs`).
+   * Longer than on AWS: an emulator serves few requests a second, and each step of a slow source costs a control row
+   * commit and an envelope per downstream subtask whatever it read.
+   * @default 500
+   */
+  readonly sourceLingerMs?: number;
 }
 
 const systemClock: Clock = { now: () => Date.now() };
@@ -207,6 +214,7 @@ export class EmulatorRunner implements JobControl {
           // Moto's conditional writes are not atomic under concurrent requests; every writer is in this process.
           serializeLocalWrites: true,
           sourceChunkSize: this.options.sourceChunkSize ?? 1000,
+          sourceLingerMs: this.options.sourceLingerMs ?? 500,
           log: (line) => this.onHandlerLog(v.id, line),
         });
         pollers.push(
