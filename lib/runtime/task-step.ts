@@ -10,6 +10,7 @@ import { createOperator } from './operators/factory.js';
 import type { Operator, Output } from './operators/operator.js';
 import { SourceOperator } from './operators/source.js';
 import { guard } from './operators/stateless.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
 
 /** What a subtask needs to know about the run it belongs to. */
 export interface SubtaskConfig {
@@ -469,7 +470,18 @@ export class SubtaskExecutor {
     let buf = this.buffers.get(key);
     if (this.maxBytes !== undefined) {
       // Sizes are a function of the records, so a replayed step seals the same envelopes with the same seqs.
-      const size = Buffer.byteLength(JSON.stringify(record), 'utf8') + 1;
+      let json: string;
+      try {
+        json = JSON.stringify(record);
+      } catch (cause) {
+        // A BigInt, a cycle, a throwing toJSON: records cross queues as JSON, so say which edge could not carry it.
+        throw new FloeError(
+          ErrorCode.UserFunction,
+          `a record vertex '${this.address.vertex}' sends to '${edge.to}' cannot be encoded as JSON (records must be JSON values): ${(cause as Error).message}`,
+          { cause },
+        );
+      }
+      const size = Buffer.byteLength(json, 'utf8') + 1;
       let bytes = this.bufferBytes.get(key) ?? 0;
       if (buf && buf.length > 0 && bytes + size > this.maxBytes) {
         this.seal(key, buf);

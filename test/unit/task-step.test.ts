@@ -296,6 +296,22 @@ describe('SubtaskExecutor: packing and watermarks', () => {
     expect(valuesOf([...out['sink:0'], ...out['sink:1']]).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => `${APPLE}=${n}`).sort());
   });
 
+  it('names the edge when a record cannot be encoded as JSON (a BigInt) instead of throwing a bare TypeError', async () => {
+    const job = new Job('counts', { maxParallelism: M });
+    job
+      .source(generator<Word>({ count: 0, generate: (i) => ({ word: `w${i}` }) }), { uid: 'words', parallelism: 2 })
+      .keyBy((w) => w.word)
+      .process({ processElement: (_w: Word, _ctx, out) => out.collect(BigInt(1) as unknown as string) }, { uid: 'counter', parallelism: 2 })
+      .rebalance()
+      .sinkTo(collectSink<string>('task-step-bigint'), { uid: 'sink', parallelism: 2 });
+    const h = aCounterSubtask({ plan: buildPlan(job), maxEnvelopeBytes: 1024 });
+
+    const step = h.executor.step([data(A, 1, APPLE)]);
+
+    await expect(step).rejects.toThrow(/a record vertex 'counter' sends to 'sink' cannot be encoded as JSON.*BigInt/);
+    await expect(step).rejects.toMatchObject({ code: 'USER_FUNCTION' });
+  });
+
   const wm = (from: ChannelEnd, seq: number, watermark: number) => watermarkEnvelope({ from, to: ME, seq, job: 'counts', gen: GEN }, watermark);
 
   it('advances its watermark to the minimum over its input channels, forwards it, and fires event-time timers when it passes them', async () => {
