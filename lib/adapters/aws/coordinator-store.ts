@@ -316,36 +316,7 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
   }
 
   protected async replace(row: CoordinatorRow, expectedVersion: number, now: number): Promise<void> {
-    const item = encodeRow(row, now);
-    try {
-      await this.write(jobRowKey(row.job), () =>
-        this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: { pk: { S: jobRowKey(row.job) } },
-            UpdateExpression: 'SET #version = :next, #state = :state, #runtime = :runtime, #updatedAt = :updatedAt',
-            ConditionExpression: '#version = :expected',
-            ExpressionAttributeNames: {
-              '#version': CoordinatorAttr.version,
-              '#state': CoordinatorAttr.state,
-              '#runtime': CoordinatorAttr.runtime,
-              '#updatedAt': CoordinatorAttr.updatedAt,
-            },
-            ExpressionAttributeValues: {
-              ':next': { N: String(row.version) },
-              ':expected': { N: String(expectedVersion) },
-              ':state': item[CoordinatorAttr.state]!,
-              ':runtime': item[CoordinatorAttr.runtime]!,
-              ':updatedAt': item[CoordinatorAttr.updatedAt]!,
-            },
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-        ),
-      );
-    } catch (e) {
-      if (e instanceof ConditionalCheckFailedException) throw new CoordinatorConflictError(row.job, expectedVersion, e.Item ? decodeRow(row.job, e.Item) : undefined);
-      throw e;
-    }
+    await this.updateRow(row, expectedVersion, now);
   }
 
   /**
@@ -355,32 +326,48 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
    */
   async replaceGeneration(row: CoordinatorRow, expectedVersion: number, now: number): Promise<CoordinatorRow> {
     const next: CoordinatorRow = { ...row, version: expectedVersion + 1, jobStatus: { status: JobStatus.Running, at: now } };
-    const item = encodeRow(next, now);
+    await this.updateRow(next, expectedVersion, now, {
+      set: ', #js = :running, #ja = :now REMOVE #jd',
+      names: { '#js': CoordinatorAttr.jobStatus, '#ja': CoordinatorAttr.jobStatusAt, '#jd': CoordinatorAttr.jobStatusDetail },
+      values: { ':running': { S: JobStatus.Running }, ':now': { N: String(now) } },
+    });
+    this.stats.writes++;
+    return next;
+  }
+
+  /**
+   * Writes `row`'s version, state and runtime (and what `extra` adds to the update) if the stored row is at
+   * `expectedVersion`; throws a CoordinatorConflictError, with the stored row when there is one, otherwise.
+   */
+  private async updateRow(
+    row: CoordinatorRow,
+    expectedVersion: number,
+    now: number,
+    extra: { set: string; names: Record<string, string>; values: Record<string, AttributeValue> } = { set: '', names: {}, values: {} },
+  ): Promise<void> {
+    const item = encodeRow(row, now);
     try {
       await this.write(jobRowKey(row.job), () =>
         this.client.send(
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: { pk: { S: jobRowKey(row.job) } },
-            UpdateExpression: 'SET #version = :next, #state = :state, #runtime = :runtime, #updatedAt = :updatedAt, #js = :running, #ja = :now REMOVE #jd',
+            UpdateExpression: `SET #version = :next, #state = :state, #runtime = :runtime, #updatedAt = :updatedAt${extra.set}`,
             ConditionExpression: '#version = :expected',
             ExpressionAttributeNames: {
               '#version': CoordinatorAttr.version,
               '#state': CoordinatorAttr.state,
               '#runtime': CoordinatorAttr.runtime,
               '#updatedAt': CoordinatorAttr.updatedAt,
-              '#js': CoordinatorAttr.jobStatus,
-              '#ja': CoordinatorAttr.jobStatusAt,
-              '#jd': CoordinatorAttr.jobStatusDetail,
+              ...extra.names,
             },
             ExpressionAttributeValues: {
-              ':next': { N: String(next.version) },
+              ':next': { N: String(row.version) },
               ':expected': { N: String(expectedVersion) },
               ':state': item[CoordinatorAttr.state]!,
               ':runtime': item[CoordinatorAttr.runtime]!,
               ':updatedAt': item[CoordinatorAttr.updatedAt]!,
-              ':running': { S: JobStatus.Running },
-              ':now': { N: String(now) },
+              ...extra.values,
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
@@ -390,8 +377,6 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
       if (e instanceof ConditionalCheckFailedException) throw new CoordinatorConflictError(row.job, expectedVersion, e.Item ? decodeRow(row.job, e.Item) : undefined);
       throw e;
     }
-    this.stats.writes++;
-    return next;
   }
 
   async putCheckpointStatus(job: string, change: CheckpointStatusChange): Promise<void> {
