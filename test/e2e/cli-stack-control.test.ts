@@ -12,7 +12,7 @@ import { ListStateMachinesCommand } from '@aws-sdk/client-sfn';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
 import { emulatorResourceNames } from '../../lib/aws/emulator/provision.js';
-import { main } from '../../lib/cli/main.js';
+import { floeInProcess } from '../support/cli-in-process.js';
 import { loadJob } from '../../lib/embedded/load-job.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 import { generateWordInput } from '../support/wordcount-oracle.js';
@@ -28,20 +28,7 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-/** Runs the CLI in-process and answers its exit code, stdout and stderr. */
-async function floe(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((c) => (stdout.push(String(c)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((c) => (stderr.push(String(c)), true));
-  try {
-    const code = await main(args);
-    return { code, stdout: stdout.join(''), stderr: stderr.join('') };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const floe = floeInProcess;
 
 async function until(what: string, ok: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

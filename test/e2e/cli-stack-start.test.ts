@@ -9,10 +9,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { JobStatus } from '../../lib/adapters/aws/coordinator-job-row.js';
-import { main } from '../../lib/cli/main.js';
+import { floeInProcess } from '../support/cli-in-process.js';
 import { resolveCheckpointOptions } from '../../lib/core/options.js';
 import { loadJob } from '../../lib/embedded/load-job.js';
 import { buildPlan } from '../../lib/graph/plan.js';
@@ -32,20 +32,7 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-/** Runs the CLI in-process and answers its exit code, stdout and stderr. */
-async function floe(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((c) => (stdout.push(String(c)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((c) => (stderr.push(String(c)), true));
-  try {
-    const code = await main(args);
-    return { code, stdout: stdout.join(''), stderr: stderr.join('') };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const floe = floeInProcess;
 
 async function until(what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
