@@ -50,6 +50,8 @@
  * `sourceIdleWaitMs` like an idle source before the next wake, so a barrier reaches the downstream queues behind a
  * bounded backlog. A step that may be a replay (a message of the slice delivered before, or a step of the subtask
  * that failed in this container) reads regardless: a replay of a step that read must send what it sent, not a prefix.
+ * A wake the coordinator's watchdog re-sends after the original went to the dead-letter queue is a first delivery and
+ * is not recognised as a replay.
  */
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
