@@ -335,6 +335,8 @@ export interface AwsConfig {
   readonly fillWords: number;
   /** Lines per source step (EmulatorRunOptions.sourceChunkSize) in the cost run. */
   readonly sourceChunkSize: number;
+  /** Backpressure bound (EmulatorRunOptions.maxDownstreamBacklog) of every run. @default emulator mode's */
+  readonly maxDownstreamBacklog?: number;
   readonly vocabulary: number;
   readonly wordsPerLine: number;
   readonly parallelism: number;
@@ -409,7 +411,7 @@ async function costRun(cfg: AwsConfig, endpoint: string, usage: AwsUsage, seen: 
   const counter = sinkCounter();
   const job = awsWordCountJob({ parallelism: cfg.parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines, interval: cfg.intervalMs, counter });
   const clients = instrumentedClients(endpoint, usage);
-  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: 'cost', sourceChunkSize: cfg.sourceChunkSize, log: (m) => logLine(`aws cost: ${m}`) });
+  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: 'cost', sourceChunkSize: cfg.sourceChunkSize, ...backlogOf(cfg), log: (m) => logLine(`aws cost: ${m}`) });
   const run = runner.run();
   // Provisioning, purging and restoring are per-run, not per-record: count from the moment the job runs.
   while (runner.overview().state === 'CREATED' || runner.overview().state === 'RESTARTING') await sleep(20);
@@ -520,12 +522,14 @@ export function formatBreakdown(b: CheckpointBreakdown): string {
   );
 }
 
+const backlogOf = (cfg: AwsConfig) => (cfg.maxDownstreamBacklog === undefined ? {} : { maxDownstreamBacklog: cfg.maxDownstreamBacklog });
+
 async function checkpointRun(cfg: AwsConfig, endpoint: string, parallelism: number): Promise<AwsCheckpointResult> {
   const counter = sinkCounter();
   const job = awsWordCountJob({ parallelism, vocabularySize: cfg.vocabulary, wordsPerLine: cfg.wordsPerLine, lines: Infinity, interval: cfg.intervalMs, ratePerSecond: CHECKPOINT_RUN_LINES_PER_SECOND, counter });
   const usage = new AwsUsage();
   const clients = instrumentedClients(endpoint, usage);
-  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: `chk-p${parallelism}`, parallelism, log: (m) => logLine(`aws p${parallelism}: ${m}`) });
+  const runner = new EmulatorRunner(job, { endpoint, clients, namespace: `chk-p${parallelism}`, parallelism, ...backlogOf(cfg), log: (m) => logLine(`aws p${parallelism}: ${m}`) });
   const started = performance.now();
   const run = runner.run();
   const completed = (): CheckpointRecord[] => runner.coordinatorState().history.filter((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint');

@@ -45,6 +45,8 @@ const HELP = `usage: npm run bench -- [options]
   --aws-words <n>         words the AWS cost run counts at steady state        [quick 100000, full 300000]
   --aws-fill <n>          words counted first, to create the keys (reported apart) [5 x vocabulary]
   --aws-source-chunk <n>  lines a source subtask reads per step in the AWS cost run [1000, emulator mode's default]
+  --aws-backlog <n>       messages per downstream subtask above which sources hold off (backpressure;
+                          EmulatorRunOptions.maxDownstreamBacklog; Infinity: off) [emulator mode's default, 4]
   --aws-cap <ms>          time allowed per parallelism for the AWS checkpoint runs [quick 60000, full 180000]
   --aws-parallelisms <l>  comma-separated parallelisms of the AWS checkpoint runs [1,4,16]
   --no-aws-cost           skip the AWS cost run (checkpoint durations only)
@@ -76,6 +78,7 @@ interface Config {
   readonly awsWords: number;
   readonly awsFillWords: number;
   readonly awsSourceChunk: number;
+  readonly awsBacklog: number | undefined;
   readonly awsCapMs: number;
   readonly awsParallelisms: readonly number[];
   readonly awsCost: boolean;
@@ -106,6 +109,7 @@ function readConfig(): Config {
       'aws-words': { type: 'string' },
       'aws-fill': { type: 'string' },
       'aws-source-chunk': { type: 'string' },
+      'aws-backlog': { type: 'string' },
       'aws-cap': { type: 'string' },
       'aws-parallelisms': { type: 'string' },
       'no-aws-cost': { type: 'boolean', default: false },
@@ -154,6 +158,7 @@ function readConfig(): Config {
     awsWords: num('aws-words', values['aws-words'], quick ? 100_000 : 300_000, 10),
     awsFillWords: num('aws-fill', values['aws-fill'], 5 * vocabulary, 0),
     awsSourceChunk: num('aws-source-chunk', values['aws-source-chunk'], 1000, 1),
+    awsBacklog: values['aws-backlog'] === undefined ? undefined : values['aws-backlog'] === 'Infinity' ? Infinity : num('aws-backlog', values['aws-backlog'], 0, 1),
     awsCapMs: num('aws-cap', values['aws-cap'], quick ? 60_000 : 180_000, 1000),
     awsParallelisms: (values['aws-parallelisms'] ?? '1,4,16').split(',').map((t) => {
       const n = Number(t.trim());
@@ -664,6 +669,7 @@ async function main(): Promise<void> {
         words: cfg.awsWords,
         fillWords: cfg.awsFillWords,
         sourceChunkSize: cfg.awsSourceChunk,
+        ...(cfg.awsBacklog === undefined ? {} : { maxDownstreamBacklog: cfg.awsBacklog }),
         vocabulary: cfg.vocabulary,
         wordsPerLine: cfg.wordsPerLine,
         parallelism: cfg.parallelism,

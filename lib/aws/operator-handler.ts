@@ -43,6 +43,15 @@
  * three SQS requests per round trip. A rate-limited source also waits until `sourceLingerMs` after its step began,
  * so that a slow source takes fewer, larger steps. The wait holds the subtask's message group, so a barrier behind
  * the wake waits as long at most. Slices holding wakes share one read of the job row per batch.
+ *
+ * Backpressure (SQS has none): before a source step, a cached probe of the vertex's downstream queues
+ * (downstream-backlog.ts) says whether any holds more than `maxDownstreamBacklog` messages per downstream subtask. If
+ * so, the step runs with `read: false` (it still takes barriers and records its wake) and the chain pauses
+ * `sourceIdleWaitMs` like an idle source before the next wake, so a barrier reaches the downstream queues behind a
+ * bounded backlog. A step that may be a replay (a message of the slice delivered before, or a step of the subtask
+ * that failed in this container) reads regardless: a replay of a step that read must send what it sent, not a prefix.
+ * A wake the coordinator's watchdog re-sends after the original went to the dead-letter queue is a first delivery and
+ * is not recognised as a replay.
  */
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
@@ -65,6 +74,7 @@ import { SubtaskExecutor, type StepResult } from '../runtime/task-step.js';
 import type { OperatorObservation, OperatorObserver } from './operator-observer.js';
 import { isCanceled } from '../adapters/aws/coordinator-job-row.js';
 import { parseWake, sendWakes, type WakeMessage } from './operator-wake.js';
+import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from './downstream-backlog.js';
 
 /** The AWS resources of one job, by name or URL. */
 export interface AwsJobResources {
@@ -119,6 +129,20 @@ export interface OperatorHandlerOptions {
    */
   readonly sourceLingerMs?: number;
   /**
+   * Backpressure: messages (visible plus in flight) per downstream subtask in a source vertex's downstream queue above
+   * which its source subtasks hold off reading (their steps still take barriers) and pause `sourceIdleWaitMs` before
+   * the next wake. A barrier then waits behind about this many envelopes per downstream subtask. `Infinity` turns
+   * backpressure off.
+   * @default 100 (DEFAULT_MAX_DOWNSTREAM_BACKLOG)
+   */
+  readonly maxDownstreamBacklog?: number;
+  /**
+   * How long a container reuses one reading of its downstream queues' backlog: the probe costs at most one
+   * `GetQueueAttributes` per downstream queue per this long per container.
+   * @default 1000
+   */
+  readonly backlogProbeMs?: number;
+  /**
    * How long a container trusts its copy of the job row's generation and status before reading it again (slices with
    * a wake always read it). Bounds how long a non-source vertex goes on processing after a cancel.
    * @default 5000
@@ -135,6 +159,9 @@ export const AWS_SOURCE_CHUNK_SIZE = 20_000;
 
 /** Default of {@link OperatorHandlerOptions.sourceIdleWaitMs}. */
 export const SOURCE_IDLE_WAIT_MS = 1000;
+
+/** Default of {@link OperatorHandlerOptions.maxDownstreamBacklog}: messages per downstream subtask. */
+export const DEFAULT_MAX_DOWNSTREAM_BACKLOG = 100;
 
 /** Default of {@link OperatorHandlerOptions.runRefreshMs}. */
 export const RUN_REFRESH_MS = 5000;
@@ -191,6 +218,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     throw new FloeError(ErrorCode.InvalidOptions, `sourceIdleWaitMs, sourceLingerMs and runRefreshMs must be >= 0, got ${idleWaitMs}, ${lingerMs} and ${refreshMs}`);
   }
   const ports = buildPorts(options, clients, clock, log, observe);
+  const probe = vertex.isSource ? backlogProbe(options, vertex, clients, clock, log) : undefined;
+  /** Subtasks whose last step failed in this container: their next step may be a replay, and reads. */
+  const replaying = new Set<number>();
   const executors = new Map<number, CachedExecutor>();
   let run: Promise<RunInfo> | undefined;
   let runLoadedAt = 0;
@@ -282,13 +312,13 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   };
 
   /** Runs one step on an executor after its previous one; awaits the snapshots the step started. */
-  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[], wake: number | undefined): Promise<{ result: StepResult; ackFailures: string[] }> => {
+  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[], wake: number | undefined, read = true): Promise<{ result: StepResult; ackFailures: string[] }> => {
     const next = entry.tail.then(async () => {
       let settle!: (committed: boolean) => void;
       entry.flags.committed = new Promise<boolean>((resolve) => (settle = resolve));
       let result: StepResult;
       try {
-        result = await entry.executor.step(envelopes, wake === undefined ? {} : { wake });
+        result = await entry.executor.step(envelopes, { ...(wake === undefined ? {} : { wake }), ...(read ? {} : { read }) });
       } catch (e) {
         settle(false);
         throw e;
@@ -370,19 +400,26 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       }
       const entry = await executorFor(subtask, info);
       const wake = current.length > 0 ? Math.max(...current.map((w) => w.n)) : undefined;
+      // Backpressure: hold the source off while its downstream queues are backed up, unless this may be a replay.
+      const redelivered = live.some((i) => Number(i.record.attributes?.ApproximateReceiveCount ?? 1) > 1);
+      let backlog: BacklogReading | undefined;
+      if (probe?.enabled && !redelivered && !replaying.has(subtask)) backlog = await probe.read();
+      const heldOff = backlog?.backedUp === true;
       let outcome;
       try {
-        outcome = await stepOn(entry, envelopes, wake);
+        outcome = await stepOn(entry, envelopes, wake, !heldOff);
       } catch (e) {
         if (executors.get(subtask) === entry) executors.delete(subtask);
+        if (probe) replaying.add(subtask);
         throw e;
       }
+      replaying.delete(subtask);
       const { result, ackFailures } = outcome;
       let wakeSent: number | undefined;
       let pausedMs = 0;
       // A stale wake's chain has moved on; a repeated one re-sends the next wake (same deduplication id) in case it was lost.
       if (wake !== undefined && result.wake !== 'stale' && !result.finished && !entry.flags.sourceExhausted) {
-        pausedMs = result.wake === 'new' ? pauseOf(result, started, clock.now(), idleWaitMs, lingerMs) : 0;
+        pausedMs = result.wake !== 'new' ? 0 : heldOff ? idleWaitMs : pauseOf(result, started, clock.now(), idleWaitMs, lingerMs);
         if (pausedMs > 0) await new Promise((resolve) => setTimeout(resolve, pausedMs));
         wakeSent = wake + 1;
         await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent }]);
@@ -418,6 +455,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         ...(result.wake === undefined ? {} : { wake: result.wake }),
         ...(wakeSent === undefined ? {} : { nextWake: wakeSent }),
         ...(pausedMs > 0 ? { pausedMs } : {}),
+        ...(heldOff ? { heldOff, backlog: backlog!.messages } : {}),
         durationMs: clock.now() - started,
       });
       return failedIds(rest);
@@ -498,6 +536,19 @@ function pauseOf(result: StepResult, startedAt: number, now: number, boundMs: nu
   // or it would spin.
   if (result.sourceReadyAt !== undefined && result.sourceReadyAt > now) return Math.min(boundMs, Math.max(result.sourceReadyAt, startedAt + lingerMs) - now);
   return result.idle ? boundMs : 0;
+}
+
+/** The backlog probe of a source vertex's downstream queues, one per handler (container). */
+function backlogProbe(options: OperatorHandlerOptions, vertex: Vertex, clients: AwsClients, clock: Clock, log: (line: Record<string, unknown>) => void): DownstreamBacklogProbe {
+  const downstream = [...new Set(vertex.outputs.map((e) => e.to))];
+  return new DownstreamBacklogProbe({
+    sqs: clients.sqs,
+    queues: downstream.map((id) => ({ vertex: id, queueUrl: queueUrlOf(options.resources, id), parallelism: vertexById(options.plan, id).parallelism })),
+    maxBacklogPerSubtask: options.maxDownstreamBacklog ?? DEFAULT_MAX_DOWNSTREAM_BACKLOG,
+    cacheMs: options.backlogProbeMs ?? BACKLOG_PROBE_MS,
+    clock,
+    onError: (e) => log({ level: 'warn', message: `backlog probe of the downstream queues failed, the source reads as usual: ${e.name}: ${e.message}`, job: options.plan.job, vertex: vertex.id }),
+  });
 }
 
 function queueUrlOf(resources: AwsJobResources, vertex: string): string {

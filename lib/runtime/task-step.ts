@@ -66,6 +66,16 @@ export type WakeOutcome = 'new' | 'repeat' | 'stale';
 export interface StepOptions {
   /** The number of the wake-up message this step runs for (source subtasks on AWS), fenced by the control row. */
   readonly wake?: number;
+  /**
+   * Whether a source subtask reads its source in this step. `false` holds the source off (backpressure: its
+   * downstream queues are backed up): the step still accepts its envelopes (barriers, so checkpoints go on), advances
+   * processing time, commits and records its wake, but reads no record. Such a step is safe to replay: it sends no
+   * records, and the source's position is unchanged, so the next step that reads takes the same records under the
+   * same sequence numbers. Its outputs (a forwarded barrier, a timer's records) are a prefix of what a reading attempt
+   * of the same step sends, so a read-less step replayed as a reading one only sends more.
+   * @default true
+   */
+  readonly read?: boolean;
 }
 
 interface MutableControl {
@@ -209,7 +219,7 @@ export class SubtaskExecutor {
       this.control.wakeAt = this.ports.clock.now();
     }
     try {
-      const result = await this.run(envelopes);
+      const result = await this.run(envelopes, options.read ?? true);
       settleCommitted(true);
       return wake === undefined ? result : { ...result, wake };
     } catch (e) {
@@ -219,7 +229,7 @@ export class SubtaskExecutor {
     }
   }
 
-  private async run(envelopes: readonly Envelope[]): Promise<StepResult> {
+  private async run(envelopes: readonly Envelope[], read: boolean): Promise<StepResult> {
     await this.prefetchKeys(envelopes);
     for (const env of envelopes) await this.accept(env);
 
@@ -227,7 +237,7 @@ export class SubtaskExecutor {
     if (!this.control.finished) {
       const now = this.ports.clock.now();
       for (const op of this.operators) await op.advanceProcessingTime(now);
-      if (this.source) idle = await this.readSource();
+      if (this.source && read) idle = await this.readSource();
     }
     for (const op of this.operators) await op.flush();
     this.sealAll();

@@ -198,6 +198,24 @@ describe('FloeJob per vertex', () => {
     }
   });
 
+  it('lets a source read the attributes of its downstream queues, for the backlog probe of backpressure', () => {
+    const probes = (fn: lambda.IFunction, queueArn: string) =>
+      Object.keys(
+        template.findResources('AWS::IAM::Policy', {
+          Properties: {
+            Roles: [stack.resolve(fn.role!.roleName)],
+            PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['sqs:GetQueueAttributes']), Resource: stack.resolve(queueArn) })]) },
+          },
+        }),
+      ).length > 0;
+    const sources = plan.vertices.filter((v) => v.isSource && v.outputs.length > 0);
+    expect(sources.length).toBeGreaterThan(0);
+    for (const v of sources) {
+      const fn = floeJob.vertices.get(v.id)!.function;
+      for (const to of v.outputs.map((e) => e.to)) expect(probes(fn, floeJob.vertices.get(to)!.queue.queueArn), `${v.id} probes ${to}`).toBe(true);
+    }
+  });
+
   it('bundles the job with each handler so that loadJob(FLOE_JOB_MODULE) rebuilds the deployed plan', () => {
     const resources = template.toJSON().Resources as Record<string, { Properties: { Code: { S3Key: string }; Environment: { Variables: Record<string, unknown> } } }>;
     const run = (fn: lambda.IFunction) => {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
+import { DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
 import { DeleteItemCommand, ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
@@ -11,7 +11,7 @@ import { JobStatus } from '../../lib/adapters/aws/coordinator-job-row.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent } from '../../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
-import { DeadLetterAttr, createOperatorHandler, startSources, type AwsJobResources } from '../../lib/aws/operator-handler.js';
+import { DeadLetterAttr, createOperatorHandler, startSources, type AwsJobResources, type OperatorHandlerOptions } from '../../lib/aws/operator-handler.js';
 import { encodeWake, parseWake } from '../../lib/aws/operator-wake.js';
 import { SourceChains } from '../../lib/aws/source-chains.js';
 import { CheckpointStatus } from '../../lib/core/coordinator/types.js';
@@ -120,7 +120,7 @@ interface Harness {
   readonly output: () => Promise<string[]>;
   readonly logs: Record<string, unknown>[];
   handlers: Record<string, Handler>;
-  newHandler(vertex: string, clients?: AwsClients): Handler;
+  newHandler(vertex: string, clients?: AwsClients, options?: HarnessTuning['handler']): Handler;
 }
 
 const clients = awsClients();
@@ -156,7 +156,7 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
   });
   await tasks.initialize({ options: checkpoint, jobId: randomUUID(), savepointDir: resources.savepointRoot! });
   await tasks.startSources();
-  const newHandler = (vertex: string, c: AwsClients = clients) =>
+  const newHandler = (vertex: string, c: AwsClients = clients, options: HarnessTuning['handler'] = {}) =>
     createOperatorHandler({
       plan,
       vertex,
@@ -166,6 +166,8 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
       serializeLocalWrites: true,
       sourceChunkSize: 1000,
       ...(tuning.runRefreshMs === undefined ? {} : { runRefreshMs: tuning.runRefreshMs }),
+      ...tuning.handler,
+      ...options,
       log: (l) => logs.push(l),
     });
   const handlers = Object.fromEntries(plan.vertices.map((v) => [v.id, newHandler(v.id)]));
@@ -178,6 +180,8 @@ interface HarnessTuning {
   readonly runRefreshMs?: number;
   /** The coordinator's watchdog: a chain without progress for this long is woken again. @default 600000 (never, in a test) */
   readonly stallMs?: number;
+  /** Backpressure and pacing options of every handler. @default the handler's defaults */
+  readonly handler?: Pick<OperatorHandlerOptions, 'maxDownstreamBacklog' | 'backlogProbeMs' | 'sourceIdleWaitMs'>;
 }
 
 /** What one delivery did. */
@@ -282,13 +286,13 @@ function interceptStateWrites(stateTable: string, onWrite: (command: { construct
 
 const groupOf = (m: Message) => m.Attributes?.MessageGroupId ?? '';
 
-/** The test's clients, but counting every SQS request in `counter`. */
-function countingSqs(counter: { count: number }): AwsClients {
+/** The test's clients, but counting every SQS request in `counter` (only the commands of class `only`, if given). */
+function countingSqs(counter: { count: number }, only?: string): AwsClients {
   const sqs = new Proxy(clients.sqs, {
     get(target, prop, receiver) {
       if (prop !== 'send') return Reflect.get(target, prop, receiver);
       return (...args: unknown[]) => {
-        counter.count++;
+        if (only === undefined || (args[0] as { constructor: { name: string } }).constructor.name === only) counter.count++;
         return (target.send as (...a: unknown[]) => Promise<unknown>).apply(target, args);
       };
     },
@@ -702,5 +706,57 @@ describe('operator handler on the emulator', () => {
     expect(paced.invocationsPerSecond).toBeLessThanOrEqual(RATE + 1);
     expect(paced.sqsRequestsPerSecond).toBeLessThanOrEqual(3 * (RATE + 1) + 1);
     expect(spinning.invocationsPerSecond).toBeGreaterThan(paced.invocationsPerSecond);
+  });
+  it('holds a source off while its downstream queue is backed up, resumes as it drains, stays exact, and probes the queue at most once per backlogProbeMs', async () => {
+    // Given a job whose sources hold off above 2 messages per Count subtask, probing the Count queue before every step
+    const BOUND = 2;
+    const PROBE_MS = 250;
+    const h = await harness('files', { handler: { maxDownstreamBacklog: BOUND, backlogProbeMs: 0, sourceIdleWaitMs: 100 } });
+    const source = h.plan.vertices.find((v) => v.isSource)!;
+    const count = h.plan.vertices.find((v) => v.id === source.outputs[0]!.to)!;
+    const queued = async () => {
+      const { Attributes } = await clients.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: h.resources.queueUrls[count.id]!, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+      );
+      return Number(Attributes?.ApproximateNumberOfMessages) + Number(Attributes?.ApproximateNumberOfMessagesNotVisible);
+    };
+    const sourceSteps = () => h.logs.filter((l) => l.message === 'step' && l.vertex === source.id);
+    const readIn = () => sourceSteps().reduce((n, l) => n + (l.recordsIn as number), 0);
+
+    // When only the sources run, 12 batches (enough to read all 20 chunks without backpressure), the Count queue undrained
+    for (let i = 0; i < 12; i++) await deliver(h, source.id);
+
+    // Then they backed the queue up, held off once it exceeded the bound (reading nothing in those steps), and stopped
+    // with the queue above the bound by no more than one batch of source steps sent (2 subtasks, probing at once,
+    // each sending one envelope to each of the 2 Count subtasks)
+    const backlog = await queued();
+    const held = sourceSteps().filter((l) => l.heldOff === true);
+    console.log(`backpressure: Count queue ${backlog} messages (bound ${BOUND * count.parallelism}), ${held.length} of ${sourceSteps().length} source steps held off, ${readIn()} of ${EVENTS} lines read`);
+    expect(backlog).toBeGreaterThan(BOUND * count.parallelism);
+    expect(backlog).toBeLessThanOrEqual(BOUND * count.parallelism + 2 * count.parallelism);
+    expect(held.length).toBeGreaterThan(0);
+    expect(held.every((l) => l.recordsIn === 0 && (l.pausedMs as number) >= 100)).toBe(true);
+    expect(readIn()).toBeLessThan(EVENTS / 2);
+
+    // When the whole job runs, with a checkpoint mid-run, in a new source container that probes at most every 250 ms
+    const phaseOneSteps = sourceSteps().length;
+    const probes = { count: 0 };
+    h.handlers[source.id] = h.newHandler(source.id, countingSqs(probes, 'GetQueueAttributesCommand'), { backlogProbeMs: PROBE_MS });
+    const started = Date.now();
+    await drive(h);
+
+    // Then the new container held off too at first (the queue was still backed up), the sources resumed and read
+    // every line once, the output equals the oracle, and the probe cost at most one request per PROBE_MS
+    const steps = sourceSteps();
+    const lastHeld = steps.findLastIndex((l) => l.heldOff === true);
+    expect(steps.slice(lastHeld + 1).some((l) => (l.recordsIn as number) > 0)).toBe(true);
+    expect(readIn()).toBe(EVENTS);
+    await expectExactOutput(h);
+    const elapsed = Date.now() - started;
+    console.log(`backpressure: ${probes.count} GetQueueAttributes in ${elapsed} ms, ${steps.length} source steps`);
+    expect(probes.count).toBeGreaterThan(0);
+    expect(probes.count).toBeLessThanOrEqual(Math.ceil(elapsed / PROBE_MS) + 1);
+    expect(probes.count).toBeLessThanOrEqual(steps.length);
+    expect(steps.slice(phaseOneSteps).some((l) => l.heldOff === true)).toBe(true);
   });
 });

@@ -584,3 +584,63 @@ describe('SubtaskExecutor: commit fencing', () => {
     expect((await h.store.forSubtask({ vertex: 'counter', subtask: 0 }).readControl())?.version).toBe(3);
   });
 });
+
+describe('SubtaskExecutor: a source held off (read: false)', () => {
+  /** numbers 0..9 (one source subtask) → rebalance → sink (1): the source subtask under test is `nums:0`. */
+  function aSourceSubtask(queues: InMemoryQueues, store: InMemoryStateStore): SubtaskExecutor {
+    const job = new Job('held', { maxParallelism: M });
+    job.source(generator<number>({ count: 10, generate: (i) => i }), { uid: 'nums', parallelism: 1 }).rebalance().sinkTo(collectSink<number>('task-step-held'), { uid: 'sink', parallelism: 1 });
+    const plan = buildPlan(job);
+    const ports: Ports = { clock: new FakeClock(10_000), queue: queues, state: store, storage: new FileCheckpointStorage(), coordinator: new RecordingCoordinator() };
+    const config = { plan, vertex: vertexById(plan, 'nums'), subtask: 0, gen: GEN, runId: 'run-1', mode: 'exactly-once' as const, incremental: true, restoredUids: new Set<string>(), sourceChunkSize: 4 };
+    return new SubtaskExecutor(config, ports);
+  }
+  const coordinatorBarrier = (seq: number, checkpointId: number): Envelope =>
+    barrierEnvelope({ from: { op: '$coordinator', subtask: 0 }, to: { op: 'nums', subtask: 0 }, seq, job: 'held', gen: GEN }, barrier(checkpointId));
+
+  it('takes barriers and records its wake but reads nothing, and the next reading step sends the same records under the same seqs', async () => {
+    // Given a source subtask, and a twin over its own ports that reads at once
+    const heldQueues = new InMemoryQueues(1_000);
+    const heldStore = new InMemoryStateStore();
+    const held = aSourceSubtask(heldQueues, heldStore);
+    const twinQueues = new InMemoryQueues(1_000);
+    const twin = aSourceSubtask(twinQueues, new InMemoryStateStore());
+
+    // When the held-off step runs for wake 0 with a barrier
+    const first = await held.step([coordinatorBarrier(1, 1)], { wake: 0, read: false });
+    await Promise.all(first.pendingSnapshots);
+
+    // Then it forwarded the barrier, read no record and recorded its wake
+    expect(first).toMatchObject({ recordsIn: 0, recordsOut: 0, finished: false, wake: 'new' });
+    expect(first.pendingSnapshots).toHaveLength(1);
+    const afterHold = await heldQueues.receive('sink:0', 100, 0);
+    expect(kindsOf(afterHold)).toEqual([EnvelopeKind.Barrier]);
+    expect((await heldStore.forSubtask({ vertex: 'nums', subtask: 0 }).readControl())).toMatchObject({ wake: 0, epoch: 1 });
+    // A repeat of the same wake does nothing more (the wake was recorded)
+    expect((await held.step([], { wake: 0 })).wake).toBe('repeat');
+
+    // When the next wake reads, and the twin takes the same barrier and wakes reading throughout
+    const next = await held.step([], { wake: 1 });
+    await Promise.all((await twin.step([coordinatorBarrier(1, 1)], { wake: 0, read: false })).pendingSnapshots);
+    await twin.step([], { wake: 1 });
+
+    // Then the held source read its first chunk then, with the seqs a source that never held off uses
+    expect(next.recordsIn).toBe(4);
+    const heldSent = await heldQueues.receive('sink:0', 100, 0);
+    const twinSent = (await twinQueues.receive('sink:0', 100, 0)).slice(1);
+    expect(valuesOf(heldSent)).toEqual([0, 1, 2, 3]);
+    expect(heldSent.map((e) => [e.kind, e.seq])).toEqual(twinSent.map((e) => [e.kind, e.seq]));
+    expect(heldSent[0]!.seq).toBe(afterHold[0]!.seq + 1);
+  });
+
+  it('does not read a source when asked not to, even with no envelopes', async () => {
+    const queues = new InMemoryQueues(1_000);
+    const executor = aSourceSubtask(queues, new InMemoryStateStore());
+    const held = await executor.step([], { wake: 0, read: false });
+    expect(held).toMatchObject({ recordsIn: 0, idle: true });
+    expect(await queues.receive('sink:0', 100, 0)).toEqual([]);
+    const read = await executor.step([], { wake: 1 });
+    expect(read).toMatchObject({ recordsIn: 4, idle: false });
+    expect(valuesOf(await queues.receive('sink:0', 100, 0))).toEqual([0, 1, 2, 3]);
+  });
+});

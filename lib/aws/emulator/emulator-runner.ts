@@ -89,7 +89,17 @@ export interface EmulatorRunOptions {
    * @default 500
    */
   readonly sourceLingerMs?: number;
+  /**
+   * Backpressure: messages per downstream subtask queued for a source vertex's downstream vertex above which its
+   * sources hold off reading (`OperatorHandlerOptions.maxDownstreamBacklog`). Smaller than on AWS: an emulator drains
+   * a queue slowly, and a barrier waits behind the whole backlog.
+   * @default 4 (EMULATOR_MAX_DOWNSTREAM_BACKLOG)
+   */
+  readonly maxDownstreamBacklog?: number;
 }
+
+/** Default of {@link EmulatorRunOptions.maxDownstreamBacklog}. */
+export const EMULATOR_MAX_DOWNSTREAM_BACKLOG = 4;
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -215,6 +225,7 @@ export class EmulatorRunner implements JobControl {
           serializeLocalWrites: true,
           sourceChunkSize: this.options.sourceChunkSize ?? 1000,
           sourceLingerMs: this.options.sourceLingerMs ?? 500,
+          maxDownstreamBacklog: this.options.maxDownstreamBacklog ?? EMULATOR_MAX_DOWNSTREAM_BACKLOG,
           log: (line) => this.onHandlerLog(v.id, line),
         });
         pollers.push(
