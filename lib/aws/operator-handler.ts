@@ -64,7 +64,7 @@ import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
 import { decodeEnvelope, SQS_ENVELOPE_BYTES, SQS_RECORDS_PER_ENVELOPE } from '../adapters/aws/envelope-codec.js';
 import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../adapters/aws/sqs-poller.js';
-import { SqsQueueSender } from '../adapters/aws/sqs-queue-sender.js';
+import { SqsQueueSender, type SqsQueueSenderOptions } from '../adapters/aws/sqs-queue-sender.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import type { ResolvedCheckpointOptions } from '../core/options.js';
 import { vertexById, type PhysicalPlan, type Vertex } from '../graph/plan.js';
@@ -136,6 +136,11 @@ export interface OperatorHandlerOptions {
    * @default 100 (DEFAULT_MAX_DOWNSTREAM_BACKLOG)
    */
   readonly maxDownstreamBacklog?: number;
+  /**
+   * Limits of the SQS sends (message and SendMessageBatch bytes). @default SQS's own (1 MiB each); emulator mode
+   * passes the 256 KiB that emulators still enforce for a batch.
+   */
+  readonly sqsLimits?: Pick<SqsQueueSenderOptions, 'maxMessageBytes' | 'maxBatchBytes'>;
   /**
    * How long a container reuses one reading of its downstream queues' backlog: the probe costs at most one
    * `GetQueueAttributes` per downstream queue per this long per container.
@@ -595,7 +600,7 @@ interface HandlerPorts {
 function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock: Clock, log: (line: Record<string, unknown>) => void, observer: OperatorObserver): HandlerPorts {
   const { plan, resources } = options;
   const storage = new S3CheckpointStorage({ client: clients.s3 });
-  const queue = new SqsQueueSender(clients.sqs, (v) => queueUrlOf(resources, v));
+  const queue = new SqsQueueSender(clients.sqs, (v) => queueUrlOf(resources, v), options.sqsLimits);
   const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
   const coordinatorStore = new DynamoDbCoordinatorStore({
     client: clients.dynamodb,

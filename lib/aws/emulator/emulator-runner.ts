@@ -101,6 +101,13 @@ export interface EmulatorRunOptions {
 /** Default of {@link EmulatorRunOptions.maxDownstreamBacklog}. */
 export const EMULATOR_MAX_DOWNSTREAM_BACKLOG = 4;
 
+/**
+ * SQS limits emulator mode sends within: 256 KiB per message and per SendMessageBatch, SQS's limits before they
+ * became 1 MiB in 2025 and the ones emulators still enforce (fakecloud refuses a larger batch). Envelopes are cut at
+ * 128 KiB, so they fit either way; deployed functions use SQS's 1 MiB.
+ */
+export const EMULATOR_SQS_LIMITS = { maxMessageBytes: 262_144, maxBatchBytes: 262_144 } as const;
+
 const systemClock: Clock = { now: () => Date.now() };
 
 /** How one attempt ended: as the run does, or with a failure the restart strategy handles. */
@@ -226,6 +233,7 @@ export class EmulatorRunner implements JobControl {
           sourceChunkSize: this.options.sourceChunkSize ?? 1000,
           sourceLingerMs: this.options.sourceLingerMs ?? 500,
           maxDownstreamBacklog: this.options.maxDownstreamBacklog ?? EMULATOR_MAX_DOWNSTREAM_BACKLOG,
+          sqsLimits: EMULATOR_SQS_LIMITS,
           log: (line) => this.onHandlerLog(v.id, line),
         });
         pollers.push(
@@ -336,11 +344,15 @@ export class EmulatorRunner implements JobControl {
       plan: this.plan,
       store,
       storage,
-      sender: new SqsQueueSender(clients.sqs, (vertex) => {
-        const url = resources.queueUrls[vertex];
-        if (!url) throw new FloeError(ErrorCode.InvalidOptions, `vertex '${vertex}' has no queue`);
-        return url;
-      }),
+      sender: new SqsQueueSender(
+        clients.sqs,
+        (vertex) => {
+          const url = resources.queueUrls[vertex];
+          if (!url) throw new FloeError(ErrorCode.InvalidOptions, `vertex '${vertex}' has no queue`);
+          return url;
+        },
+        EMULATOR_SQS_LIMITS,
+      ),
       executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: this.plan.job }),
       sources: new SourceChains({ plan: this.plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state: stateStore, clock: this.clock, log: (e) => this.onCoordinatorLog(e) }),
       clock: this.clock,
