@@ -348,6 +348,29 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
     expect((await f.store.require(f.plan.job)).state.nextCheckpointId).toBe(2);
   });
 
+  it('decides periodic checkpoints on the time a scheduled tick was scheduled for, so a 1-minute interval is exactly a minute', async () => {
+    const f = await fixture('scheduled', { interval: '1m' }, 1);
+    const iso = (ms: number) => new Date(ms).toISOString();
+    // Given the coordinator's start, taken from a first tick when the row has none yet
+    await f.tasks.tick();
+    const startedAt = (await f.store.require(f.plan.job)).state.startedAt!;
+    expect(startedAt).toBeGreaterThan(0);
+
+    // When ticks arrive scheduled just under, then exactly, one interval after the start (delivered now, within a minute)
+    await f.tasks.tick(iso(startedAt + 59_999));
+    const before = await f.store.require(f.plan.job);
+    await f.tasks.tick(iso(startedAt + 60_000));
+    const after = await f.store.require(f.plan.job);
+
+    // Then the first does not start a checkpoint and the second does, triggered at its scheduled time
+    expect(before.state.nextCheckpointId).toBe(1);
+    expect(after.state.nextCheckpointId).toBe(2);
+    expect(after.state.pending.map((p) => [p.id, p.triggeredAt])).toEqual([[1, startedAt + 60_000]]);
+    // And a scheduled time more than a minute from the clock (a tick delivered late) is not trusted: the clock decides
+    await f.tasks.tick(iso(startedAt + 600_000));
+    expect((await f.store.require(f.plan.job)).state.nextCheckpointId).toBe(2);
+  });
+
   it('answers a repeated ack with duplicate and one after completion with discarded, writing no second manifest', async () => {
     const f = await fixture('zombie', {}, 2);
     const executionArn = await f.start(1);

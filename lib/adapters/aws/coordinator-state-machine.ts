@@ -191,8 +191,8 @@ const taskMessageSchema = z.discriminatedUnion('type', [
   }),
   z.object({ ...header, type: z.literal('abort'), checkpointId: positiveInt, taskToken: z.string().min(1) }),
   z.object({ ...header, type: z.literal('complete'), checkpointId: positiveInt, taskToken: z.string().min(1) }),
-  /** Sent by a schedule, not by the state machine: the coordinator's periodic heartbeat. */
-  z.object({ ...header, type: z.literal('tick') }),
+  /** Sent by a schedule, not by the state machine: the coordinator's periodic heartbeat; EventBridge Scheduler's carry the time they were scheduled for. */
+  z.object({ ...header, type: z.literal('tick'), scheduledTime: z.string().optional() }),
 ]);
 
 /** A message on the coordinator-tasks queue. */

@@ -75,7 +75,7 @@ export function createCoordinatorTaskRecordHandler(options: CoordinatorTaskHandl
       case 'complete':
         return tasks.complete(message.checkpointId);
       case 'tick':
-        await tasks.tick();
+        await tasks.tick(message.scheduledTime);
         return {};
     }
   };

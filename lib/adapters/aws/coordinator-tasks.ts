@@ -269,9 +269,17 @@ export class CoordinatorTasks implements EffectRunner {
   /**
    * The periodic heartbeat: starts due checkpoints, serves queued requests, expires overdue ones; then starts the
    * sources of a generation nobody started yet, or watches their chains.
+   *
+   * A schedule's tick names the time it was scheduled for (`scheduledTime`, ISO 8601). Within a minute of the clock,
+   * the reducer decides on that time rather than on the moment of delivery: ticks of a one-minute schedule are then
+   * exactly a minute apart, so an interval of N minutes starts a checkpoint every N minutes, and not every N + 1 when
+   * a tick happened to run a little sooner after the last trigger's than the one before it.
    */
-  async tick(): Promise<AppliedStep> {
-    const applied = await this.dispatch({ type: 'tick', now: this.clock.now() });
+  async tick(scheduledTime?: string): Promise<AppliedStep> {
+    const now = this.clock.now();
+    const scheduled = scheduledTime === undefined ? NaN : Date.parse(scheduledTime);
+    const at = Number.isFinite(scheduled) && Math.abs(now - scheduled) <= 60_000 ? scheduled : now;
+    const applied = await this.dispatch({ type: 'tick', now: at });
     await this.superviseSources(applied.row);
     return applied;
   }
