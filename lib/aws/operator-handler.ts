@@ -390,7 +390,10 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     const wakes = live.flatMap((i) => (i.kind === 'wake' ? [i.wake] : []));
     try {
       const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen));
-      const info = await runFor(newest, wakes.length > 0 ? freshRun : undefined);
+      let info = await runFor(newest, wakes.length > 0 ? freshRun : undefined);
+      // A cached "cancelled" may be stale: `floe start` takes a cancelled job to a new generation, whose messages must
+      // not be dropped. Messages are dropped only on a read of the row begun after this batch arrived.
+      if (info.canceled && wakes.length === 0) info = await runFor(newest, freshRun);
       if (info.canceled) {
         // Nothing newer than the row's generation is here (runFor), and that generation was cancelled: delete it all.
         executors.delete(subtask);
