@@ -35,6 +35,19 @@ describe('a rate-limited source', () => {
     expect(fresh.op.nextReadyAt()).toBe(1_000 + 100 + 1);
   });
 
+  it('does not burst to catch up after a long pause: it is owed a second of its rate at most', async () => {
+    const clock = { t: 1_000 };
+    const { op } = await subtask(100, new Map(), clock);
+    await op.read(512);
+    // When the clock jumps an hour ahead (the source was held off), reads at that instant stop after about a second's worth
+    clock.t = 3_601_000;
+    let reads = 0;
+    while ((await op.read(512)) > 0) reads++;
+    expect(reads).toBeGreaterThanOrEqual(9);
+    expect(reads).toBeLessThanOrEqual(11);
+    expect(op.nextReadyAt()).toBeGreaterThan(clock.t);
+  });
+
   it('replays a step in a fresh executor as nothing or the same records, whatever its clock says', async () => {
     // Given a subtask that read one quantum and committed its position
     const clock = { t: 1 };

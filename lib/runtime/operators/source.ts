@@ -62,6 +62,10 @@ export class SourceOperator extends Operator {
     let budget = max;
     if (this.connector.ratePerSecond !== undefined) {
       this.quantum = this.rateQuantum(max);
+      // A source that was held off (backpressure, a paused job) does not burst to catch up: it is owed a second of its rate at most.
+      const perSubtask = this.connector.ratePerSecond / this.rt.parallelism;
+      const owed = this.allowed(now) - Math.ceil(perSubtask);
+      if (owed > 0) this.startedAt += (owed / perSubtask) * 1000;
       budget = this.allowed(now) >= this.quantum ? this.quantum : 0;
     }
     if (budget === 0) return 0;
