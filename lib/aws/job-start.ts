@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../adapters/aws/clients.js';
 import { cancelJob } from '../adapters/aws/coordinator-cancel.js';
-import { JobStatus, StartPhase, isTerminal, planTasks, type CoordinatorRow, type DeployedPlan } from '../adapters/aws/coordinator-job-row.js';
+import { JobStatus, StartPhase, isTerminal, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../adapters/aws/coordinator-job-row.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../adapters/aws/coordinator-state-machine.js';
 import { CoordinatorConflictError, DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
 import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
@@ -206,7 +206,7 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
       savepointDir: deployment.savepointDir,
       placements: {},
       deployment,
-      start: { phase: StartPhase.Ready, generation, at: startedAt, ...(snapshot ? { from: snapshot.dir } : {}) },
+      start: { phase: StartPhase.Ready, generation, at: startedAt, ...(snapshot ? { from: snapshot.dir } : {}), plan: startedPlanOf(deployment) },
     },
   };
   try {
