@@ -17,7 +17,8 @@ import { CoordinatorTasks, TriggerRefusedError } from '../../lib/adapters/aws/co
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { provisionEmulatorJob } from '../../lib/aws/emulator/provision.js';
-import { startDeployedJob, type StartFrom } from '../../lib/aws/job-start.js';
+import { settleMsOf, startDeployedJob, type StartFrom } from '../../lib/aws/job-start.js';
+import { RUN_REFRESH_MS } from '../../lib/aws/operator-handler.js';
 import { SourceChains } from '../../lib/aws/source-chains.js';
 import type { FloeStackOutputs } from '../../lib/aws/stack-outputs.js';
 import { ErrorCode } from '../../lib/core/errors.js';
@@ -47,7 +48,7 @@ async function wordCountPlan(parallelism: number): Promise<PhysicalPlan> {
 }
 
 /** Word count "deployed" at parallelism 2 (its row created as the coordinator function creates it), without functions running. */
-async function deployed() {
+async function deployed(functionTimeoutMs?: number) {
   const plan = await wordCountPlan(2);
   const checkpoint = resolveCheckpointOptions({ interval: '1h' });
   const resources = await provisionEmulatorJob({ plan, clients, checkpoint, namespace: `start-${randomUUID().slice(0, 8)}` });
@@ -65,7 +66,7 @@ async function deployed() {
       ...(clock ? { clock } : {}),
     });
   const tasks = coordinator();
-  await tasks.initialize({ options, jobId: randomBytes(16).toString('hex'), savepointDir: resources.savepointRoot });
+  await tasks.initialize({ options, jobId: randomBytes(16).toString('hex'), savepointDir: resources.savepointRoot, ...(functionTimeoutMs === undefined ? {} : { functionTimeoutMs }) });
   const outputs: FloeStackOutputs = {
     jobName: plan.job,
     coordinatorTable: resources.coordinatorTable,
@@ -74,7 +75,7 @@ async function deployed() {
     checkpointBucket: resources.bucket,
   };
   const start = (from: StartFrom) => startDeployedJob({ outputs, clients, from, settleMs: 0, waitMs: 0 });
-  return { plan, resources, options, store, tasks, coordinator, start };
+  return { plan, resources, options, outputs, store, tasks, coordinator, start };
 }
 
 describe('floe start against the job row (moto)', () => {
@@ -263,5 +264,23 @@ describe('floe start against the job row (moto)', () => {
     expect(row.runtime.sourcesStartedAt).toBeUndefined();
     expect(row.jobStatus?.status).toBe(JobStatus.Failing);
     expect(row.jobStatus?.detail).toMatch(/plan fingerprint ffff0000, but the deployed plan's is .*operators gone, but the deployed plan has .*committed-lines/);
+  }, 60_000);
+  it('waits out the functions\' timeout recorded by the coordinator after fencing the old generation, and says so', async () => {
+    // Given functions deployed with a 2 s timeout (the coordinator records it in the deployed plan)
+    const d = await deployed(2000);
+    const job = d.plan.job;
+    expect((await d.store.require(job)).runtime.deployment?.functionTimeoutMs).toBe(2000);
+    await cancelJob(d.store, job, Date.now());
+
+    // When the job is started with the default wait
+    const lines: string[] = [];
+    const began = Date.now();
+    await startDeployedJob({ outputs: d.outputs, clients, from: { kind: 'empty' }, waitMs: 0, log: (l) => lines.push(l) });
+
+    // Then it waited the timeout plus the handlers' reread interval and a second before touching the state
+    expect(settleMsOf({ functionTimeoutMs: 2000 })).toBe(2000 + RUN_REFRESH_MS + 1000);
+    expect(settleMsOf({})).toBe(RUN_REFRESH_MS + 1000);
+    expect(Date.now() - began).toBeGreaterThanOrEqual(2000 + RUN_REFRESH_MS + 1000);
+    expect(lines.join('\n')).toMatch(/waiting 8 s for the functions to leave generation 1 \(a step in flight may run up to the functions' timeout of 2 s/);
   }, 60_000);
 });

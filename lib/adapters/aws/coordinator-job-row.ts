@@ -72,6 +72,11 @@ export interface DeployedPlan {
   readonly options: ResolvedCheckpointOptions;
   /** The deployment's default savepoint directory. */
   readonly savepointDir: string;
+  /**
+   * The functions' timeout in ms, the longest a step already in flight can still run: `floe start` waits it out
+   * after fencing the old generation. Absent for emulator mode, whose steps have no time limit.
+   */
+  readonly functionTimeoutMs?: number;
 }
 
 /** Phases of a {@link GenerationStart}. */
@@ -127,13 +132,14 @@ export function startedPlanMismatch(started: StartedPlan | undefined, running: S
 }
 
 /** The deployed plan's shape as recorded in the job row. */
-export function deployedPlanOf(plan: PhysicalPlan, options: ResolvedCheckpointOptions, savepointDir: string): DeployedPlan {
+export function deployedPlanOf(plan: PhysicalPlan, options: ResolvedCheckpointOptions, savepointDir: string, functionTimeoutMs?: number): DeployedPlan {
   return {
     fingerprint: plan.fingerprint,
     maxParallelism: plan.maxParallelism,
     vertices: plan.vertices.map((v) => ({ id: v.id, parallelism: v.parallelism, isSource: v.isSource, operators: v.operators.map((o) => ({ uid: o.uid, stateful: o.stateful })) })),
     options,
     savepointDir,
+    ...(functionTimeoutMs === undefined ? {} : { functionTimeoutMs }),
   };
 }
 
@@ -218,6 +224,8 @@ export interface NewCoordinatorRowInput {
   readonly restored?: boolean;
   /** @default 20 */
   readonly historySize?: number;
+  /** The functions' timeout in ms, recorded in the deployed plan. @default none (emulator mode) */
+  readonly functionTimeoutMs?: number;
 }
 
 /** Task keys (`<vertex>:<subtask>`) of every subtask of a plan, and of its source subtasks. */
@@ -249,7 +257,7 @@ export function newCoordinatorRow(input: NewCoordinatorRowInput): CoordinatorRow
       barrierSeq: 0,
       savepointDir: input.savepointDir,
       placements: {},
-      deployment: deployedPlanOf(input.plan, input.options, input.savepointDir),
+      deployment: deployedPlanOf(input.plan, input.options, input.savepointDir, input.functionTimeoutMs),
     },
   };
 }

@@ -173,7 +173,7 @@ export class CoordinatorTasks implements EffectRunner {
       else throw e;
     }
     // A redeploy (another parallelism, say) keeps the row: record the plan the functions now run, which `floe start` restores onto.
-    const deployment = deployedPlanOf(this.plan, input.options, input.savepointDir);
+    const deployment = deployedPlanOf(this.plan, input.options, input.savepointDir, input.functionTimeoutMs);
     if (sameDeployment(stored.runtime.deployment, deployment)) return stored;
     return this.store.updateRuntime(this.job, (r) => (sameDeployment(r.runtime.deployment, deployment) ? undefined : { ...r.runtime, deployment }), now);
   }
