@@ -72,7 +72,7 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
     observer,
   });
   // A job's first task creates its row; later ones find it (and keep its job id, generation and history).
-  const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir });
+  const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir, ...(config.functionTimeoutMs === undefined ? {} : { functionTimeoutMs: config.functionTimeoutMs }) });
   telemetry.logger.appendPersistentKeys({ generation: row.runtime.generation });
   return createCoordinatorTaskRecordHandler({ tasks, sfn: clients.sfn, log: telemetry.log, observer });
 }

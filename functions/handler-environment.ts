@@ -17,6 +17,8 @@ export interface JobEnvironment {
   readonly planFingerprint: string | undefined;
   readonly checkpoint: ResolvedCheckpointOptions;
   readonly savepointDir: string;
+  /** The function's timeout in ms, when FloeJob set it (emulator mode does not: its steps have no time limit). */
+  readonly functionTimeoutMs: number | undefined;
   readonly coordinatorTable: string;
   readonly stateMachineArn: string;
   readonly queueUrls: Record<string, string>;
@@ -47,6 +49,8 @@ export function readEnvironment<X>(env: NodeJS.ProcessEnv, subject: string, extr
   const jobArgs = env[E.JobArgs] ? json(E.JobArgs, 'an array of strings', (v) => Array.isArray(v) && v.every((a) => typeof a === 'string')) : [];
   const parallelism = env[E.Parallelism] ? Number(env[E.Parallelism]) : undefined;
   if (parallelism !== undefined && !(Number.isInteger(parallelism) && parallelism > 0)) problems.push(`${E.Parallelism} must be a positive integer`);
+  const functionTimeoutMs = env[E.FunctionTimeoutMs] ? Number(env[E.FunctionTimeoutMs]) : undefined;
+  if (functionTimeoutMs !== undefined && !(Number.isInteger(functionTimeoutMs) && functionTimeoutMs > 0)) problems.push(`${E.FunctionTimeoutMs} must be a positive integer (ms)`);
   const queueUrls = json(E.VertexQueueUrls, 'an object of vertex id → queue URL', (v) => isObject(v) && Object.values(v).every((u) => typeof u === 'string'));
   const checkpointJson = json(E.CheckpointOptions, 'the resolved checkpoint options', isObject);
   let checkpoint: ResolvedCheckpointOptions | undefined;
@@ -64,6 +68,7 @@ export function readEnvironment<X>(env: NodeJS.ProcessEnv, subject: string, extr
     parallelism,
     planFingerprint: env[E.PlanFingerprint] || undefined,
     savepointDir: required(E.SavepointDir),
+    functionTimeoutMs,
     coordinatorTable: required(E.CoordinatorTable),
     stateMachineArn: required(E.StateMachineArn),
     queueUrls: (queueUrls ?? {}) as Record<string, string>,

@@ -631,6 +631,7 @@ function functionEnvironments(
     [FloeEnv.JobName]: jobName,
     [FloeEnv.JobFile]: relative(r.projectRoot, r.jobFile).split(sep).join('/'),
     [FloeEnv.PlanFingerprint]: r.plan.fingerprint,
+    [FloeEnv.FunctionTimeoutMs]: String(r.timeout.toMilliseconds()),
     [FloeEnv.CheckpointOptions]: JSON.stringify({ ...r.checkpoint, dir: checkpointDir }),
     [FloeEnv.CheckpointDir]: checkpointDir,
     [FloeEnv.SavepointDir]: savepointDir,

@@ -53,6 +53,12 @@ export const FloeEnv = {
    * of the steps it writes, barriers included).
    */
   VertexQueueUrls: 'FLOE_VERTEX_QUEUE_URLS',
+  /**
+   * The functions' timeout in ms (operator and coordinator functions): the coordinator records it in the job row's
+   * deployed plan, and `floe start` waits that long after fencing a generation, so no step of the old one is still
+   * running when the state is rewritten.
+   */
+  FunctionTimeoutMs: 'FLOE_FUNCTION_TIMEOUT_MS',
   /** The DynamoDB state table (operator functions; the coordinator reads the source subtasks' control rows from it). */
   StateTable: 'FLOE_STATE_TABLE',
   /** The vertex an operator function runs (operator functions). */

@@ -7,7 +7,8 @@
  * order of the writes is what keeps the old generation and the new one apart:
  *
  *     validate (read only) ─▶ [FAILING: cancel it] ─▶ row: generation g+1, start = restoring (old state kept: nothing
- *       triggers, handlers drop generation g) ─▶ wait until every handler reread the row ─▶ state table: clear, then
+ *       triggers, handlers drop generation g) ─▶ wait until every handler reread the row and every step in flight
+ *       ended (the functions' timeout) ─▶ state table: clear, then
  *       each new subtask's share of the snapshot ─▶ row: g+1 RUNNING, laid out for the deployed plan, start = ready
  *       ─▶ (tick) coordinator commits the snapshot's pending sink transactions, removes uncommitted output, sends
  *       the sources their first wakes and records sourcesStartedAt
@@ -25,7 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../adapters/aws/clients.js';
 import { cancelJob } from '../adapters/aws/coordinator-cancel.js';
-import { JobStatus, StartPhase, isTerminal, planTasks, type CoordinatorRow, type DeployedPlan } from '../adapters/aws/coordinator-job-row.js';
+import { JobStatus, StartPhase, isTerminal, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../adapters/aws/coordinator-job-row.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../adapters/aws/coordinator-state-machine.js';
 import { CoordinatorConflictError, DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
 import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
@@ -58,8 +59,10 @@ export interface JobStartOptions {
   readonly allowNonRestoredState?: boolean;
   /**
    * How long to wait after moving the row to the new generation before writing state, so that every operator
-   * handler has reread the row and stopped acting on the old generation, in ms.
-   * @default RUN_REFRESH_MS + 1000 (the handlers reread the row at least every RUN_REFRESH_MS)
+   * handler has reread the row and stopped acting on the old generation, and no step of it is still running, in ms.
+   * @default {@link settleMsOf} the deployed plan: the functions' timeout (a step in flight may run that long and
+   * then commit) plus RUN_REFRESH_MS + 1000 (the handlers reread the row at least every RUN_REFRESH_MS); without a
+   * recorded timeout (emulator mode) RUN_REFRESH_MS + 1000
    */
   readonly settleMs?: number;
   /** How long to wait for the coordinator to start the sources, in ms; 0 returns once the row is written. @default 120000 */
@@ -80,6 +83,17 @@ export interface JobStartOutcome {
   readonly sourcesStarted: boolean;
   /** The job row as last read. */
   readonly row: CoordinatorRow;
+}
+
+/**
+ * How long `floe start` waits after fencing the old generation before it clears the state table, in ms. A step of
+ * the old generation that began before the fence may run until the function's timeout and then commit its control
+ * row; after the clear that commit would find no claim to conflict with and land in the new generation's state. So
+ * the wait covers the functions' timeout, recorded by the coordinator in the deployed plan, plus the handlers'
+ * reread interval.
+ */
+export function settleMsOf(deployment: Pick<DeployedPlan, 'functionTimeoutMs'>): number {
+  return (deployment.functionTimeoutMs ?? 0) + RUN_REFRESH_MS + 1000;
 }
 
 /** Why the row's current generation may not be replaced now, or undefined when it may. */
@@ -163,8 +177,13 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
   if (fenced.runtime.start?.generation !== generation || fenced.runtime.start.at !== startedAt) {
     throw new FloeError(ErrorCode.CommitFenced, `the job row of '${job}' changed while the start began (another start or a cancel?); nothing was changed, run it again`);
   }
-  log(`job row at generation ${generation}; waiting for the functions to leave generation ${base.runtime.generation}`);
-  await new Promise((r) => setTimeout(r, options.settleMs ?? RUN_REFRESH_MS + 1000));
+  const settleMs = options.settleMs ?? settleMsOf(deployment);
+  const why =
+    deployment.functionTimeoutMs === undefined
+      ? `the handlers reread the job row every ${RUN_REFRESH_MS / 1000} s`
+      : `a step in flight may run up to the functions' timeout of ${deployment.functionTimeoutMs / 1000} s, and the handlers reread the job row every ${RUN_REFRESH_MS / 1000} s`;
+  log(`job row at generation ${generation}; waiting ${Math.ceil(settleMs / 1000)} s for the functions to leave generation ${base.runtime.generation} (${why})`);
+  await new Promise((r) => setTimeout(r, settleMs));
 
   // 4. State: everything of the old generation goes, then each new subtask gets its share of the snapshot.
   const state = new DynamoDbStateStore({ tableName: outputs.stateTable, job, client: clients.dynamodb });
@@ -206,7 +225,7 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
       savepointDir: deployment.savepointDir,
       placements: {},
       deployment,
-      start: { phase: StartPhase.Ready, generation, at: startedAt, ...(snapshot ? { from: snapshot.dir } : {}) },
+      start: { phase: StartPhase.Ready, generation, at: startedAt, ...(snapshot ? { from: snapshot.dir } : {}), plan: startedPlanOf(deployment) },
     },
   };
   try {

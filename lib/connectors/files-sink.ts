@@ -37,7 +37,7 @@ const exists = (p: string) => stat(p).then(() => true, () => false);
  * recorded as a pending commit; when the checkpoint completes it is renamed to its final name. Only committed
  * files have names that start with neither `.` nor `_`.
  */
-export function filesSink<T>(options: FilesSinkOptions<T>): SinkConnector<T> & { cleanup(uid: string): Promise<void> } {
+export function filesSink<T>(options: FilesSinkOptions<T>): SinkConnector<T> & { cleanup(uid: string, keepRunId?: string): Promise<void> } {
   if (options.dir.startsWith('s3://')) return s3FilesSink(options);
   const format = options.format ?? ((v: T) => (typeof v === 'string' ? v : JSON.stringify(v)));
   const dir = options.dir;
@@ -103,10 +103,14 @@ export function filesSink<T>(options: FilesSinkOptions<T>): SinkConnector<T> & {
         throw new FloeError(ErrorCode.Storage, `files sink: cannot commit '${from}' as '${c.to}': ${(e as Error).message}`, { cause: e, retryable: true });
       }
     },
-    /** Deletes in-progress files of `uid` that no checkpoint committed: they hold records that will be replayed. */
-    async cleanup(uid: string) {
+    /**
+     * Deletes in-progress files of `uid` that no checkpoint committed: they hold records that will be replayed.
+     * Files of run `keepRunId` (the run being started, which may be writing already) are kept.
+     */
+    async cleanup(uid: string, keepRunId?: string) {
       const names = await readdir(dir).catch(() => [] as string[]);
-      await Promise.all(names.filter((n) => n.startsWith(`.inprogress-${uid}-`)).map((n) => rm(join(dir, n), { force: true })));
+      const stale = (n: string) => n.startsWith(`.inprogress-${uid}-`) && (keepRunId === undefined || !n.includes(`-${keepRunId}-`));
+      await Promise.all(names.filter(stale).map((n) => rm(join(dir, n), { force: true })));
     },
   };
 }

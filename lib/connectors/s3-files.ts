@@ -109,7 +109,7 @@ async function exists(client: S3Client, bucket: string, key: string): Promise<bo
  * pending commit; when the checkpoint completes each is copied to its final `part-…` key and the in-progress one
  * deleted. Committing again (on restore) finds the final key and does nothing.
  */
-export function s3FilesSink<T>(options: { dir: string; format?: (value: T) => string; client?: S3Client }): SinkConnector<T> & { cleanup(uid: string): Promise<void> } {
+export function s3FilesSink<T>(options: { dir: string; format?: (value: T) => string; client?: S3Client }): SinkConnector<T> & { cleanup(uid: string, keepRunId?: string): Promise<void> } {
   const format = options.format ?? ((v: T) => (typeof v === 'string' ? v : JSON.stringify(v)));
   const { bucket, key } = parseS3Location(options.dir, 'prefix');
   const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
@@ -150,9 +150,15 @@ export function s3FilesSink<T>(options: { dir: string; format?: (value: T) => st
         await client().send(new DeleteObjectCommand({ Bucket: c.bucket, Key: from }));
       }
     },
-    /** Deletes in-progress objects of `uid` that no completed checkpoint committed: their records will be replayed. */
-    async cleanup(uid: string) {
-      for (const o of await listKeys(client(), bucket, `${prefix}.inprogress-${uid}-`)) await client().send(new DeleteObjectCommand({ Bucket: bucket, Key: o.key }));
+    /**
+     * Deletes in-progress objects of `uid` that no completed checkpoint committed: their records will be replayed.
+     * Objects of run `keepRunId` (the run being started, which may be writing already) are kept.
+     */
+    async cleanup(uid: string, keepRunId?: string) {
+      for (const o of await listKeys(client(), bucket, `${prefix}.inprogress-${uid}-`)) {
+        if (keepRunId !== undefined && o.key.includes(`-${keepRunId}-`)) continue;
+        await client().send(new DeleteObjectCommand({ Bucket: bucket, Key: o.key }));
+      }
     },
   };
 }

@@ -156,6 +156,7 @@ describe('FloeJob per vertex', () => {
             [FloeEnv.JobName]: 'wordcount',
             [FloeEnv.JobArgs]: JSON.stringify(args),
             [FloeEnv.PlanFingerprint]: plan.fingerprint,
+            [FloeEnv.FunctionTimeoutMs]: '60000',
             [FloeEnv.StateTable]: stack.resolve(floeJob.stateTable.tableName),
             [FloeEnv.CoordinatorTable]: stack.resolve(floeJob.coordinatorTable.tableName),
             [FloeEnv.CheckpointBucket]: stack.resolve(floeJob.bucket.bucketName),
@@ -166,6 +167,12 @@ describe('FloeJob per vertex', () => {
         },
       });
     }
+  });
+
+  it('tells the coordinator function the functions\' timeout, which it records for floe start', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [FloeEnv.FunctionTimeoutMs]: '60000', [FloeEnv.Vertex]: Match.absent(), [FloeEnv.JobModule]: '/var/task/index.mjs' }) },
+    });
   });
 
   it('configures Powertools on every function: service, metrics namespace and log level, DEBUG when asked', () => {

@@ -4,7 +4,7 @@
  * generation it prepared. The full restart with output checked against an oracle is test/e2e/cli-stack-start.test.ts.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -13,11 +13,12 @@ import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { cancelJob } from '../../lib/adapters/aws/coordinator-cancel.js';
 import { JobStatus, StartPhase, deployedPlanOf } from '../../lib/adapters/aws/coordinator-job-row.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/coordinator-store.js';
-import { CoordinatorTasks } from '../../lib/adapters/aws/coordinator-tasks.js';
+import { CoordinatorTasks, TriggerRefusedError } from '../../lib/adapters/aws/coordinator-tasks.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { provisionEmulatorJob } from '../../lib/aws/emulator/provision.js';
-import { startDeployedJob, type StartFrom } from '../../lib/aws/job-start.js';
+import { settleMsOf, startDeployedJob, type StartFrom } from '../../lib/aws/job-start.js';
+import { RUN_REFRESH_MS } from '../../lib/aws/operator-handler.js';
 import { SourceChains } from '../../lib/aws/source-chains.js';
 import type { FloeStackOutputs } from '../../lib/aws/stack-outputs.js';
 import { ErrorCode } from '../../lib/core/errors.js';
@@ -27,6 +28,7 @@ import { resolveCheckpointOptions } from '../../lib/core/options.js';
 import { loadJob } from '../../lib/embedded/load-job.js';
 import { keyGroupRange } from '../../lib/graph/key-groups.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
+import type { Clock } from '../../lib/ports/index.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 
 const clients = awsClients();
@@ -46,21 +48,25 @@ async function wordCountPlan(parallelism: number): Promise<PhysicalPlan> {
 }
 
 /** Word count "deployed" at parallelism 2 (its row created as the coordinator function creates it), without functions running. */
-async function deployed() {
+async function deployed(functionTimeoutMs?: number) {
   const plan = await wordCountPlan(2);
   const checkpoint = resolveCheckpointOptions({ interval: '1h' });
   const resources = await provisionEmulatorJob({ plan, clients, checkpoint, namespace: `start-${randomUUID().slice(0, 8)}` });
   const options = { ...checkpoint, dir: resources.checkpointRoot };
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable });
-  const tasks = new CoordinatorTasks({
-    plan,
-    store,
-    storage: new S3CheckpointStorage({ client: clients.s3 }),
-    sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
-    sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs }),
-    log: () => {},
-  });
-  await tasks.initialize({ options, jobId: randomBytes(16).toString('hex'), savepointDir: resources.savepointRoot });
+  /** A coordinator of the job, as another container runs it; `clock` for one whose ticks find a checkpoint due. */
+  const coordinator = (clock?: Clock) =>
+    new CoordinatorTasks({
+      plan,
+      store,
+      storage: new S3CheckpointStorage({ client: clients.s3 }),
+      sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
+      sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs }),
+      log: () => {},
+      ...(clock ? { clock } : {}),
+    });
+  const tasks = coordinator();
+  await tasks.initialize({ options, jobId: randomBytes(16).toString('hex'), savepointDir: resources.savepointRoot, ...(functionTimeoutMs === undefined ? {} : { functionTimeoutMs }) });
   const outputs: FloeStackOutputs = {
     jobName: plan.job,
     coordinatorTable: resources.coordinatorTable,
@@ -69,7 +75,7 @@ async function deployed() {
     checkpointBucket: resources.bucket,
   };
   const start = (from: StartFrom) => startDeployedJob({ outputs, clients, from, settleMs: 0, waitMs: 0 });
-  return { plan, resources, options, store, tasks, start };
+  return { plan, resources, options, outputs, store, tasks, coordinator, start };
 }
 
 describe('floe start against the job row (moto)', () => {
@@ -166,5 +172,115 @@ describe('floe start against the job row (moto)', () => {
     expect(row.runtime.sourcesStartedAt).toBeUndefined();
     expect(row.jobStatus?.status).toBe(JobStatus.Failing);
     expect(row.jobStatus?.detail).toMatch(/generation 2 was started for subtasks .*count:2.*but the deployed plan has .*run `floe start` again/);
+  }, 60_000);
+  it('prepares a started generation once however many ticks come at once, sparing its own output, and triggers no checkpoint until its sources started', async () => {
+    const d = await deployed();
+    const job = d.plan.job;
+    await cancelJob(d.store, job, Date.now());
+    await d.start({ kind: 'empty' });
+    const ready = await d.store.require(job);
+    // Given the sink's cleanup counted (and slow, so the ticks overlap), a stale in-progress file of an old run and
+    // one of the new run (written once its sources run)
+    const sink = d.plan.vertices.flatMap((v) => v.operators).find((o) => o.node.spec.kind === 'sink')!;
+    const connector = (sink.node.spec as unknown as { connector: unknown }).connector as { cleanup: (uid: string, keepRunId?: string) => Promise<void> };
+    const original = connector.cleanup.bind(connector);
+    let cleanups = 0;
+    connector.cleanup = async (uid, keepRunId) => {
+      cleanups++;
+      await new Promise((r) => setTimeout(r, 300));
+      return original(uid, keepRunId);
+    };
+    const out = join(work, 'out');
+    await mkdir(out, { recursive: true });
+    const stale = `.inprogress-${sink.uid}-0-oldrun-0`;
+    const live = `.inprogress-${sink.uid}-0-${ready.runtime.jobId}-0`;
+    await writeFile(join(out, stale), 'old\n');
+    await writeFile(join(out, live), 'new\n');
+    // And coordinators whose clock is past the checkpoint interval, so that their ticks would trigger a checkpoint
+    const late = { now: () => Date.now() + 2 * 3_600_000 };
+
+    // When a savepoint is asked for while the generation is being started, it is refused
+    const next = ready.state.nextCheckpointId;
+    await expect(d.coordinator(late).trigger({ checkpointId: next, request: { kind: 'savepoint' } }, 1)).rejects.toThrow(TriggerRefusedError);
+    // And when three ticks come at once (the schedule's, floe start's, a duplicate)
+    await Promise.all([d.coordinator(late).tick(), d.coordinator(late).tick(), d.tasks.tick()]);
+
+    // Then the generation was prepared once, its sources started, and no checkpoint was triggered meanwhile
+    expect(cleanups).toBe(1);
+    const running = await d.store.require(job);
+    expect(running.runtime.sourcesStartedAt).toBeDefined();
+    expect(running.runtime.start).toBeUndefined();
+    expect(running.state.pending).toEqual([]);
+    expect(running.state.nextCheckpointId).toBe(next);
+    // And the cleanup removed the old run's in-progress file only
+    const names = await readdir(out);
+    expect(names).not.toContain(stale);
+    expect(names).toContain(live);
+
+    // When a late tick comes after the start, it triggers the due checkpoint and prepares nothing again
+    await d.coordinator(late).tick();
+    expect((await d.store.require(job)).state.pending.map((p) => p.id)).toEqual([next]);
+    expect(cleanups).toBe(1);
+  }, 60_000);
+
+  it('starts the sources of a prepared generation without preparing it again (a tick that failed after writing prepared)', async () => {
+    const d = await deployed();
+    const job = d.plan.job;
+    await cancelJob(d.store, job, Date.now());
+    await d.start({ kind: 'empty' });
+    await d.store.updateRuntime(job, (r) => ({ ...r.runtime, start: { ...r.runtime.start!, phase: StartPhase.Prepared } }), Date.now());
+    const sink = d.plan.vertices.flatMap((v) => v.operators).find((o) => o.node.spec.kind === 'sink')!;
+    const connector = (sink.node.spec as unknown as { connector: unknown }).connector as { cleanup: (uid: string, keepRunId?: string) => Promise<void> };
+    const original = connector.cleanup.bind(connector);
+    let cleanups = 0;
+    connector.cleanup = async (uid, keepRunId) => {
+      cleanups++;
+      return original(uid, keepRunId);
+    };
+
+    await d.tasks.tick();
+
+    const running = await d.store.require(job);
+    expect(running.runtime.sourcesStartedAt).toBeDefined();
+    expect(running.runtime.start).toBeUndefined();
+    expect(cleanups).toBe(0);
+  }, 60_000);
+
+  it('fails a generation started for another plan fingerprint than the coordinator runs, even with the same subtasks', async () => {
+    const d = await deployed();
+    const job = d.plan.job;
+    await cancelJob(d.store, job, Date.now());
+    await d.start({ kind: 'empty' });
+    // Given floe start laid it out for a plan of other operators at the same parallelism
+    await d.store.updateRuntime(
+      job,
+      (r) => ({ ...r.runtime, start: { ...r.runtime.start!, plan: { ...r.runtime.start!.plan!, fingerprint: 'ffff0000', uids: ['gone'] } } }),
+      Date.now(),
+    );
+
+    await d.tasks.tick();
+
+    const row = await d.store.require(job);
+    expect(row.runtime.sourcesStartedAt).toBeUndefined();
+    expect(row.jobStatus?.status).toBe(JobStatus.Failing);
+    expect(row.jobStatus?.detail).toMatch(/plan fingerprint ffff0000, but the deployed plan's is .*operators gone, but the deployed plan has .*committed-lines/);
+  }, 60_000);
+  it('waits out the functions\' timeout recorded by the coordinator after fencing the old generation, and says so', async () => {
+    // Given functions deployed with a 2 s timeout (the coordinator records it in the deployed plan)
+    const d = await deployed(2000);
+    const job = d.plan.job;
+    expect((await d.store.require(job)).runtime.deployment?.functionTimeoutMs).toBe(2000);
+    await cancelJob(d.store, job, Date.now());
+
+    // When the job is started with the default wait
+    const lines: string[] = [];
+    const began = Date.now();
+    await startDeployedJob({ outputs: d.outputs, clients, from: { kind: 'empty' }, waitMs: 0, log: (l) => lines.push(l) });
+
+    // Then it waited the timeout plus the handlers' reread interval and a second before touching the state
+    expect(settleMsOf({ functionTimeoutMs: 2000 })).toBe(2000 + RUN_REFRESH_MS + 1000);
+    expect(settleMsOf({})).toBe(RUN_REFRESH_MS + 1000);
+    expect(Date.now() - began).toBeGreaterThanOrEqual(2000 + RUN_REFRESH_MS + 1000);
+    expect(lines.join('\n')).toMatch(/waiting 8 s for the functions to leave generation 1 \(a step in flight may run up to the functions' timeout of 2 s/);
   }, 60_000);
 });

@@ -72,4 +72,14 @@ describe('files source and sink on S3', () => {
     const all = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'idem/' }));
     expect((all.Contents ?? []).map((o) => o.Key)).toEqual(['idem/part-u-0-chk7-r1-0']);
   });
+  it('cleans up uncommitted objects of other runs only, when told which run is starting', async () => {
+    const sink = filesSink<string>({ dir: `s3://${bucket}/keep` });
+    const old = sink.createWriter({ uid: 'u', subtask: 0, runId: 'r1' });
+    await old.write(['old'], await old.resume(undefined));
+    const current = sink.createWriter({ uid: 'u', subtask: 0, runId: 'r2' });
+    await current.write(['new'], await current.resume(undefined));
+    await sink.cleanup('u', 'r2');
+    const all = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'keep/' }));
+    expect((all.Contents ?? []).map((o) => o.Key)).toEqual(['keep/.inprogress-u-0-r2-0']);
+  });
 });

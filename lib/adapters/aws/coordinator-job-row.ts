@@ -49,8 +49,10 @@ export interface CoordinatorRuntime {
   readonly deployment?: DeployedPlan;
   /**
    * Set while `floe start` moves the job to this generation from a snapshot (job-start.ts): `restoring` while it
-   * writes the state (nothing may start), `ready` once it is written (the coordinator's next tick commits the
-   * snapshot's pending sink transactions and starts the sources, then removes it).
+   * writes the state (nothing may start), `ready` once it is written, `preparing` while one coordinator invocation
+   * (the one whose conditional write claimed it) commits the snapshot's pending sink transactions and removes
+   * uncommitted output, `prepared` once that is done (only the writer of this phase, or a later tick, starts the
+   * sources); removed when the sources are started. No checkpoint is triggered while it is set.
    */
   readonly start?: GenerationStart;
 }
@@ -70,10 +72,15 @@ export interface DeployedPlan {
   readonly options: ResolvedCheckpointOptions;
   /** The deployment's default savepoint directory. */
   readonly savepointDir: string;
+  /**
+   * The functions' timeout in ms, the longest a step already in flight can still run: `floe start` waits it out
+   * after fencing the old generation. Absent for emulator mode, whose steps have no time limit.
+   */
+  readonly functionTimeoutMs?: number;
 }
 
 /** Phases of a {@link GenerationStart}. */
-export const StartPhase = { Restoring: 'restoring', Ready: 'ready' } as const;
+export const StartPhase = { Restoring: 'restoring', Ready: 'ready', Preparing: 'preparing', Prepared: 'prepared' } as const;
 export type StartPhase = (typeof StartPhase)[keyof typeof StartPhase];
 
 /** A start of a new generation in progress (see {@link CoordinatorRuntime.start}). */
@@ -85,16 +92,54 @@ export interface GenerationStart {
   readonly from?: string;
   /** When the start began, in ms since the epoch. */
   readonly at: number;
+  /**
+   * When a coordinator invocation claimed the preparation (phase `preparing`), in ms since the epoch; the claim is
+   * its own: only the invocation that wrote this value may write `prepared`.
+   */
+  readonly preparingAt?: number;
+  /**
+   * The plan `floe start` laid the generation out for (absent on rows written before it was recorded): the
+   * coordinator starts the generation only if it runs that plan, as the row's `deployment` is rewritten by a
+   * redeployed coordinator.
+   */
+  readonly plan?: StartedPlan;
+}
+
+/** What of a {@link DeployedPlan} a started generation's state depends on beyond its subtasks. */
+export interface StartedPlan {
+  readonly fingerprint: string;
+  readonly maxParallelism: number;
+  /** Operator uids, in plan order. */
+  readonly uids: readonly string[];
+}
+
+/** The {@link StartedPlan} of a deployed plan. */
+export function startedPlanOf(plan: Pick<DeployedPlan, 'fingerprint' | 'maxParallelism' | 'vertices'>): StartedPlan {
+  return { fingerprint: plan.fingerprint, maxParallelism: plan.maxParallelism, uids: plan.vertices.flatMap((v) => v.operators.map((o) => o.uid)) };
+}
+
+/** How a started generation's plan differs from the plan the coordinator runs, or undefined when it does not. */
+export function startedPlanMismatch(started: StartedPlan | undefined, running: StartedPlan): string | undefined {
+  if (started === undefined) return undefined;
+  const problems: string[] = [];
+  if (started.fingerprint !== running.fingerprint) problems.push(`plan fingerprint ${started.fingerprint}, but the deployed plan's is ${running.fingerprint}`);
+  if (started.maxParallelism !== running.maxParallelism) problems.push(`maxParallelism ${started.maxParallelism}, but the deployed plan's is ${running.maxParallelism}`);
+  const uids = new Set(running.uids);
+  const missing = started.uids.filter((u) => !uids.has(u));
+  const added = running.uids.filter((u) => !started.uids.includes(u));
+  if (missing.length > 0 || added.length > 0) problems.push(`operators ${started.uids.join(', ')}, but the deployed plan has ${running.uids.join(', ')}`);
+  return problems.length === 0 ? undefined : problems.join('; ');
 }
 
 /** The deployed plan's shape as recorded in the job row. */
-export function deployedPlanOf(plan: PhysicalPlan, options: ResolvedCheckpointOptions, savepointDir: string): DeployedPlan {
+export function deployedPlanOf(plan: PhysicalPlan, options: ResolvedCheckpointOptions, savepointDir: string, functionTimeoutMs?: number): DeployedPlan {
   return {
     fingerprint: plan.fingerprint,
     maxParallelism: plan.maxParallelism,
     vertices: plan.vertices.map((v) => ({ id: v.id, parallelism: v.parallelism, isSource: v.isSource, operators: v.operators.map((o) => ({ uid: o.uid, stateful: o.stateful })) })),
     options,
     savepointDir,
+    ...(functionTimeoutMs === undefined ? {} : { functionTimeoutMs }),
   };
 }
 
@@ -179,6 +224,8 @@ export interface NewCoordinatorRowInput {
   readonly restored?: boolean;
   /** @default 20 */
   readonly historySize?: number;
+  /** The functions' timeout in ms, recorded in the deployed plan. @default none (emulator mode) */
+  readonly functionTimeoutMs?: number;
 }
 
 /** Task keys (`<vertex>:<subtask>`) of every subtask of a plan, and of its source subtasks. */
@@ -210,7 +257,7 @@ export function newCoordinatorRow(input: NewCoordinatorRowInput): CoordinatorRow
       barrierSeq: 0,
       savepointDir: input.savepointDir,
       placements: {},
-      deployment: deployedPlanOf(input.plan, input.options, input.savepointDir),
+      deployment: deployedPlanOf(input.plan, input.options, input.savepointDir, input.functionTimeoutMs),
     },
   };
 }

@@ -53,14 +53,23 @@ import {
   newCoordinatorRow,
   planTasks,
   sameDeployment,
+  startedPlanMismatch,
+  startedPlanOf,
   type CheckpointStatusChange,
   type CoordinatorRow,
   type GenerationStart,
   type NewCoordinatorRowInput,
+  type RowTransition,
 } from './coordinator-job-row.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from './coordinator-state-machine.js';
 import { checkpointStatusKey } from './coordinator-schema.js';
 import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from './coordinator-store.js';
+
+/**
+ * After this long a claim to prepare a started generation (phase `preparing`) is taken over by another tick, in ms:
+ * Lambda's longest function timeout, so the invocation that claimed it has ended by then.
+ */
+export const PREPARE_TAKEOVER_MS = 15 * 60_000;
 
 /** Most status checks one execution makes before its deadline; longer timeouts poll less often. */
 export const MAX_POLL_ROUNDS = 1000;
@@ -164,14 +173,14 @@ export class CoordinatorTasks implements EffectRunner {
       else throw e;
     }
     // A redeploy (another parallelism, say) keeps the row: record the plan the functions now run, which `floe start` restores onto.
-    const deployment = deployedPlanOf(this.plan, input.options, input.savepointDir);
+    const deployment = deployedPlanOf(this.plan, input.options, input.savepointDir, input.functionTimeoutMs);
     if (sameDeployment(stored.runtime.deployment, deployment)) return stored;
     return this.store.updateRuntime(this.job, (r) => (sameDeployment(r.runtime.deployment, deployment) ? undefined : { ...r.runtime, deployment }), now);
   }
 
   /** Applies an event to the job row and carries out the effects of the written step. */
   async dispatch(event: CoordinatorEvent, context: EffectContext = {}): Promise<AppliedStep> {
-    const applied = await this.store.apply(this.job, event);
+    const applied = await this.store.apply(this.job, event, { accept: (t) => !startsCheckpointDuringStart(t) });
     await this.run(applied, context);
     return applied;
   }
@@ -219,7 +228,7 @@ export class CoordinatorTasks implements EffectRunner {
       const applied = await this.store.apply(
         this.job,
         { type: 'trigger', now: this.clock.now(), request },
-        { accept: (t) => t.step.effects.some((e) => e.type === 'injectBarrier' && e.checkpointId === n) },
+        { accept: (t) => !startsCheckpointDuringStart(t) && t.step.effects.some((e) => e.type === 'injectBarrier' && e.checkpointId === n) },
       );
       row = applied.row;
       if (applied.written) {
@@ -229,7 +238,7 @@ export class CoordinatorTasks implements EffectRunner {
       }
     }
     // Refused, or another trigger of the same execution allocated `n` meanwhile: decide on the row as it is now.
-    if (n >= row.state.nextCheckpointId) throw new TriggerRefusedError(refusalReason(row.state, n));
+    if (n >= row.state.nextCheckpointId) throw new TriggerRefusedError(refusalReason(row, n));
     const pending = row.state.pending.find((p) => p.id === n);
     if (pending && !sent) {
       await this.sender.send(barrierEnvelopes(this.plan, row, n));
@@ -302,7 +311,9 @@ export class CoordinatorTasks implements EffectRunner {
     const current = row ?? (await this.store.require(this.job));
     const generation = current.runtime.generation;
     const start = current.runtime.start;
-    if (start?.phase === StartPhase.Ready && start.generation === generation && !(await this.prepareStartedGeneration(current, start))) return this.store.require(this.job);
+    if (start !== undefined && start.generation === generation && start.phase !== StartPhase.Prepared) {
+      if (start.phase === StartPhase.Restoring || !(await this.prepareStartedGeneration(current, start))) return this.store.require(this.job);
+    }
     await this.sources.start(generation);
     const now = this.clock.now();
     const stored = await this.store.updateRuntime(
@@ -322,19 +333,45 @@ export class CoordinatorTasks implements EffectRunner {
    * Before the sources of a generation `floe start` restored run: checks that the generation was laid out for the
    * plan these functions run (a start that read the plan before a redeploy reached the coordinator fails the
    * generation instead of running it at the old parallelism), commits the snapshot's pending sink transactions
-   * (again; commits are idempotent) and removes output no checkpoint committed. Answers false when it failed the
-   * generation.
+   * (again; commits are idempotent) and removes output no checkpoint committed.
+   *
+   * It runs once per generation, however many ticks come at once (the schedule's and `floe start`'s, duplicates of
+   * the standard task queue): an invocation first claims it with a conditional write (`ready` → `preparing`), and
+   * only the claimant writes `prepared`, after which the sources may start. Removing output after the sources
+   * started would delete the running generation's in-progress objects; the removal also spares the objects of this
+   * run (`runtime.jobId`). A claim whose invocation died is taken over after {@link PREPARE_TAKEOVER_MS}.
+   * Answers whether the sources may start now: false when it failed the generation, or another invocation prepares it.
    */
   private async prepareStartedGeneration(row: CoordinatorRow, start: GenerationStart): Promise<boolean> {
     const expected = planTasks(this.plan).tasks;
     const laidOut = new Set(row.state.tasks);
-    if (expected.length !== laidOut.size || expected.some((t) => !laidOut.has(t))) {
-      const reason =
-        `generation ${start.generation} was started for subtasks ${[...laidOut].join(', ')}, but the deployed plan has ${expected.join(', ')} ` +
-        '(the plan changed while `floe start` ran); run `floe start` again';
+    const mismatch =
+      expected.length !== laidOut.size || expected.some((t) => !laidOut.has(t))
+        ? `subtasks ${[...laidOut].join(', ')}, but the deployed plan has ${expected.join(', ')}`
+        : startedPlanMismatch(start.plan, startedPlanOf(deployedPlanOf(this.plan, row.state.options, row.runtime.savepointDir)));
+    if (mismatch !== undefined) {
+      const reason = `generation ${start.generation} was started for ${mismatch} (the plan changed while \`floe start\` ran); run \`floe start\` again`;
       this.log({ level: 'error', message: reason, job: this.job, generation: start.generation });
       await this.store.setJobStatus(this.job, { status: JobStatus.Failing, detail: reason, at: this.clock.now() });
       return false;
+    }
+    const claimedAt = this.clock.now();
+    const ours = (r: CoordinatorRow) => r.runtime.start?.phase === StartPhase.Preparing && r.runtime.start.generation === start.generation && r.runtime.start.preparingAt === claimedAt;
+    const claimed = await this.store.updateRuntime(
+      this.job,
+      (r) => {
+        const s = r.runtime.start;
+        if (r.runtime.generation !== start.generation || s?.generation !== start.generation) return undefined;
+        const abandoned = s.phase === StartPhase.Preparing && claimedAt - (s.preparingAt ?? 0) >= PREPARE_TAKEOVER_MS;
+        if (s.phase !== StartPhase.Ready && !abandoned) return undefined;
+        return { ...r.runtime, start: { ...s, phase: StartPhase.Preparing, preparingAt: claimedAt } };
+      },
+      claimedAt,
+    );
+    if (!ours(claimed)) {
+      // Another invocation prepares it (its sources start when it is done), or has prepared it: then start them too.
+      const s = claimed.runtime.start;
+      return claimed.runtime.generation === start.generation && s?.generation === start.generation && s.phase === StartPhase.Prepared;
     }
     if (start.from !== undefined) {
       const commits = commitsOfManifest((await loadManifest(this.storage, start.from)).manifest);
@@ -344,11 +381,16 @@ export class CoordinatorTasks implements EffectRunner {
     for (const v of this.plan.vertices) {
       for (const op of v.operators) {
         if (op.node.spec.kind !== 'sink') continue;
-        const connector = op.node.spec.connector as { cleanup?: (uid: string) => Promise<void> };
-        await connector.cleanup?.(op.uid);
+        const connector = op.node.spec.connector as { cleanup?: (uid: string, keepRunId?: string) => Promise<void> };
+        await connector.cleanup?.(op.uid, row.runtime.jobId);
       }
     }
-    return true;
+    const prepared = await this.store.updateRuntime(
+      this.job,
+      (r) => (ours(r) ? { ...r.runtime, start: { ...r.runtime.start!, phase: StartPhase.Prepared } } : undefined),
+      this.clock.now(),
+    );
+    return prepared.runtime.start?.phase === StartPhase.Prepared && prepared.runtime.start.preparingAt === claimedAt;
   }
 
   /** Carries out one effect; returns the events its outcome produces. */
@@ -468,9 +510,21 @@ export class CoordinatorTasks implements EffectRunner {
   }
 }
 
+/**
+ * Whether a step would start a checkpoint while `floe start` has not finished starting the row's generation: its
+ * barriers would reach sources whose state is still being written, or make sinks write output that the
+ * generation's preparation then removes.
+ */
+function startsCheckpointDuringStart(t: RowTransition): boolean {
+  return t.row.runtime.start !== undefined && t.step.effects.some((e) => e.type === 'injectBarrier');
+}
+
 /** Why checkpoint `n` cannot be started now. */
-function refusalReason(state: CoordinatorState, n: number): string {
+function refusalReason(row: CoordinatorRow, n: number): string {
+  const state = row.state;
   if (n > state.nextCheckpointId) return `checkpoint ${n} is not the next one (${state.nextCheckpointId})`;
+  const start = row.runtime.start;
+  if (start !== undefined) return `checkpoint ${n} cannot start: generation ${start.generation} is still being started (${start.phase})`;
   if (state.status !== 'RUNNING') return `checkpoint ${n} cannot start: the job is ${state.status}`;
   if (state.pending.length >= state.options.maxConcurrent) {
     return `checkpoint ${n} cannot start: ${state.pending.length} pending (checkpoint.maxConcurrent is ${state.options.maxConcurrent})`;
