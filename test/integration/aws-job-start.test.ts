@@ -48,6 +48,20 @@ async function wordCountPlan(parallelism: number): Promise<PhysicalPlan> {
 }
 
 /** Word count "deployed" at parallelism 2 (its row created as the coordinator function creates it), without functions running. */
+/** Counts the calls of the job's sink cleanup (each delayed by `delayMs`, so that overlapping ticks overlap in it). */
+function countCleanups(plan: PhysicalPlan, delayMs = 0) {
+  const sink = plan.vertices.flatMap((v) => v.operators).find((o) => o.node.spec.kind === 'sink')!;
+  const connector = (sink.node.spec as unknown as { connector: unknown }).connector as { cleanup: (uid: string, keepRunId?: string) => Promise<void> };
+  const original = connector.cleanup.bind(connector);
+  const cleanups = { count: 0 };
+  connector.cleanup = async (uid, keepRunId) => {
+    cleanups.count++;
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    return original(uid, keepRunId);
+  };
+  return { sink, cleanups };
+}
+
 async function deployed(functionTimeoutMs?: number) {
   const plan = await wordCountPlan(2);
   const checkpoint = resolveCheckpointOptions({ interval: '1h' });
@@ -181,15 +195,7 @@ describe('floe start against the job row (moto)', () => {
     const ready = await d.store.require(job);
     // Given the sink's cleanup counted (and slow, so the ticks overlap), a stale in-progress file of an old run and
     // one of the new run (written once its sources run)
-    const sink = d.plan.vertices.flatMap((v) => v.operators).find((o) => o.node.spec.kind === 'sink')!;
-    const connector = (sink.node.spec as unknown as { connector: unknown }).connector as { cleanup: (uid: string, keepRunId?: string) => Promise<void> };
-    const original = connector.cleanup.bind(connector);
-    let cleanups = 0;
-    connector.cleanup = async (uid, keepRunId) => {
-      cleanups++;
-      await new Promise((r) => setTimeout(r, 300));
-      return original(uid, keepRunId);
-    };
+    const { sink, cleanups } = countCleanups(d.plan, 300);
     const out = join(work, 'out');
     await mkdir(out, { recursive: true });
     const stale = `.inprogress-${sink.uid}-0-oldrun-0`;
@@ -206,7 +212,7 @@ describe('floe start against the job row (moto)', () => {
     await Promise.all([d.coordinator(late).tick(), d.coordinator(late).tick(), d.tasks.tick()]);
 
     // Then the generation was prepared once, its sources started, and no checkpoint was triggered meanwhile
-    expect(cleanups).toBe(1);
+    expect(cleanups.count).toBe(1);
     const running = await d.store.require(job);
     expect(running.runtime.sourcesStartedAt).toBeDefined();
     expect(running.runtime.start).toBeUndefined();
@@ -220,7 +226,7 @@ describe('floe start against the job row (moto)', () => {
     // When a late tick comes after the start, it triggers the due checkpoint and prepares nothing again
     await d.coordinator(late).tick();
     expect((await d.store.require(job)).state.pending.map((p) => p.id)).toEqual([next]);
-    expect(cleanups).toBe(1);
+    expect(cleanups.count).toBe(1);
   }, 60_000);
 
   it('starts the sources of a prepared generation without preparing it again (a tick that failed after writing prepared)', async () => {
@@ -229,21 +235,14 @@ describe('floe start against the job row (moto)', () => {
     await cancelJob(d.store, job, Date.now());
     await d.start({ kind: 'empty' });
     await d.store.updateRuntime(job, (r) => ({ ...r.runtime, start: { ...r.runtime.start!, phase: StartPhase.Prepared } }), Date.now());
-    const sink = d.plan.vertices.flatMap((v) => v.operators).find((o) => o.node.spec.kind === 'sink')!;
-    const connector = (sink.node.spec as unknown as { connector: unknown }).connector as { cleanup: (uid: string, keepRunId?: string) => Promise<void> };
-    const original = connector.cleanup.bind(connector);
-    let cleanups = 0;
-    connector.cleanup = async (uid, keepRunId) => {
-      cleanups++;
-      return original(uid, keepRunId);
-    };
+    const { cleanups } = countCleanups(d.plan);
 
     await d.tasks.tick();
 
     const running = await d.store.require(job);
     expect(running.runtime.sourcesStartedAt).toBeDefined();
     expect(running.runtime.start).toBeUndefined();
-    expect(cleanups).toBe(0);
+    expect(cleanups.count).toBe(0);
   }, 60_000);
 
   it('fails a generation started for another plan fingerprint than the coordinator runs, even with the same subtasks', async () => {
