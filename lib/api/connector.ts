@@ -58,6 +58,9 @@ export interface SinkConnector<T> {
   /** Whether output appears exactly once (two-phase) or may repeat after a failure. */
   readonly exactlyOnce: boolean;
   createWriter(ctx: SinkWriterContext): SinkWriter<T>;
-  /** Commits one pending transaction; called after the checkpoint completes and again on restore. */
+  /**
+   * Commits one pending transaction; called after the checkpoint completes, again on restore, and again with later
+   * checkpoints while the sink subtask has not yet learned of the completion: it must be idempotent.
+   */
   commit(commit: PendingCommit): Promise<void>;
 }

@@ -363,7 +363,15 @@ export class EmbeddedRunner implements JobControl {
               seq,
               kind: end ? EnvelopeKind.End : EnvelopeKind.Barrier,
               epoch: effect.checkpointId,
-              barrier: { checkpointId: effect.checkpointId, kind: effect.kind, timestamp: effect.timestamp, stop: effect.termination === 'stop' || undefined, location: location.dir, sharedLocation: location.sharedDir },
+              barrier: {
+                checkpointId: effect.checkpointId,
+                kind: effect.kind,
+                timestamp: effect.timestamp,
+                stop: effect.termination === 'stop' || undefined,
+                location: location.dir,
+                sharedLocation: location.sharedDir,
+                committedThrough: effect.committedThrough,
+              },
             });
           }
         }
@@ -383,8 +391,7 @@ export class EmbeddedRunner implements JobControl {
       }
       case 'checkpointCompleted': {
         const record = attempt.coordinator.history.find((h) => h.id === effect.checkpointId);
-        const commits = this.pendingCommitsOf(record?.acks ?? {});
-        await this.commitPending(commits);
+        if (effect.commits) await this.commitPending(this.pendingCommitsOf(record?.acks ?? {}));
         if (effect.kind === 'checkpoint') {
           if (!this.latestCompleted || effect.checkpointId > this.latestCompleted.id) this.latestCompleted = { id: effect.checkpointId, path: effect.path };
           // Cleanup runs on a chain of its own: listing and deleting must not hold up the next trigger and the acks.

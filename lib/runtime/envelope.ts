@@ -30,6 +30,12 @@ export interface BarrierInfo {
   readonly location: string;
   /** Directory for state files shared between incremental checkpoints; absent for savepoints (canonical, self-contained). */
   readonly sharedLocation?: string;
+  /**
+   * The newest completed checkpoint when this barrier was triggered: its manifest exists, so every transaction a sink
+   * pre-committed for it (or carried into it) is committed, now or on restore. Sinks forget carried transactions up
+   * to this id and carry the rest into this snapshot. Absent: none completed yet.
+   */
+  readonly committedThrough?: number;
 }
 
 /** The unit that travels on a channel; many records are packed into one data envelope. */

@@ -374,7 +374,7 @@ export class SubtaskExecutor {
       for (const op of this.operators) await op.endInput();
     }
     const commits: Record<string, PendingCommit[]> = {};
-    for (const op of this.operators) commits[op.uid] = await op.prepareSnapshot(barrier.checkpointId);
+    for (const op of this.operators) commits[op.uid] = await op.prepareSnapshot(barrier);
     this.sealAll();
     const uids = this.operators.map((o) => o.uid);
     const mode: CaptureMode = barrier.kind === 'savepoint' ? 'canonical' : this.config.incremental ? 'incremental' : 'full';

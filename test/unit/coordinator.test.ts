@@ -363,7 +363,8 @@ describe('savepoints and user triggers', () => {
     // Given checkpoint 1 completed just now, with a long min pause.
     const given = run(coordinator({ options: { minPause: 60_000 } }), [tick(1_000), ...complete(1_100, 1)]).state;
     const { effects, state } = run(given, [trigger(1_200, savepoint('sp-1'))]);
-    expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'savepoint', timestamp: 1_200 }]);
+    // Its barrier says checkpoint 1 completed: sinks forget what it committed and carry the rest.
+    expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'savepoint', timestamp: 1_200, committedThrough: 1 }]);
     expect(state.pending[0]).toMatchObject({ id: 2, kind: 'savepoint', requestId: 'sp-1', dir: '/savepoints' });
   });
 
@@ -399,7 +400,8 @@ describe('savepoints and user triggers', () => {
   it('a completed savepoint counts as completed but does not move the latest completed checkpoint', () => {
     const given = run(coordinator(), [tick(1_000), ...complete(1_100, 1)]).state;
     const { effects, state } = run(given, [trigger(1_200, savepoint('sp')), ...complete(1_300, 2)]);
-    expect(ofType(effects, 'checkpointCompleted')).toEqual([{ type: 'checkpointCompleted', checkpointId: 2, path: '/chk/chk-2', kind: 'savepoint', requestId: 'sp' }]);
+    // An intermediate savepoint commits no side effects, as in Flink: its sinks carry them into the next checkpoint.
+    expect(ofType(effects, 'checkpointCompleted')).toEqual([{ type: 'checkpointCompleted', checkpointId: 2, path: '/chk/chk-2', kind: 'savepoint', commits: false, requestId: 'sp' }]);
     expect(state.counts.completed).toBe(2);
     expect(state.latestCompletedId).toBe(1);
     expect(state.status).toBe('RUNNING');
@@ -422,7 +424,7 @@ describe('savepoints and user triggers', () => {
 
     const { effects, state } = run(afterAcks.state, [manifestWritten(30, 1)]);
     expect(effects).toEqual([
-      { type: 'checkpointCompleted', checkpointId: 1, path: '/chk/chk-1', kind: 'savepoint', requestId: 'stop-1', termination },
+      { type: 'checkpointCompleted', checkpointId: 1, path: '/chk/chk-1', kind: 'savepoint', commits: true, requestId: 'stop-1', termination },
       { type: 'jobFinished', checkpointId: 1, termination },
     ]);
     expect(state.status).toBe('FINISHED');
@@ -469,7 +471,7 @@ describe('end of input', () => {
     expect(steps.slice(0, 3).flatMap((s) => s.effects)).toEqual([]);
     expect(steps[3]?.effects).toEqual([{ type: 'injectBarrier', checkpointId: 1, kind: 'checkpoint', timestamp: 200, termination: 'end' }]);
     expect(steps.at(-1)?.effects).toEqual([
-      { type: 'checkpointCompleted', checkpointId: 1, path: '/chk/chk-1', kind: 'checkpoint', requestId: END_OF_INPUT_REQUEST_ID, termination: 'end' },
+      { type: 'checkpointCompleted', checkpointId: 1, path: '/chk/chk-1', kind: 'checkpoint', commits: true, requestId: END_OF_INPUT_REQUEST_ID, termination: 'end' },
       { type: 'jobFinished', checkpointId: 1, termination: 'end' },
     ]);
     expect(state.status).toBe('FINISHED');
@@ -486,7 +488,7 @@ describe('end of input', () => {
     expect(waiting.state.queued.map((r) => r.termination)).toEqual(['end']);
     // Then completing checkpoint 1 starts the final one.
     const { effects } = run(waiting.state, [...allAcks(3_100, 1, tasks), manifestWritten(3_200, 1)]);
-    expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'checkpoint', timestamp: 3_200, termination: 'end' }]);
+    expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'checkpoint', timestamp: 3_200, termination: 'end', committedThrough: 1 }]);
   });
 
   it('sources finishing while a stop-with-savepoint is pending add no final checkpoint: the stop ends the job', () => {

@@ -34,6 +34,7 @@ export function barrierEnvelopes(plan: PhysicalPlan, row: CoordinatorRow, checkp
           ...(pending.termination === 'stop' ? { stop: true } : {}),
           location: placement.dir,
           ...(placement.sharedDir === undefined ? {} : { sharedLocation: placement.sharedDir }),
+          ...(pending.committedThrough === undefined ? {} : { committedThrough: pending.committedThrough }),
         },
       });
     }

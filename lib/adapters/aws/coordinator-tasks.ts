@@ -20,7 +20,8 @@
  *   written); re-run the manifest write of an overdue checkpoint that has all its acks (its writer died); rewrite
  *   the status item from the row. Answers the status.
  * - **complete** `n`: commit the checkpoint's pending sink transactions again, so completion side effects happen
- *   at least once even if the process that completed the checkpoint died right after.
+ *   at least once even if the process that completed the checkpoint died right after (an intermediate savepoint
+ *   commits nothing: its sinks carry their transactions into the next checkpoint).
  * - **tick**: the periodic heartbeat (interval, min pause, queued requests, timeouts); then, with a
  *   {@link SourceChainDriver}, it starts the sources of a generation nobody started yet (so a deployed job starts
  *   with its first tick) and lets the driver's watchdog re-wake stalled source chains. A generation `floe start`
@@ -492,6 +493,8 @@ export class CoordinatorTasks implements EffectRunner {
   /** Commits a completed checkpoint's pending sink transactions, from its history record or else from its manifest; answers how many. */
   private async commitCheckpoint(row: CoordinatorRow, id: number, path: string): Promise<number> {
     const record = row.state.history.find((h) => h.id === id);
+    // An intermediate savepoint commits nothing (its sinks carry their transactions into the next checkpoint).
+    if (record && record.kind === 'savepoint' && record.termination === undefined) return 0;
     const commits = record ? commitsOfRecord(record) : commitsOfManifest((await loadManifest(this.storage, path)).manifest);
     await this.commits.commitAll(commits);
     return commits.length;

@@ -19,6 +19,7 @@ export function startCheckpoint(state: CoordinatorState, spec: StartSpec, now: n
     ...(request?.termination === undefined ? {} : { termination: request.termination }),
     acks: {},
     finalizing: false,
+    ...(state.latestCompletedId === undefined ? {} : { committedThrough: state.latestCompletedId }),
   };
   return step({ ...state, nextCheckpointId: id + 1, lastTriggeredAt: now, pending: [...state.pending, pending] }, [
     {
@@ -27,6 +28,7 @@ export function startCheckpoint(state: CoordinatorState, spec: StartSpec, now: n
       kind,
       timestamp: now,
       ...(pending.termination === undefined ? {} : { termination: pending.termination }),
+      ...(pending.committedThrough === undefined ? {} : { committedThrough: pending.committedThrough }),
     },
   ]);
 }

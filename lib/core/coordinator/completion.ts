@@ -29,6 +29,8 @@ export function completeCheckpoint(state: CoordinatorState, checkpointId: number
     checkpointId,
     path,
     kind: checkpoint.kind,
+    // An intermediate savepoint commits nothing: its sinks carry what they pre-committed into the next checkpoint.
+    commits: isCheckpoint || checkpoint.termination !== undefined,
     ...(checkpoint.requestId === undefined ? {} : { requestId: checkpoint.requestId }),
     ...(checkpoint.termination === undefined ? {} : { termination: checkpoint.termination }),
   };

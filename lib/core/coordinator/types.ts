@@ -40,6 +40,8 @@ export interface PendingCheckpoint {
   readonly acks: Readonly<Record<string, SubtaskAck>>;
   /** True once every task acked and the manifest write was requested. */
   readonly finalizing: boolean;
+  /** The newest completed checkpoint when this one was triggered; its barriers carry it to the sinks. */
+  readonly committedThrough?: number;
 }
 
 /** Summary of a finished (completed or failed) checkpoint, for the REST history. */
@@ -107,11 +109,15 @@ export type CoordinatorEvent =
 /** What the runner must do after a reducer step; the runner feeds results back as events. */
 export type CoordinatorEffect =
   /** Send barrier `checkpointId` to every source subtask (an `end` barrier when termination is `end` or `drain`). */
-  | { readonly type: 'injectBarrier'; readonly checkpointId: number; readonly kind: 'checkpoint' | 'savepoint'; readonly timestamp: number; readonly termination?: Termination }
+  | { readonly type: 'injectBarrier'; readonly checkpointId: number; readonly kind: 'checkpoint' | 'savepoint'; readonly timestamp: number; readonly termination?: Termination; readonly committedThrough?: number }
   /** Every task acked: write the manifest, then report `manifestWritten` or `manifestFailed`. */
   | { readonly type: 'writeManifest'; readonly checkpoint: PendingCheckpoint }
-  /** The manifest exists: commit pending sink transactions, delete checkpoints beyond the retained count. */
-  | { readonly type: 'checkpointCompleted'; readonly checkpointId: number; readonly path: string; readonly kind: 'checkpoint' | 'savepoint'; readonly requestId?: string; readonly termination?: Termination }
+  /**
+   * The manifest exists: commit pending sink transactions (unless `commits` is false: an intermediate savepoint, which
+   * as in Flink commits no side effects, so restoring an older checkpoint cannot repeat them), delete checkpoints beyond
+   * the retained count.
+   */
+  | { readonly type: 'checkpointCompleted'; readonly checkpointId: number; readonly path: string; readonly kind: 'checkpoint' | 'savepoint'; readonly commits: boolean; readonly requestId?: string; readonly termination?: Termination }
   /** Discard a checkpoint's partial files. */
   | { readonly type: 'checkpointAborted'; readonly checkpointId: number; readonly reason: string; readonly requestId?: string; readonly termination?: Termination }
   /** Too many consecutive failures, or a terminating snapshot failed: fail over (restart strategy). */

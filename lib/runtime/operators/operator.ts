@@ -1,6 +1,6 @@
 import type { Clock, SubtaskStateStore } from '../../ports/index.js';
 import type { PendingCommit } from '../../core/manifest/model.js';
-import type { StreamRecord } from '../envelope.js';
+import type { BarrierInfo, StreamRecord } from '../envelope.js';
 
 /** What an operator instance sees of its subtask. */
 export interface OperatorRuntime {
@@ -49,8 +49,8 @@ export abstract class Operator {
   /** Finishes asynchronous work for the records handled so far; called at the end of each step and before a snapshot. */
   async flush(): Promise<void> {}
 
-  /** At a barrier, after `flush`: pre-commit external transactions (sinks). */
-  async prepareSnapshot(_checkpointId: number): Promise<PendingCommit[]> {
+  /** At a barrier, after `flush`: pre-commit external transactions (sinks); returns every transaction the snapshot must commit. */
+  async prepareSnapshot(_barrier: BarrierInfo): Promise<PendingCommit[]> {
     return [];
   }
 }
