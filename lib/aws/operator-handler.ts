@@ -66,6 +66,7 @@ import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../adapters/aws/sqs-poller.js';
 import { SqsQueueSender, type SqsQueueSenderOptions } from '../adapters/aws/sqs-queue-sender.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
+import { Layout } from '../core/manifest/layout.js';
 import type { ResolvedCheckpointOptions } from '../core/options.js';
 import { vertexById, type PhysicalPlan, type Vertex } from '../graph/plan.js';
 import type { Clock, CoordinatorGateway, Ports } from '../ports/index.js';
@@ -167,6 +168,9 @@ export const SOURCE_IDLE_WAIT_MS = 1000;
 
 /** Default of {@link OperatorHandlerOptions.maxDownstreamBacklog}: messages per downstream subtask. */
 export const DEFAULT_MAX_DOWNSTREAM_BACKLOG = 100;
+
+/** Encoded bytes of held-back envelopes (alignment, gaps) a subtask's DynamoDB control row carries itself; more are spilled to S3. */
+export const INLINE_HELD_BYTES = 64 * 1024;
 
 /** Default of {@link OperatorHandlerOptions.runRefreshMs}. */
 export const RUN_REFRESH_MS = 5000;
@@ -308,6 +312,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         sourceChunkSize: chunk,
         maxRecordsPerEnvelope: SQS_RECORDS_PER_ENVELOPE,
         maxEnvelopeBytes: options.maxEnvelopeBytes ?? SQS_ENVELOPE_BYTES,
+        // A DynamoDB item holds 400 KB: envelopes held back beyond this go to S3 next to the checkpoints.
+        maxInlineHeldBytes: INLINE_HELD_BYTES,
+        spillDir: Layout.spillDir(resources.checkpointRoot, plan.job, info.generation),
       },
       { ...ports.task, coordinator },
     );

@@ -9,6 +9,8 @@ export const ErrorCode = {
   CheckpointNotFound: 'CHECKPOINT_NOT_FOUND',
   CommitFenced: 'COMMIT_FENCED',
   MalformedMessage: 'MALFORMED_MESSAGE',
+  ChannelGap: 'CHANNEL_GAP',
+  LimitExceeded: 'LIMIT_EXCEEDED',
   UserFunction: 'USER_FUNCTION',
   JobFailed: 'JOB_FAILED',
   Storage: 'STORAGE',

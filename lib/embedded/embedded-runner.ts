@@ -265,7 +265,8 @@ export class EmbeddedRunner implements JobControl {
     for (const v of plan.vertices) {
       for (let i = 0; i < v.parallelism; i++) {
         const executor = new SubtaskExecutor(
-          { plan, vertex: v, subtask: i, gen, runId, mode: this.checkpointOptions.mode, incremental: this.checkpointOptions.incremental, restoredUids },
+          // In-process channels never reorder or lose an envelope: a gap is a failure at once.
+          { plan, vertex: v, subtask: i, gen, runId, mode: this.checkpointOptions.mode, incremental: this.checkpointOptions.incremental, restoredUids, maxEnvelopesAhead: 0 },
           ports,
         );
         loops.push(this.subtaskLoop(attempt, executor, v.isSource));

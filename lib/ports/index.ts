@@ -49,6 +49,18 @@ export interface ControlRow {
   readonly outputs: Readonly<Record<string, number>>;
   /** Envelopes held back during alignment, in arrival order. */
   readonly held: readonly Envelope[];
+  /**
+   * Envelopes that arrived ahead of a gap in their channel's sequence (a queue that reorders redeliveries), held until
+   * the gap fills, by channel and seq. @default none
+   */
+  readonly ahead?: readonly Envelope[];
+  /** When the first envelope now in `ahead` arrived (ms since the epoch): a gap open for too long cannot fill. */
+  readonly gapSince?: number;
+  /**
+   * Where `held` and `ahead` are kept when they are too large for the control row (a DynamoDB item holds 400 KB): an
+   * object in checkpoint storage, written before the commit that references it; `held` and `ahead` are then empty.
+   */
+  readonly spill?: string;
   /** Watermark last emitted downstream. */
   readonly watermark: number;
   /** Round-robin position for `rebalance` outputs, so a replayed step routes records the same way. */

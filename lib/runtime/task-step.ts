@@ -4,7 +4,8 @@ import type { PendingCommit, SubtaskSnapshot } from '../core/manifest/model.js';
 import type { CheckpointMode } from '../core/options.js';
 import { inputChannels } from '../graph/plan.js';
 import { keyGroupOf, keyGroupRange, serializeKey, subtaskForKeyGroup } from '../graph/key-groups.js';
-import { channelKey, ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type Envelope, type StreamRecord } from './envelope.js';
+import { randomUUID } from 'node:crypto';
+import { channelKey, COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type Envelope, type StreamRecord } from './envelope.js';
 import { MAX_WATERMARK, MIN_WATERMARK } from './watermark.js';
 import { createOperator } from './operators/factory.js';
 import type { Operator, Output } from './operators/operator.js';
@@ -35,7 +36,36 @@ export interface SubtaskConfig {
   readonly maxEnvelopeBytes?: number;
   /** Records a source reads per step at most. @default 2048 */
   readonly sourceChunkSize?: number;
+  /**
+   * Envelopes a subtask holds that arrived ahead of a gap in their channel's sequence numbers, waiting for the missing
+   * one (a queue that hands redeliveries back out of order). One more fails the step with CHANNEL_GAP, naming the
+   * channel. 0 suits a transport that never reorders (in-process channels): any gap is then a failure at once.
+   * @default 64
+   */
+  readonly maxEnvelopesAhead?: number;
+  /**
+   * How long a gap may stay open (from the arrival of the first envelope after it) before the step fails with
+   * CHANNEL_GAP: longer than the input queue takes to deliver a message handed back (its visibility timeout).
+   * @default 900000 (15 minutes)
+   */
+  readonly gapTimeoutMs?: number;
+  /**
+   * Encoded bytes of held-back envelopes (alignment and gaps) the control row carries itself; more go to an object
+   * under `spillDir`. A DynamoDB control row is one item of at most 400 KB.
+   * @default no limit
+   */
+  readonly maxInlineHeldBytes?: number;
+  /** Directory in checkpoint storage for held-back envelopes over `maxInlineHeldBytes`. @default none: exceeding the limit fails the step */
+  readonly spillDir?: string;
 }
+
+/** Default of {@link SubtaskConfig.maxEnvelopesAhead}. */
+export const DEFAULT_MAX_ENVELOPES_AHEAD = 64;
+
+/** Default of {@link SubtaskConfig.gapTimeoutMs}. */
+export const DEFAULT_GAP_TIMEOUT_MS = 15 * 60_000;
+
+const COORDINATOR_KEY = channelKey(COORDINATOR_CHANNEL);
 
 /** What one step did. */
 export interface StepResult {
@@ -87,6 +117,9 @@ interface MutableControl {
   inputs: Record<string, { seq: number; watermark: number; blockedAt?: number; ended: boolean }>;
   outputs: Record<string, number>;
   held: Envelope[];
+  ahead: Envelope[];
+  gapSince?: number;
+  spill?: string;
   watermark: number;
   roundRobin: number;
   alignmentStartedAt?: number;
@@ -108,7 +141,7 @@ function wakeOutcome(stored: ControlRow | undefined, gen: number, n: number): Wa
 function thaw(c: ControlRow): MutableControl {
   const inputs: MutableControl['inputs'] = {};
   for (const [k, v] of Object.entries(c.inputs)) inputs[k] = { ...v };
-  return { ...c, inputs, outputs: { ...c.outputs }, held: [...c.held] };
+  return { ...c, inputs, outputs: { ...c.outputs }, held: [...c.held], ahead: [...(c.ahead ?? [])] };
 }
 
 /**
@@ -203,6 +236,7 @@ export class SubtaskExecutor {
       return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, wake };
     }
     this.control = thaw(stored ?? initialControl(this.channels, this.config.gen));
+    const spilled = await this.loadSpill();
     this.buffers.clear();
     this.bufferBytes.clear();
     this.outbox = [];
@@ -219,7 +253,7 @@ export class SubtaskExecutor {
       this.control.wakeAt = this.ports.clock.now();
     }
     try {
-      const result = await this.run(envelopes, options.read ?? true);
+      const result = await this.run(envelopes, options.read ?? true, spilled);
       settleCommitted(true);
       return wake === undefined ? result : { ...result, wake };
     } catch (e) {
@@ -229,7 +263,51 @@ export class SubtaskExecutor {
     }
   }
 
-  private async run(envelopes: readonly Envelope[], read: boolean): Promise<StepResult> {
+  /** Brings back the held-back envelopes a spilled control row keeps in storage; answers the spill's location and text. */
+  private async loadSpill(): Promise<{ path: string; text: string } | undefined> {
+    const path = this.control.spill;
+    if (path === undefined) return undefined;
+    let text: string;
+    try {
+      text = Buffer.from(await this.ports.storage.get(path)).toString('utf8');
+    } catch (cause) {
+      throw new FloeError(ErrorCode.Storage, `subtask ${this.name()}: cannot read its held-back envelopes from ${path}: ${(cause as Error).message}`, { cause, retryable: true });
+    }
+    const { held, ahead } = JSON.parse(text) as { held: Envelope[]; ahead: Envelope[] };
+    this.control.held = held;
+    this.control.ahead = ahead;
+    return { path, text };
+  }
+
+  private name(): string {
+    return `${this.address.vertex}:${this.address.subtask}`;
+  }
+
+  /**
+   * The control row to commit: held-back envelopes stay in it while small, else go to a spill object written first
+   * (under a name no other attempt uses, so a zombie cannot overwrite what the winning commit references).
+   */
+  private async rowToCommit(c: MutableControl, spilled: { path: string; text: string } | undefined): Promise<ControlRow> {
+    const { ahead, held, spill: _spill, ...rest } = c;
+    const base: ControlRow = { ...rest, held, ...(ahead.length > 0 ? { ahead } : {}) };
+    const limit = this.config.maxInlineHeldBytes;
+    if (limit === undefined || (held.length === 0 && ahead.length === 0)) return base;
+    const text = JSON.stringify({ held, ahead });
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes <= limit) return base;
+    const spillDir = this.config.spillDir;
+    if (spillDir === undefined) {
+      throw new FloeError(
+        ErrorCode.LimitExceeded,
+        `subtask ${this.name()} holds back ${held.length + ahead.length} envelopes (${bytes} bytes), more than its control row carries (${limit} bytes), and has no spill directory`,
+      );
+    }
+    const path = spilled !== undefined && spilled.text === text ? spilled.path : `${spillDir}/${this.address.vertex}-${this.address.subtask}-v${c.version}-${randomUUID()}.json`;
+    if (path !== spilled?.path) await this.ports.storage.put(path, Buffer.from(text, 'utf8'));
+    return { ...rest, held: [], spill: path };
+  }
+
+  private async run(envelopes: readonly Envelope[], read: boolean, spilled: { path: string; text: string } | undefined): Promise<StepResult> {
     await this.prefetchKeys(envelopes);
     for (const env of envelopes) await this.accept(env);
 
@@ -243,8 +321,12 @@ export class SubtaskExecutor {
     this.sealAll();
     if (this.outbox.length > 0) await this.ports.queue.send(this.outbox);
     const c = this.control;
+    this.checkGap();
     c.version += 1;
-    await this.store.commit({ ...c, held: c.held });
+    const row = await this.rowToCommit(c, spilled);
+    await this.store.commit(row);
+    // The spill the previous commit referenced is garbage now; one left behind by a crash here only costs storage.
+    if (spilled !== undefined && spilled.path !== row.spill) await this.ports.storage.delete([spilled.path]).catch(() => undefined);
     const readyAt = this.source && !c.finished ? this.source.nextReadyAt() : undefined;
     return {
       pendingSnapshots: this.pendingSnapshots,
@@ -283,24 +365,81 @@ export class SubtaskExecutor {
     return n === 0;
   }
 
-  /** Dedupes an envelope by generation and sequence number, holds it back if its channel is blocked, else handles it. */
+  /**
+   * Checks an envelope against its channel's sequence: another generation's or a seq already seen is dropped; one
+   * from the future (a seq past the next) waits in `ahead` until the gap before it fills; the next one is taken —
+   * held back if its channel is blocked at a barrier, else handled — and then whatever waited right behind it.
+   *
+   * Channels are gap-free: a high-water mark alone would skip the missing envelope's records for good when a queue
+   * hands a redelivery back after newer ones (or loses one). Barriers the coordinator injects into sources are the
+   * exception: it may allocate a barrier it never sends (a checkpoint aborted before its barriers went out), and
+   * skipping a barrier loses no record, so the coordinator's channel keeps a high-water mark.
+   */
   private async accept(env: Envelope): Promise<void> {
-    if (env.gen !== this.control.gen) {
+    const c = this.control;
+    if (env.gen !== c.gen) {
       this.dropped++;
       return;
     }
-    const input = this.control.inputs[channelKey(env.from)];
+    const key = channelKey(env.from);
+    const input = c.inputs[key];
+    // A sender that is not an input channel (misrouted, forged) cannot open a gap in one: dropped.
     if (!input || env.seq <= input.seq) {
       this.dropped++;
       return;
     }
-    input.seq = env.seq;
-    if (this.control.finished) return;
-    if (input.blockedAt !== undefined && this.config.mode === 'exactly-once') {
-      this.control.held.push(env);
+    if (env.seq > input.seq + 1 && key !== COORDINATOR_KEY) {
+      this.holdAhead(env, key, input.seq);
       return;
     }
-    await this.handle(env, input);
+    input.seq = env.seq;
+    if (!c.finished) {
+      if (input.blockedAt !== undefined && this.config.mode === 'exactly-once') c.held.push(env);
+      else await this.handle(env, input);
+    }
+    const i = c.ahead.findIndex((e) => e.seq === input.seq + 1 && channelKey(e.from) === key);
+    if (i >= 0) {
+      const [next] = c.ahead.splice(i, 1);
+      if (c.ahead.length === 0) delete c.gapSince;
+      await this.accept(next!);
+    }
+  }
+
+  /** Keeps an envelope that arrived before one it follows; fails once more wait than a reordering queue explains. */
+  private holdAhead(env: Envelope, key: string, lastSeq: number): void {
+    const c = this.control;
+    if (c.ahead.some((e) => e.seq === env.seq && channelKey(e.from) === key)) {
+      this.dropped++;
+      return;
+    }
+    c.ahead.push(env);
+    c.gapSince ??= this.ports.clock.now();
+    const max = this.config.maxEnvelopesAhead ?? DEFAULT_MAX_ENVELOPES_AHEAD;
+    if (c.ahead.length > max) throw this.gapError(key, lastSeq, `more than ${max} envelopes arrived after it`);
+  }
+
+  /** Fails the step when the oldest gap has been open longer than a redelivery takes. */
+  private checkGap(): void {
+    const c = this.control;
+    if (c.ahead.length === 0) {
+      delete c.gapSince;
+      return;
+    }
+    const timeout = this.config.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
+    const open = this.ports.clock.now() - (c.gapSince ?? this.ports.clock.now());
+    if (open <= timeout) return;
+    const first = c.ahead[0]!;
+    const key = channelKey(first.from);
+    throw this.gapError(key, c.inputs[key]!.seq, `it has been missing for ${open}ms (limit ${timeout}ms)`);
+  }
+
+  private gapError(key: string, lastSeq: number, why: string): FloeError {
+    const waiting = this.control.ahead.filter((e) => channelKey(e.from) === key).map((e) => e.seq).sort((a, b) => a - b);
+    return new FloeError(
+      ErrorCode.ChannelGap,
+      `channel ${key} → ${this.name()} has a gap that cannot fill: envelope ${lastSeq + 1} never arrived and ${why} (seq ${waiting.join(', ')}); ` +
+        'it was lost, dead-lettered or forged, and skipping it would lose its records',
+    );
   }
 
   private async handle(env: Envelope, input: MutableControl['inputs'][string]): Promise<void> {

@@ -55,7 +55,7 @@ describe('envelope codec', () => {
       envelope({
         kind: EnvelopeKind.Barrier,
         records: undefined,
-        barrier: { checkpointId: 9, kind: 'savepoint', timestamp: 5, stop: true, location: 's3://b/sp', sharedLocation: 's3://b/shared' },
+        barrier: { checkpointId: 9, kind: 'savepoint', timestamp: 5, stop: true, location: 's3://b/sp', sharedLocation: 's3://b/shared', committedThrough: 8 },
       }),
     ],
     ['end', envelope({ kind: EnvelopeKind.End, records: undefined, barrier: { checkpointId: 10, kind: 'checkpoint', timestamp: 6, location: '/c' } })],

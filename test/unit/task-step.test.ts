@@ -11,10 +11,10 @@ import { InMemoryQueues } from '../../lib/adapters/local/in-memory-queues.js';
 import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-storage.js';
 import { resolveRelative } from '../../lib/core/manifest/layout.js';
 import type { StateHandle } from '../../lib/core/manifest/model.js';
-import { CommitFencedError } from '../../lib/core/errors.js';
+import { CommitFencedError, ErrorCode } from '../../lib/core/errors.js';
 import type { CheckpointMode } from '../../lib/core/options.js';
 import { stateEntryKey, type Ports, type QueueSender } from '../../lib/ports/index.js';
-import { SubtaskExecutor, type StepResult } from '../../lib/runtime/task-step.js';
+import { DEFAULT_MAX_ENVELOPES_AHEAD, SubtaskExecutor, type StepResult, type SubtaskConfig } from '../../lib/runtime/task-step.js';
 import { EnvelopeKind, type BarrierInfo, type ChannelEnd, type Envelope } from '../../lib/runtime/envelope.js';
 import { MAX_WATERMARK } from '../../lib/runtime/watermark.js';
 import {
@@ -106,7 +106,16 @@ const endOn = (from: ChannelEnd, seq: number, checkpointId: number): Envelope =>
 
 /** counter:0 of the counting job, exactly-once, generation 1, over fresh local ports unless some are given. */
 function aCounterSubtask(
-  options: { mode?: CheckpointMode; store?: InMemoryStateStore; queue?: QueueSender; clock?: FakeClock; plan?: PhysicalPlan; maxRecordsPerEnvelope?: number; maxEnvelopeBytes?: number } = {},
+  options: {
+    mode?: CheckpointMode;
+    store?: InMemoryStateStore;
+    queue?: QueueSender;
+    clock?: FakeClock;
+    plan?: PhysicalPlan;
+    maxRecordsPerEnvelope?: number;
+    maxEnvelopeBytes?: number;
+    channels?: Pick<SubtaskConfig, 'maxEnvelopesAhead' | 'gapTimeoutMs' | 'maxInlineHeldBytes' | 'spillDir'>;
+  } = {},
 ): Harness {
   const plan = options.plan ?? countingPlan();
   const clock = options.clock ?? new FakeClock(10_000);
@@ -127,6 +136,7 @@ function aCounterSubtask(
       restoredUids: new Set<string>(),
       maxRecordsPerEnvelope: options.maxRecordsPerEnvelope,
       maxEnvelopeBytes: options.maxEnvelopeBytes,
+      ...options.channels,
     },
     ports,
   );
@@ -138,6 +148,7 @@ async function sent(h: Harness): Promise<{ 'sink:0': Envelope[]; 'sink:1': Envel
   return { 'sink:0': await h.queues.receive('sink:0', 10_000, 0), 'sink:1': await h.queues.receive('sink:1', 10_000, 0) };
 }
 
+const sorted = (values: readonly unknown[]) => [...values].map(String).sort();
 const valuesOf = (envelopes: readonly Envelope[]) => envelopes.flatMap((e) => (e.records ?? []).map((r) => r.v));
 const kindsOf = (envelopes: readonly Envelope[]) => envelopes.map((e) => e.kind);
 
@@ -197,7 +208,7 @@ describe('SubtaskExecutor: records and sequence numbers', () => {
   it.each([
     ['in the same batch', [[data(A, 1, APPLE), data(A, 1, APPLE)]]],
     ['in a later step', [[data(A, 1, APPLE)], [data(A, 1, APPLE)]]],
-    ['with a lower seq after a higher one', [[data(A, 2, APPLE)], [data(A, 1, APPLE)]]],
+    ['after the gap before a held envelope filled', [[data(A, 2, PEAR)], [data(A, 1, APPLE)], [data(A, 2, PEAR)]]],
   ])('drops an already-seen envelope %s and counts it', async (_case, batches) => {
     const h = aCounterSubtask();
 
@@ -205,9 +216,10 @@ describe('SubtaskExecutor: records and sequence numbers', () => {
     for (const batch of batches) results.push(await h.executor.step(batch));
 
     expect(results.reduce((n, r) => n + r.dropped, 0)).toBe(1);
-    expect(results.reduce((n, r) => n + r.recordsIn, 0)).toBe(1);
+    const firsts = batches.flat().filter((e, i, all) => all.findIndex((x) => x.seq === e.seq) === i);
+    expect(results.reduce((n, r) => n + r.recordsIn, 0)).toBe(firsts.length);
     const out = await sent(h);
-    expect(valuesOf([...out['sink:0'], ...out['sink:1']])).toEqual([`${APPLE}=1`]);
+    expect(sorted(valuesOf([...out['sink:0'], ...out['sink:1']]))).toEqual(sorted(firsts.map((e) => `${(e.records![0]!.v as Word).word}=1`)));
   });
 
   it.each([0, 2])('drops an envelope of generation %i (the run is generation 1) without moving the channel position', async (gen) => {
@@ -253,6 +265,131 @@ describe('SubtaskExecutor: records and sequence numbers', () => {
     expect(a['sink:0'].length + a['sink:1'].length).toBeGreaterThan(0);
     expect(b).toEqual(a);
     expect(a['sink:0'][0]!.seq).toBe(before['sink:0'].at(-1)!.seq + 1);
+  });
+});
+
+describe('SubtaskExecutor: gap-free channels', () => {
+  /** What counter:0 sends for `batches`, with its control row after them. */
+  async function outputsOf(batches: readonly (readonly Envelope[])[], options: Parameters<typeof aCounterSubtask>[0] = {}) {
+    const h = aCounterSubtask(options);
+    const results: StepResult[] = [];
+    for (const b of batches) {
+      results.push(await h.executor.step(b));
+      await Promise.all(results.at(-1)!.pendingSnapshots);
+    }
+    const control = await h.store.forSubtask({ vertex: 'counter', subtask: 0 }).readControl();
+    return { h, results, out: await sent(h), control };
+  }
+  const inOrder = [data(A, 1, APPLE), data(A, 2, PEAR), data(A, 3, APPLE, FIG), data(B, 1, FIG)];
+
+  it.each([
+    ['reversed in one batch', [[data(A, 3, APPLE, FIG), data(A, 2, PEAR), data(B, 1, FIG), data(A, 1, APPLE)]]],
+    ['newest first, one per step (a FIFO queue handing failures back)', [[data(A, 3, APPLE, FIG)], [data(A, 2, PEAR)], [data(B, 1, FIG)], [data(A, 1, APPLE)]]],
+    ['with duplicates of envelopes waiting behind the gap', [[data(A, 3, APPLE, FIG)], [data(A, 3, APPLE, FIG), data(A, 2, PEAR)], [data(A, 2, PEAR), data(B, 1, FIG)], [data(A, 1, APPLE)]]],
+  ])('takes envelopes that arrive %s in seq order, and counts every record once', async (_case, batches) => {
+    const expected = await outputsOf([inOrder]);
+    const { out, control, results } = await outputsOf(batches);
+
+    // Per key the counts run 1, 2, ... with none missing or repeated, exactly as for the channel in order
+    const counts = (o: typeof out) => sorted(valuesOf([...o['sink:0'], ...o['sink:1']]));
+    expect(counts(out)).toEqual(counts(expected.out));
+    expect(results.reduce((n, r) => n + r.recordsIn, 0)).toBe(5);
+    expect(control).toMatchObject({ inputs: { 'words:0': { seq: 3 }, 'words:1': { seq: 1 } } });
+    expect(control?.ahead ?? []).toEqual([]);
+    expect(control?.gapSince).toBeUndefined();
+  });
+
+  it('keeps an envelope that came ahead of a gap in its control row, and takes nothing after the gap until it fills', async () => {
+    const { control, results } = await outputsOf([[data(A, 1, APPLE)], [data(A, 3, FIG)]]);
+
+    expect(results[1]).toMatchObject({ recordsIn: 0, dropped: 0 });
+    expect(control).toMatchObject({ inputs: { 'words:0': { seq: 1 } }, gapSince: 10_000 });
+    expect(control?.ahead?.map((e) => e.seq)).toEqual([3]);
+  });
+
+  it('holds a barrier behind a gap like a record: the checkpoint completes only once the gap fills', async () => {
+    const h = aCounterSubtask();
+    await h.executor.step([data(A, 1, APPLE), barrierOn(A, 3, 1), barrierOn(B, 1, 1)]);
+    expect(h.coordinator.acks).toEqual([]);
+
+    await stepAndSettle(h, [data(A, 2, PEAR)]);
+
+    expect(h.coordinator.acks.map((a) => a.checkpointId)).toEqual([1]);
+    const snapshot = h.coordinator.acks[0]!.operators['counter']!;
+    const state = await readKeyedState(h.storage, barrier(1).location, snapshot.keyedState);
+    // PEAR came before the barrier on its channel, so it is in checkpoint 1
+    expect(state.get(countKey(PEAR))).toBe(1);
+  });
+
+  it('fails with CHANNEL_GAP naming the channel when more envelopes wait behind a gap than a reordering queue explains (a lost envelope)', async () => {
+    const h = aCounterSubtask({ channels: { maxEnvelopesAhead: 3 } });
+    await h.executor.step([data(A, 1, APPLE), data(A, 3, PEAR), data(A, 4, PEAR), data(A, 5, PEAR)]);
+
+    const failure = h.executor.step([data(A, 6, FIG)]);
+
+    await expect(failure).rejects.toMatchObject({ code: ErrorCode.ChannelGap });
+    await expect(failure).rejects.toThrow(/channel words:0 → counter:0 has a gap that cannot fill: envelope 2 never arrived .*seq 3, 4, 5, 6/);
+  });
+
+  it('fails with CHANNEL_GAP once a gap stays open past gapTimeoutMs (a forged envelope with a high seq)', async () => {
+    const clock = new FakeClock(10_000);
+    const h = aCounterSubtask({ clock, channels: { gapTimeoutMs: 60_000 } });
+    await h.executor.step([data(A, 1, APPLE), data(A, 1_000_000, PEAR)]);
+    clock.advance(60_000);
+    await h.executor.step([data(B, 1, FIG)]);
+    clock.advance(1);
+
+    await expect(h.executor.step([data(B, 2, FIG)])).rejects.toThrow(/channel words:0 → counter:0 has a gap that cannot fill: envelope 2 never arrived and it has been missing for 60001ms/);
+  });
+
+  it('with no room for envelopes ahead (maxEnvelopesAhead 0, in-process channels), fails at the first gap', async () => {
+    const h = aCounterSubtask({ channels: { maxEnvelopesAhead: 0 } });
+    await expect(h.executor.step([data(A, 2, APPLE)])).rejects.toMatchObject({ code: ErrorCode.ChannelGap });
+  });
+
+  it(`allows ${DEFAULT_MAX_ENVELOPES_AHEAD} envelopes ahead by default`, async () => {
+    const ahead = Array.from({ length: DEFAULT_MAX_ENVELOPES_AHEAD }, (_, i) => data(A, i + 2, PEAR));
+    const { control } = await outputsOf([ahead]);
+    expect(control?.ahead).toHaveLength(DEFAULT_MAX_ENVELOPES_AHEAD);
+  });
+
+  it('spills envelopes held back for alignment to checkpoint storage when they outgrow the control row, and takes them back in order', async () => {
+    // Given a control row that carries at most 200 bytes of held-back envelopes
+    const spillDir = `${root}/spill`;
+    const h = aCounterSubtask({ channels: { maxInlineHeldBytes: 200, spillDir } });
+    const control = () => h.store.forSubtask({ vertex: 'counter', subtask: 0 }).readControl();
+
+    // When channel A delivers its barrier and then more records than that while B has not
+    await h.executor.step([barrierOn(A, 1, 1), data(A, 2, APPLE, PEAR, FIG), data(A, 3, APPLE, PEAR, FIG)]);
+
+    // Then the row references a spill object and holds nothing itself
+    const spilled = await control();
+    expect(spilled?.held).toEqual([]);
+    expect(spilled?.spill).toMatch(new RegExp(`^${spillDir}/counter-0-v1-`));
+    expect(await h.storage.exists(spilled!.spill!)).toBe(true);
+
+    // And more held records go to a new spill object, the old one deleted
+    await h.executor.step([data(A, 4, APPLE)]);
+    const respilled = await control();
+    expect(respilled?.spill).not.toBe(spilled?.spill);
+    expect(await h.storage.exists(spilled!.spill!)).toBe(false);
+
+    // When B's barrier completes the alignment, the held records are processed after the snapshot, in order
+    await stepAndSettle(h, [barrierOn(B, 1, 1)]);
+    const after = await control();
+    expect(after?.spill).toBeUndefined();
+    expect(after?.held).toEqual([]);
+    expect(await h.storage.list(spillDir)).toEqual([]);
+    expect(h.coordinator.acks.map((a) => a.checkpointId)).toEqual([1]);
+    const out = await sent(h);
+    expect(sorted(valuesOf([...out['sink:0'], ...out['sink:1']]))).toEqual(sorted([`${APPLE}=1`, `${PEAR}=1`, `${FIG}=1`, `${APPLE}=2`, `${PEAR}=2`, `${FIG}=2`, `${APPLE}=3`]));
+  });
+
+  it('fails with LIMIT_EXCEEDED, naming the subtask and the sizes, when held-back envelopes outgrow the control row and there is no spill directory', async () => {
+    const h = aCounterSubtask({ channels: { maxInlineHeldBytes: 200 } });
+    const failure = h.executor.step([barrierOn(A, 1, 1), data(A, 2, APPLE, PEAR, FIG), data(A, 3, APPLE, PEAR, FIG)]);
+    await expect(failure).rejects.toMatchObject({ code: ErrorCode.LimitExceeded });
+    await expect(failure).rejects.toThrow(/subtask counter:0 holds back 2 envelopes \(\d+ bytes\), more than its control row carries \(200 bytes\)/);
   });
 });
 

@@ -45,6 +45,7 @@ const barrierInfo = z.object({
   stop: z.boolean().optional(),
   location: z.string(),
   sharedLocation: z.string().optional(),
+  committedThrough: z.number().int().nonnegative().optional(),
 });
 
 const header = {
