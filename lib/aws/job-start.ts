@@ -14,7 +14,9 @@
  *       the sources their first wakes and records sourcesStartedAt
  *
  * Validation happens before anything is written: the row must not be RUNNING, the manifest must read (a corrupt
- * `_metadata` or unknown format version is refused, naming the file and the problem), and the restore planner must
+ * `_metadata`, an unknown format version or a missing state file is refused, naming the file and the problem; with
+ * `latest`, a newest checkpoint that is so is passed over for the newest intact one, and the start is refused only
+ * when none is intact, listing each one's problem), and the restore planner must
  * accept it for the deployed plan that the coordinator records in the row (every problem listed). The coordinator
  * checks again, against the plan it runs, before the sources start: a start that read the plan before a redeploy
  * reached the coordinator fails its generation instead of running it at the old parallelism.
@@ -36,7 +38,7 @@ import { ErrorCode, FloeError } from '../core/errors.js';
 import { Layout } from '../core/manifest/layout.js';
 import { planRestore, type RestorePlan } from '../core/restore-planner.js';
 import { keyGroupRange } from '../graph/key-groups.js';
-import { findLatestCheckpoint, loadManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
+import { describeSkippedCheckpoint, findLatestCheckpoint, loadRestorableManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
 import { RUN_REFRESH_MS } from './operator-handler.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
 
@@ -109,10 +111,10 @@ function refusal(row: CoordinatorRow, now: number): string | undefined {
 }
 
 /** Reads the snapshot to start from, refusing what cannot be restored. */
-async function snapshotOf(storage: S3CheckpointStorage, job: string, deployment: DeployedPlan, from: StartFrom): Promise<LoadedManifest | undefined> {
+async function snapshotOf(storage: S3CheckpointStorage, job: string, deployment: DeployedPlan, from: StartFrom, log: (line: string) => void): Promise<LoadedManifest | undefined> {
   if (from.kind === 'empty') return undefined;
   if (from.kind === 'checkpoint' && from.path === 'latest') {
-    const latest = await findLatestCheckpoint(storage, deployment.options.dir, job);
+    const latest = await findLatestCheckpoint(storage, deployment.options.dir, job, { onSkip: (c) => log(`skipped ${describeSkippedCheckpoint(c)}`) });
     if (!latest) {
       throw new FloeError(
         ErrorCode.CheckpointNotFound,
@@ -121,7 +123,7 @@ async function snapshotOf(storage: S3CheckpointStorage, job: string, deployment:
     }
     return latest;
   }
-  return loadManifest(storage, from.path);
+  return loadRestorableManifest(storage, from.path);
 }
 
 /**
@@ -146,7 +148,7 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
     throw new FloeError(ErrorCode.BadRequest, `cannot start job '${job}': its job row does not record the deployed plan yet; the coordinator records it when it starts (on its next tick)`);
   }
   if (outputs.stateTable === undefined) throw new FloeError(ErrorCode.InvalidOptions, `cannot start job '${job}': the stack outputs name no state table (FloeStateTable)`);
-  const snapshot = await snapshotOf(storage, job, deployment, from);
+  const snapshot = await snapshotOf(storage, job, deployment, from, log);
   let restorePlan: RestorePlan | undefined;
   if (snapshot) {
     restorePlan = planRestore(snapshot.manifest, deployment, {

@@ -290,7 +290,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
     .argument('[job-args...]', 'arguments for the job itself, after --')
     .option('--checkpoint-interval <duration>', 'take a checkpoint this often, e.g. 10s (default: the job\'s setting, else off)')
     .option('--checkpoint-dir <dir>', 'directory for checkpoints (default: .floe/checkpoints)')
-    .option('--from-checkpoint <latest|path>', "restore from a checkpoint: 'latest' or a chk-<n> directory or _metadata file")
+    .option('--from-checkpoint <latest|path>', "restore from a checkpoint: 'latest' (the newest intact one; newer corrupt ones are skipped, saying why) or a chk-<n> directory or _metadata file")
     .option('--from-savepoint <path>', 'restore from a savepoint directory or _metadata file')
     .option('--allow-non-restored-state', 'restore even if the snapshot has state for operators (uids) the job no longer has')
     .option('--parallelism <n>', 'default parallelism of the operators')
@@ -302,7 +302,9 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
     .addHelpText(
       'after',
       '\nExamples:\n  floe run examples/wordcount.ts --checkpoint-interval 5s -- --input words.txt --output out/\n' +
-        '  floe run examples/wordcount.ts --aws-endpoint http://127.0.0.1:5000 -- --input words.txt --output out/\n',
+        '  floe run examples/wordcount.ts --aws-endpoint http://127.0.0.1:5000 -- --input words.txt --output out/\n' +
+        '\nCtrl-C (SIGINT) or SIGTERM cancels the job, keeping its checkpoints; a second one exits at once.\n' +
+        'Exit codes: 0 finished, stopped or cancelled; 1 failed or refused; 2 internal error; 130 after SIGINT, 143 after SIGTERM.\n',
     )
     .action(async (jobFile: string, jobArgs: string[], flags: RunFlags) => {
       // Validate everything before loading the runner, so a bad command line fails fast and says all that is wrong.
@@ -376,7 +378,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
       .description("Start a deployed job's next generation from a savepoint or checkpoint (Flink's `-s`), after stop, cancel or a failure")
       .argument('[job-id]', 'job id or job name (default: the stack\'s job)')
       .option('--from-savepoint <s3-path>', 'restore this savepoint directory (or its _metadata)')
-      .option('--from-checkpoint <latest|s3-path>', "restore the newest completed checkpoint ('latest') or this chk-<n> directory")
+      .option('--from-checkpoint <latest|s3-path>', "restore the newest intact completed checkpoint ('latest'; newer corrupt ones are skipped, saying why) or this chk-<n> directory")
       .option('--empty-state', 'start with no state: sources read from the beginning (Flink without -s); committed output of earlier runs stays')
       .option('--allow-non-restored-state', 'restore even if the snapshot has state for operators (uids) the deployed job no longer has')
       .option('--timeout <duration>', 'how long to wait for the coordinator to start the sources (default 2m; the start goes on after)')

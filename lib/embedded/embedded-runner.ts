@@ -13,7 +13,7 @@ import { ManifestSerializer } from '../core/manifest/serializer.js';
 import { buildPlan, type PhysicalPlan } from '../graph/plan.js';
 import { SubtaskExecutor } from '../runtime/task-step.js';
 import { COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../runtime/envelope.js';
-import { buildManifest, discardOldCheckpoints, findLatestCheckpoint, listCheckpoints, loadManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
+import { buildManifest, describeSkippedCheckpoint, discardOldCheckpoints, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
 import { InMemoryQueues } from '../adapters/local/in-memory-queues.js';
 import { InMemoryStateStore } from '../adapters/local/in-memory-state-store.js';
 import { FileCheckpointStorage } from '../adapters/local/file-checkpoint-storage.js';
@@ -23,7 +23,7 @@ import { ErrorCode, FloeError } from '../core/errors.js';
 /** Where a run starts from. */
 export type RestoreSource =
   | { readonly kind: 'none' }
-  /** The newest completed checkpoint under the checkpoint directory, if any (else start empty). */
+  /** The newest intact completed checkpoint under the checkpoint directory (newer corrupt ones are skipped); empty state when there is none at all. */
   | { readonly kind: 'latest-checkpoint' }
   /** A checkpoint or savepoint directory (or its `_metadata` file). */
   | { readonly kind: 'path'; readonly path: string };
@@ -168,11 +168,11 @@ export class EmbeddedRunner implements JobControl {
     const source = this.options.restore ?? { kind: 'none' };
     if (source.kind === 'none') return undefined;
     if (source.kind === 'latest-checkpoint') {
-      const latest = await findLatestCheckpoint(this.storage, this.checkpointOptions.dir, this.plan.job);
+      const latest = await findLatestCheckpoint(this.storage, this.checkpointOptions.dir, this.plan.job, { onSkip: (c) => this.log(`skipped ${describeSkippedCheckpoint(c)}`) });
       if (!latest) this.log(`no completed checkpoint under ${Layout.checkpointsDir(this.checkpointOptions.dir, this.plan.job)}: starting from the beginning`);
       return latest;
     }
-    return loadManifest(this.storage, source.path);
+    return loadRestorableManifest(this.storage, source.path);
   }
 
   private async commitPending(commits: ReadonlyArray<{ uid: string; commit: PendingCommit }>): Promise<void> {

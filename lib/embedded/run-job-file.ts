@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { EmbeddedRunner, type RestoreSource } from './embedded-runner.js';
 import { loadJob } from './load-job.js';
 import { startRestServer } from '../rest/server.js';
@@ -21,7 +22,16 @@ export interface RunJobFileOptions {
   awsEndpoint?: string;
 }
 
-/** Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code. */
+/** The exit code a shell expects of a process that ends because of `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM). */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + constants.signals[signal];
+}
+
+/**
+ * Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code: 0 when the
+ * job finished, was stopped with a savepoint or cancelled; 1 when it failed; after SIGINT or SIGTERM, which cancel
+ * the job (keeping its checkpoints), `signalExitCode` of the signal unless the job failed. A second signal exits at once.
+ */
 export async function runJobFile(options: RunJobFileOptions): Promise<number> {
   // With the live progress line on, a log line first clears it; the next progress tick redraws it below.
   const log = (m: string) => process.stderr.write(`${options.progress ? '\r\x1b[2K' : ''}[floe] ${m}\n`);
@@ -45,14 +55,20 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
       ? new (await import('../aws/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
       : new EmbeddedRunner(job, common);
   const server = await startRestServer(runner, { port: options.port ?? 8081 });
-  log(`job '${job.name}' (${runner.jobId}) running; REST API at ${server.url}`);
-  const progress = options.progress ? startProgress(runner, process.stderr) : undefined;
-  const onSignal = () => {
-    log('interrupted: cancelling the job (checkpoints are kept)');
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      log(`${signal} again: exiting without waiting for the cancel to finish`);
+      process.exit(signalExitCode(signal));
+    }
+    signalled = signal;
+    log(`interrupted (${signal}): cancelling the job (checkpoints are kept); ${signal === 'SIGINT' ? 'press Ctrl-C' : `send ${signal}`} again to exit at once`);
     void runner.cancel();
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  log(`job '${job.name}' (${runner.jobId}) running; REST API at ${server.url}`);
+  const progress = options.progress ? startProgress(runner, process.stderr) : undefined;
   const started = Date.now();
   try {
     const outcome = await runner.run();
@@ -60,16 +76,13 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
     // Let a CLI that triggered stop-with-savepoint read the result before the REST API goes away.
     if (outcome.savepoint) await new Promise((r) => setTimeout(r, 1500));
     const took = formatDuration(Date.now() - started);
-    if (outcome.state === 'FINISHED') {
-      log(outcome.savepoint ? `job stopped with savepoint ${outcome.savepoint} after ${took}` : `job finished after ${took}`);
-      return 0;
+    if (outcome.state === 'FAILED') {
+      log(`job failed after ${took}: ${outcome.error?.message ?? 'unknown error'}`);
+      return 1;
     }
-    if (outcome.state === 'CANCELED') {
-      log(`job cancelled after ${took}`);
-      return 0;
-    }
-    log(`job failed after ${took}: ${outcome.error?.message ?? 'unknown error'}`);
-    return 1;
+    if (outcome.state === 'FINISHED') log(outcome.savepoint ? `job stopped with savepoint ${outcome.savepoint} after ${took}` : `job finished after ${took}`);
+    else log(`job cancelled after ${took}`);
+    return signalled ? signalExitCode(signalled) : 0;
   } finally {
     progress?.stop();
     process.off('SIGINT', onSignal);

@@ -5,6 +5,7 @@ import { ManifestSerializer } from '../core/manifest/serializer.js';
 import { MANIFEST_FORMAT_VERSION, type Manifest, type OperatorSnapshot } from '../core/manifest/model.js';
 import type { PhysicalPlan } from '../graph/plan.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
+import { chooseLatestIntact, type CheckpointCandidate, type SkippedCheckpoint } from '../core/restore-choice.js';
 
 /** A manifest with the directory it was read from. */
 export interface LoadedManifest {
@@ -44,11 +45,88 @@ export async function listCheckpoints(storage: CheckpointStorage, root: string, 
   return [...found.values()].sort((a, b) => a.id - b.id);
 }
 
-/** The newest completed checkpoint of a job, or undefined when there is none. */
-export async function findLatestCheckpoint(storage: CheckpointStorage, root: string, job: string): Promise<LoadedManifest | undefined> {
-  const complete = (await listCheckpoints(storage, root, job)).filter((c) => c.complete);
-  const latest = complete[complete.length - 1];
-  return latest ? loadManifest(storage, latest.dir) : undefined;
+/** Locations of the state files a snapshot references that do not exist, found by listing the directories holding them. */
+export async function missingStateFiles(storage: CheckpointStorage, { manifest, dir }: LoadedManifest): Promise<string[]> {
+  const referenced = new Set<string>();
+  for (const op of manifest.operators) for (const s of op.subtasks) for (const h of s.keyedState) referenced.add(resolveRelative(dir, h.path));
+  if (referenced.size === 0) return [];
+  // One listing per directory (`state/`, `../shared/`), not one request per file.
+  const parents = new Set([...referenced].map((f) => (f.lastIndexOf('/') > 0 ? f.slice(0, f.lastIndexOf('/')) : '.')));
+  const listed = new Set((await Promise.all([...parents].map((p) => storage.list(p)))).flat());
+  const missing: string[] = [];
+  // A file the listing spells differently is asked about on its own before it is called missing.
+  for (const f of [...referenced].filter((x) => !listed.has(x))) if (!(await storage.exists(f))) missing.push(f);
+  return missing.sort();
+}
+
+/**
+ * Reads a snapshot as `loadManifest` does and also refuses one whose state files are not all there (CORRUPT_MANIFEST
+ * naming them), so a restore fails before it starts rather than halfway through reading state.
+ */
+export async function loadRestorableManifest(storage: CheckpointStorage, path: string): Promise<LoadedManifest> {
+  const loaded = await loadManifest(storage, path);
+  const missing = await missingStateFiles(storage, loaded);
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 5).join(', ') + (missing.length > 5 ? ` and ${missing.length - 5} more` : '');
+    throw new FloeError(
+      ErrorCode.CorruptManifest,
+      `${join(loaded.dir, Layout.METADATA)} references ${missing.length === 1 ? 'a state file that does' : `${missing.length} state files that do`} not exist: ${shown}`,
+    );
+  }
+  return loaded;
+}
+
+/** Errors that make one checkpoint unrestorable, as opposed to storage failures, which say nothing about it. */
+const CORRUPT_CODES: ReadonlySet<string> = new Set([ErrorCode.CorruptManifest, ErrorCode.UnsupportedManifestVersion, ErrorCode.CheckpointNotFound]);
+
+/** Options of `findLatestCheckpoint`. */
+export interface FindLatestCheckpointOptions {
+  /** Called once for each newer checkpoint passed over because it cannot be restored (not when none can be). @default nothing */
+  readonly onSkip?: (skipped: SkippedCheckpoint) => void;
+}
+
+/** `checkpoint 7: <reason>`, the reason naming the checkpoint's `_metadata` (for a log line or a list of problems). */
+export function describeSkippedCheckpoint(s: SkippedCheckpoint): string {
+  return `checkpoint ${s.id}: ${s.reason.includes(s.location) ? s.reason : `${s.location}: ${s.reason}`}`;
+}
+
+/**
+ * The newest completed checkpoint of a job that can be restored, or undefined when there is none. A newer one whose
+ * `_metadata` is corrupt, has an unknown formatVersion or references missing state files is passed over (reported
+ * through `onSkip`); when every completed checkpoint is so, throws CORRUPT_MANIFEST listing each one's problem.
+ * Storage failures are thrown as they are, never taken for corruption.
+ */
+export async function findLatestCheckpoint(
+  storage: CheckpointStorage,
+  root: string,
+  job: string,
+  options: FindLatestCheckpointOptions = {},
+): Promise<LoadedManifest | undefined> {
+  const complete = (await listCheckpoints(storage, root, job)).filter((c) => c.complete).reverse();
+  const candidates: CheckpointCandidate<LoadedManifest>[] = [];
+  // Newest first, reading only until one is intact.
+  for (const c of complete) {
+    const location = join(c.dir, Layout.METADATA);
+    try {
+      candidates.push({ id: c.id, location, loaded: await loadRestorableManifest(storage, c.dir) });
+      break;
+    } catch (e) {
+      if (!(e instanceof FloeError && CORRUPT_CODES.has(e.code))) throw e;
+      candidates.push({ id: c.id, location, problem: e.message });
+    }
+  }
+  const choice = chooseLatestIntact(candidates);
+  if (choice.kind === 'none') return undefined;
+  if (choice.kind === 'chosen') {
+    for (const s of choice.skipped) options.onSkip?.(s);
+    return choice.loaded;
+  }
+  throw new FloeError(
+    ErrorCode.CorruptManifest,
+    `none of the ${choice.skipped.length} completed checkpoint(s) under ${Layout.checkpointsDir(root, job)} can be restored, so the job does not start with empty state in their place:\n${choice.skipped
+      .map((s) => `  - ${describeSkippedCheckpoint(s)}`)
+      .join('\n')}`,
+  );
 }
 
 /** Builds the manifest of a checkpoint every task has acknowledged. */

@@ -130,6 +130,8 @@ describe('floe start against the job row (moto)', () => {
       operators: ['gone', 'count'].map((uid) => ({ uid, name: uid, parallelism: 1, stateful: true, subtasks: [subtask(uid)] })),
     };
     await clients.s3.send(new PutObjectCommand({ Bucket: d.resources.bucket, Key: 'other/savepoint-3/_metadata', Body: ManifestSerializer.serialize(manifest) }));
+    // Its state files exist: what is wrong with it is only what the plan cannot take.
+    for (const uid of ['gone', 'count']) await clients.s3.send(new PutObjectCommand({ Bucket: d.resources.bucket, Key: `other/savepoint-3/state/${uid}.jsonl`, Body: '\n' }));
     const refused = d.start({ kind: 'savepoint', path: `s3://${d.resources.bucket}/other/savepoint-3` });
     await expect(refused).rejects.toMatchObject({ code: ErrorCode.IncompatibleRestore });
     const message = ((await refused.catch((e: Error) => e)) as Error).message;

@@ -7,7 +7,8 @@ import { ErrorCode, FloeError } from '../../lib/core/errors.js';
 import { Layout, join, resolveRelative } from '../../lib/core/manifest/layout.js';
 import { MANIFEST_FORMAT_VERSION, type Manifest, type StateHandle } from '../../lib/core/manifest/model.js';
 import { ManifestSerializer } from '../../lib/core/manifest/serializer.js';
-import { discardOldCheckpoints, findLatestCheckpoint, listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalog.js';
+import { discardOldCheckpoints, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest } from '../../lib/runtime/snapshot-catalog.js';
+import type { SkippedCheckpoint } from '../../lib/core/restore-choice.js';
 import { describeCheckpointStorageContract } from '../contract/checkpoint-storage.contract.js';
 
 // Runs against the emulator that test/support/moto-global-setup.ts points AWS_ENDPOINT_URL at (or FLOE_AWS_ENDPOINT).
@@ -245,5 +246,54 @@ describe('snapshot catalog on s3:// roots', () => {
     await discardOldCheckpoints(storage, catalogRoot, job, 1);
     expect((await listCheckpoints(storage, catalogRoot, job)).map((c) => c.id)).toEqual([10, 11]);
     expect(await storage.list(Layout.sharedDir(catalogRoot, job))).toEqual([full10.location]);
+  });
+
+  it('finds the newest restorable checkpoint in S3, passing over newer ones that are corrupt, and refuses when none is', async () => {
+    // Given checkpoints 1 and 2 intact (2's state file inside its own directory), and newer ones that are not:
+    // 3 references a shared file that is gone, 4 has an unknown formatVersion, 5 is not JSON
+    const fallbackRoot = join(catalogRoot, 'fallback');
+    const dir = (id: number) => Layout.checkpointDir(fallbackRoot, job, id);
+    const metadata = (id: number) => join(dir(id), Layout.METADATA);
+    const shared = join(Layout.sharedDir(fallbackRoot, job), 'count-0-chk1-00aa.jsonl');
+    await storage.put(shared, bytes('{}\n'));
+    await storage.put(join(dir(2), 'state', 'count-0-chk2-00bb.jsonl'), bytes('{}\n'));
+    const handle = (path: string): StateHandle => ({ path, kind: 'full', size: 3, entries: 1, keyGroups: [0, 128] });
+    await storage.put(metadata(1), ManifestSerializer.serialize(aManifest(1, [handle('../shared/count-0-chk1-00aa.jsonl')])));
+    await storage.put(metadata(2), ManifestSerializer.serialize(aManifest(2, [handle('../shared/count-0-chk1-00aa.jsonl'), handle('state/count-0-chk2-00bb.jsonl')])));
+    await storage.put(metadata(3), ManifestSerializer.serialize(aManifest(3, [handle('../shared/count-0-chk3-00cc.jsonl')])));
+    await storage.put(metadata(4), bytes(JSON.stringify({ ...aManifest(4, []), formatVersion: 2 })));
+    await storage.put(metadata(5), bytes('{"formatVersion": 1,'));
+
+    // When the latest checkpoint is looked for, through a storage that records its requests
+    const recording = recordingStorage();
+    const skipped: SkippedCheckpoint[] = [];
+    const latest = await findLatestCheckpoint(recording.storage, fallbackRoot, job, { onSkip: (c) => skipped.push(c) });
+
+    // Then it is 2, and 5, 4 and 3 were skipped, newest first, each with its problem
+    expect(latest?.manifest.checkpointId).toBe(2);
+    expect(latest?.dir).toBe(dir(2));
+    expect(skipped.map((c) => [c.id, c.location])).toEqual([5, 4, 3].map((id) => [id, metadata(id)]));
+    expect(skipped[0]!.reason).toMatch(/is corrupt: not valid JSON/);
+    expect(skipped[1]!.reason).toMatch(/has formatVersion 2, but this Floe reads only formatVersion 1/);
+    expect(skipped[2]!.reason).toBe(`${metadata(3)} references a state file that does not exist: ${join(Layout.sharedDir(fallbackRoot, job), 'count-0-chk3-00cc.jsonl')}`);
+    // Checking the state files cost listings, not a request per file; 1 was never read
+    expect(recording.sent.filter((r) => r.command === 'HeadObjectCommand').map((r) => r.input)).toEqual([
+      expect.objectContaining({ Key: expect.stringMatching(/count-0-chk3-00cc\.jsonl$/) }),
+    ]);
+    expect(recording.sent.filter((r) => r.command === 'GetObjectCommand').map((r) => (r.input as { Key: string }).Key)).toEqual(
+      [5, 4, 3, 2].map((id) => expect.stringContaining(`chk-${id}/_metadata`)),
+    );
+
+    // And an explicit path to 3 is refused for its missing file
+    await expect(loadRestorableManifest(storage, dir(3))).rejects.toMatchObject({ code: ErrorCode.CorruptManifest, message: expect.stringContaining('count-0-chk3-00cc.jsonl') });
+
+    // And with 1 and 2 gone, the lookup refuses, listing every problem, instead of answering "no checkpoint"
+    await storage.delete([metadata(1), metadata(2)]);
+    const refused = await findLatestCheckpoint(storage, fallbackRoot, job).catch((e: unknown) => e as FloeError);
+    expect(refused).toBeInstanceOf(FloeError);
+    expect((refused as FloeError).code).toBe(ErrorCode.CorruptManifest);
+    const message = (refused as FloeError).message;
+    for (const id of [5, 4, 3]) expect(message).toContain(`checkpoint ${id}: ${metadata(id)}`);
+    expect(message.split('\n')).toHaveLength(4);
   });
 });

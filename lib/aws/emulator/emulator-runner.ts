@@ -40,7 +40,7 @@ import { RestartBackoff } from '../../core/restart-strategy.js';
 import { planRestore } from '../../core/restore-planner.js';
 import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
 import type { Clock } from '../../ports/index.js';
-import { findLatestCheckpoint, listCheckpoints, loadManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
+import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
 import type { RestoreSource, RunOutcome } from '../../embedded/embedded-runner.js';
 import { createOperatorHandler, type AwsJobResources } from '../operator-handler.js';
@@ -181,7 +181,7 @@ export class EmulatorRunner implements JobControl {
         await new Promise((r) => setTimeout(r, decision.delayMs));
         if (this.cancelRequested) return this.end({ state: 'CANCELED' });
         // Restore from the newest completed checkpoint, else from what this run started from.
-        restore = (await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job)) ?? restore;
+        restore = (await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job, { onSkip: (c) => this.log(`skipped ${describeSkippedCheckpoint(c)}`) })) ?? restore;
       }
     } catch (e) {
       return this.end({ state: 'FAILED', error: e instanceof Error ? e : new Error(String(e)) });
@@ -379,11 +379,11 @@ export class EmulatorRunner implements JobControl {
     const source = this.options.restore ?? { kind: 'none' };
     if (source.kind === 'none') return undefined;
     if (source.kind === 'latest-checkpoint') {
-      const latest = await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job);
+      const latest = await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job, { onSkip: (c) => this.log(`skipped ${describeSkippedCheckpoint(c)}`) });
       if (!latest) this.log(`no completed checkpoint under ${Layout.checkpointsDir(this.checkpointOptions.dir, this.plan.job)}: starting from the beginning`);
       return latest;
     }
-    return loadManifest(storage, source.path);
+    return loadRestorableManifest(storage, source.path);
   }
 
   /** Deletes the previous run's job row (if it is still the one read), so the new run starts with a fresh row. */
