@@ -3,6 +3,7 @@ import { loadJob } from './load-job.js';
 import { startRestServer } from '../rest/server.js';
 import { startProgress } from '../cli/progress.js';
 import { formatDuration } from '../core/duration.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
 
 /** What `floe run` hands to the embedded runner. */
 export interface RunJobFileOptions {
@@ -19,6 +20,8 @@ export interface RunJobFileOptions {
   progress: boolean;
   /** Run in emulator mode against this AWS-compatible endpoint (moto server, LocalStack, fakecloud) instead of embedded. */
   awsEndpoint?: string;
+  /** Token every REST request must carry as `Authorization: Bearer <token>`. @default none: any local client may call */
+  authToken?: string;
 }
 
 /** Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code. */
@@ -44,7 +47,16 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
     options.awsEndpoint !== undefined
       ? new (await import('../aws/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
       : new EmbeddedRunner(job, common);
-  const server = await startRestServer(runner, { port: options.port ?? 8081 });
+  // The default savepoint directory is checked now, not when the first savepoint is asked for (emulator mode checks
+  // its s3:// targets once the job's bucket is known).
+  if (runner instanceof EmbeddedRunner) {
+    try {
+      await runner.validateSavepointTarget(undefined);
+    } catch (e) {
+      throw new FloeError(ErrorCode.InvalidOptions, `the default savepoint directory (savepoint.dir) cannot be used: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  const server = await startRestServer(runner, { port: options.port ?? 8081, ...(options.authToken === undefined ? {} : { authToken: options.authToken }) });
   log(`job '${job.name}' (${runner.jobId}) running; REST API at ${server.url}`);
   const progress = options.progress ? startProgress(runner, process.stderr) : undefined;
   const onSignal = () => {
