@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, chmodSync, constants, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { runJobFile } from '../../lib/embedded/run-job-file.js';
 import { startRestServer, type RestServer } from '../../lib/rest/server.js';
 import { Scratch, captureLog, runOptions, runningCountsJob, sourceRecordsRead, startRunner, waitFor } from '../support/jobs.js';
 
@@ -181,5 +182,33 @@ describe('savepoint targets are checked before anything is triggered', () => {
     });
     expect(status.status, status.failureCause).toBe('COMPLETED');
     expect(status.location).toMatch(new RegExp(`^${join(base, 'b')}/savepoint-`));
+  });
+});
+
+describe('floe run start-up', () => {
+  it.each([
+    ['under /proc', () => '/proc/self/floe-savepoints', /inside \/proc/],
+    [
+      'through a regular file',
+      (base: string) => {
+        writeFileSync(join(base, 'file'), 'x');
+        return join(base, 'file', 'sp');
+      },
+      /not a directory/,
+    ],
+  ])('refuses a job whose savepoint.dir is %s at start-up, with INVALID_OPTIONS', async (_what, make, reason) => {
+    const base = await scratch.dir('floe-guard-startup-');
+    const lib = (p: string) => JSON.stringify(resolve('lib', p));
+    const jobFile = join(base, 'job.ts');
+    writeFileSync(
+      jobFile,
+      `import { Job, generator, stdoutSink } from ${lib('index.ts')};\n` +
+        `const job = new Job('startup-check', { savepoint: { dir: ${JSON.stringify(make(base))} } });\n` +
+        "job.source(generator({ generate: (i) => i, count: 10 }), { uid: 'numbers' }).sinkTo(stdoutSink(), { uid: 'out' });\n" +
+        'export default job;\n',
+    );
+    const run = runJobFile({ jobFile, jobArgs: [], port: 0, progress: false, checkpointDir: join(base, 'chk') });
+    await expect(run).rejects.toThrow(reason);
+    await expect(run).rejects.toMatchObject({ code: 'INVALID_OPTIONS', message: expect.stringMatching(/savepoint\.dir/) });
   });
 });
