@@ -16,7 +16,8 @@ import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '..
 import { cancelJob } from '../adapters/aws/coordinator-cancel.js';
 import { JobStatus, isCanceled, type CoordinatorRow } from '../adapters/aws/coordinator-job-row.js';
 import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
-import { Layout } from '../core/manifest/layout.js';
+import { Layout, join } from '../core/manifest/layout.js';
+import { checkS3SavepointTarget } from '../core/savepoint-target.js';
 import { listCheckpoints } from '../runtime/snapshot-catalog.js';
 import type { CheckpointRequestInput } from '../adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
@@ -205,6 +206,18 @@ export class AwsJobControl implements JobControl {
 
   triggerCheckpoint(): string {
     return this.trigger('checkpoint');
+  }
+
+  /**
+   * Checks that a savepoint target is an `s3://` location inside the job's own storage, where its functions may write:
+   * its savepoint directory, or its prefix `<bucket>/<job>` in the checkpoint bucket. Returns the target (the default
+   * savepoint directory when absent).
+   */
+  async validateSavepointTarget(dir: string | undefined): Promise<string> {
+    const savepointRoot = this.options.outputs.savepointDir ?? this.row.runtime.savepointDir;
+    const buckets = [this.options.outputs.checkpointBucket === undefined ? undefined : `s3://${this.options.outputs.checkpointBucket}`, this.row.state.options.dir];
+    const roots = [savepointRoot, ...buckets.filter((b): b is string => b !== undefined && b.startsWith('s3://')).map((b) => join(b, this.job))];
+    return checkS3SavepointTarget(dir ?? savepointRoot, roots);
   }
 
   triggerSavepoint(options: { dir?: string; termination?: Extract<Termination, 'stop' | 'drain'> }): string {

@@ -229,6 +229,11 @@ export class DeployedJobControl implements RoutableJobControl {
     return this.trigger('checkpoint');
   }
 
+  /** Checks a savepoint target as {@link AwsJobControl.validateSavepointTarget} does: inside the job's own bucket. */
+  validateSavepointTarget(dir: string | undefined): Promise<string> {
+    return this.reads.validateSavepointTarget(dir);
+  }
+
   triggerSavepoint(options: { dir?: string; termination?: Extract<Termination, 'stop' | 'drain'> }): Promise<string> {
     return this.trigger('savepoint', options.dir ?? this.options.outputs.savepointDir ?? this.row.runtime.savepointDir, options.termination);
   }

@@ -22,6 +22,18 @@ export interface CliDeps {
   readonly fetch?: typeof fetch;
   /** Whether stdout is a terminal (turns on `run`'s progress line). @default process.stdout.isTTY */
   readonly isTTY?: boolean;
+  /** The environment `FLOE_AUTH_TOKEN` is read from. @default process.env */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The environment variable that gives the REST API's token when `--auth-token` does not. */
+export const AUTH_TOKEN_ENV = 'FLOE_AUTH_TOKEN';
+
+/** The token from `--auth-token`, else from {@link AUTH_TOKEN_ENV} (an empty one counts as unset). */
+function authTokenOf(flag: string | undefined, deps: CliDeps): string | undefined {
+  if (flag !== undefined) return flag;
+  const env = (deps.env ?? process.env)[AUTH_TOKEN_ENV];
+  return env === undefined || env === '' ? undefined : env;
 }
 
 interface ConnectionFlags {
@@ -30,6 +42,7 @@ interface ConnectionFlags {
   readonly stack?: string;
   readonly outputs?: string;
   readonly awsEndpoint?: string;
+  readonly authToken?: string;
 }
 
 /** What the control commands do with a job, over REST or through a deployed stack's job row. */
@@ -88,6 +101,8 @@ export function connectionProblems(flags: ConnectionFlags): string[] {
     }
   }
   if (flags.stack === '') problems.push('--stack needs a stack name');
+  if (flags.authToken !== undefined && aws.length > 0) problems.push(`--auth-token is for a job's REST API (--port, --url), not for ${aws.join(' and ')}`);
+  if (flags.authToken !== undefined && flags.authToken.trim() === '') problems.push('--auth-token must not be empty');
   return problems;
 }
 
@@ -122,7 +137,9 @@ async function stackController(flags: ConnectionFlags): Promise<Controller> {
     async triggerSavepoint(job, o) {
       check(job);
       const termination = o.stop ? (o.drain ? 'drain' : 'stop') : undefined;
-      const trigger = control.triggerSavepoint({ ...(o.dir === undefined ? {} : { dir: o.dir }), ...(termination === undefined ? {} : { termination }) });
+      // Checked before anything is triggered, as the control API's router does.
+      const dir = await control.validateSavepointTarget(o.dir);
+      const trigger = control.triggerSavepoint({ dir, ...(termination === undefined ? {} : { termination }) });
       await control.settled();
       const status = control.triggerStatus(trigger);
       if (status?.status === 'FAILED') throw new FloeError(ErrorCode.JobFailed, `savepoint failed: ${status.failureCause ?? 'unknown cause'}`);
@@ -194,7 +211,8 @@ function client(flags: ConnectionFlags, deps: CliDeps): RestClient {
     }
   }
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
-  return new RestClient({ url: flags.url, port: port ?? DEFAULT_REST_PORT, fetch: deps.fetch });
+  const authToken = authTokenOf(flags.authToken, deps);
+  return new RestClient({ url: flags.url, port: port ?? DEFAULT_REST_PORT, fetch: deps.fetch, ...(authToken === undefined ? {} : { authToken }) });
 }
 
 function timeoutOf(text: string | undefined): number | undefined {
@@ -213,6 +231,7 @@ function withConnection(cmd: Command): Command {
     .option('--stack <name>', "a deployed job: read its CloudFormation stack's outputs and control it through its job row, instead of REST")
     .option('--outputs <file>', "a deployed job's outputs from a `cdk deploy --outputs-file` JSON file, instead of reading the stack (emulators); --stack picks one of several stacks in it")
     .option('--aws-endpoint <url>', 'with --stack or --outputs: the AWS-compatible endpoint to use (moto server, LocalStack, fakecloud)')
+    .option('--auth-token <token>', `with --port or --url: the token the job was started with (floe run --auth-token); default: $${AUTH_TOKEN_ENV}`)
     .addHelpText(
       'after',
       '\nA running `floe run` is reached over REST (--port, --url); a deployed job through its stack (--stack, --outputs).\n',
@@ -295,6 +314,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
     .option('--allow-non-restored-state', 'restore even if the snapshot has state for operators (uids) the job no longer has')
     .option('--parallelism <n>', 'default parallelism of the operators')
     .option('--port <n>', `REST port (default ${DEFAULT_REST_PORT}; 0 picks a free one)`)
+    .option('--auth-token <token>', `require 'Authorization: Bearer <token>' on every REST request (default: $${AUTH_TOKEN_ENV}; none: any local client may call)`)
     .option(
       '--aws-endpoint <url>',
       'emulator mode: provision the job on this AWS-compatible endpoint (moto server, LocalStack, fakecloud) and run its handlers here, polling its queues',
@@ -308,7 +328,8 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
     )
     .action(async (jobFile: string, jobArgs: string[], flags: RunFlags) => {
       // Validate everything before loading the runner, so a bad command line fails fast and says all that is wrong.
-      const options = validateRunFlags(jobFile, jobArgs, flags, { progress: deps.isTTY ?? process.stdout.isTTY === true });
+      const authToken = authTokenOf(flags.authToken, deps);
+      const options = validateRunFlags(jobFile, jobArgs, { ...flags, ...(authToken === undefined ? {} : { authToken }) }, { progress: deps.isTTY ?? process.stdout.isTTY === true });
       const runJobFile = deps.runJobFile ?? (await loadRunJobFile());
       setExitCode(await runJobFile(options));
     });

@@ -16,6 +16,7 @@ export interface RunFlags {
   readonly parallelism?: string;
   readonly port?: string;
   readonly awsEndpoint?: string;
+  readonly authToken?: string;
 }
 
 /** Parses a `--port` value: an integer from 0 to 65535 (0 picks a free port). Pushes a problem and returns undefined otherwise. */
@@ -69,6 +70,7 @@ export function validateRunFlags(
   }
 
   const port = flags.port === undefined ? undefined : parsePort(flags.port, problems);
+  if (flags.authToken !== undefined && flags.authToken.trim() === '') problems.push('--auth-token must not be empty');
 
   if (flags.awsEndpoint !== undefined) {
     let url: URL | undefined;
@@ -101,6 +103,7 @@ export function validateRunFlags(
     ...(parallelism !== undefined ? { parallelism } : {}),
     ...(port !== undefined ? { port } : {}),
     ...(flags.awsEndpoint !== undefined ? { awsEndpoint: flags.awsEndpoint } : {}),
+    ...(flags.authToken !== undefined ? { authToken: flags.authToken } : {}),
     progress: env.progress,
   };
 }

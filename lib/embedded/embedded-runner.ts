@@ -17,6 +17,7 @@ import { buildManifest, describeSkippedCheckpoint, discardOldCheckpoints, findLa
 import { InMemoryQueues } from '../adapters/local/in-memory-queues.js';
 import { InMemoryStateStore } from '../adapters/local/in-memory-state-store.js';
 import { FileCheckpointStorage } from '../adapters/local/file-checkpoint-storage.js';
+import { checkLocalSavepointTarget } from '../adapters/local/local-savepoint-target.js';
 import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../rest/job-control.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 
@@ -470,6 +471,12 @@ export class EmbeddedRunner implements JobControl {
 
   triggerCheckpoint(): string {
     return this.trigger('checkpoint');
+  }
+
+  /** Checks a savepoint directory on local disk (checkLocalSavepointTarget) and returns its canonical path; a storage other than files on disk takes `dir` as it is. */
+  async validateSavepointTarget(dir: string | undefined): Promise<string> {
+    const target = dir ?? this.savepointDir;
+    return this.storage instanceof FileCheckpointStorage ? checkLocalSavepointTarget(target) : target;
   }
 
   triggerSavepoint(options: { dir?: string; termination?: 'stop' | 'drain' }): string {

@@ -4,6 +4,7 @@ import { loadJob } from './load-job.js';
 import { startRestServer } from '../rest/server.js';
 import { startProgress } from '../cli/progress.js';
 import { formatDuration } from '../core/duration.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
 
 /** What `floe run` hands to the embedded runner. */
 export interface RunJobFileOptions {
@@ -20,6 +21,8 @@ export interface RunJobFileOptions {
   progress: boolean;
   /** Run in emulator mode against this AWS-compatible endpoint (moto server, LocalStack, fakecloud) instead of embedded. */
   awsEndpoint?: string;
+  /** Token every REST request must carry as `Authorization: Bearer <token>`. @default none: any local client may call */
+  authToken?: string;
 }
 
 /** The exit code a shell expects of a process that ends because of `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM). */
@@ -54,7 +57,16 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
     options.awsEndpoint !== undefined
       ? new (await import('../aws/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
       : new EmbeddedRunner(job, common);
-  const server = await startRestServer(runner, { port: options.port ?? 8081 });
+  // The default savepoint directory is checked now, not when the first savepoint is asked for (emulator mode checks
+  // its s3:// targets once the job's bucket is known).
+  if (runner instanceof EmbeddedRunner) {
+    try {
+      await runner.validateSavepointTarget(undefined);
+    } catch (e) {
+      throw new FloeError(ErrorCode.InvalidOptions, `the default savepoint directory (savepoint.dir) cannot be used: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  const server = await startRestServer(runner, { port: options.port ?? 8081, ...(options.authToken === undefined ? {} : { authToken: options.authToken }) });
   let signalled: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {

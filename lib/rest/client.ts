@@ -22,6 +22,8 @@ export interface RestClientOptions {
   readonly port?: number;
   /** The fetch to use. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
+  /** Sent as `Authorization: Bearer <authToken>` with every request, for a job started with a token. @default none */
+  readonly authToken?: string;
 }
 
 /** How long and how often to poll an asynchronous operation. */
@@ -64,10 +66,12 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export class RestClient {
   readonly baseUrl: string;
   private readonly fetchImpl: typeof fetch;
+  private readonly authToken: string | undefined;
 
   constructor(options: RestClientOptions = {}) {
     this.baseUrl = resolveBaseUrl(options);
     this.fetchImpl = options.fetch ?? globalThis.fetch;
+    this.authToken = options.authToken;
   }
 
   /** `GET /jobs` */
@@ -170,7 +174,10 @@ export class RestClient {
     try {
       response = await this.fetchImpl(url, {
         method,
-        headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+          ...(this.authToken === undefined ? {} : { Authorization: `Bearer ${this.authToken}` }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {

@@ -66,7 +66,16 @@ export interface JobControl {
   checkpointConfig(): ResolvedCheckpointOptions;
   /** Triggers a checkpoint now; returns the trigger id. */
   triggerCheckpoint(): string;
-  /** Triggers a savepoint into `dir` (the configured default when absent); `termination` stops the job after it. Returns the trigger id. */
+  /**
+   * Checks a savepoint target before anything is triggered, and returns the target to trigger with: `dir`, or the
+   * configured default when absent, as the control writes it (a local path resolved and checked on disk, an `s3://`
+   * location inside the job's own bucket). Throws a BAD_REQUEST FloeError (a 400) saying what is wrong.
+   */
+  validateSavepointTarget(dir: string | undefined): Promise<string>;
+  /**
+   * Triggers a savepoint into `dir` (the configured default when absent); `termination` stops the job after it. Returns
+   * the trigger id. Callers pass a `dir` that {@link JobControl.validateSavepointTarget} returned (the REST router does).
+   */
   triggerSavepoint(options: { dir?: string; termination?: Extract<Termination, 'stop' | 'drain'> }): string;
   /** Status of a trigger, or undefined for an unknown id. */
   triggerStatus(requestId: string): TriggerStatus | undefined;

@@ -4,19 +4,45 @@ import { HttpError } from './http-error.js';
 /** Largest request body the server reads; trigger bodies are a few dozen bytes. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** Reads a request body as UTF-8 text; a body above {@link MAX_BODY_BYTES} is a 413 with Flink's error shape. */
+/**
+ * Reads a request body as UTF-8 text; a body above {@link MAX_BODY_BYTES} is a 413 with Flink's error shape, answered
+ * without reading it: at once when `Content-Length` announces more, else as soon as the bytes read pass the limit (the
+ * rest is left unread; the server closes the connection after answering).
+ */
 export async function readBody(req: IncomingMessage): Promise<string> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > MAX_BODY_BYTES) throw tooLarge();
   // Listeners rather than `for await`: leaving an async iterator early destroys the socket, and the client would see a reset
   // instead of the 413.
   const chunks = await new Promise<Buffer[]>((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= MAX_BODY_BYTES) parts.push(chunk);
-    });
-    req.on('end', () => (size > MAX_BODY_BYTES ? reject(tooLarge()) : resolve(parts)));
-    req.on('error', reject);
+      if (size <= MAX_BODY_BYTES) {
+        parts.push(chunk);
+        return;
+      }
+      stop();
+      req.pause();
+      reject(tooLarge());
+    };
+    const onEnd = () => {
+      stop();
+      resolve(parts);
+    };
+    const onError = (e: Error) => {
+      stop();
+      reject(e);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
   return Buffer.concat(chunks).toString('utf8');
 }

@@ -174,7 +174,7 @@ const ROUTES: readonly Route[] = [
       POST: async (ctx) => {
         const body = await jsonBody(ctx);
         checkFields(body, { 'target-directory': 'string', 'cancel-job': 'boolean' }, 'the savepoint trigger request');
-        const dir = (body['target-directory'] as string | null | undefined) ?? undefined;
+        const dir = await ctx.control.validateSavepointTarget((body['target-directory'] as string | null | undefined) ?? undefined);
         // Flink's cancel-with-savepoint is deprecated in favour of stop-with-savepoint; Floe treats it as a stop.
         const termination = body['cancel-job'] === true ? ('stop' as const) : undefined;
         const response: TriggerResponse = { 'request-id': await ctx.control.triggerSavepoint({ dir, termination }) };
@@ -188,7 +188,7 @@ const ROUTES: readonly Route[] = [
       POST: async (ctx) => {
         const body = await jsonBody(ctx);
         checkFields(body, { targetDirectory: 'string', drain: 'boolean' }, 'the stop request');
-        const dir = (body['targetDirectory'] as string | null | undefined) ?? undefined;
+        const dir = await ctx.control.validateSavepointTarget((body['targetDirectory'] as string | null | undefined) ?? undefined);
         const response: TriggerResponse = {
           'request-id': await ctx.control.triggerSavepoint({ dir, termination: body['drain'] === true ? 'drain' : 'stop' }),
         };
@@ -264,6 +264,14 @@ async function route(source: JobControlSource, request: RestRequest): Promise<An
   throw new HttpError(404, `Not found: /${segments.join('/')}`);
 }
 
+/** The answer to a refused or failed request, in Flink's error shape: an {@link HttpError}'s status, else by `statusOf`. */
+export function errorResponse(error: unknown): RestResponse {
+  const status = statusOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  const body: ErrorBody = { errors: [status >= 500 ? `Internal server error: ${message}` : message] };
+  return { status, headers: error instanceof HttpError ? error.headers : {}, body };
+}
+
 /**
  * Answers one request of Flink's REST API from a job control. Never rejects: a refused request is a 4xx, a failure
  * of the job control a 5xx (a {@link FloeError}'s code decides which, see `statusOf`), both with Flink's error body.
@@ -273,9 +281,6 @@ export async function routeRestRequest(control: JobControlSource, request: RestR
     const answer = await route(control, request);
     return { status: answer.status, headers: {}, body: answer.body };
   } catch (error) {
-    const status = statusOf(error);
-    const message = error instanceof Error ? error.message : String(error);
-    const body: ErrorBody = { errors: [status >= 500 ? `Internal server error: ${message}` : message] };
-    return { status, headers: error instanceof HttpError ? error.headers : {}, body };
+    return errorResponse(error);
   }
 }

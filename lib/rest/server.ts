@@ -2,8 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import type { JobControl } from './job-control.js';
-import { readBody } from './request-body.js';
-import { routeRestRequest } from './router.js';
+import { MAX_BODY_BYTES, readBody } from './request-body.js';
+import { guardRequest, type RequestGuardOptions } from './request-guard.js';
+import { errorResponse, routeRestRequest } from './router.js';
 
 /** Where the REST server listens. */
 export interface RestServerOptions {
@@ -11,6 +12,8 @@ export interface RestServerOptions {
   readonly port: number;
   /** Interface to bind. @default '127.0.0.1' (the API can stop and cancel the job, so it is not exposed beyond this machine by default) */
   readonly host?: string;
+  /** When set, every request must carry `Authorization: Bearer <authToken>` (401 otherwise). @default no token: any local client may call */
+  readonly authToken?: string;
 }
 
 /** A running REST server. */
@@ -29,18 +32,34 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Reado
   res.end(text);
 }
 
-async function handle(control: JobControl, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const answer = await routeRestRequest(() => control, { method: req.method ?? 'GET', url: req.url ?? '/', body: () => readBody(req) });
-  // Drain what is left of a request we refused, so the client sees our answer rather than a reset connection.
-  if (answer.status >= 400) req.resume();
-  send(res, answer.status, answer.body, answer.headers);
+async function handle(control: JobControl, guard: RequestGuardOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  // Checked before routing: a refused request reaches neither the job control nor the body reader.
+  const refusal = guardRequest(req.method ?? 'GET', req.headers, guard);
+  const answer = refusal
+    ? errorResponse(refusal)
+    : await routeRestRequest(() => control, { method: req.method ?? 'GET', url: req.url ?? '/', body: () => readBody(req) });
+  let headers = answer.headers;
+  if (answer.status >= 400 && !req.complete) {
+    const declared = Number(req.headers['content-length']);
+    // Drain what is left of a small body we refused, so the client sees our answer rather than a reset connection;
+    // a large or unannounced one is not read: the connection closes once the answer is written.
+    if (Number.isFinite(declared) && declared <= MAX_BODY_BYTES) req.resume();
+    else headers = { ...headers, Connection: 'close' };
+  }
+  send(res, answer.status, answer.body, headers);
 }
 
-/** Serves a job's control API with Flink's REST paths and shapes (lib/rest/router.ts), on 127.0.0.1 unless `host` says otherwise. */
+/**
+ * Serves a job's control API with Flink's REST paths and shapes (lib/rest/router.ts), on 127.0.0.1 unless `host` says
+ * otherwise, to local clients only: requests for another `Host`, cross-origin state changes and POSTs that are not
+ * JSON are refused, and a token, when given, is required (lib/rest/request-guard.ts).
+ */
 export async function startRestServer(control: JobControl, options: RestServerOptions): Promise<RestServer> {
   const host = options.host ?? '127.0.0.1';
   const server = createServer((req, res) => {
-    handle(control, req, res).catch(() => res.destroy());
+    // Requests arrive only once the server listens, so its port is known by then.
+    const guard: RequestGuardOptions = { port: (server.address() as AddressInfo).port, host, ...(options.authToken === undefined ? {} : { authToken: options.authToken }) };
+    handle(control, guard, req, res).catch(() => res.destroy());
   });
   await new Promise<void>((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {

@@ -12,9 +12,16 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function floe(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['bin/floe.js', ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
+/** The environment without a token of the caller's own, so a test says which token each command has. */
+const { FLOE_AUTH_TOKEN: _ambient, ...baseEnv } = process.env;
+
+function floeWith(env: Record<string, string>, ...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['bin/floe.js', ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...baseEnv, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function floe(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  return floeWith({}, ...args);
 }
 
 describe('floe control commands against a running job', () => {
@@ -68,5 +75,40 @@ describe('floe control commands against a running job', () => {
     expect(resumed.stderr).toMatch(/rescaled from parallelism 2 to 3/);
     const diff = compareWithOracle(await readCommittedOutput(output), oracle);
     expect(diff.ok, describeDiff(diff)).toBe(true);
+  }, 120_000);
+
+  it('a job started with --auth-token answers only the CLI calls that carry its token, from the flag or FLOE_AUTH_TOKEN', async () => {
+    // Given a job that requires a token
+    const work = mkdtempSync(join(tmpdir(), 'floe-cli-token-'));
+    dirs.push(work);
+    const input = await generateWordInput(join(work, 'in'), { words: 600_000 });
+    const job = FloeProcess.run({
+      jobFile: 'examples/wordcount.ts',
+      checkpointInterval: '300ms',
+      checkpointDir: join(work, 'chk'),
+      authToken: 't0ken',
+      jobArgs: ['--input', input.dir, '--output', join(work, 'out')],
+    });
+    const rest = await job.waitForLine(/REST API at (http:\/\/\S+)/, { timeoutMs: 30_000, orExit: true });
+    expect(rest, job.stderr()).toBeDefined();
+    const url = rest!.match[1]!;
+
+    // When the CLI calls without the token, with a wrong one, and with the right one
+    const without = floe('cancel', 'wordcount', '--url', url);
+    expect(without.code).toBe(1);
+    expect(without.stderr).toMatch(/Missing credentials.*--auth-token or FLOE_AUTH_TOKEN/);
+    const wrong = floeWith({ FLOE_AUTH_TOKEN: 'guess' }, 'cancel', 'wordcount', '--url', url);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/Wrong credentials/);
+    const listed = floeWith({ FLOE_AUTH_TOKEN: 't0ken' }, 'checkpoints', 'wordcount', '--url', url);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/wordcount/);
+
+    // Then only the call with the token cancels the job
+    const cancel = floe('cancel', 'wordcount', '--url', url, '--auth-token', 't0ken');
+    expect(cancel.code, cancel.stderr).toBe(0);
+    const exit = await job.waitForExit(30_000);
+    expect(exit.code, job.stderr()).toBe(0);
+    expect(job.stderr()).toMatch(/job cancelled/);
   }, 120_000);
 });

@@ -118,7 +118,7 @@ describe('savepoints in emulator mode', () => {
 
     // When the CLI takes a savepoint into a directory of its choosing while the job runs, and, once that is
     // triggered, stops the job with a savepoint in its default savepoint directory (the stop waits its turn)
-    const savepointCommand = floeCommand('savepoint', job, `s3://${bucket}/manual-savepoints`, '--url', url, '--timeout', '90s');
+    const savepointCommand = floeCommand('savepoint', job, `s3://${bucket}/${job}/manual-savepoints`, '--url', url, '--timeout', '90s');
     await savepointCommand.stderrLine(/Triggered savepoint/);
     const stopped = await stopWithSavepoint(first, job, url);
     expect(stopped).toMatch(new RegExp(`^s3://${bucket}/${job}/savepoints/savepoint-`));
@@ -126,7 +126,7 @@ describe('savepoints in emulator mode', () => {
     const savepoint = await savepointCommand.result;
     expect(savepoint.code, `${savepoint.stderr}\n--- floe run ---\n${first.stderr()}`).toBe(0);
     const savepointPath = /Path: (s3:\/\/\S+)/.exec(savepoint.stdout)?.[1];
-    expect(savepointPath, savepoint.stdout).toMatch(new RegExp(`^s3://${bucket}/manual-savepoints/savepoint-`));
+    expect(savepointPath, savepoint.stdout).toMatch(new RegExp(`^s3://${bucket}/${job}/manual-savepoints/savepoint-`));
     // The savepoint completed while the job ran: the stop's snapshot came after it
     const idOf = (path: string) => Number(/-(\d+)$/.exec(path)?.[1]);
     expect(idOf(stopped)).toBeGreaterThan(idOf(savepointPath!));

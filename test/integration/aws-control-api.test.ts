@@ -147,13 +147,13 @@ describe('control-API Lambda against a deployed job (emulator)', () => {
       const next = (await store.require(name)).state.nextCheckpointId;
       const other = new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: stateMachineArn!, job: name });
       expect((await other.start(next)).started).toBe(true);
-      const savepoint = await call<{ 'request-id': string }>('POST', `/jobs/${name}/savepoints`, JSON.stringify({ 'target-directory': `s3://${names.bucket}/chosen` }));
+      const savepoint = await call<{ 'request-id': string }>('POST', `/jobs/${name}/savepoints`, JSON.stringify({ 'target-directory': `s3://${names.bucket}/${name}/chosen` }));
       expect(savepoint.status, JSON.stringify(savepoint.body)).toBe(202);
       const done = await settled(`/jobs/${name}/savepoints/${savepoint.body['request-id']}`);
 
       // Then it completes in the chosen directory, its manifest exists, and the history holds both
       const location = done.operation?.['location'] as string;
-      expect(location).toMatch(new RegExp(`^s3://${names.bucket}/chosen/`));
+      expect(location).toMatch(new RegExp(`^s3://${names.bucket}/${name}/chosen/`));
       const key = `${location.slice(`s3://${names.bucket}/`.length)}/_metadata`;
       await expect(clients.s3.send(new HeadObjectCommand({ Bucket: names.bucket, Key: key }))).resolves.toBeDefined();
       await vi.waitFor(
@@ -181,6 +181,10 @@ describe('control-API Lambda against a deployed job (emulator)', () => {
       await refused('GET', `/jobs/${name}/nope`, 404, /^Not found: /);
       await refused('POST', `/jobs/${name}/savepoints`, 400, /not valid JSON/, '{"target-directory": ');
       await refused('POST', `/jobs/${name}/stop`, 400, /unknown field 'target-directory'/, JSON.stringify({ 'target-directory': 's3://x/y' }));
+      // Savepoint targets outside the job's own storage (its savepoint directory, its prefix in its bucket) are 400s
+      await refused('POST', `/jobs/${name}/savepoints`, 400, /outside the job's own storage/, JSON.stringify({ 'target-directory': `s3://${names.bucket}/other-job/sp` }));
+      await refused('POST', `/jobs/${name}/savepoints`, 400, /is not an s3:\/\/ URL/, JSON.stringify({ 'target-directory': '../../etc/floe-pwn' }));
+      await refused('POST', `/jobs/${name}/stop`, 400, /outside the job's own storage/, JSON.stringify({ targetDirectory: 's3://someone-elses-bucket/sp' }));
       await refused('GET', `/jobs/${name}/savepoints/${'0'.repeat(31)}1`, 404, /no savepoint operation with triggerId/);
       await refused('GET', `/jobs/${name}/savepoints/not-a-trigger`, 404, /no savepoint operation with triggerId/);
       await refused('PATCH', `/jobs/${name}?mode=stop`, 400, /use POST \/jobs\/:jobid\/stop/);

@@ -28,6 +28,8 @@ export interface FloeRunOptions {
   readonly awsEndpoint?: string;
   /** `--port`; 0 picks a free port, so parallel tests never meet on 8081. @default 0 */
   readonly port?: number;
+  /** `--auth-token`: the token every REST request must carry. @default none */
+  readonly authToken?: string;
 }
 
 /** One stderr line and when it arrived, in ms since the process was spawned. */
@@ -99,6 +101,7 @@ export class FloeProcess {
     if (options.fromSavepoint !== undefined) args.push('--from-savepoint', options.fromSavepoint);
     if (options.parallelism !== undefined) args.push('--parallelism', String(options.parallelism));
     if (options.awsEndpoint !== undefined) args.push('--aws-endpoint', options.awsEndpoint);
+    if (options.authToken !== undefined) args.push('--auth-token', options.authToken);
     args.push('--port', String(options.port ?? 0), '--', ...options.jobArgs);
     return new FloeProcess(args);
   }

@@ -7,6 +7,8 @@ import type { JobControl, JobOverview, TriggerStatus, VertexOverview } from '../
 export interface JobControlCalls {
   checkpoints: number;
   savepoints: Array<Parameters<JobControl['triggerSavepoint']>[0]>;
+  /** The targets `validateSavepointTarget` was asked about, in order (undefined: the default). */
+  validations: Array<string | undefined>;
   cancels: number;
 }
 
@@ -73,6 +75,13 @@ export class JobControlBuilder {
   private readonly history: CheckpointRecord[] = [];
   private readonly pending: PendingCheckpoint[] = [];
   private restored = 0;
+  private savepointTargetCheck: (dir: string | undefined) => string = (dir) => dir as string;
+
+  /** Replaces the fake's savepoint target check, which by default accepts any target and keeps an absent one absent. */
+  withSavepointTargetCheck(check: (dir: string | undefined) => string): this {
+    this.savepointTargetCheck = check;
+    return this;
+  }
 
   /** Overrides fields of the job overview. */
   withOverview(patch: Partial<JobOverview>): this {
@@ -194,7 +203,8 @@ export class JobControlBuilder {
       ...(completed[0] ? { latestCompletedId: completed[0].id, lastCompletedAt: completed[0].finishedAt } : {}),
     };
     const triggers = new Map<string, TriggerStatus>();
-    const calls: JobControlCalls = { checkpoints: 0, savepoints: [], cancels: 0 };
+    const calls: JobControlCalls = { checkpoints: 0, savepoints: [], cancels: 0, validations: [] };
+    const savepointTargetCheck = this.savepointTargetCheck;
     let next = 0;
     const newTrigger = () => {
       const id = (++next).toString(16).padStart(32, '0');
@@ -209,6 +219,10 @@ export class JobControlBuilder {
       triggerCheckpoint() {
         calls.checkpoints++;
         return newTrigger();
+      },
+      async validateSavepointTarget(dir) {
+        calls.validations.push(dir);
+        return savepointTargetCheck(dir);
       },
       triggerSavepoint(request) {
         calls.savepoints.push(request);

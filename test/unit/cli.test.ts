@@ -276,6 +276,69 @@ describe('floe savepoint, stop, cancel', () => {
   });
 });
 
+describe('--auth-token', () => {
+  async function serveWithToken(control: FakeJobControl, authToken: string): Promise<string> {
+    server = await startRestServer(control, { port: 0, authToken });
+    return server.url;
+  }
+
+  it('the control commands send the token from --auth-token, or from FLOE_AUTH_TOKEN', async () => {
+    const control = new JobControlBuilder().withCompleted(1).build();
+    const url = await serveWithToken(control, 's3cr3t');
+    expect(await main(['checkpoints', 'wordcount', '--url', url, '--auth-token', 's3cr3t'], { env: {} })).toBe(0);
+    expect(stdout).toMatch(/COMPLETED/);
+    expect(await main(['cancel', 'wordcount', '--url', url], { env: { FLOE_AUTH_TOKEN: 's3cr3t' } })).toBe(0);
+    expect(control.calls.cancels).toBe(1);
+  });
+
+  it('savepoint and stop send the token with their triggers and polls', async () => {
+    const control = new JobControlBuilder().build();
+    const status = control.triggerStatus.bind(control);
+    control.triggerStatus = (id) => {
+      control.settle(id, { status: 'COMPLETED', checkpointId: 7, location: '/tmp/sp/savepoint-7' });
+      return status(id);
+    };
+    const url = await serveWithToken(control, 's3cr3t');
+    expect(await main(['savepoint', 'wordcount', '/tmp/sp', '--url', url], { env: { FLOE_AUTH_TOKEN: 's3cr3t' } })).toBe(0);
+    expect(await main(['stop', 'wordcount', '--url', url, '--auth-token', 's3cr3t'], { env: {} })).toBe(0);
+    expect(control.calls.savepoints).toEqual([
+      { dir: '/tmp/sp', termination: undefined },
+      { dir: undefined, termination: 'stop' },
+    ]);
+  });
+
+  it('without the token, or with a wrong one, the command fails with exit 1 saying how to pass it', async () => {
+    const control = new JobControlBuilder().build();
+    const url = await serveWithToken(control, 's3cr3t');
+    expect(await main(['stop', 'wordcount', '--url', url], { env: {} })).toBe(1);
+    expect(stderr).toMatch(/error: Missing credentials.*--auth-token or FLOE_AUTH_TOKEN/);
+    expect(await main(['stop', 'wordcount', '--url', url, '--auth-token', 'guess'], { env: {} })).toBe(1);
+    expect(stderr).toMatch(/error: Wrong credentials/);
+    expect(control.calls.savepoints).toEqual([]);
+  });
+
+  it('is refused with --stack or --outputs, and when empty', async () => {
+    expect(await main(['cancel', 'wordcount', '--outputs', join(tmp, 'o.json'), '--auth-token', 't'], { env: {} })).toBe(1);
+    expect(stderr).toMatch(/--auth-token is for a job's REST API/);
+    expect(await main(['cancel', 'wordcount', '--auth-token', ' '], { env: {} })).toBe(1);
+    expect(stderr).toMatch(/--auth-token must not be empty/);
+  });
+
+  it('floe run hands the token from --auth-token or FLOE_AUTH_TOKEN to the runner', async () => {
+    const seen: Array<string | undefined> = [];
+    const runJobFile = async (o: { authToken?: string }) => {
+      seen.push(o.authToken);
+      return 0;
+    };
+    const job = join(tmp, 'job.ts');
+    writeFileSync(job, 'export default {};\n');
+    expect(await main(['run', job, '--auth-token', 'flag'], { runJobFile, env: { FLOE_AUTH_TOKEN: 'env' } })).toBe(0);
+    expect(await main(['run', job], { runJobFile, env: { FLOE_AUTH_TOKEN: 'env' } })).toBe(0);
+    expect(await main(['run', job], { runJobFile, env: { FLOE_AUTH_TOKEN: '' } })).toBe(0);
+    expect(seen).toEqual(['flag', 'env', undefined]);
+  });
+});
+
 describe('floe run flags', () => {
   const exists = () => true;
 

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createControlApiHandler, restRequestOf, type ControlApiLogEntry, type HttpEventV2 } from '../../lib/aws/control-api.js';
 import { checkpointIdOfTrigger, executionArn, triggerIdFor } from '../../lib/aws/deployed-job-control.js';
 import { ErrorCode, FloeError } from '../../lib/core/errors.js';
+import { checkS3SavepointTarget } from '../../lib/core/savepoint-target.js';
 import { MAX_BODY_BYTES } from '../../lib/rest/request-body.js';
 import { readControlApiEnvironment } from '../../functions/control-api.js';
 import { FloeEnv } from '../../infra/handler-contract.js';
@@ -87,6 +88,23 @@ describe('control-API handler', () => {
     expect(result.json.errors).toHaveLength(1);
     expect(result.json.errors![0]).toMatch(message);
     expect(control.calls.savepoints).toEqual([]);
+  });
+
+  it.each([
+    ['/savepoints', { 'target-directory': 's3://other-bucket/sp' }],
+    ['/savepoints', { 'target-directory': '/etc/floe-pwn' }],
+    ['/stop', { targetDirectory: 's3://b/wordcount/../other/sp' }],
+  ])('refuses a savepoint target outside the job\'s bucket on %s with 400 before triggering', async (route, body) => {
+    // The check the deployed controls make (AwsJobControl.validateSavepointTarget), over the job's own roots.
+    const control = new JobControlBuilder().withSavepointTargetCheck((dir) => checkS3SavepointTarget(dir ?? 's3://b/wordcount/savepoints', ['s3://b/wordcount/savepoints', 's3://b/wordcount'])).build();
+    const { call } = handlerOver(control);
+    const result = await call(event('POST', `/jobs/${JID}${route}`, { body: JSON.stringify(body) }));
+    expect(result.statusCode).toBe(400);
+    expect(result.json.errors![0]).toMatch(/savepoint target .* (outside the job's own storage|is not an s3:\/\/ URL|segment)/);
+    expect(control.calls.savepoints).toEqual([]);
+    const inside = await call(event('POST', `/jobs/${JID}/savepoints`, { body: JSON.stringify({ 'target-directory': 's3://b/wordcount/savepoints/mine/' }) }));
+    expect(inside.statusCode).toBe(202);
+    expect(control.calls.savepoints).toEqual([{ dir: 's3://b/wordcount/savepoints/mine', termination: undefined }]);
   });
 
   it('answers unknown routes and methods without opening the job control', async () => {

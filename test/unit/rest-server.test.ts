@@ -17,11 +17,13 @@ async function serve(control: FakeJobControl): Promise<RestServer> {
   return server;
 }
 
-/** Sends a request and returns the status, the parsed JSON body and the headers. */
+/** Sends a request (JSON, as Flink's client sends every request) and returns the status, the parsed JSON body and the headers. */
 async function call(path: string, init: { method?: string; body?: string } = {}) {
+  const method = init.method ?? 'GET';
   const res = await fetch(`${server!.url}${path}`, {
-    method: init.method ?? 'GET',
-    ...(init.body !== undefined ? { body: init.body, headers: { 'Content-Type': 'application/json' } } : {}),
+    method,
+    ...(method !== 'GET' ? { headers: { 'Content-Type': 'application/json' } } : {}),
+    ...(init.body !== undefined ? { body: init.body } : {}),
   });
   const text = await res.text();
   // eslint-disable-next-line @typescript-eslint/no-explicit-any

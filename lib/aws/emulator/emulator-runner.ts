@@ -33,6 +33,7 @@ import { SqsEventSourcePoller } from '../../adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../adapters/aws/sqs-queue-sender.js';
 import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
 import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
+import { checkS3SavepointTarget } from '../../core/savepoint-target.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
 import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../../core/options.js';
@@ -560,6 +561,14 @@ export class EmulatorRunner implements JobControl {
 
   triggerCheckpoint(): string {
     return this.trigger('checkpoint');
+  }
+
+  /** Checks that a savepoint target is an `s3://` location under the job's savepoint directory or its prefix in the job's bucket. */
+  async validateSavepointTarget(dir: string | undefined): Promise<string> {
+    const resources = this.resources;
+    if (!resources) throw new FloeError(ErrorCode.BadRequest, `job '${this.plan.job}' is ${this.state}; it takes savepoints only while RUNNING`);
+    const root = this.options.savepointDir ?? resources.savepointRoot;
+    return checkS3SavepointTarget(dir ?? root, [root, `s3://${resources.bucket}/${this.plan.job}`]);
   }
 
   triggerSavepoint(options: { dir?: string; termination?: Extract<Termination, 'stop' | 'drain'> }): string {
