@@ -28,7 +28,8 @@ import { findLatestCheckpoint, listCheckpoints } from '../../lib/runtime/snapsho
 import { planRestore } from '../../lib/core/restore-planner.js';
 import { keyGroupRange } from '../../lib/graph/key-groups.js';
 import { deleteMessages, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
-import { Scratch, readAll, readCommittedLines, sleep, sorted } from '../support/jobs.js';
+import { Scratch, readCommittedLines, sleep, sorted } from '../support/jobs.js';
+import { generatedSequence } from '../support/reference-generator.js';
 
 // The operator handler over moto (AWS_ENDPOINT_URL from test/support/moto-global-setup.ts), driven by a tiny loop
 // that receives from the real vertex queues and calls the handlers with Lambda-shaped events, as Lambda's event
@@ -44,13 +45,14 @@ interface Line {
   readonly text: string;
 }
 
-const source = () =>
-  generator<Line>({
-    count: EVENTS,
-    seed: 7,
-    splits: 2,
-    generate: (i, random) => ({ i, text: Array.from({ length: 1 + Math.floor(random() * 3) }, () => `w${Math.floor(random() * VOCABULARY)}`).join(' ') }),
-  });
+/** The lines' definition: `source()` generates them, the oracle re-derives them (test/support/reference-generator.ts). */
+const inputLines = {
+  count: EVENTS,
+  seed: 7,
+  generate: (i: number, random: () => number): Line => ({ i, text: Array.from({ length: 1 + Math.floor(random() * 3) }, () => `w${Math.floor(random() * VOCABULARY)}`).join(' ') }),
+};
+
+const source = () => generator<Line>({ ...inputLines, splits: 2 });
 
 /** lines → flatMap words → keyBy word → running count (`word<TAB>n` per word) → exactly-once files. */
 function wordRunningCounts(name: string, sink: SinkConnector<string>): Job {
@@ -92,11 +94,11 @@ function statefulCollectSink(): CollectSink<string> {
   };
 }
 
-/** The oracle: a plain loop over the same lines. */
+/** The oracle: a plain loop over the lines the generator is defined to yield. */
 async function oracle(): Promise<string[]> {
   const counts = new Map<string, number>();
   const lines: string[] = [];
-  for (const l of await readAll(source(), 2)) {
+  for (const l of generatedSequence(inputLines)) {
     for (const w of l.text.split(' ')) {
       const n = (counts.get(w) ?? 0) + 1;
       counts.set(w, n);

@@ -8,8 +8,7 @@ import {
   FailOnce,
   Scratch,
   captureLog,
-  keyedEvents,
-  readAll,
+  expectedKeyedEvents,
   readCommittedLines,
   runOptions,
   runningCountsJob,
@@ -64,7 +63,7 @@ describe('restart strategies, embedded', () => {
     expect(lines.some((l) => l.includes('restarting') && l.includes(failure.message)), text()).toBe(true);
     const restored = lines.find((l) => /^restored from checkpoint .*chk-\d+ \(checkpoint \d+, generation 2\)$/.test(l));
     expect(restored, text()).toBeDefined();
-    expect(sorted(await committed())).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(await committed())).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
   });
 
   it("with restart type 'none' the same failure fails the run with the user's error", async () => {
@@ -94,7 +93,7 @@ describe('restart strategies, embedded', () => {
     expect(runner.overview().state).toBe('FAILED');
     expect(runner.overview().restarts).toBe(0);
     // Nothing after the last completed checkpoint is visible: committed output is a consistent prefix.
-    const oracle = runningCountsOracle(await readAll(keyedEvents(input)));
+    const oracle = runningCountsOracle(expectedKeyedEvents(input));
     expect(sink.committed.length).toBeGreaterThan(0);
     expect(sink.committed.length).toBeLessThan(oracle.length);
     expect(oracle).toEqual(expect.arrayContaining(sink.committed));
@@ -131,7 +130,7 @@ describe('cancel, embedded', () => {
     const end = await resumed.run();
     expect(end.state, text()).toBe('FINISHED');
     expect(resumed.overview().restoredFrom?.id).toBe(kept[kept.length - 1]!.id);
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
   });
 
   it('a cancel() that comes while the run is still starting is not lost', async () => {
@@ -147,7 +146,7 @@ describe('cancel, embedded', () => {
     // Then it ends CANCELED without running to the end of its input
     const outcome = await done;
     expect(outcome.state, text()).toBe('CANCELED');
-    expect(sink.committed.length).toBeLessThan(runningCountsOracle(await readAll(keyedEvents(input))).length);
+    expect(sink.committed.length).toBeLessThan(runningCountsOracle(expectedKeyedEvents(input)).length);
   });
 
   it('with retainOnCancel false, cancel() deletes the checkpoints', async () => {

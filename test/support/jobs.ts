@@ -5,12 +5,14 @@ import { randomUUID } from 'node:crypto';
 import { Job, tumblingEventTimeWindows, valueState, type SinkConnector, type SourceConnector, type SourceSplit } from '../../lib/index.js';
 import { generator } from '../../lib/connectors/generator.js';
 import { collectSink, resetCollector, type CollectSink } from '../../lib/connectors/collect-sink.js';
+import { generatedSequence } from './reference-generator.js';
 import type { EmbeddedRunner, EmbeddedRunOptions, RunOutcome } from '../../lib/embedded/embedded-runner.js';
 import type { TriggerStatus } from '../../lib/rest/job-control.js';
 
 // Shared jobs, sources and oracles for the embedded integration tests. Every builder has safe defaults; a test
-// overrides only what it is about. Oracles are plain loops over the same input the job reads, never numbers
-// copied from a run.
+// overrides only what it is about. Oracles are plain loops over the input the job is defined to read (generated
+// input re-derived from the generator's definition, never read back through the connector), never numbers copied
+// from a run.
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scratch space, logs, waiting
@@ -119,19 +121,6 @@ export function sorted<T>(values: readonly T[]): T[] {
 // ---------------------------------------------------------------------------------------------------------------
 // Sources
 
-/** Reads a source connector to its end, split by split in order: the input the job will see, for oracles. */
-export async function readAll<T>(connector: SourceConnector<T>, parallelism = 1): Promise<T[]> {
-  const out: T[] = [];
-  for (let split of await connector.createSplits(parallelism)) {
-    while (!split.done) {
-      const r = await connector.read(split, 4096, { now: () => 0 });
-      out.push(...r.values);
-      split = r.split;
-    }
-  }
-  return out;
-}
-
 /**
  * A replayable source over a fixed list, one split, at most `perRead` values per read (default 1): with one value per
  * read, the source's watermark advances after every record, so event-time tests control exactly what is late.
@@ -176,17 +165,34 @@ export interface KeyedEventsOptions {
   readonly keyOf?: (i: number, random: () => number) => string;
 }
 
-/** A seeded generator of keyed events. */
-export function keyedEvents(o: KeyedEventsOptions = {}): SourceConnector<KeyedEvent> {
+/** The count, seed and element builder of the keyed events, with their defaults. */
+function keyedEventDefinition(o: KeyedEventsOptions): { count: number; seed: number; generate: (i: number, random: () => number) => KeyedEvent } {
   const keys = o.keys ?? 20;
   const keyOf = o.keyOf ?? ((_i: number, random: () => number) => `k${Math.floor(random() * keys)}`);
+  return { count: o.count ?? 3000, seed: o.seed ?? 1, generate: (i, random) => ({ key: keyOf(i, random), i }) };
+}
+
+/** A seeded generator of keyed events. */
+export function keyedEvents(o: KeyedEventsOptions = {}): SourceConnector<KeyedEvent> {
   return generator<KeyedEvent>({
-    generate: (i, random) => ({ key: keyOf(i, random), i }),
-    count: o.count ?? 3000,
-    seed: o.seed ?? 1,
+    ...keyedEventDefinition(o),
     splits: o.splits ?? 2,
     ...(o.ratePerSecond !== undefined ? { ratePerSecond: o.ratePerSecond } : {}),
   });
+}
+
+/**
+ * The events `keyedEvents(o)` must yield, in index order, derived from the generator's documented definition by a
+ * plain loop (test/support/reference-generator.ts) rather than by reading the connector: an oracle that a generator
+ * dropping, repeating or mis-seeding events disagrees with. Checks it holds one event per index 0 .. count-1.
+ */
+export function expectedKeyedEvents(o: KeyedEventsOptions = {}): KeyedEvent[] {
+  const definition = keyedEventDefinition(o);
+  const events = generatedSequence(definition);
+  if (events.length !== definition.count || events.some((e, i) => e.i !== i)) {
+    throw new Error(`the keyed-events oracle has ${events.length} events, not one for each index 0 .. ${definition.count - 1}`);
+  }
+  return events;
 }
 
 /**
