@@ -8,6 +8,7 @@ import { collectSink, resetCollector, type CollectSink } from '../../lib/connect
 import { generatedSequence } from './reference-generator.js';
 import type { EmbeddedRunner, EmbeddedRunOptions, RunOutcome } from '../../lib/embedded/embedded-runner.js';
 import type { TriggerStatus } from '../../lib/rest/job-control.js';
+import type { Manifest } from '../../lib/core/manifest/model.js';
 
 // Shared jobs, sources and oracles for the embedded integration tests. Every builder has safe defaults; a test
 // overrides only what it is about. Oracles are plain loops over the input the job is defined to read (generated
@@ -193,6 +194,48 @@ export function expectedKeyedEvents(o: KeyedEventsOptions = {}): KeyedEvent[] {
     throw new Error(`the keyed-events oracle has ${events.length} events, not one for each index 0 .. ${definition.count - 1}`);
   }
   return events;
+}
+
+/**
+ * The keyed events a snapshot shows its generator source `uid` had read: for each generator split, the events before
+ * the position the snapshot holds for it (split `s` of `n` yields the indices s, s + n, ...). The running counts of
+ * these are the output the snapshot covers.
+ */
+export function keyedEventsReadAt(manifest: Manifest, o: KeyedEventsOptions = {}, sourceUid = 'events'): KeyedEvent[] {
+  const source = manifest.operators.find((op) => op.uid === sourceUid);
+  if (!source) throw new Error(`snapshot ${manifest.checkpointId} has no operator '${sourceUid}'`);
+  const emitted = new Map<number, number>();
+  let splits: number | undefined;
+  for (const item of source.subtasks.flatMap((st) => st.operatorState)) {
+    const position = (item as { split?: { position?: { split?: unknown; splits?: unknown; emitted?: unknown } } }).split?.position;
+    if (typeof position?.split !== 'number' || typeof position.splits !== 'number' || typeof position.emitted !== 'number') {
+      throw new Error(`snapshot ${manifest.checkpointId}: '${sourceUid}' holds ${JSON.stringify(item)}, not a generator split`);
+    }
+    splits = position.splits;
+    emitted.set(position.split, position.emitted);
+  }
+  if (splits === undefined || emitted.size !== splits) throw new Error(`snapshot ${manifest.checkpointId}: '${sourceUid}' holds positions of splits ${[...emitted.keys()].join(', ')}, not of all ${splits ?? '?'}`);
+  const n = splits;
+  return expectedKeyedEvents(o).filter((e) => Math.floor(e.i / n) < emitted.get(e.i % n)!);
+}
+
+/**
+ * Checks that committed running-count lines are, for each key, exactly the first N lines of that key's running counts
+ * in order (`key<TAB>1` .. `key<TAB>N`, no gap, no repeat, no reordering), with N at most the key's count in `events`.
+ * Returns N per key.
+ */
+export function expectRunningCountPrefixes(committed: readonly string[], events: readonly KeyedEvent[]): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const e of events) total.set(e.key, (total.get(e.key) ?? 0) + 1);
+  const seen = new Map<string, number>();
+  committed.forEach((line, at) => {
+    const [key, n, ...rest] = line.split('\t');
+    const next = (seen.get(key!) ?? 0) + 1;
+    if (rest.length > 0 || n !== String(next)) throw new Error(`committed line ${at} is ${JSON.stringify(line)}, but the next running count of '${key}' is ${countLine(key!, next)}`);
+    if (next > (total.get(key!) ?? 0)) throw new Error(`committed line ${at} (${JSON.stringify(line)}) is past the ${total.get(key!) ?? 0} events of '${key}'`);
+    seen.set(key!, next);
+  });
+  return seen;
 }
 
 /**
