@@ -27,7 +27,7 @@ import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import { findLatestCheckpoint, listCheckpoints } from '../../lib/runtime/snapshot-catalog.js';
 import { planRestore } from '../../lib/core/restore-planner.js';
 import { keyGroupRange } from '../../lib/graph/key-groups.js';
-import { deleteMessages, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
+import { deleteMessages, expectQueueEmpty, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
 import { Scratch, readCommittedLines, sleep, sorted } from '../support/jobs.js';
 import { generatedSequence } from '../support/reference-generator.js';
 
@@ -570,7 +570,7 @@ describe('operator handler on the emulator', () => {
     const after = h.logs.slice(logsAt);
     expect(after.filter((l) => l.message === 'step')).toEqual([]);
     expect(after.some((l) => l.message === 'messages of a cancelled job dropped')).toBe(true);
-    for (const v of h.plan.vertices) expect(await receiveMessages(clients, h.resources.queueUrls[v.id]!, { waitSeconds: 1 })).toEqual([]);
+    for (const v of h.plan.vertices) await expectQueueEmpty(clients, h.resources.queueUrls[v.id]!);
     // And neither a tick nor a trigger starts a checkpoint; no state changed and no output was committed
     await h.tasks.tick();
     await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'after-cancel', kind: 'savepoint' } });
@@ -623,7 +623,7 @@ describe('operator handler on the emulator', () => {
     const d = await deliver(h, 'lines', h.handlers.lines, 1);
     expect(d?.response.batchItemFailures).toEqual([]);
     expect(h.logs.slice(logsAt).filter((l) => l.message === 'step').map((l) => [l.wake, l.recordsIn, l.nextWake])).toEqual([['stale', 0, undefined]]);
-    expect(await receiveMessages(clients, h.resources.queueUrls.lines!, { waitSeconds: 1 })).toEqual([]);
+    await expectQueueEmpty(clients, h.resources.queueUrls.lines!);
   });
 
   it('the coordinator re-wakes a source chain whose wake went to the dead-letter queue, and the output stays exact', async () => {
