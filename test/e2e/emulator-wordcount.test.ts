@@ -17,6 +17,9 @@ import { provisionEmulatorJob } from '../../lib/aws/emulator/provision.js';
 import { resolveCheckpointOptions } from '../../lib/core/options.js';
 import { buildPlan } from '../../lib/graph/plan.js';
 import { loadJob } from '../../lib/embedded/load-job.js';
+import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
+import { loadManifest } from '../../lib/runtime/snapshot-catalog.js';
+import type { Manifest } from '../../lib/core/manifest/model.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 import { compareWithOracle, countWords, describeDiff, generateWordInput, readCommittedOutput } from '../support/wordcount-oracle.js';
 
@@ -31,6 +34,19 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
+
+/** Bytes the word count's files source (`lines`) had read by a snapshot, summed over its file splits. */
+function sourceProgress(manifest: Manifest): number {
+  const source = manifest.operators.find((op) => op.uid === 'lines');
+  if (!source) throw new Error(`checkpoint ${manifest.checkpointId} has no 'lines' operator`);
+  return source.subtasks
+    .flatMap((st) => st.operatorState)
+    .reduce<number>((n, item) => {
+      const offset = (item as { split?: { position?: { offset?: unknown } } }).split?.position?.offset;
+      if (typeof offset !== 'number') throw new Error(`checkpoint ${manifest.checkpointId}: 'lines' holds ${JSON.stringify(item)}, not a file split`);
+      return n + offset;
+    }, 0);
+}
 
 /** A `floe run` child with its stderr lines, killable, awaitable. */
 function floeRun(args: readonly string[]): { lines: string[]; waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpExecArray>; kill: () => void; exit: Promise<number | null> } {
@@ -128,7 +144,14 @@ describe('word count in emulator mode', () => {
     const common = ['examples/wordcount.ts', '--aws-endpoint', endpoint, '--port', '0', '--checkpoint-interval', '300ms'];
     const first = floeRun([...common, ...jobArgs]);
     const started = Date.now();
-    const completed = await first.waitFor(/^\[floe\] checkpoint (\d+) completed: s3:\/\//, 120_000);
+    const completed = await first.waitFor(/^\[floe\] checkpoint (\d+) completed: (s3:\/\/\S+)$/, 120_000);
+    // (a checkpoint really written, with progress to restore: its `_metadata` in the bucket names it, and holds the
+    // source's read offsets past the start and the counts' keyed state files)
+    const storage = new S3CheckpointStorage({ client: awsClients({ endpoint }).s3 });
+    const written = (await loadManifest(storage, completed[2]!)).manifest;
+    expect(written).toMatchObject({ checkpointId: Number(completed[1]), kind: 'checkpoint', endOfInput: false });
+    expect(sourceProgress(written)).toBeGreaterThan(0);
+    expect(written.operators.find((op) => op.uid === 'count')?.subtasks.flatMap((st) => st.keyedState).length).toBeGreaterThan(0);
 
     // When it is SIGKILLed, and run again from the latest checkpoint
     first.kill();
@@ -140,10 +163,14 @@ describe('word count in emulator mode', () => {
     // Otherwise the rerun would have nothing left to do, and the test would prove nothing.
     expect(partial.lines).toBeLessThan(partial.expectedLines);
     const second = floeRun([...common, '--from-checkpoint', 'latest', ...jobArgs]);
-    const restored = await second.waitFor(/^\[floe\] restored from checkpoint \S+ \(checkpoint (\d+), generation (\d+)\)/, 60_000);
-    expect(Number(restored[1])).toBeGreaterThanOrEqual(Number(completed[1]));
+    const restored = await second.waitFor(/^\[floe\] restored from checkpoint (\S+) \(checkpoint (\d+), generation (\d+)\)/, 60_000);
+    const restoredFrom = (await loadManifest(storage, restored[1]!)).manifest;
+    expect(restoredFrom.checkpointId).toBe(Number(restored[2]));
+    expect(restoredFrom.checkpointId).toBeGreaterThanOrEqual(written.checkpointId);
+    // The resume starts where that checkpoint's source had read to, not from the start of the input.
+    expect(sourceProgress(restoredFrom)).toBeGreaterThanOrEqual(sourceProgress(written));
     const code = await second.exit;
-    log(`resumed from checkpoint ${restored[1]} (generation ${restored[2]}); both runs took ${Date.now() - started}ms`);
+    log(`resumed from checkpoint ${restored[2]} (generation ${restored[3]}); both runs took ${Date.now() - started}ms`);
 
     // Then the second run finished, and the committed output equals the oracle's: no gap, no repeat
     expect(code, second.lines.join('\n')).toBe(0);

@@ -27,8 +27,9 @@ import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import { findLatestCheckpoint, listCheckpoints } from '../../lib/runtime/snapshot-catalog.js';
 import { planRestore } from '../../lib/core/restore-planner.js';
 import { keyGroupRange } from '../../lib/graph/key-groups.js';
-import { deleteMessages, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
-import { Scratch, readAll, readCommittedLines, sleep, sorted } from '../support/jobs.js';
+import { deleteMessages, expectQueueEmpty, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
+import { Scratch, readCommittedLines, sleep, sorted } from '../support/jobs.js';
+import { generatedSequence } from '../support/reference-generator.js';
 
 // The operator handler over moto (AWS_ENDPOINT_URL from test/support/moto-global-setup.ts), driven by a tiny loop
 // that receives from the real vertex queues and calls the handlers with Lambda-shaped events, as Lambda's event
@@ -44,13 +45,14 @@ interface Line {
   readonly text: string;
 }
 
-const source = () =>
-  generator<Line>({
-    count: EVENTS,
-    seed: 7,
-    splits: 2,
-    generate: (i, random) => ({ i, text: Array.from({ length: 1 + Math.floor(random() * 3) }, () => `w${Math.floor(random() * VOCABULARY)}`).join(' ') }),
-  });
+/** The lines' definition: `source()` generates them, the oracle re-derives them (test/support/reference-generator.ts). */
+const inputLines = {
+  count: EVENTS,
+  seed: 7,
+  generate: (i: number, random: () => number): Line => ({ i, text: Array.from({ length: 1 + Math.floor(random() * 3) }, () => `w${Math.floor(random() * VOCABULARY)}`).join(' ') }),
+};
+
+const source = () => generator<Line>({ ...inputLines, splits: 2 });
 
 /** lines → flatMap words → keyBy word → running count (`word<TAB>n` per word) → exactly-once files. */
 function wordRunningCounts(name: string, sink: SinkConnector<string>): Job {
@@ -92,11 +94,11 @@ function statefulCollectSink(): CollectSink<string> {
   };
 }
 
-/** The oracle: a plain loop over the same lines. */
+/** The oracle: a plain loop over the lines the generator is defined to yield. */
 async function oracle(): Promise<string[]> {
   const counts = new Map<string, number>();
   const lines: string[] = [];
-  for (const l of await readAll(source(), 2)) {
+  for (const l of generatedSequence(inputLines)) {
     for (const w of l.text.split(' ')) {
       const n = (counts.get(w) ?? 0) + 1;
       counts.set(w, n);
@@ -568,7 +570,7 @@ describe('operator handler on the emulator', () => {
     const after = h.logs.slice(logsAt);
     expect(after.filter((l) => l.message === 'step')).toEqual([]);
     expect(after.some((l) => l.message === 'messages of a cancelled job dropped')).toBe(true);
-    for (const v of h.plan.vertices) expect(await receiveMessages(clients, h.resources.queueUrls[v.id]!, { waitSeconds: 1 })).toEqual([]);
+    for (const v of h.plan.vertices) await expectQueueEmpty(clients, h.resources.queueUrls[v.id]!);
     // And neither a tick nor a trigger starts a checkpoint; no state changed and no output was committed
     await h.tasks.tick();
     await h.tasks.dispatch({ type: 'trigger', now: Date.now(), request: { requestId: 'after-cancel', kind: 'savepoint' } });
@@ -621,7 +623,7 @@ describe('operator handler on the emulator', () => {
     const d = await deliver(h, 'lines', h.handlers.lines, 1);
     expect(d?.response.batchItemFailures).toEqual([]);
     expect(h.logs.slice(logsAt).filter((l) => l.message === 'step').map((l) => [l.wake, l.recordsIn, l.nextWake])).toEqual([['stale', 0, undefined]]);
-    expect(await receiveMessages(clients, h.resources.queueUrls.lines!, { waitSeconds: 1 })).toEqual([]);
+    await expectQueueEmpty(clients, h.resources.queueUrls.lines!);
   });
 
   it('the coordinator re-wakes a source chain whose wake went to the dead-letter queue, and the output stays exact', async () => {

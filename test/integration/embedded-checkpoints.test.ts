@@ -4,7 +4,7 @@ import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-
 import { listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalog.js';
 import { Layout, resolveRelative } from '../../lib/core/manifest/layout.js';
 import type { CheckpointRecord } from '../../lib/core/coordinator/types.js';
-import { Scratch, captureLog, keyedEvents, readAll, runOptions, runningCountsJob, runningCountsOracle, sorted, type KeyedEventsOptions } from '../support/jobs.js';
+import { Scratch, captureLog, expectedKeyedEvents, runOptions, runningCountsJob, runningCountsOracle, sorted, type KeyedEventsOptions } from '../support/jobs.js';
 
 const scratch = new Scratch();
 afterEach(() => scratch.cleanup());
@@ -52,7 +52,7 @@ describe('checkpoint retention, embedded', () => {
     expect(everything.filter((f) => !f.startsWith(`${shared}/`)).every((f) => dirs.some((d) => f.startsWith(`${d.dir}/`))), everything.join('\n')).toBe(true);
 
     // And the output is still exactly-once
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
   });
 });
 
@@ -70,7 +70,7 @@ describe('incremental checkpoints, embedded', () => {
     const runner = new EmbeddedRunner(runningCountsJob({ ...input, sink }), runOptions(await scratch.dir(), log, { checkpoint: { interval: 50, incremental } }));
     const outcome = await runner.run();
     expect(outcome.state, text()).toBe('FINISHED');
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
     return completedCheckpoints(runner.coordinatorState().history);
   }
 

@@ -10,8 +10,8 @@ import {
   Scratch,
   awaitTrigger,
   captureLog,
+  expectedKeyedEvents,
   keyedEvents,
-  readAll,
   runOptions,
   runningCountsJob,
   runningCountsOracle,
@@ -76,7 +76,7 @@ describe('savepoints and rescaling, embedded', () => {
     expect(text()).toContain("operator 'count' rescaled from parallelism 2 to 4");
     expect(text()).toContain("operator 'count' rescaled from parallelism 4 to 1");
     expect(last.overview().restoredFrom).toMatchObject({ kind: 'savepoint', path: second });
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
   });
 
   it("stop-with-savepoint ('stop') ends the run FINISHED with the savepoint, and a rescaled restore continues from it", async () => {
@@ -100,7 +100,7 @@ describe('savepoints and rescaling, embedded', () => {
     expect(manifest.kind).toBe('savepoint');
     expect(manifest.endOfInput).toBe(false);
     const stoppedAt = sink.committed.length;
-    expect(stoppedAt).toBeLessThan(runningCountsOracle(await readAll(keyedEvents(input))).length);
+    expect(stoppedAt).toBeLessThan(runningCountsOracle(expectedKeyedEvents(input)).length);
 
     // And a restore at parallelism 2 completes the output exactly once
     const resumed = new EmbeddedRunner(
@@ -108,7 +108,7 @@ describe('savepoints and rescaling, embedded', () => {
       runOptions(checkpoints, log, { restore: { kind: 'path', path: outcome.savepoint! } }),
     );
     expect((await resumed.run()).state, text()).toBe('FINISHED');
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
   });
 });
 
@@ -183,7 +183,7 @@ describe('restoring into a changed job, embedded', () => {
     const allowed = new EmbeddedRunner(withoutCount(sink), runOptions(checkpoints, log, { restore: { kind: 'path', path: savepoint }, allowNonRestoredState: true }));
     expect((await allowed.run()).state, text()).toBe('FINISHED');
     expect(text()).toMatch(/state of operator\(s\) 'count' is not restored/);
-    const all = await readAll(keyedEvents(input));
+    const all = expectedKeyedEvents(input);
     expect(sink.committed.length).toBeGreaterThan(0);
     expect(sink.committed.length).toBeLessThan(all.length);
   });
@@ -204,7 +204,7 @@ describe('restoring into a changed job, embedded', () => {
     // Then it runs; 'dedupe' starts empty while 'count' continues its counts from the savepoint
     expect(outcome.state, text()).toBe('FINISHED');
     expect(text()).toContain("operator 'dedupe' is not in savepoint");
-    const all = await readAll(keyedEvents(input));
+    const all = expectedKeyedEvents(input);
     const upper = (e: { key: string; i: number }) => ({ ...e, key: e.key.toUpperCase() });
     const oracle = runningCountsOracle(all.map(upper));
     const before = v1.committed;

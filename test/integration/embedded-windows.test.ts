@@ -13,7 +13,6 @@ import {
   firingsByKey,
   listSource,
   parseFiring,
-  readAll,
   readCommittedLines,
   runOptions,
   simulateTumblingCounts,
@@ -23,6 +22,7 @@ import {
   windowCountsJob,
   type WindowFiring,
 } from '../support/jobs.js';
+import { generatedSequence } from '../support/reference-generator.js';
 
 /** Records a source subtask reads per step at most (SubtaskConfig.sourceChunkSize's default). */
 const SOURCE_CHUNK = 2048;
@@ -52,7 +52,7 @@ describe('event-time windows, embedded', () => {
     // sourceChunkSize, 2048 records by default) and the watermark moves between chunks; the input is built so that no
     // click's fate (counted or dropped) depends on where a chunk ends, and the oracle knows which late clicks came
     // certainly after their window fired.
-    const clicks = await readAll(generator({ generate: clickAt, count, seed: CLICKS_SEED }));
+    const clicks = generatedSequence({ generate: clickAt, count, seed: CLICKS_SEED });
     const oracle = chunkedWindowOracle(
       clicks.map((c) => ({ key: c.user, ts: c.ts })),
       { size: CLICK_WINDOW.sizeMs, allowedLateness: CLICK_WINDOW.allowedLatenessMs, outOfOrderness: CLICK_WINDOW.outOfOrdernessMs, maxChunk: SOURCE_CHUNK },
@@ -142,7 +142,8 @@ describe('event-time windows, embedded', () => {
     // Given in-order records (none late, whatever the watermark does after the restore) and a hook that throws once,
     // at the 3000th record or the first one after that once a checkpoint completed
     const semantics = { size: 1_000, allowedLateness: 500, outOfOrderness: 100 };
-    const events = generator({ generate: (i) => ({ key: `k${i % 7}`, ts: i * 5 }), count: 8_000, ratePerSecond: 8_000 });
+    const definition = { generate: (i: number) => ({ key: `k${i % 7}`, ts: i * 5 }), count: 8_000 };
+    const events = generator({ ...definition, ratePerSecond: 8_000 });
     const failure = new FailOnce(3_000);
     const sink = scratch.collector<string>('restart');
     const { log, text } = captureLog();
@@ -157,14 +158,15 @@ describe('event-time windows, embedded', () => {
     expect(outcome.state, text()).toBe('FINISHED');
     expect(failure.thrown).toBe(true);
     expect(runner.overview().restarts).toBe(1);
-    expect([...sink.committed].sort()).toEqual(simulateTumblingCounts(await readAll(events), semantics).firings.map(firingLine).sort());
+    expect([...sink.committed].sort()).toEqual(simulateTumblingCounts(generatedSequence(definition), semantics).firings.map(firingLine).sort());
   });
 
   it('with no late data every (key, window) fires once with its exact count', async () => {
     // Given in-order timestamps (the watermark never passes a record's window before the record) and a window
     // operator at parallelism 3 that checkpoints every 50ms
     const semantics = { size: 1_000, allowedLateness: 0, outOfOrderness: 200 };
-    const events = generator({ generate: (i, random) => ({ key: `u${Math.floor(random() * 7)}`, ts: i * 7 + Math.floor(random() * 100) }), count: 20_000, seed: 3 });
+    const definition = { generate: (i: number, random: () => number) => ({ key: `u${Math.floor(random() * 7)}`, ts: i * 7 + Math.floor(random() * 100) }), count: 20_000, seed: 3 };
+    const events = generator(definition);
     const sink = scratch.collector<string>('exact');
     const { log, text } = captureLog();
     const runner = new EmbeddedRunner(windowCountsJob({ events, sink, semantics, parallelism: 3 }), runOptions(await scratch.dir(), log));
@@ -174,7 +176,7 @@ describe('event-time windows, embedded', () => {
 
     // Then the firings are those of a plain count per (key, window)
     expect(outcome.state, text()).toBe('FINISHED');
-    const input = await readAll(events);
+    const input = generatedSequence(definition);
     const counts = new Map<string, WindowFiring>();
     for (const e of input) {
       const start = e.ts - (e.ts % semantics.size);
@@ -189,8 +191,8 @@ describe('event-time windows, embedded', () => {
 describe('stop-with-savepoint of a windowed job', () => {
   const semantics = { size: 1_000, allowedLateness: 0, outOfOrderness: 0 };
   // One record every 10ms of event time, three keys: 100 records per second of event time.
-  const eventsAt = (count: number, ratePerSecond?: number) =>
-    generator({ generate: (i) => ({ key: `k${i % 3}`, ts: i * 10 }), count, ...(ratePerSecond !== undefined ? { ratePerSecond } : {}) });
+  const eventAt = (i: number) => ({ key: `k${i % 3}`, ts: i * 10 });
+  const eventsAt = (count: number, ratePerSecond?: number) => generator({ generate: eventAt, count, ...(ratePerSecond !== undefined ? { ratePerSecond } : {}) });
   const windowCounts = (input: readonly { key: string; ts: number }[]) => simulateTumblingCounts(input, semantics).firings.map(firingLine).sort();
 
   it("'drain' fires every pending window before the savepoint; 'stop' leaves them in state, and a restore finishes them", async () => {
@@ -236,7 +238,7 @@ describe('stop-with-savepoint of a windowed job', () => {
         const end = await resumed.run();
         expect(end.state, text()).toBe('FINISHED');
         expect(raw.committed.length).toBe(total);
-        expect([...sink.committed].sort()).toEqual(windowCounts(await readAll(eventsAt(total))));
+        expect([...sink.committed].sort()).toEqual(windowCounts(generatedSequence({ generate: eventAt, count: total })));
       }
     }
   });

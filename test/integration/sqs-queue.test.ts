@@ -158,6 +158,45 @@ async function pollUntil(options: SqsEventSourcePollerOptions, until: () => void
   return poller;
 }
 
+/** One ReceiveMessage request an instrumented client made: when it started and ended (in request order), and what it got. */
+interface ReceiveCall {
+  readonly startedAt: number;
+  endedAt?: number;
+  /** Envelope ids (`group:seq`) the request returned, once it has ended. */
+  got?: string[];
+}
+
+/**
+ * An SQS client of its own whose ReceiveMessage requests are recorded by a middleware, so a test can wait for a known
+ * number of polls and see what each returned, instead of trusting the poller's own counters or a fixed sleep. `tick`
+ * orders the recorded requests against the test's own steps.
+ */
+function instrumentedSqs(): { readonly client: SQSClient; readonly receives: ReceiveCall[]; tick(): number } {
+  const client = awsClients().sqs;
+  const receives: ReceiveCall[] = [];
+  let clock = 0;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== 'ReceiveMessageCommand') return next(args);
+      const call: ReceiveCall = { startedAt: ++clock };
+      receives.push(call);
+      try {
+        const result = await next(args);
+        const messages = (result.output as { Messages?: Message[] }).Messages ?? [];
+        call.got = messages.map((m) => {
+          const e = decodeEnvelope(m.Body!);
+          return `${e.to.subtask}:${e.seq}`;
+        });
+        return result;
+      } finally {
+        call.endedAt = ++clock;
+      }
+    },
+    { step: 'initialize', name: 'floeTestReceiveRecorder' },
+  );
+  return { client, receives, tick: () => ++clock };
+}
+
 /** Envelope sequence number of a record, for handlers that only need to know which message it is. */
 const seqOf = (r: SqsRecord): number => decodeEnvelope(r.body).seq;
 
@@ -314,7 +353,9 @@ describe('SQS FIFO transport on the emulator', () => {
     const released = new Promise<void>((r) => (release = r));
     const seen: string[] = [];
 
-    const poller = new SqsEventSourcePoller(sqs, {
+    const { client, receives, tick } = instrumentedSqs();
+
+    const poller = new SqsEventSourcePoller(client, {
       queueUrl: q.url,
       waitTimeSeconds: 1,
       batchSize: 1,
@@ -329,9 +370,16 @@ describe('SQS FIFO transport on the emulator', () => {
     });
     await poller.start();
     try {
-      // While 0:1 is being handled, group 1 drains through the other loop, and 0:2 is not handed out.
+      // While 0:1 is being handled, group 1 drains through the other loop
       await vi.waitFor(() => expect(seen).toEqual(expect.arrayContaining(['0:1', '1:1', '1:2', '1:3'])), { timeout: 20_000, interval: 50 });
-      await new Promise((r) => setTimeout(r, 1500));
+      // and goes on with a message of group 1 sent after 0:2 was queued, which must come out while 0:2 stays held
+      await s.send([toSubtask(1, 4)]);
+      await vi.waitFor(() => expect(seen).toContain('1:4'), { timeout: 20_000, interval: 50 });
+      // and the poller receives at least twice more, from start to end after 1:4 came out, while 0:1 is still in hand:
+      // each of those receives could have returned 0:2, and none did.
+      const from = tick();
+      await vi.waitFor(() => expect(receives.filter((c) => c.startedAt > from && c.endedAt !== undefined).length).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 50 });
+      expect(receives.flatMap((c) => c.got ?? [])).not.toContain('0:2');
       expect(seen).not.toContain('0:2');
       release();
       await vi.waitFor(() => expect(seen).toContain('0:2'), { timeout: 20_000, interval: 50 });
@@ -340,9 +388,9 @@ describe('SQS FIFO transport on the emulator', () => {
       await poller.stop();
     }
 
-    expect(seen.filter((id) => id.startsWith('1:'))).toEqual(['1:1', '1:2', '1:3']);
+    expect(seen.filter((id) => id.startsWith('1:'))).toEqual(['1:1', '1:2', '1:3', '1:4']);
     expect(seen.indexOf('0:2')).toBeGreaterThan(seen.indexOf('0:1'));
-    expect(seen).toHaveLength(5);
+    expect(seen).toHaveLength(6);
   });
 
   it('short-polls with a pause after an empty receive that a finished batch of its own cuts short', async () => {
@@ -353,7 +401,8 @@ describe('SQS FIFO transport on the emulator', () => {
     const released = new Promise<void>((r) => (release = r));
     const seen: number[] = [];
     const pauses: number[] = [];
-    const poller = new SqsEventSourcePoller(sqs, {
+    const { client, receives, tick } = instrumentedSqs();
+    const poller = new SqsEventSourcePoller(client, {
       queueUrl: q.url,
       waitTimeSeconds: 0,
       batchSize: 1,
@@ -375,13 +424,29 @@ describe('SQS FIFO transport on the emulator', () => {
     try {
       // When the other loop's receive comes back empty
       await vi.waitFor(() => expect(pauses).toEqual([50]), { timeout: 20_000, interval: 20 });
-      await new Promise((r) => setTimeout(r, 300));
+      // (and the test then lets a timer of its own expire, set after the pause began and due after it would have ended:
+      // Node runs timers in the order they are due, so a loop that polled again without pausing, or after a timer of
+      // the pause's length instead of the injected sleep, has sent that receive before this timer fires however slow
+      // the machine; the requests after it, through the same client, let any such receive reach the recorder)
+      await new Promise((r) => setTimeout(r, 4 * 50));
+      for (let i = 0; i < 3; i++) await client.send(new GetQueueAttributesCommand({ QueueUrl: q.url, AttributeNames: ['ApproximateNumberOfMessages'] }));
 
-      // Then it pauses instead of polling again, until the batch in flight is done; the next message follows at once
+      // Then it pauses instead of polling again: two receives were made, both are over, one got 1 and one nothing
+      expect(receives.map((c) => ({ got: c.got, over: c.endedAt !== undefined }))).toEqual(
+        expect.arrayContaining([
+          { got: ['0:1'], over: true },
+          { got: [], over: true },
+        ]),
+      );
+      expect(receives).toHaveLength(2);
       expect(poller.stats.emptyReceives).toBe(1);
       expect(seen).toEqual([1]);
+      // until the batch in flight is done; the next message follows, received after the release
+      const releasedAt = tick();
       release();
       await vi.waitFor(() => expect(seen).toEqual([1, 2]), { timeout: 20_000, interval: 20 });
+      const gotSecond = receives.find((c) => c.got?.includes('0:2'));
+      expect(gotSecond?.startedAt).toBeGreaterThan(releasedAt);
     } finally {
       release();
       await poller.stop();

@@ -15,6 +15,7 @@ import {
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
   type Message,
+  type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
 import { createCoordinatorTable } from '../../lib/adapters/aws/coordinator-store.js';
@@ -123,6 +124,30 @@ export async function provisionAwsJob(options: ProvisionAwsJobOptions): Promise<
 }
 
 /** Receives up to 10 messages (all attributes), leaving them in flight; `waitSeconds` is the long-poll wait. */
+/** A queue's message counts: visible, in flight (received, not yet deleted or timed out), and delayed. */
+export async function queueDepth(clients: AwsClients, queueUrl: string): Promise<{ visible: number; inFlight: number; delayed: number }> {
+  const { Attributes: a } = await clients.sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] }),
+  );
+  const n = (name: QueueAttributeName) => {
+    const v = a?.[name];
+    if (v === undefined || !/^\d+$/.test(v)) throw new Error(`queue ${queueUrl} has no ${name} attribute (got ${JSON.stringify(a)})`);
+    return Number(v);
+  };
+  return { visible: n('ApproximateNumberOfMessages'), inFlight: n('ApproximateNumberOfMessagesNotVisible'), delayed: n('ApproximateNumberOfMessagesDelayed') };
+}
+
+/**
+ * Checks a queue holds nothing: no visible, in-flight or delayed message by its attributes (an empty receive alone
+ * cannot tell an empty queue from one whose messages are in flight), and a receive then gets nothing either.
+ */
+export async function expectQueueEmpty(clients: AwsClients, queueUrl: string): Promise<void> {
+  const depth = await queueDepth(clients, queueUrl);
+  if (depth.visible + depth.inFlight + depth.delayed !== 0) throw new Error(`queue ${queueUrl} is not empty: ${JSON.stringify(depth)}`);
+  const got = await receiveMessages(clients, queueUrl, { waitSeconds: 1 });
+  if (got.length > 0) throw new Error(`queue ${queueUrl} is not empty: a receive got ${got.map((m) => m.Body).join(', ')}`);
+}
+
 export async function receiveMessages(clients: AwsClients, queueUrl: string, options: { waitSeconds?: number; visibilityTimeoutSeconds?: number } = {}): Promise<Message[]> {
   const res = await clients.sqs.send(
     new ReceiveMessageCommand({

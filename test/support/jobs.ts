@@ -5,12 +5,15 @@ import { randomUUID } from 'node:crypto';
 import { Job, tumblingEventTimeWindows, valueState, type SinkConnector, type SourceConnector, type SourceSplit } from '../../lib/index.js';
 import { generator } from '../../lib/connectors/generator.js';
 import { collectSink, resetCollector, type CollectSink } from '../../lib/connectors/collect-sink.js';
+import { generatedSequence } from './reference-generator.js';
 import type { EmbeddedRunner, EmbeddedRunOptions, RunOutcome } from '../../lib/embedded/embedded-runner.js';
 import type { TriggerStatus } from '../../lib/rest/job-control.js';
+import type { Manifest } from '../../lib/core/manifest/model.js';
 
 // Shared jobs, sources and oracles for the embedded integration tests. Every builder has safe defaults; a test
-// overrides only what it is about. Oracles are plain loops over the same input the job reads, never numbers
-// copied from a run.
+// overrides only what it is about. Oracles are plain loops over the input the job is defined to read (generated
+// input re-derived from the generator's definition, never read back through the connector), never numbers copied
+// from a run.
 
 // ---------------------------------------------------------------------------------------------------------------
 // Scratch space, logs, waiting
@@ -119,19 +122,6 @@ export function sorted<T>(values: readonly T[]): T[] {
 // ---------------------------------------------------------------------------------------------------------------
 // Sources
 
-/** Reads a source connector to its end, split by split in order: the input the job will see, for oracles. */
-export async function readAll<T>(connector: SourceConnector<T>, parallelism = 1): Promise<T[]> {
-  const out: T[] = [];
-  for (let split of await connector.createSplits(parallelism)) {
-    while (!split.done) {
-      const r = await connector.read(split, 4096, { now: () => 0 });
-      out.push(...r.values);
-      split = r.split;
-    }
-  }
-  return out;
-}
-
 /**
  * A replayable source over a fixed list, one split, at most `perRead` values per read (default 1): with one value per
  * read, the source's watermark advances after every record, so event-time tests control exactly what is late.
@@ -176,17 +166,76 @@ export interface KeyedEventsOptions {
   readonly keyOf?: (i: number, random: () => number) => string;
 }
 
-/** A seeded generator of keyed events. */
-export function keyedEvents(o: KeyedEventsOptions = {}): SourceConnector<KeyedEvent> {
+/** The count, seed and element builder of the keyed events, with their defaults. */
+function keyedEventDefinition(o: KeyedEventsOptions): { count: number; seed: number; generate: (i: number, random: () => number) => KeyedEvent } {
   const keys = o.keys ?? 20;
   const keyOf = o.keyOf ?? ((_i: number, random: () => number) => `k${Math.floor(random() * keys)}`);
+  return { count: o.count ?? 3000, seed: o.seed ?? 1, generate: (i, random) => ({ key: keyOf(i, random), i }) };
+}
+
+/** A seeded generator of keyed events. */
+export function keyedEvents(o: KeyedEventsOptions = {}): SourceConnector<KeyedEvent> {
   return generator<KeyedEvent>({
-    generate: (i, random) => ({ key: keyOf(i, random), i }),
-    count: o.count ?? 3000,
-    seed: o.seed ?? 1,
+    ...keyedEventDefinition(o),
     splits: o.splits ?? 2,
     ...(o.ratePerSecond !== undefined ? { ratePerSecond: o.ratePerSecond } : {}),
   });
+}
+
+/**
+ * The events `keyedEvents(o)` must yield, in index order, derived from the generator's documented definition by a
+ * plain loop (test/support/reference-generator.ts) rather than by reading the connector: an oracle that a generator
+ * dropping, repeating or mis-seeding events disagrees with. Checks it holds one event per index 0 .. count-1.
+ */
+export function expectedKeyedEvents(o: KeyedEventsOptions = {}): KeyedEvent[] {
+  const definition = keyedEventDefinition(o);
+  const events = generatedSequence(definition);
+  if (events.length !== definition.count || events.some((e, i) => e.i !== i)) {
+    throw new Error(`the keyed-events oracle has ${events.length} events, not one for each index 0 .. ${definition.count - 1}`);
+  }
+  return events;
+}
+
+/**
+ * The keyed events a snapshot shows its generator source `uid` had read: for each generator split, the events before
+ * the position the snapshot holds for it (split `s` of `n` yields the indices s, s + n, ...). The running counts of
+ * these are the output the snapshot covers.
+ */
+export function keyedEventsReadAt(manifest: Manifest, o: KeyedEventsOptions = {}, sourceUid = 'events'): KeyedEvent[] {
+  const source = manifest.operators.find((op) => op.uid === sourceUid);
+  if (!source) throw new Error(`snapshot ${manifest.checkpointId} has no operator '${sourceUid}'`);
+  const emitted = new Map<number, number>();
+  let splits: number | undefined;
+  for (const item of source.subtasks.flatMap((st) => st.operatorState)) {
+    const position = (item as { split?: { position?: { split?: unknown; splits?: unknown; emitted?: unknown } } }).split?.position;
+    if (typeof position?.split !== 'number' || typeof position.splits !== 'number' || typeof position.emitted !== 'number') {
+      throw new Error(`snapshot ${manifest.checkpointId}: '${sourceUid}' holds ${JSON.stringify(item)}, not a generator split`);
+    }
+    splits = position.splits;
+    emitted.set(position.split, position.emitted);
+  }
+  if (splits === undefined || emitted.size !== splits) throw new Error(`snapshot ${manifest.checkpointId}: '${sourceUid}' holds positions of splits ${[...emitted.keys()].join(', ')}, not of all ${splits ?? '?'}`);
+  const n = splits;
+  return expectedKeyedEvents(o).filter((e) => Math.floor(e.i / n) < emitted.get(e.i % n)!);
+}
+
+/**
+ * Checks that committed running-count lines are, for each key, exactly the first N lines of that key's running counts
+ * in order (`key<TAB>1` .. `key<TAB>N`, no gap, no repeat, no reordering), with N at most the key's count in `events`.
+ * Returns N per key.
+ */
+export function expectRunningCountPrefixes(committed: readonly string[], events: readonly KeyedEvent[]): Map<string, number> {
+  const total = new Map<string, number>();
+  for (const e of events) total.set(e.key, (total.get(e.key) ?? 0) + 1);
+  const seen = new Map<string, number>();
+  committed.forEach((line, at) => {
+    const [key, n, ...rest] = line.split('\t');
+    const next = (seen.get(key!) ?? 0) + 1;
+    if (rest.length > 0 || n !== String(next)) throw new Error(`committed line ${at} is ${JSON.stringify(line)}, but the next running count of '${key}' is ${countLine(key!, next)}`);
+    if (next > (total.get(key!) ?? 0)) throw new Error(`committed line ${at} (${JSON.stringify(line)}) is past the ${total.get(key!) ?? 0} events of '${key}'`);
+    seen.set(key!, next);
+  });
+  return seen;
 }
 
 /**

@@ -4,6 +4,7 @@
  * Set FLOE_AWS_ENDPOINT to run the same tests against another emulator (LocalStack, fakecloud) instead.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { CreateStateMachineCommand, DeleteStateMachineCommand, DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -70,14 +71,55 @@ export default async function setup(): Promise<() => Promise<void>> {
     stdio: ['ignore', log, log],
     env: { ...process.env, MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR: 'false' },
   });
-  await waitReady(url, child);
-  // Step Functions executes state machines only when asked to, before any is created.
-  await fetch(`${url}/moto-api/config`, { method: 'POST', body: JSON.stringify({ stepfunctions: { execute_state_machine: true } }) });
-  process.env.AWS_ENDPOINT_URL = url;
-  return async () => {
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     clearTimeout(timer);
   };
+  try {
+    await waitReady(url, child);
+    await enableStepFunctionsExecution(url);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  process.env.AWS_ENDPOINT_URL = url;
+  return stop;
+}
+
+/**
+ * Step Functions executes state machines only when asked to, before any is created. Fails the setup when the request
+ * is refused, and when a one-state probe machine then does not run to completion (moto's config answer does not echo
+ * the Step Functions setting), since every coordinator test would otherwise wait for executions that never run.
+ */
+async function enableStepFunctionsExecution(url: string): Promise<void> {
+  const res = await fetch(`${url}/moto-api/config`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ stepfunctions: { execute_state_machine: true } }) });
+  if (!res.ok) throw new Error(`moto setup: turning on Step Functions execution failed: HTTP ${res.status} ${await res.text()}`);
+  await res.body?.cancel();
+  const sfn = new SFNClient({ endpoint: url, region: process.env.AWS_REGION, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  try {
+    const { stateMachineArn } = await sfn.send(
+      new CreateStateMachineCommand({
+        name: `floe-moto-setup-probe-${process.pid}`,
+        roleArn: 'arn:aws:iam::123456789012:role/floe-moto-setup-probe',
+        definition: JSON.stringify({ StartAt: 'Probe', States: { Probe: { Type: 'Pass', Result: { executed: true }, End: true } } }),
+      }),
+    );
+    const { executionArn } = await sfn.send(new StartExecutionCommand({ stateMachineArn, input: '{}' }));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const execution = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+      if (execution.status === 'SUCCEEDED' && (JSON.parse(execution.output ?? 'null') as { executed?: unknown } | null)?.executed === true) break;
+      if (execution.status !== 'RUNNING' || Date.now() > deadline) {
+        throw new Error(`moto setup: Step Functions execution is off (a Pass-state probe is ${execution.status} with output ${execution.output ?? 'none'} after turning it on)`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await sfn.send(new DeleteStateMachineCommand({ stateMachineArn }));
+  } finally {
+    sfn.destroy();
+  }
 }

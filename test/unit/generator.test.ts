@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { generator, mulberry32 } from '../../lib/connectors/generator.js';
 import type { SourceConnector, SourceSplit } from '../../lib/api/connector.js';
+import { generatedSequence, mulberry32Reference } from '../support/reference-generator.js';
 
 const ctx = { now: () => 0 };
 
@@ -76,6 +77,16 @@ describe('generator', () => {
     expect((await read(1)).map((v) => v.r)).not.toEqual((await read(2)).map((v) => v.r));
   });
 
+  it.each([1, 3, 8])('yields exactly its documented sequence (re-derived by a plain loop) when cut into %i splits', async (splits) => {
+    const definition = { generate: (index: number, random: () => number) => ({ index, r: random(), r2: random() }), count: 500, seed: 11 };
+    const source = generator({ ...definition, splits });
+
+    const values = (await drain(source, await source.createSplits(splits), 7)).flat();
+
+    expect(values).toHaveLength(500);
+    expect(values.sort(byIndex)).toEqual(generatedSequence(definition));
+  });
+
   it('is unbounded without a count and keeps going', async () => {
     const source = numbered();
     const [split] = await source.createSplits(1);
@@ -96,5 +107,11 @@ describe('mulberry32', () => {
     expect(Array.from({ length: 1000 }, () => b())).toEqual(draws);
     expect(draws.every((x) => x >= 0 && x < 1)).toBe(true);
     expect(new Set(draws).size).toBe(1000);
+  });
+
+  it.each([0, 1, 42, 0x9747b28c, 0xffffffff])('draws what the reference algorithm draws for seed %i', (seed) => {
+    const floe = mulberry32(seed);
+    const reference = mulberry32Reference(seed);
+    expect(Array.from({ length: 200 }, () => floe())).toEqual(Array.from({ length: 200 }, () => reference()));
   });
 });

@@ -1,36 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { keyGroupOf, keyGroupRange, murmur3, serializeKey, subtaskForKeyGroup } from '../../lib/graph/key-groups.js';
+import { murmur3Bytes, utf16le } from '../support/reference-generator.js';
 
-/** An independent MurmurHash3_x86_32 over bytes, written from the reference algorithm, to compare against. */
-function murmur3Bytes(bytes: Uint8Array, seed = 0): number {
-  const c1 = 0xcc9e2d51;
-  const c2 = 0x1b873593;
-  const rotl = (x: number, r: number) => (x << r) | (x >>> (32 - r));
-  let h = seed >>> 0;
-  const blocks = bytes.length & ~3;
-  for (let i = 0; i < blocks; i += 4) {
-    let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    k = Math.imul(rotl(Math.imul(k, c1), 15), c2);
-    h = (Math.imul(rotl(h ^ k, 13), 5) + 0xe6546b64) | 0;
-  }
-  const tail = bytes.length & 3;
-  if (tail > 0) {
-    let k = 0;
-    if (tail === 3) k ^= bytes[blocks + 2]! << 16;
-    if (tail >= 2) k ^= bytes[blocks + 1]! << 8;
-    k ^= bytes[blocks]!;
-    h ^= Math.imul(rotl(Math.imul(k, c1), 15), c2);
-  }
-  h ^= bytes.length;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-const utf16le = (s: string) => new Uint8Array(Buffer.from(s, 'utf16le'));
 const utf8 = (s: string) => new Uint8Array(Buffer.from(s, 'utf8'));
 
 describe('murmur3', () => {
