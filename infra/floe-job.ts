@@ -295,7 +295,9 @@ export class FloeJob extends Construct {
       definitionBody: sfn.DefinitionBody.fromString((props.coordinatorDefinition ?? defaultCoordinatorDefinition)({ jobName, checkpointTimeoutMs: r.checkpoint.timeout })),
       definitionSubstitutions: substitutions,
       tracingEnabled: true,
-      logs: stateMachineLogging('StateMachineLogs', true),
+      // Every state's input and output would carry the waitForTaskToken tokens ($$.Task.Token in the task messages),
+      // and anyone who can read the log group could answer a task with one: the logs record events, not data.
+      logs: stateMachineLogging('StateMachineLogs', false),
     });
     // Trigger, Abort and Complete are sqs:sendMessage.waitForTaskToken tasks; Check is a dynamodb:getItem.
     this.coordinatorQueue.grantSendMessages(this.stateMachine);

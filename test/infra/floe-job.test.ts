@@ -321,6 +321,12 @@ describe('FloeJob coordinator', () => {
     });
   });
 
+  it('logs no execution data of either state machine, so no task token reaches CloudWatch Logs', () => {
+    const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine')) as { Properties: { LoggingConfiguration: Record<string, unknown> } }[];
+    expect(machines).toHaveLength(2);
+    for (const m of machines) expect(m.Properties.LoggingConfiguration).toMatchObject({ Level: 'ALL', IncludeExecutionData: false });
+  });
+
   it('consumes the coordinator-tasks queue and may answer the state machine and start its executions', () => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: stack.resolve(floeJob.coordinatorFunction.functionName),
