@@ -93,6 +93,11 @@ export interface FloeJobProps {
   readonly scheduleEnabled?: boolean;
   /** Builds the coordinator state machine's ASL. @default defaultCoordinatorDefinition (lib/adapters/aws/coordinator-state-machine.ts) */
   readonly coordinatorDefinition?: CoordinatorDefinitionFactory;
+  /**
+   * Actions every alarm of the job runs when it goes into alarm (dead-letter queues, function errors and throttles,
+   * failed or timed-out executions), e.g. `[new cloudwatchActions.SnsAction(topic)]`; `job.alarms` takes more. @default [] (the alarms only change state)
+   */
+  readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
 }
 
 /** Props of {@link FloeJob.fromJobFile}: FloeJobProps without the built job. */
@@ -106,7 +111,12 @@ export interface VertexResources {
   readonly function: nodejs.NodejsFunction;
   readonly queue: sqs.Queue;
   readonly deadLetterQueue: sqs.Queue;
+  /** In alarm while the dead-letter queue holds a message. */
   readonly deadLetterAlarm: cloudwatch.Alarm;
+  /** In alarm after a five-minute period in which an invocation of the function failed (a crash or a timeout, not a failed step: those come back as batch item failures). */
+  readonly errorsAlarm: cloudwatch.Alarm;
+  /** In alarm after a five-minute period in which an invocation of the function was throttled. */
+  readonly throttlesAlarm: cloudwatch.Alarm;
 }
 
 /** Lambda's limit on a function's environment (keys and values). */
@@ -174,7 +184,12 @@ export class FloeJob extends Construct {
   readonly schedule?: scheduler.Schedule;
   /** Express state machine ticking the coordinator every `checkpoint.interval` when that is below a minute. */
   readonly ticker?: sfn.StateMachine;
-  /** One alarm per dead-letter queue (messages visible > 0); add actions to be told. */
+  /**
+   * Every alarm of the job: one per dead-letter queue (a message visible), an Errors and a Throttles alarm per
+   * function, and a failed- and a timed-out-executions alarm per state machine (a failed checkpoint execution is an
+   * aborted checkpoint, a refused trigger or a task that failed for good). No data (an idle job) is not an alarm.
+   * Each runs `alarmActions`; add others (OK actions, say) here.
+   */
   readonly alarms: readonly cloudwatch.Alarm[];
 
   constructor(scope: Construct, id: string, props: FloeJobProps) {
@@ -231,10 +246,11 @@ export class FloeJob extends Construct {
 
     // ---- queues --------------------------------------------------------------------------------------------------
     const alarms: cloudwatch.Alarm[] = [];
-    const deadLetterAlarm = (scope: Construct, id: string, queue: sqs.IQueue, what: string) => {
+    /** An alarm on any datapoint above 0; missing data (nothing ran, nothing failed) is not breaching. */
+    const alarmAboveZero = (scope: Construct, id: string, metric: cloudwatch.IMetric, what: string) => {
       const alarm = new cloudwatch.Alarm(scope, id, {
         alarmDescription: `Floe job '${jobName}': ${what}`,
-        metric: queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+        metric,
         threshold: 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         evaluationPeriods: 1,
@@ -242,6 +258,17 @@ export class FloeJob extends Construct {
       });
       alarms.push(alarm);
       return alarm;
+    };
+    const deadLetterAlarm = (scope: Construct, id: string, queue: sqs.IQueue, what: string) =>
+      alarmAboveZero(scope, id, queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }), what);
+    const fiveMinuteSum = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
+    const functionAlarms = (scope: Construct, fn: lambda.IFunction, who: string) => ({
+      errorsAlarm: alarmAboveZero(scope, 'ErrorsAlarm', fn.metricErrors(fiveMinuteSum), `an invocation of ${who} failed (crashed or timed out)`),
+      throttlesAlarm: alarmAboveZero(scope, 'ThrottlesAlarm', fn.metricThrottles(fiveMinuteSum), `an invocation of ${who} was throttled (reserved or account concurrency exhausted)`),
+    });
+    const executionAlarms = (machine: sfn.StateMachine, id: string, what: string) => {
+      alarmAboveZero(this, `${id}FailedAlarm`, machine.metricFailed(fiveMinuteSum), `an execution of ${what} failed`);
+      alarmAboveZero(this, `${id}TimedOutAlarm`, machine.metricTimedOut(fiveMinuteSum), `an execution of ${what} timed out`);
     };
     const queueWithDeadLetters = (scopeId: string, description: string, fifo: boolean) => {
       const holder = new Construct(this, scopeId);
@@ -303,6 +330,7 @@ export class FloeJob extends Construct {
     this.coordinatorQueue.grantSendMessages(this.stateMachine);
     this.coordinatorTable.grantReadData(this.stateMachine);
     acknowledge(this.stateMachine.role, [logsAndTracingFinding]);
+    executionAlarms(this.stateMachine, 'StateMachine', 'the checkpoint state machine (an aborted checkpoint, a refused trigger or a coordinator task that failed for good)');
 
     // ---- functions -----------------------------------------------------------------------------------------------
     const env = functionEnvironments(r, props, {
@@ -344,7 +372,7 @@ export class FloeJob extends Construct {
       coordinatorGrants(fn);
       this.stateTable.grantReadWriteData(fn);
       acknowledge(fn.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('An operator')));
-      vertices.set(vertex.id, { vertex, function: fn, queue, deadLetterQueue, deadLetterAlarm: alarm });
+      vertices.set(vertex.id, { vertex, function: fn, queue, deadLetterQueue, deadLetterAlarm: alarm, ...functionAlarms(holder, fn, `the function of vertex '${vertex.id}'`) });
     }
     this.vertices = vertices;
 
@@ -354,6 +382,7 @@ export class FloeJob extends Construct {
       environment: env.coordinator,
     });
     this.coordinatorFunction.addEventSource(new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true }));
+    functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
     coordinatorGrants(this.coordinatorFunction);
     // The sources' control rows tell the coordinator's watchdog how far each wake chain got.
     this.stateTable.grantReadData(this.coordinatorFunction);
@@ -370,6 +399,7 @@ export class FloeJob extends Construct {
       environment: env.controlApi,
     });
     this.controlApiUrl = this.controlApiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+    functionAlarms(controlApi, this.controlApiFunction, 'the control API function');
     // Reads the job row (and, to cancel, writes it); triggers start a checkpoint's execution and read it back for its status.
     this.coordinatorTable.grantReadWriteData(this.controlApiFunction);
     this.stateMachine.grantStartExecution(this.controlApiFunction);
@@ -419,6 +449,7 @@ export class FloeJob extends Construct {
         });
         this.coordinatorQueue.grantSendMessages(this.ticker);
         acknowledge(this.ticker.role, [logsAndTracingFinding]);
+        executionAlarms(this.ticker, 'Ticker', 'the ticker (periodic checkpoints and the coordinator watchdog may stall)');
         target = new schedulerTargets.StepFunctionsStartExecution(this.ticker, { ...delivery, input: scheduler.ScheduleTargetInput.fromObject({}) });
       } else {
         target = new schedulerTargets.SqsSendMessage(this.coordinatorQueue, {
@@ -436,6 +467,7 @@ export class FloeJob extends Construct {
         target,
       });
     }
+    for (const alarm of alarms) alarm.addAlarmAction(...(props.alarmActions ?? []));
     this.alarms = alarms;
 
     // ---- outputs the CLI reads -----------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Duration, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQS_MAX_MESSAGE_BYTES } from '../../lib/adapters/aws/envelope-codec.js';
@@ -84,8 +86,9 @@ describe('FloeJob per vertex', () => {
     // per vertex a queue and its DLQ; the coordinator's queue and DLQ; the schedule's DLQ
     template.resourceCountIs('AWS::SQS::Queue', 2 * n + 3);
     expect(Object.keys(template.findResources('AWS::SQS::Queue', { Properties: { FifoQueue: true } }))).toHaveLength(2 * n);
-    // a dead-letter alarm per vertex, the coordinator, and the schedule
-    template.resourceCountIs('AWS::CloudWatch::Alarm', n + 2);
+    // a dead-letter alarm per vertex, the coordinator, and the schedule; Errors and Throttles per function; failed and
+    // timed-out executions of the state machine and the ticker
+    template.resourceCountIs('AWS::CloudWatch::Alarm', n + 2 + 2 * (n + 2) + 4);
   });
 
   it('configures each vertex queue as high-throughput FIFO with sender-set dedup ids, 1 MiB messages and 6× the function timeout', () => {
@@ -130,6 +133,57 @@ describe('FloeJob per vertex', () => {
         TreatMissingData: 'notBreaching',
       });
     }
+  });
+
+  it('alarms on any failed or throttled invocation of every function, not on an idle one', () => {
+    const functions = [...floeJob.vertices.values()].map((v) => v.function).concat(floeJob.coordinatorFunction, floeJob.controlApiFunction);
+    for (const fn of functions) {
+      for (const metric of ['Errors', 'Throttles']) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: metric,
+          Namespace: 'AWS/Lambda',
+          Dimensions: [{ Name: 'FunctionName', Value: stack.resolve(fn.functionName) }],
+          Statistic: 'Sum',
+          Period: 300,
+          Threshold: 0,
+          ComparisonOperator: 'GreaterThanThreshold',
+          EvaluationPeriods: 1,
+          TreatMissingData: 'notBreaching',
+        });
+      }
+    }
+    for (const v of floeJob.vertices.values()) {
+      expect(floeJob.alarms).toContain(v.errorsAlarm);
+      expect(floeJob.alarms).toContain(v.throttlesAlarm);
+    }
+  });
+
+  it('alarms on failed and timed-out executions of the checkpoint state machine and the ticker', () => {
+    for (const machine of [floeJob.stateMachine, floeJob.ticker!]) {
+      for (const metric of ['ExecutionsFailed', 'ExecutionsTimedOut']) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: metric,
+          Namespace: 'AWS/States',
+          Dimensions: [{ Name: 'StateMachineArn', Value: stack.resolve(machine.stateMachineArn) }],
+          Statistic: 'Sum',
+          Threshold: 0,
+          ComparisonOperator: 'GreaterThanThreshold',
+          TreatMissingData: 'notBreaching',
+        });
+      }
+    }
+  });
+
+  it('exposes every alarm it creates, and runs alarmActions on each (none by default)', () => {
+    expect(floeJob.alarms).toHaveLength(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).length);
+    expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm', { Properties: { AlarmActions: Match.anyValue() } }))).toEqual([]);
+
+    const s = new Stack(new App({ outdir }), 'Notified');
+    const topic = new sns.Topic(s, 'Topic');
+    const job = new FloeJob(s, 'Job', { jobFile, args, projectRoot, ...fixtures, job: smallJob(), alarmActions: [new cloudwatchActions.SnsAction(topic)] });
+    const alarms = Template.fromStack(s).findResources('AWS::CloudWatch::Alarm');
+    expect(Object.keys(alarms)).toHaveLength(job.alarms.length);
+    for (const alarm of Object.values(alarms) as { Properties: { AlarmActions?: unknown } }[]) expect(alarm.Properties.AlarmActions).toEqual([s.resolve(topic.topicArn)]);
   });
 
   it('feeds each function from its queue in batches of 10 with per-message failures', () => {
