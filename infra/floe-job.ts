@@ -98,6 +98,18 @@ export interface FloeJobProps {
    * failed or timed-out executions), e.g. `[new cloudwatchActions.SnsAction(topic)]`; `job.alarms` takes more. @default [] (the alarms only change state)
    */
   readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
+  /**
+   * Reserved concurrency of the vertex functions: one number for each, or one per vertex id (the others get none).
+   * Each vertex's event source is capped to the same number (its maximum concurrency), so Lambda does not read
+   * batches it must throttle, whose messages would count towards `maxReceiveCount`. A vertex runs at most
+   * `parallelism` invocations at once (one per message group): more is never used, less makes its subtasks take
+   * turns. At least 2 (the event source's least cap), or 1 for a vertex of parallelism 1. @default none (the functions draw on the account's unreserved concurrency)
+   */
+  readonly reservedConcurrency?: number | Readonly<Record<string, number>>;
+  /** Reserved concurrency of the coordinator function, at least 2; its event source is capped to the same number. @default none */
+  readonly coordinatorReservedConcurrency?: number;
+  /** Reserved concurrency of the control-API function, at least 1; requests beyond it are refused with 429. @default none */
+  readonly controlApiReservedConcurrency?: number;
 }
 
 /** Props of {@link FloeJob.fromJobFile}: FloeJobProps without the built job. */
@@ -138,6 +150,16 @@ interface Resolved {
   readonly memorySize: number;
   readonly maxReceiveCount: number;
   readonly runtime: lambda.Runtime;
+  /** Reserved concurrency per vertex id, of the vertices that have one. */
+  readonly reservedConcurrency: ReadonlyMap<string, number>;
+}
+
+/** The least maximum concurrency of an SQS event source, and the most. */
+const EVENT_SOURCE_CONCURRENCY = { min: 2, max: 1000 } as const;
+
+/** The event-source cap that matches a function's reserved concurrency: no more than the reserve, never below Lambda's least. */
+function eventSourceCap(reserved: number | undefined): { maxConcurrency?: number } {
+  return reserved !== undefined && reserved >= EVENT_SOURCE_CONCURRENCY.min ? { maxConcurrency: Math.min(reserved, EVENT_SOURCE_CONCURRENCY.max) } : {};
 }
 
 /** A deployment of one Floe job; see the file comment for what it creates. One FloeJob per stack. */
@@ -364,8 +386,9 @@ export class FloeJob extends Construct {
         entry: operatorEntry,
         description: `Floe job '${jobName}', vertex '${vertex.id}': ${vertex.name}`,
         environment: env.operator(vertex),
+        reservedConcurrency: r.reservedConcurrency.get(vertex.id),
       });
-      fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true }));
+      fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true, ...eventSourceCap(r.reservedConcurrency.get(vertex.id)) }));
       for (const to of vertex.outputs.map((e) => e.to)) vertexQueues.get(to)!.queue.grantSendMessages(fn);
       // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
       deadLetterQueue.grantSendMessages(fn);
@@ -380,8 +403,11 @@ export class FloeJob extends Construct {
       entry: coordinatorEntry,
       description: `Floe job '${jobName}': checkpoint coordinator tasks`,
       environment: env.coordinator,
+      reservedConcurrency: props.coordinatorReservedConcurrency,
     });
-    this.coordinatorFunction.addEventSource(new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true }));
+    this.coordinatorFunction.addEventSource(
+      new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true, ...eventSourceCap(props.coordinatorReservedConcurrency) }),
+    );
     functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
     coordinatorGrants(this.coordinatorFunction);
     // The sources' control rows tell the coordinator's watchdog how far each wake chain got.
@@ -397,6 +423,7 @@ export class FloeJob extends Construct {
       entry: r.controlApiEntry,
       description: `Floe job '${jobName}': control API (Flink's REST API: jobs, checkpoints, savepoints, stop, cancel)`,
       environment: env.controlApi,
+      reservedConcurrency: props.controlApiReservedConcurrency,
     });
     this.controlApiUrl = this.controlApiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
     functionAlarms(controlApi, this.controlApiFunction, 'the control API function');
@@ -504,7 +531,7 @@ export class FloeJob extends Construct {
     scope: Construct,
     r: Resolved,
     props: FloeJobProps,
-    options: { entry: string; description: string; environment: Record<string, string> },
+    options: { entry: string; description: string; environment: Record<string, string>; reservedConcurrency: number | undefined },
   ): nodejs.NodejsFunction {
     const logGroup = new logs.LogGroup(scope, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
     const role = new iam.Role(scope, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: options.description.slice(0, 1000) });
@@ -520,6 +547,7 @@ export class FloeJob extends Construct {
       timeout: r.timeout,
       description: options.description.slice(0, 256),
       environment: options.environment,
+      ...(options.reservedConcurrency === undefined ? {} : { reservedConcurrentExecutions: options.reservedConcurrency }),
       role,
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
@@ -618,13 +646,43 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
     problems.push({ id: FloeJobErrorId.MaxReceiveCountOutOfRange, message: `maxReceiveCount must be a positive integer, got ${maxReceiveCount}` });
   }
   if (runtime.family !== lambda.RuntimeFamily.NODEJS) problems.push({ id: FloeJobErrorId.UnsupportedRuntime, message: `runtime must be a Node.js runtime, got ${runtime.name}` });
+  const reservedConcurrency = plan ? resolveReservedConcurrency(plan, props, problems) : new Map<string, number>();
 
   if (problems.length > 0 || !plan || !checkpoint) throw new FloeJobValidationError(scope.node.path, problems);
-  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, controlApiEntry, timeout, memorySize, maxReceiveCount, runtime };
+  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, controlApiEntry, timeout, memorySize, maxReceiveCount, runtime, reservedConcurrency };
   // Last, since it needs a plan: a job with other problems reports those first.
   const environment = environmentProblems(resolved, props);
   if (environment.length > 0) throw new FloeJobValidationError(scope.node.path, environment);
   return resolved;
+}
+
+/** Each vertex's reserved concurrency from `reservedConcurrency`, and the problems of all three concurrency props. */
+function resolveReservedConcurrency(plan: PhysicalPlan, props: FloeJobProps, problems: FloeJobProblem[]): Map<string, number> {
+  const out = new Map<string, number>();
+  const given = props.reservedConcurrency;
+  const ids = plan.vertices.map((v) => v.id);
+  const perVertex: [string, number][] = given === undefined ? [] : typeof given === 'number' ? ids.map((id) => [id, given]) : Object.entries(given);
+  const outOfRange = (what: string, value: number, least: number, why: string) =>
+    problems.push({ id: FloeJobErrorId.ReservedConcurrencyOutOfRange, message: `${what} must be an integer of at least ${least} (${why}), got ${value}` });
+  for (const [id, value] of perVertex) {
+    const vertex = plan.vertices.find((v) => v.id === id);
+    if (!vertex) {
+      problems.push({ id: FloeJobErrorId.UnknownVertex, message: `reservedConcurrency names vertex '${id}', which job '${plan.job}' does not have; its vertices are ${ids.map((v) => `'${v}'`).join(', ')}` });
+      continue;
+    }
+    // One message group (subtask) is never handed to two invocations at once; more groups may be, up to the cap.
+    const least = vertex.parallelism === 1 ? 1 : EVENT_SOURCE_CONCURRENCY.min;
+    const why = vertex.parallelism === 1 ? 'a reserve of 0 stops the function' : `an SQS event source is capped at 2 or more, and the vertex has parallelism ${vertex.parallelism}`;
+    if (!Number.isInteger(value) || value < least) outOfRange(`reservedConcurrency of vertex '${id}'`, value, least, why);
+    else out.set(id, value);
+  }
+  const coordinator = props.coordinatorReservedConcurrency;
+  if (coordinator !== undefined && !(Number.isInteger(coordinator) && coordinator >= EVENT_SOURCE_CONCURRENCY.min)) {
+    outOfRange('coordinatorReservedConcurrency', coordinator, EVENT_SOURCE_CONCURRENCY.min, 'an SQS event source is capped at 2 or more');
+  }
+  const controlApi = props.controlApiReservedConcurrency;
+  if (controlApi !== undefined && !(Number.isInteger(controlApi) && controlApi >= 1)) outOfRange('controlApiReservedConcurrency', controlApi, 1, 'a reserve of 0 stops the function');
+  return out;
 }
 
 /** Deploy-time values a function environment refers to. */

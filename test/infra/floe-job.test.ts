@@ -33,6 +33,8 @@ let stack: Stack;
 let floeJob: FloeJob;
 let template: Template;
 let plan: PhysicalPlan;
+/** The wordcount job built from its file, for variants of the deployed one. */
+let wordcount: Job;
 let outdir: string;
 
 beforeAll(async () => {
@@ -42,7 +44,8 @@ beforeAll(async () => {
     context: { job: jobFile, args: args.join(' '), removalPolicy: 'destroy', deletionProtection: 'false', ...fixtures },
   });
   ({ stack, job: floeJob } = await createFloeApp(app));
-  plan = buildPlan(await loadJob(join(projectRoot, jobFile), args));
+  wordcount = await loadJob(join(projectRoot, jobFile), args);
+  plan = buildPlan(wordcount);
   // Synthesis runs the app's validation plugins (cdk-nag): an unacknowledged finding fails it here.
   template = Template.fromStack(stack);
 });
@@ -295,6 +298,65 @@ describe('FloeJob per vertex', () => {
       expect(run(floeJob.vertices.get(v.id)!.function)).toEqual({ batchItemFailures: [], job: 'wordcount', vertex: v.id, fingerprint: plan.fingerprint });
     }
     expect(run(floeJob.coordinatorFunction)).toEqual({ batchItemFailures: [], job: 'wordcount' });
+  });
+});
+
+describe('FloeJob reserved concurrency', () => {
+  /** Per function: its reserved concurrency and the cap of its event source (undefined: none). */
+  const concurrencyOf = (s: Stack, t: Template, fn: lambda.IFunction) => {
+    const resources = t.toJSON().Resources as Record<string, { Type: string; Properties: Record<string, unknown> }>;
+    const reserved = resources[s.getLogicalId(fn.node.defaultChild as CfnElement)]!.Properties.ReservedConcurrentExecutions;
+    const mappings = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping' && JSON.stringify(r.Properties.FunctionName) === JSON.stringify(s.resolve(fn.functionName)));
+    const caps = mappings.map((m) => (m.Properties.ScalingConfig as { MaximumConcurrency?: number } | undefined)?.MaximumConcurrency);
+    return { reserved, cap: caps[0] };
+  };
+
+  it('reserves none by default', () => {
+    for (const fn of [...floeJob.vertices.values()].map((v) => v.function).concat(floeJob.coordinatorFunction, floeJob.controlApiFunction)) {
+      expect(concurrencyOf(stack, template, fn)).toEqual({ reserved: undefined, cap: undefined });
+    }
+  });
+
+  it('reserves one number for every vertex and caps each event source to it', () => {
+    const { stack: s, template: t } = synthJob({ job: wordcount, reservedConcurrency: 4 });
+    const job = s.node.findChild('Job') as FloeJob;
+    for (const v of job.vertices.values()) expect(concurrencyOf(s, t, v.function), v.vertex.id).toEqual({ reserved: 4, cap: 4 });
+    expect(concurrencyOf(s, t, job.coordinatorFunction)).toEqual({ reserved: undefined, cap: undefined });
+  });
+
+  it('reserves per vertex id, for the coordinator and for the control API; a reserve of 1 on a vertex of parallelism 1 gets no cap (Lambda\'s least is 2)', () => {
+    const { stack: s, template: t } = synthJob({
+      job: wordcount,
+      reservedConcurrency: { lines: 1, count: 2000 },
+      coordinatorReservedConcurrency: 3,
+      controlApiReservedConcurrency: 1,
+    });
+    const job = s.node.findChild('Job') as FloeJob;
+    expect(concurrencyOf(s, t, job.vertices.get('lines')!.function)).toEqual({ reserved: 1, cap: undefined });
+    expect(concurrencyOf(s, t, job.vertices.get('flatMap-1')!.function)).toEqual({ reserved: undefined, cap: undefined });
+    // The cap stops at the event source's most, 1000.
+    expect(concurrencyOf(s, t, job.vertices.get('count')!.function)).toEqual({ reserved: 2000, cap: 1000 });
+    expect(concurrencyOf(s, t, job.coordinatorFunction)).toEqual({ reserved: 3, cap: 3 });
+    expect(concurrencyOf(s, t, job.controlApiFunction)).toEqual({ reserved: 1, cap: undefined });
+  });
+
+  it('refuses a vertex id the plan does not have, listing the ones it has', () => {
+    const problems = problemsOf({ job: wordcount, args, reservedConcurrency: { lines: 2, tokenize: 3 } });
+    expect(problems.map((p) => p.id)).toEqual([FloeJobErrorId.UnknownVertex]);
+    expect(problems[0]!.message).toContain("'tokenize'");
+    for (const v of plan.vertices) expect(problems[0]!.message).toContain(`'${v.id}'`);
+  });
+
+  it.each<[string, Partial<FloeJobProps>, string[]]>([
+    ['0 for every vertex', { reservedConcurrency: 0 }, ['lines', 'flatMap-1', 'count']],
+    ['a fraction', { reservedConcurrency: { count: 2.5 } }, ['count']],
+    ['1 for a vertex of parallelism 2', { reservedConcurrency: { 'flatMap-1': 1 } }, ['flatMap-1']],
+    ['1 for the coordinator', { coordinatorReservedConcurrency: 1 }, ['coordinatorReservedConcurrency']],
+    ['0 for the control API', { controlApiReservedConcurrency: 0 }, ['controlApiReservedConcurrency']],
+  ])('refuses %s', (_what, props, named) => {
+    const problems = problemsOf({ job: wordcount, args, ...props });
+    expect(problems.map((p) => p.id)).toEqual(named.map(() => FloeJobErrorId.ReservedConcurrencyOutOfRange));
+    named.forEach((n, i) => expect(problems[i]!.message).toContain(n));
   });
 });
 
