@@ -24,6 +24,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { vertexPartitionPrefix } from '../lib/adapters/aws/dynamodb-state-schema.js';
 import { SQS_MAX_MESSAGE_BYTES } from '../lib/adapters/aws/envelope-codec.js';
 import type { Job } from '../lib/api/job.js';
 import { ValidationError } from '../lib/core/errors.js';
@@ -35,7 +36,7 @@ import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessa
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
 import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from './handler-contract.js';
 import { writeHandlerEntry } from './handler-entry.js';
-import { acknowledge, bucketReadWriteFindings } from './nag.js';
+import { acknowledge, nagRef } from './nag.js';
 import { COORDINATOR_TABLE, STATE_TABLE, type TableSchema } from './table-schemas.js';
 
 /** Properties of a {@link FloeJob}. */
@@ -349,8 +350,8 @@ export class FloeJob extends Construct {
       logs: stateMachineLogging('StateMachineLogs', false),
     });
     // Trigger, Abort and Complete are sqs:sendMessage.waitForTaskToken tasks; Check is a dynamodb:getItem.
-    this.coordinatorQueue.grantSendMessages(this.stateMachine);
-    this.coordinatorTable.grantReadData(this.stateMachine);
+    this.coordinatorQueue.grant(this.stateMachine, 'sqs:SendMessage');
+    this.coordinatorTable.grant(this.stateMachine, 'dynamodb:GetItem');
     acknowledge(this.stateMachine.role, [logsAndTracingFinding]);
     executionAlarms(this.stateMachine, 'StateMachine', 'the checkpoint state machine (an aborted checkpoint, a refused trigger or a coordinator task that failed for good)');
 
@@ -365,17 +366,58 @@ export class FloeJob extends Construct {
     });
     const operatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'operator', jobFile: r.jobFile, handlerEntry: r.operatorEntry });
     const coordinatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'coordinator', jobFile: r.jobFile, handlerEntry: r.coordinatorEntry });
-    const bucketReason = (who: string) =>
-      `${who} reads and writes the checkpoint and savepoint objects of its job, whose keys are not known in advance (<bucket>/<job>/*); listing and deleting old checkpoints needs s3:List* and s3:DeleteObject*. Granted by bucket.grantReadWrite.`;
-    // Checkpoints (<job>/checkpoints/) and default savepoints (<job>/savepoints/) are all under the job's prefix.
+    // ---- grants: each role gets the calls its code makes (see the comments), on the resources it makes them on -------
+    // Checkpoints (<job>/checkpoints/) and default savepoints (<job>/savepoints/) are all under the job's prefix, and so
+    // is a savepoint whose target directory a request names inside it.
     const jobObjects = `${jobName}/*`;
-    // Whoever writes a reducer step to the job row (the coordinator for its tasks, an operator for its acks and
-    // finished sources) carries out the step's effects: barriers into the sources' queues, the manifest, the start
-    // of the checkpoint's execution.
-    const coordinatorGrants = (fn: nodejs.NodejsFunction) => {
-      for (const id of sources) vertexQueues.get(id)!.queue.grantSendMessages(fn);
-      this.coordinatorTable.grantReadWriteData(fn);
-      this.bucket.grantReadWrite(fn, jobObjects);
+    const checkpointObjects = `${checkpointsPrefix}*`;
+    const objectsReason = (who: string, what: string) =>
+      `${who} ${what}, whose keys are not known in advance (one directory per checkpoint or savepoint, one file per subtask and operator).`;
+    const grantObjects = (fn: iam.IGrantable, actions: string[], pattern: string) =>
+      iam.Grant.addToPrincipal({ grantee: fn, actions, resourceArns: [this.bucket.arnForObjects(pattern)] });
+    // s3:ListBucket on the bucket without an s3:prefix condition: a HeadObject of a missing manifest (is a checkpoint
+    // complete? has another writer won?) answers 404 only to a principal that may list the bucket, else 403, which
+    // S3CheckpointStorage.exists must not take for "absent". The bucket holds this job's objects only.
+    const grantList = (fn: iam.IGrantable) => iam.Grant.addToPrincipal({ grantee: fn, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] });
+    /**
+     * The snapshot calls of a reducer step's effects and of a subtask's snapshot: Get/Head and conditional Put of
+     * manifests and state files anywhere under the job's prefix (savepoints included), and deletes of old checkpoints
+     * (checkpoint.retained, discardOldCheckpoints). Savepoints are never deleted by Floe, so deletes stop at
+     * <job>/checkpoints/; and s3:DeleteObject only, not s3:DeleteObjectVersion: a delete leaves a noncurrent version,
+     * which the bucket keeps for `checkpointNoncurrentRetention`.
+     */
+    const grantSnapshots = (fn: nodejs.NodejsFunction, who: string) => {
+      grantList(fn);
+      grantObjects(fn, ['s3:GetObject', 's3:PutObject'], jobObjects);
+      grantObjects(fn, ['s3:DeleteObject'], checkpointObjects);
+      acknowledge(fn.role!, [
+        { id: `AwsSolutions-IAM5[Resource::${nagRef(this.bucket)}/${jobObjects}]`, reason: objectsReason(who, 'reads and writes the checkpoint and savepoint objects of its job (<bucket>/<job>/*)') },
+        { id: `AwsSolutions-IAM5[Resource::${nagRef(this.bucket)}/${checkpointObjects}]`, reason: objectsReason(who, 'deletes the objects of checkpoints no longer retained (<bucket>/<job>/checkpoints/*)') },
+      ]);
+    };
+    // The job row, pending checkpoints and status items: ConsistentRead GetItem and conditional PutItem / UpdateItem
+    // (DynamoDbCoordinatorStore); nothing is deleted, scanned or queried.
+    const grantCoordinatorRow = (fn: iam.IGrantable) => this.coordinatorTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
+    // Operator state is keyed `<job>/<vertex>/<subtask>` (dynamodb-state-schema.ts): dynamodb:LeadingKeys keeps a role
+    // to the partitions of the vertices named. Every action granted with it names its partition keys (no Scan, which
+    // ForAllValues would let through with no keys at all).
+    const grantStatePartitions = (fn: iam.IGrantable, actions: string[], vertexIds: readonly string[]) =>
+      iam.Grant.addToPrincipal({
+        grantee: fn,
+        actions: actions.map((a) => `dynamodb:${a}`),
+        resourceArns: [this.stateTable.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': vertexIds.map((id) => `${vertexPartitionPrefix(jobName, id)}*`) } },
+      });
+    /**
+     * Whoever writes a reducer step to the job row (the coordinator for its tasks and ticks, every operator for its
+     * acks, a source for its end of input) carries out the step's effects, so these cannot be narrowed per vertex:
+     * any vertex's ack may be the last one, whose step writes the manifest, completes the checkpoint (deleting old
+     * ones) and may start the next, queued one — barriers into the sources' queues, StartExecution of its watchdog.
+     */
+    const coordinatorGrants = (fn: nodejs.NodejsFunction, who: string) => {
+      for (const id of sources) vertexQueues.get(id)!.queue.grant(fn, 'sqs:SendMessage');
+      grantCoordinatorRow(fn);
+      grantSnapshots(fn, who);
       this.stateMachine.grantStartExecution(fn);
     };
 
@@ -389,12 +431,19 @@ export class FloeJob extends Construct {
         reservedConcurrency: r.reservedConcurrency.get(vertex.id),
       });
       fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true, ...eventSourceCap(r.reservedConcurrency.get(vertex.id)) }));
-      for (const to of vertex.outputs.map((e) => e.to)) vertexQueues.get(to)!.queue.grantSendMessages(fn);
+      // Envelopes to its outputs (SendMessageBatch); a source also probes their backlog (GetQueueAttributes,
+      // downstream-backlog.ts) and sends its own next wake (its queue is one of the sources').
+      for (const to of new Set(vertex.outputs.map((e) => e.to))) {
+        const output = vertexQueues.get(to)!.queue;
+        output.grant(fn, 'sqs:SendMessage');
+        if (vertex.isSource) output.grant(fn, 'sqs:GetQueueAttributes');
+      }
       // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
-      deadLetterQueue.grantSendMessages(fn);
-      coordinatorGrants(fn);
-      this.stateTable.grantReadWriteData(fn);
-      acknowledge(fn.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('An operator')));
+      deadLetterQueue.grant(fn, 'sqs:SendMessage');
+      coordinatorGrants(fn, `The function of vertex '${vertex.id}'`);
+      // Its own subtasks' state only: batched reads and writes of leaves, the conditional control-row commit (PutItem,
+      // UpdateItem), deletes of a replaced incarnation's leaves, and a Query of an incarnation's leaves.
+      grantStatePartitions(fn, ['BatchGetItem', 'Query', 'BatchWriteItem', 'PutItem', 'UpdateItem', 'DeleteItem'], [vertex.id]);
       vertices.set(vertex.id, { vertex, function: fn, queue, deadLetterQueue, deadLetterAlarm: alarm, ...functionAlarms(holder, fn, `the function of vertex '${vertex.id}'`) });
     }
     this.vertices = vertices;
@@ -409,11 +458,10 @@ export class FloeJob extends Construct {
       new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true, ...eventSourceCap(props.coordinatorReservedConcurrency) }),
     );
     functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
-    coordinatorGrants(this.coordinatorFunction);
-    // The sources' control rows tell the coordinator's watchdog how far each wake chain got.
-    this.stateTable.grantReadData(this.coordinatorFunction);
+    coordinatorGrants(this.coordinatorFunction, 'The coordinator');
+    // The sources' control rows tell the coordinator's watchdog how far each wake chain got (a BatchGetItem each).
+    grantStatePartitions(this.coordinatorFunction, ['BatchGetItem'], sources);
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
-    acknowledge(this.coordinatorFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The coordinator')));
 
     // ---- control API: Flink's REST API behind an IAM-authenticated function URL ------------------------------------
     // A function URL rather than an API Gateway HTTP API: both take payload format 2.0 and SigV4 (AWS_IAM), but the
@@ -428,15 +476,21 @@ export class FloeJob extends Construct {
     this.controlApiUrl = this.controlApiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
     functionAlarms(controlApi, this.controlApiFunction, 'the control API function');
     // Reads the job row (and, to cancel, writes it); triggers start a checkpoint's execution and read it back for its status.
-    this.coordinatorTable.grantReadWriteData(this.controlApiFunction);
+    grantCoordinatorRow(this.controlApiFunction);
     this.stateMachine.grantStartExecution(this.controlApiFunction);
     this.stateMachine.grantExecution(this.controlApiFunction, 'states:DescribeExecution');
     // grantExecution names the executions `execution:<machine name>:*`, the name cut from the machine's ARN.
     const machineName = JSON.stringify({ 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: stack.resolve((this.stateMachine.node.defaultChild as CfnElement).logicalId) as string }] }] });
     if (!r.checkpoint.retainOnCancel) {
-      // A cancel deletes the job's completed checkpoints when they are not retained on cancel.
-      this.bucket.grantReadWrite(this.controlApiFunction, jobObjects);
-      acknowledge(this.controlApiFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The control API (cancel with checkpoint.retainOnCancel false)')));
+      // A cancel lists the job's checkpoints and deletes them when they are not retained on cancel; it reads none.
+      grantList(this.controlApiFunction);
+      grantObjects(this.controlApiFunction, ['s3:DeleteObject'], checkpointObjects);
+      acknowledge(this.controlApiFunction.role!, [
+        {
+          id: `AwsSolutions-IAM5[Resource::${nagRef(this.bucket)}/${checkpointObjects}]`,
+          reason: objectsReason('The control API (cancel with checkpoint.retainOnCancel false)', 'deletes the objects of the job\'s checkpoints (<bucket>/<job>/checkpoints/*)'),
+        },
+      ]);
     }
     acknowledge(this.controlApiFunction.role!, [
       {
@@ -474,7 +528,7 @@ export class FloeJob extends Construct {
           tracingEnabled: true,
           logs: stateMachineLogging('TickerLogs', false),
         });
-        this.coordinatorQueue.grantSendMessages(this.ticker);
+        this.coordinatorQueue.grant(this.ticker, 'sqs:SendMessage');
         acknowledge(this.ticker.role, [logsAndTracingFinding]);
         executionAlarms(this.ticker, 'Ticker', 'the ticker (periodic checkpoints and the coordinator watchdog may stall)');
         target = new schedulerTargets.StepFunctionsStartExecution(this.ticker, { ...delivery, input: scheduler.ScheduleTargetInput.fromObject({}) });

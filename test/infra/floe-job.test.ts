@@ -9,6 +9,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subtaskPartitionKey } from '../../lib/adapters/aws/dynamodb-state-schema.js';
 import { SQS_MAX_MESSAGE_BYTES } from '../../lib/adapters/aws/envelope-codec.js';
 import { Job } from '../../lib/api/job.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
@@ -68,6 +69,36 @@ function problemsOf(props: Partial<FloeJobProps> & { job: Job }): FloeJobProblem
     if (e instanceof FloeJobValidationError) return [...e.issues];
     throw e;
   }
+}
+
+/** One action a role's policies allow on one resource (resolved, as JSON), with the statement's condition. */
+interface Allowed {
+  readonly action: string;
+  readonly resource: string;
+  readonly condition?: Record<string, Record<string, unknown>>;
+}
+
+/** Everything the IAM policies attached to a function's (or state machine's) role allow, one entry per action and resource. */
+function allowedFor(s: Stack, t: Template, role: { roleName: string }): Allowed[] {
+  const policies = Object.values(t.findResources('AWS::IAM::Policy', { Properties: { Roles: [s.resolve(role.roleName)] } })) as {
+    Properties: { PolicyDocument: { Statement: { Effect: string; Action: string | string[]; Resource: unknown; Condition?: Allowed['condition'] }[] } };
+  }[];
+  return policies.flatMap((p) =>
+    p.Properties.PolicyDocument.Statement.filter((st) => st.Effect === 'Allow').flatMap((st) =>
+      [st.Action].flat().flatMap((action) =>
+        [st.Resource].flat().map((resource) => ({ action, resource: JSON.stringify(resource), ...(st.Condition ? { condition: st.Condition } : {}) })),
+      ),
+    ),
+  );
+}
+
+/** A deploy-time value as `allowedFor` writes resources. */
+const json = (s: Stack, value: unknown) => JSON.stringify(s.resolve(value));
+
+/** Whether IAM's StringLike (`*` any run, `?` any one character) matches `value` with `pattern`. */
+function stringLike(pattern: string, value: string): boolean {
+  const source = [...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('');
+  return new RegExp(`^${source}$`, 's').test(value);
 }
 
 function smallJob(options: ConstructorParameters<typeof Job>[1] = {}): Job {
@@ -246,15 +277,7 @@ describe('FloeJob per vertex', () => {
   });
 
   it('lets a vertex send to its outputs and (for barriers) the sources, not to other vertices', () => {
-    const sendTo = (fn: lambda.IFunction, queueArn: string) =>
-      Object.keys(
-        template.findResources('AWS::IAM::Policy', {
-          Properties: {
-            Roles: [stack.resolve(fn.role!.roleName)],
-            PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['sqs:SendMessage']), Resource: stack.resolve(queueArn) })]) },
-          },
-        }),
-      ).length > 0;
+    const sendTo = (fn: lambda.IFunction, queueArn: string) => allowedFor(stack, template, fn.role!).some((a) => a.action === 'sqs:SendMessage' && a.resource === json(stack, queueArn));
     for (const v of plan.vertices) {
       const fn = floeJob.vertices.get(v.id)!.function;
       const allowed = new Set([...plan.vertices.filter((x) => x.isSource).map((x) => x.id), ...v.outputs.map((e) => e.to)]);
@@ -262,21 +285,18 @@ describe('FloeJob per vertex', () => {
     }
   });
 
-  it('lets a source read the attributes of its downstream queues, for the backlog probe of backpressure', () => {
-    const probes = (fn: lambda.IFunction, queueArn: string) =>
-      Object.keys(
-        template.findResources('AWS::IAM::Policy', {
-          Properties: {
-            Roles: [stack.resolve(fn.role!.roleName)],
-            PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['sqs:GetQueueAttributes']), Resource: stack.resolve(queueArn) })]) },
-          },
-        }),
-      ).length > 0;
+  it('lets a source, and only a source, read the attributes of its downstream queues, for the backlog probe of backpressure', () => {
+    const probes = (fn: lambda.IFunction, queueArn: string) => allowedFor(stack, template, fn.role!).some((a) => a.action === 'sqs:GetQueueAttributes' && a.resource === json(stack, queueArn));
     const sources = plan.vertices.filter((v) => v.isSource && v.outputs.length > 0);
     expect(sources.length).toBeGreaterThan(0);
-    for (const v of sources) {
+    expect(plan.vertices.some((v) => !v.isSource && v.outputs.length > 0)).toBe(true);
+    for (const v of plan.vertices) {
       const fn = floeJob.vertices.get(v.id)!.function;
-      for (const to of v.outputs.map((e) => e.to)) expect(probes(fn, floeJob.vertices.get(to)!.queue.queueArn), `${v.id} probes ${to}`).toBe(true);
+      const downstream = new Set(v.isSource ? v.outputs.map((e) => e.to) : []);
+      // Its own queue's attributes are the event source's (Lambda reads them to poll).
+      for (const other of plan.vertices) {
+        expect(probes(fn, floeJob.vertices.get(other.id)!.queue.queueArn), `${v.id} probes ${other.id}`).toBe(downstream.has(other.id) || other.id === v.id);
+      }
     }
   });
 
@@ -298,6 +318,104 @@ describe('FloeJob per vertex', () => {
       expect(run(floeJob.vertices.get(v.id)!.function)).toEqual({ batchItemFailures: [], job: 'wordcount', vertex: v.id, fingerprint: plan.fingerprint });
     }
     expect(run(floeJob.coordinatorFunction)).toEqual({ batchItemFailures: [], job: 'wordcount' });
+  });
+});
+
+describe('FloeJob least privilege', () => {
+  const bucketObjects = (pattern: string) => json(stack, floeJob.bucket.arnForObjects(pattern));
+  const notLogs = (a: Allowed) => !/^(logs|xray):/.test(a.action);
+  /** The state-table partition-key patterns of an entry's LeadingKeys condition. */
+  const leadingKeys = (a: Allowed) => a.condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] as string[] | undefined;
+  /** Every partition key of a vertex's subtasks, as the state store writes them. */
+  const partitionsOf = (vertexId: string) => Array.from({ length: plan.vertices.find((v) => v.id === vertexId)!.parallelism }, (_, subtask) => subtaskPartitionKey(plan.job, { vertex: vertexId, subtask }));
+
+  it('grants a vertex function only the calls its code makes, no wildcard actions', () => {
+    for (const v of plan.vertices) {
+      const actions = [...new Set(allowedFor(stack, template, floeJob.vertices.get(v.id)!.function.role!).filter(notLogs).map((a) => a.action))].sort();
+      expect(actions, v.id).toEqual(
+        [
+          // its state, its job row and status items
+          'dynamodb:BatchGetItem',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:Query',
+          'dynamodb:UpdateItem',
+          // snapshots and manifests; deletes of old checkpoints
+          's3:DeleteObject',
+          's3:GetObject',
+          's3:ListBucket',
+          's3:PutObject',
+          // its event source, its sends
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:GetQueueUrl',
+          'sqs:ReceiveMessage',
+          'sqs:SendMessage',
+          // the watchdog execution of a checkpoint its step starts
+          'states:StartExecution',
+        ].sort(),
+      );
+    }
+  });
+
+  it('lets no vertex function delete savepoints, delete object versions, or delete, scan or batch-write coordinator items', () => {
+    for (const v of floeJob.vertices.values()) {
+      const allowed = allowedFor(stack, template, v.function.role!);
+      expect(allowed.filter((a) => a.action.startsWith('s3:Delete')).map((a) => [a.action, a.resource])).toEqual([['s3:DeleteObject', bucketObjects('wordcount/checkpoints/*')]]);
+      expect(allowed.filter((a) => a.action.startsWith('s3:') && a.action !== 's3:ListBucket').map((a) => a.resource)).not.toContain(json(stack, floeJob.bucket.arnForObjects('*')));
+      const coordinatorTable = json(stack, floeJob.coordinatorTable.tableArn);
+      expect(allowed.filter((a) => a.resource === coordinatorTable).map((a) => a.action).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+      expect(allowed.filter((a) => a.action.startsWith('states:')).map((a) => [a.action, a.resource])).toEqual([['states:StartExecution', json(stack, floeJob.stateMachine.stateMachineArn)]]);
+    }
+  });
+
+  it('keeps each vertex function to its own subtasks\' state partitions', () => {
+    const stateTable = json(stack, floeJob.stateTable.tableArn);
+    for (const v of plan.vertices) {
+      const grants = allowedFor(stack, template, floeJob.vertices.get(v.id)!.function.role!).filter((a) => a.resource === stateTable);
+      expect(grants.length, v.id).toBeGreaterThan(0);
+      for (const grant of grants) {
+        const patterns = leadingKeys(grant);
+        expect(patterns, `${v.id} ${grant.action}`).toBeDefined();
+        for (const other of plan.vertices) {
+          for (const key of partitionsOf(other.id)) expect(patterns!.some((p) => stringLike(p, key)), `${v.id} → ${key}`).toBe(other.id === v.id);
+        }
+      }
+    }
+  });
+
+  it('lets the coordinator read the sources\' control rows only, answer its tasks and carry out its steps\' effects', () => {
+    const allowed = allowedFor(stack, template, floeJob.coordinatorFunction.role!);
+    const state = allowed.filter((a) => a.resource === json(stack, floeJob.stateTable.tableArn));
+    expect(state.map((a) => a.action)).toEqual(['dynamodb:BatchGetItem']);
+    for (const other of plan.vertices) {
+      for (const key of partitionsOf(other.id)) expect(leadingKeys(state[0]!)!.some((p) => stringLike(p, key)), key).toBe(other.isSource);
+    }
+    expect([...new Set(allowed.filter((a) => a.action.startsWith('states:')).map((a) => a.action))].sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess', 'states:StartExecution']);
+    expect(allowed.filter((a) => a.action.startsWith('s3:Delete')).map((a) => a.resource)).toEqual([bucketObjects('wordcount/checkpoints/*')]);
+  });
+
+  it('lets the state machines send to the coordinator-tasks queue and read status items, nothing more', () => {
+    const queue = json(stack, floeJob.coordinatorQueue.queueArn);
+    expect(allowedFor(stack, template, floeJob.stateMachine.role).filter(notLogs)).toEqual(
+      expect.arrayContaining([
+        { action: 'sqs:SendMessage', resource: queue },
+        { action: 'dynamodb:GetItem', resource: json(stack, floeJob.coordinatorTable.tableArn) },
+      ]),
+    );
+    expect(allowedFor(stack, template, floeJob.stateMachine.role).filter(notLogs)).toHaveLength(2);
+    expect(allowedFor(stack, template, floeJob.ticker!.role).filter(notLogs)).toEqual([{ action: 'sqs:SendMessage', resource: queue }]);
+  });
+
+  it('matches IAM StringLike as IAM does, for the partition checks above', () => {
+    expect(stringLike('wordcount/count/*', 'wordcount/count/0')).toBe(true);
+    expect(stringLike('wordcount/count/*', 'wordcount/counter/0')).toBe(false);
+    expect(stringLike('wordcount/flatMap-1/*', 'wordcount/flatMap-1/1')).toBe(true);
+    expect(stringLike('a.b/?', 'axb/1')).toBe(false);
+    expect(stringLike('a.b/?', 'a.b/1')).toBe(true);
   });
 });
 
@@ -576,9 +694,16 @@ describe('FloeJob control API', () => {
     const variant = new Stack(new App({ outdir }), 'NotRetained');
     const job = new FloeJob(variant, 'Job', { jobFile, args, projectRoot, ...fixtures, job: smallJob(), checkpoint: { retainOnCancel: false } });
     const policies = Template.fromStack(variant).findResources('AWS::IAM::Policy', { Properties: { Roles: [variant.resolve(job.controlApiFunction.role!.roleName)] } });
-    const actions = JSON.stringify(Object.values(policies));
-    expect(actions).toContain('s3:DeleteObject*');
-    expect(actions).toContain(JSON.stringify(variant.resolve(job.bucket.bucketArn)).slice(1, -1));
+    expect(Object.keys(policies).length).toBeGreaterThan(0);
+    const s3 = allowedFor(variant, Template.fromStack(variant), job.controlApiFunction.role!).filter((a) => a.action.startsWith('s3:'));
+    // It lists the checkpoints and deletes them: no reads, no writes, nothing outside <job>/checkpoints/.
+    expect(s3).toEqual(
+      expect.arrayContaining([
+        { action: 's3:ListBucket', resource: json(variant, job.bucket.bucketArn) },
+        { action: 's3:DeleteObject', resource: json(variant, job.bucket.arnForObjects('small/checkpoints/*')) },
+      ]),
+    );
+    expect(s3).toHaveLength(2);
     // The default (retained on cancel) grants no bucket access at all.
     expect(JSON.stringify(statementsOf(floeJob.controlApiFunction))).not.toMatch(/s3:/);
   });
