@@ -841,6 +841,29 @@ describe('app context', () => {
     expect(splitArgs(text)).toEqual(words);
   });
 
+  it('notifies an SNS topic from alarmTopicArn and reserves concurrency from reservedConcurrency', async () => {
+    const topicArn = 'arn:aws:sns:eu-west-1:123456789012:floe-alarms';
+    const variant = new App({
+      outdir,
+      context: { job: jobFile, args: args.join(' '), stackName: 'FromContext', alarmTopicArn: topicArn, reservedConcurrency: '{"count":3}', ...fixtures },
+    });
+    const { stack: s, job } = await createFloeApp(variant);
+    const t = Template.fromStack(s);
+    const alarms = Object.values(t.findResources('AWS::CloudWatch::Alarm')) as { Properties: { AlarmActions?: unknown } }[];
+    expect(alarms).toHaveLength(job.alarms.length);
+    for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([topicArn]);
+    t.hasResourceProperties('AWS::Lambda::Function', { FunctionName: Match.absent(), ReservedConcurrentExecutions: 3, Environment: { Variables: Match.objectLike({ [FloeEnv.Vertex]: 'count' }) } });
+    t.resourcePropertiesCountIs('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.anyValue() }, 1);
+  });
+
+  it.each([
+    [{ alarmTopicArn: 'my-topic' }, /alarmTopicArn must be an SNS topic ARN/],
+    [{ reservedConcurrency: 'lots' }, /reservedConcurrency must be a number or a JSON object/],
+    [{ reservedConcurrency: '{"count":"3"}' }, /reservedConcurrency must be a number or a JSON object/],
+  ])('refuses the context %j', async (context, message) => {
+    await expect(createFloeApp(new App({ outdir, context: { job: jobFile, args: args.join(' '), ...fixtures, ...context } }))).rejects.toThrow(message);
+  });
+
   it('names the stack after the job and checks it with cdk-nag', () => {
     expect(stack.stackName).toBe('Floe-wordcount');
     expect(app.node.tryGetContext('job')).toBe(jobFile);
