@@ -6,7 +6,9 @@
  * whose tasks go through the coordinator-tasks queue to the coordinator Lambda; an EventBridge Scheduler schedule
  * that ticks the coordinator for periodic checkpoints, through an Express "ticker" when the interval is below a
  * minute; the control API: a Lambda serving Flink's REST API for the job behind a function URL with IAM auth.
- * Everything is encrypted, TLS-only and private; permissions are granted with grant* only.
+ * Every function, dead-letter queue and state machine has alarms (`alarms`, notifying `alarmActions`).
+ * Everything is encrypted, TLS-only and private; permissions are granted with grant* only, each role only the calls
+ * its code makes.
  */
 import { existsSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
