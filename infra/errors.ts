@@ -32,6 +32,10 @@ export const FloeJobErrorId = {
   MaxReceiveCountOutOfRange: 'FloeJob.MaxReceiveCountOutOfRange',
   /** A function's environment would exceed Lambda's 4 KB (too many output vertices, say). */
   EnvironmentTooLarge: 'FloeJob.EnvironmentTooLarge',
+  /** A reserved concurrency is not an integer, or below what its function's event source can be capped to. */
+  ReservedConcurrencyOutOfRange: 'FloeJob.ReservedConcurrencyOutOfRange',
+  /** A per-vertex option names a vertex the job's plan does not have. */
+  UnknownVertex: 'FloeJob.UnknownVertex',
   /** A stack holds another FloeJob; its outputs (read by the CLI) would collide. */
   OnePerStack: 'FloeJob.OnePerStack',
 } as const;

@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
 import { App, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ErrorCode, FloeError, ValidationError } from '../lib/core/errors.js';
 import { loadJob } from '../lib/embedded/load-job.js';
@@ -26,6 +28,10 @@ export const FloeContext = {
   OperatorEntry: 'operatorEntry',
   /** Coordinator handler module. @default functions/coordinator.ts */
   CoordinatorEntry: 'coordinatorEntry',
+  /** ARN of an SNS topic every alarm notifies (FloeJob `alarmActions`). @default none */
+  AlarmTopicArn: 'alarmTopicArn',
+  /** FloeJob `reservedConcurrency`: a number, or JSON of vertex id → number. @default none */
+  ReservedConcurrency: 'reservedConcurrency',
 } as const;
 
 /** Splits a command line into words: whitespace separates, single or double quotes group, backslash escapes. */
@@ -56,6 +62,23 @@ export function splitArgs(text: string): string[] {
   return words;
 }
 
+/** The `reservedConcurrency` context: a number, or a JSON object of numbers (`-c` gives strings; cdk.json may give either as is). FloeJob checks the values. */
+function parseReservedConcurrency(raw: unknown, problems: string[]): number | Record<string, number> | undefined {
+  if (raw === undefined) return undefined;
+  let value: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      value = undefined;
+    }
+  }
+  if (typeof value === 'number') return value;
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'number')) return value as Record<string, number>;
+  problems.push(`${FloeContext.ReservedConcurrency} must be a number or a JSON object of vertex id → number, got '${typeof raw === 'string' ? raw : JSON.stringify(raw)}'`);
+  return undefined;
+}
+
 /** The stack and job `createFloeApp` made. */
 export interface FloeApp {
   readonly app: App;
@@ -77,6 +100,11 @@ export async function createFloeApp(app: App = new App()): Promise<FloeApp> {
   if (removal !== 'retain' && removal !== 'destroy') problems.push(`${FloeContext.RemovalPolicy} must be 'retain' or 'destroy', got '${removal}'`);
   const protection = String(ctx(FloeContext.DeletionProtection) ?? 'true');
   if (protection !== 'true' && protection !== 'false') problems.push(`${FloeContext.DeletionProtection} must be 'true' or 'false', got '${protection}'`);
+  const alarmTopicArn = ctx(FloeContext.AlarmTopicArn);
+  if (alarmTopicArn !== undefined && !(typeof alarmTopicArn === 'string' && /^arn:[^:]+:sns:[^:]+:\d{12}:[^:]+$/.test(alarmTopicArn))) {
+    problems.push(`${FloeContext.AlarmTopicArn} must be an SNS topic ARN, got '${String(alarmTopicArn)}'`);
+  }
+  const reservedConcurrency = parseReservedConcurrency(ctx(FloeContext.ReservedConcurrency), problems);
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'Floe CDK context', problems);
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
@@ -97,6 +125,8 @@ export async function createFloeApp(app: App = new App()): Promise<FloeApp> {
     deletionProtection: protection === 'true',
     ...(ctx(FloeContext.OperatorEntry) !== undefined ? { operatorEntry: String(ctx(FloeContext.OperatorEntry)) } : {}),
     ...(ctx(FloeContext.CoordinatorEntry) !== undefined ? { coordinatorEntry: String(ctx(FloeContext.CoordinatorEntry)) } : {}),
+    ...(typeof alarmTopicArn === 'string' ? { alarmActions: [new cloudwatchActions.SnsAction(sns.Topic.fromTopicArn(stack, 'AlarmTopic', alarmTopicArn))] } : {}),
+    ...(reservedConcurrency !== undefined ? { reservedConcurrency } : {}),
   });
   return { app, stack, job: floeJob };
 }

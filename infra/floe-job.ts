@@ -6,7 +6,9 @@
  * whose tasks go through the coordinator-tasks queue to the coordinator Lambda; an EventBridge Scheduler schedule
  * that ticks the coordinator for periodic checkpoints, through an Express "ticker" when the interval is below a
  * minute; the control API: a Lambda serving Flink's REST API for the job behind a function URL with IAM auth.
- * Everything is encrypted, TLS-only and private; permissions are granted with grant* only.
+ * Every function, dead-letter queue and state machine has alarms (`alarms`, notifying `alarmActions`).
+ * Everything is encrypted, TLS-only and private; permissions are granted with grant* only, each role only the calls
+ * its code makes.
  */
 import { existsSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
@@ -24,6 +26,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { vertexPartitionPrefix } from '../lib/adapters/aws/dynamodb-state-schema.js';
 import { SQS_MAX_MESSAGE_BYTES } from '../lib/adapters/aws/envelope-codec.js';
 import type { Job } from '../lib/api/job.js';
 import { ValidationError } from '../lib/core/errors.js';
@@ -35,7 +38,7 @@ import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessa
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
 import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from './handler-contract.js';
 import { writeHandlerEntry } from './handler-entry.js';
-import { acknowledge, bucketReadWriteFindings } from './nag.js';
+import { acknowledge, nagRef } from './nag.js';
 import { COORDINATOR_TABLE, STATE_TABLE, type TableSchema } from './table-schemas.js';
 
 /** Properties of a {@link FloeJob}. */
@@ -93,6 +96,23 @@ export interface FloeJobProps {
   readonly scheduleEnabled?: boolean;
   /** Builds the coordinator state machine's ASL. @default defaultCoordinatorDefinition (lib/adapters/aws/coordinator-state-machine.ts) */
   readonly coordinatorDefinition?: CoordinatorDefinitionFactory;
+  /**
+   * Actions every alarm of the job runs when it goes into alarm (dead-letter queues, function errors and throttles,
+   * failed or timed-out executions), e.g. `[new cloudwatchActions.SnsAction(topic)]`; `job.alarms` takes more. @default [] (the alarms only change state)
+   */
+  readonly alarmActions?: readonly cloudwatch.IAlarmAction[];
+  /**
+   * Reserved concurrency of the vertex functions: one number for each, or one per vertex id (the others get none).
+   * Each vertex's event source is capped to the same number (its maximum concurrency), so Lambda does not read
+   * batches it must throttle, whose messages would count towards `maxReceiveCount`. A vertex runs at most
+   * `parallelism` invocations at once (one per message group): more is never used, less makes its subtasks take
+   * turns. At least 2 (the event source's least cap), or 1 for a vertex of parallelism 1. @default none (the functions draw on the account's unreserved concurrency)
+   */
+  readonly reservedConcurrency?: number | Readonly<Record<string, number>>;
+  /** Reserved concurrency of the coordinator function, at least 2; its event source is capped to the same number. @default none */
+  readonly coordinatorReservedConcurrency?: number;
+  /** Reserved concurrency of the control-API function, at least 1; requests beyond it are refused with 429. @default none */
+  readonly controlApiReservedConcurrency?: number;
 }
 
 /** Props of {@link FloeJob.fromJobFile}: FloeJobProps without the built job. */
@@ -106,7 +126,12 @@ export interface VertexResources {
   readonly function: nodejs.NodejsFunction;
   readonly queue: sqs.Queue;
   readonly deadLetterQueue: sqs.Queue;
+  /** In alarm while the dead-letter queue holds a message. */
   readonly deadLetterAlarm: cloudwatch.Alarm;
+  /** In alarm after a five-minute period in which an invocation of the function failed (a crash or a timeout, not a failed step: those come back as batch item failures). */
+  readonly errorsAlarm: cloudwatch.Alarm;
+  /** In alarm after a five-minute period in which an invocation of the function was throttled. */
+  readonly throttlesAlarm: cloudwatch.Alarm;
 }
 
 /** Lambda's limit on a function's environment (keys and values). */
@@ -128,6 +153,16 @@ interface Resolved {
   readonly memorySize: number;
   readonly maxReceiveCount: number;
   readonly runtime: lambda.Runtime;
+  /** Reserved concurrency per vertex id, of the vertices that have one. */
+  readonly reservedConcurrency: ReadonlyMap<string, number>;
+}
+
+/** The least maximum concurrency of an SQS event source, and the most. */
+const EVENT_SOURCE_CONCURRENCY = { min: 2, max: 1000 } as const;
+
+/** The event-source cap that matches a function's reserved concurrency: no more than the reserve, never below Lambda's least. */
+function eventSourceCap(reserved: number | undefined): { maxConcurrency?: number } {
+  return reserved !== undefined && reserved >= EVENT_SOURCE_CONCURRENCY.min ? { maxConcurrency: Math.min(reserved, EVENT_SOURCE_CONCURRENCY.max) } : {};
 }
 
 /** A deployment of one Floe job; see the file comment for what it creates. One FloeJob per stack. */
@@ -174,7 +209,12 @@ export class FloeJob extends Construct {
   readonly schedule?: scheduler.Schedule;
   /** Express state machine ticking the coordinator every `checkpoint.interval` when that is below a minute. */
   readonly ticker?: sfn.StateMachine;
-  /** One alarm per dead-letter queue (messages visible > 0); add actions to be told. */
+  /**
+   * Every alarm of the job: one per dead-letter queue (a message visible), an Errors and a Throttles alarm per
+   * function, and a failed- and a timed-out-executions alarm per state machine (a failed checkpoint execution is an
+   * aborted checkpoint, a refused trigger or a task that failed for good). No data (an idle job) is not an alarm.
+   * Each runs `alarmActions`; add others (OK actions, say) here.
+   */
   readonly alarms: readonly cloudwatch.Alarm[];
 
   constructor(scope: Construct, id: string, props: FloeJobProps) {
@@ -231,10 +271,11 @@ export class FloeJob extends Construct {
 
     // ---- queues --------------------------------------------------------------------------------------------------
     const alarms: cloudwatch.Alarm[] = [];
-    const deadLetterAlarm = (scope: Construct, id: string, queue: sqs.IQueue, what: string) => {
+    /** An alarm on any datapoint above 0; missing data (nothing ran, nothing failed) is not breaching. */
+    const alarmAboveZero = (scope: Construct, id: string, metric: cloudwatch.IMetric, what: string) => {
       const alarm = new cloudwatch.Alarm(scope, id, {
         alarmDescription: `Floe job '${jobName}': ${what}`,
-        metric: queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }),
+        metric,
         threshold: 0,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         evaluationPeriods: 1,
@@ -242,6 +283,17 @@ export class FloeJob extends Construct {
       });
       alarms.push(alarm);
       return alarm;
+    };
+    const deadLetterAlarm = (scope: Construct, id: string, queue: sqs.IQueue, what: string) =>
+      alarmAboveZero(scope, id, queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: cloudwatch.Stats.MAXIMUM }), what);
+    const fiveMinuteSum = { period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM };
+    const functionAlarms = (scope: Construct, fn: lambda.IFunction, who: string) => ({
+      errorsAlarm: alarmAboveZero(scope, 'ErrorsAlarm', fn.metricErrors(fiveMinuteSum), `an invocation of ${who} failed (crashed or timed out)`),
+      throttlesAlarm: alarmAboveZero(scope, 'ThrottlesAlarm', fn.metricThrottles(fiveMinuteSum), `an invocation of ${who} was throttled (reserved or account concurrency exhausted)`),
+    });
+    const executionAlarms = (machine: sfn.StateMachine, id: string, what: string) => {
+      alarmAboveZero(this, `${id}FailedAlarm`, machine.metricFailed(fiveMinuteSum), `an execution of ${what} failed`);
+      alarmAboveZero(this, `${id}TimedOutAlarm`, machine.metricTimedOut(fiveMinuteSum), `an execution of ${what} timed out`);
     };
     const queueWithDeadLetters = (scopeId: string, description: string, fifo: boolean) => {
       const holder = new Construct(this, scopeId);
@@ -295,12 +347,15 @@ export class FloeJob extends Construct {
       definitionBody: sfn.DefinitionBody.fromString((props.coordinatorDefinition ?? defaultCoordinatorDefinition)({ jobName, checkpointTimeoutMs: r.checkpoint.timeout })),
       definitionSubstitutions: substitutions,
       tracingEnabled: true,
-      logs: stateMachineLogging('StateMachineLogs', true),
+      // Every state's input and output would carry the waitForTaskToken tokens ($$.Task.Token in the task messages),
+      // and anyone who can read the log group could answer a task with one: the logs record events, not data.
+      logs: stateMachineLogging('StateMachineLogs', false),
     });
     // Trigger, Abort and Complete are sqs:sendMessage.waitForTaskToken tasks; Check is a dynamodb:getItem.
-    this.coordinatorQueue.grantSendMessages(this.stateMachine);
-    this.coordinatorTable.grantReadData(this.stateMachine);
+    this.coordinatorQueue.grant(this.stateMachine, 'sqs:SendMessage');
+    this.coordinatorTable.grant(this.stateMachine, 'dynamodb:GetItem');
     acknowledge(this.stateMachine.role, [logsAndTracingFinding]);
+    executionAlarms(this.stateMachine, 'StateMachine', 'the checkpoint state machine (an aborted checkpoint, a refused trigger or a coordinator task that failed for good)');
 
     // ---- functions -----------------------------------------------------------------------------------------------
     const env = functionEnvironments(r, props, {
@@ -313,17 +368,58 @@ export class FloeJob extends Construct {
     });
     const operatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'operator', jobFile: r.jobFile, handlerEntry: r.operatorEntry });
     const coordinatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'coordinator', jobFile: r.jobFile, handlerEntry: r.coordinatorEntry });
-    const bucketReason = (who: string) =>
-      `${who} reads and writes the checkpoint and savepoint objects of its job, whose keys are not known in advance (<bucket>/<job>/*); listing and deleting old checkpoints needs s3:List* and s3:DeleteObject*. Granted by bucket.grantReadWrite.`;
-    // Checkpoints (<job>/checkpoints/) and default savepoints (<job>/savepoints/) are all under the job's prefix.
+    // ---- grants: each role gets the calls its code makes (see the comments), on the resources it makes them on -------
+    // Checkpoints (<job>/checkpoints/) and default savepoints (<job>/savepoints/) are all under the job's prefix, and so
+    // is a savepoint whose target directory a request names inside it.
     const jobObjects = `${jobName}/*`;
-    // Whoever writes a reducer step to the job row (the coordinator for its tasks, an operator for its acks and
-    // finished sources) carries out the step's effects: barriers into the sources' queues, the manifest, the start
-    // of the checkpoint's execution.
-    const coordinatorGrants = (fn: nodejs.NodejsFunction) => {
-      for (const id of sources) vertexQueues.get(id)!.queue.grantSendMessages(fn);
-      this.coordinatorTable.grantReadWriteData(fn);
-      this.bucket.grantReadWrite(fn, jobObjects);
+    const checkpointObjects = `${checkpointsPrefix}*`;
+    const objectsReason = (who: string, what: string) =>
+      `${who} ${what}, whose keys are not known in advance (one directory per checkpoint or savepoint, one file per subtask and operator).`;
+    const grantObjects = (fn: iam.IGrantable, actions: string[], pattern: string) =>
+      iam.Grant.addToPrincipal({ grantee: fn, actions, resourceArns: [this.bucket.arnForObjects(pattern)] });
+    // s3:ListBucket on the bucket without an s3:prefix condition: a HeadObject of a missing manifest (is a checkpoint
+    // complete? has another writer won?) answers 404 only to a principal that may list the bucket, else 403, which
+    // S3CheckpointStorage.exists must not take for "absent". The bucket holds this job's objects only.
+    const grantList = (fn: iam.IGrantable) => iam.Grant.addToPrincipal({ grantee: fn, actions: ['s3:ListBucket'], resourceArns: [this.bucket.bucketArn] });
+    /**
+     * The snapshot calls of a reducer step's effects and of a subtask's snapshot: Get/Head and conditional Put of
+     * manifests and state files anywhere under the job's prefix (savepoints included), and deletes of old checkpoints
+     * (checkpoint.retained, discardOldCheckpoints). Savepoints are never deleted by Floe, so deletes stop at
+     * <job>/checkpoints/; and s3:DeleteObject only, not s3:DeleteObjectVersion: a delete leaves a noncurrent version,
+     * which the bucket keeps for `checkpointNoncurrentRetention`.
+     */
+    const grantSnapshots = (fn: nodejs.NodejsFunction, who: string) => {
+      grantList(fn);
+      grantObjects(fn, ['s3:GetObject', 's3:PutObject'], jobObjects);
+      grantObjects(fn, ['s3:DeleteObject'], checkpointObjects);
+      acknowledge(fn.role!, [
+        { id: `AwsSolutions-IAM5[Resource::${nagRef(this.bucket)}/${jobObjects}]`, reason: objectsReason(who, 'reads and writes the checkpoint and savepoint objects of its job (<bucket>/<job>/*)') },
+        { id: `AwsSolutions-IAM5[Resource::${nagRef(this.bucket)}/${checkpointObjects}]`, reason: objectsReason(who, 'deletes the objects of checkpoints no longer retained (<bucket>/<job>/checkpoints/*)') },
+      ]);
+    };
+    // The job row, pending checkpoints and status items: ConsistentRead GetItem and conditional PutItem / UpdateItem
+    // (DynamoDbCoordinatorStore); nothing is deleted, scanned or queried.
+    const grantCoordinatorRow = (fn: iam.IGrantable) => this.coordinatorTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
+    // Operator state is keyed `<job>/<vertex>/<subtask>` (dynamodb-state-schema.ts): dynamodb:LeadingKeys keeps a role
+    // to the partitions of the vertices named. Every action granted with it names its partition keys (no Scan, which
+    // ForAllValues would let through with no keys at all).
+    const grantStatePartitions = (fn: iam.IGrantable, actions: string[], vertexIds: readonly string[]) =>
+      iam.Grant.addToPrincipal({
+        grantee: fn,
+        actions: actions.map((a) => `dynamodb:${a}`),
+        resourceArns: [this.stateTable.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': vertexIds.map((id) => `${vertexPartitionPrefix(jobName, id)}*`) } },
+      });
+    /**
+     * Whoever writes a reducer step to the job row (the coordinator for its tasks and ticks, every operator for its
+     * acks, a source for its end of input) carries out the step's effects, so these cannot be narrowed per vertex:
+     * any vertex's ack may be the last one, whose step writes the manifest, completes the checkpoint (deleting old
+     * ones) and may start the next, queued one — barriers into the sources' queues, StartExecution of its watchdog.
+     */
+    const coordinatorGrants = (fn: nodejs.NodejsFunction, who: string) => {
+      for (const id of sources) vertexQueues.get(id)!.queue.grant(fn, 'sqs:SendMessage');
+      grantCoordinatorRow(fn);
+      grantSnapshots(fn, who);
       this.stateMachine.grantStartExecution(fn);
     };
 
@@ -334,15 +430,23 @@ export class FloeJob extends Construct {
         entry: operatorEntry,
         description: `Floe job '${jobName}', vertex '${vertex.id}': ${vertex.name}`,
         environment: env.operator(vertex),
+        reservedConcurrency: r.reservedConcurrency.get(vertex.id),
       });
-      fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true }));
-      for (const to of vertex.outputs.map((e) => e.to)) vertexQueues.get(to)!.queue.grantSendMessages(fn);
+      fn.addEventSource(new SqsEventSource(queue, { batchSize: 10, reportBatchItemFailures: true, ...eventSourceCap(r.reservedConcurrency.get(vertex.id)) }));
+      // Envelopes to its outputs (SendMessageBatch); a source also probes their backlog (GetQueueAttributes,
+      // downstream-backlog.ts) and sends its own next wake (its queue is one of the sources').
+      for (const to of new Set(vertex.outputs.map((e) => e.to))) {
+        const output = vertexQueues.get(to)!.queue;
+        output.grant(fn, 'sqs:SendMessage');
+        if (vertex.isSource) output.grant(fn, 'sqs:GetQueueAttributes');
+      }
       // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
-      deadLetterQueue.grantSendMessages(fn);
-      coordinatorGrants(fn);
-      this.stateTable.grantReadWriteData(fn);
-      acknowledge(fn.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('An operator')));
-      vertices.set(vertex.id, { vertex, function: fn, queue, deadLetterQueue, deadLetterAlarm: alarm });
+      deadLetterQueue.grant(fn, 'sqs:SendMessage');
+      coordinatorGrants(fn, `The function of vertex '${vertex.id}'`);
+      // Its own subtasks' state only: batched reads and writes of leaves, the conditional control-row commit (PutItem,
+      // UpdateItem), deletes of a replaced incarnation's leaves, and a Query of an incarnation's leaves.
+      grantStatePartitions(fn, ['BatchGetItem', 'Query', 'BatchWriteItem', 'PutItem', 'UpdateItem', 'DeleteItem'], [vertex.id]);
+      vertices.set(vertex.id, { vertex, function: fn, queue, deadLetterQueue, deadLetterAlarm: alarm, ...functionAlarms(holder, fn, `the function of vertex '${vertex.id}'`) });
     }
     this.vertices = vertices;
 
@@ -350,13 +454,16 @@ export class FloeJob extends Construct {
       entry: coordinatorEntry,
       description: `Floe job '${jobName}': checkpoint coordinator tasks`,
       environment: env.coordinator,
+      reservedConcurrency: props.coordinatorReservedConcurrency,
     });
-    this.coordinatorFunction.addEventSource(new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true }));
-    coordinatorGrants(this.coordinatorFunction);
-    // The sources' control rows tell the coordinator's watchdog how far each wake chain got.
-    this.stateTable.grantReadData(this.coordinatorFunction);
+    this.coordinatorFunction.addEventSource(
+      new SqsEventSource(this.coordinatorQueue, { batchSize: 10, reportBatchItemFailures: true, ...eventSourceCap(props.coordinatorReservedConcurrency) }),
+    );
+    functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
+    coordinatorGrants(this.coordinatorFunction, 'The coordinator');
+    // The sources' control rows tell the coordinator's watchdog how far each wake chain got (a BatchGetItem each).
+    grantStatePartitions(this.coordinatorFunction, ['BatchGetItem'], sources);
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
-    acknowledge(this.coordinatorFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The coordinator')));
 
     // ---- control API: Flink's REST API behind an IAM-authenticated function URL ------------------------------------
     // A function URL rather than an API Gateway HTTP API: both take payload format 2.0 and SigV4 (AWS_IAM), but the
@@ -366,18 +473,26 @@ export class FloeJob extends Construct {
       entry: r.controlApiEntry,
       description: `Floe job '${jobName}': control API (Flink's REST API: jobs, checkpoints, savepoints, stop, cancel)`,
       environment: env.controlApi,
+      reservedConcurrency: props.controlApiReservedConcurrency,
     });
     this.controlApiUrl = this.controlApiFunction.addFunctionUrl({ authType: lambda.FunctionUrlAuthType.AWS_IAM });
+    functionAlarms(controlApi, this.controlApiFunction, 'the control API function');
     // Reads the job row (and, to cancel, writes it); triggers start a checkpoint's execution and read it back for its status.
-    this.coordinatorTable.grantReadWriteData(this.controlApiFunction);
+    grantCoordinatorRow(this.controlApiFunction);
     this.stateMachine.grantStartExecution(this.controlApiFunction);
     this.stateMachine.grantExecution(this.controlApiFunction, 'states:DescribeExecution');
     // grantExecution names the executions `execution:<machine name>:*`, the name cut from the machine's ARN.
     const machineName = JSON.stringify({ 'Fn::Select': [6, { 'Fn::Split': [':', { Ref: stack.resolve((this.stateMachine.node.defaultChild as CfnElement).logicalId) as string }] }] });
     if (!r.checkpoint.retainOnCancel) {
-      // A cancel deletes the job's completed checkpoints when they are not retained on cancel.
-      this.bucket.grantReadWrite(this.controlApiFunction, jobObjects);
-      acknowledge(this.controlApiFunction.role!, bucketReadWriteFindings(this.bucket, jobObjects, bucketReason('The control API (cancel with checkpoint.retainOnCancel false)')));
+      // A cancel lists the job's checkpoints and deletes them when they are not retained on cancel; it reads none.
+      grantList(this.controlApiFunction);
+      grantObjects(this.controlApiFunction, ['s3:DeleteObject'], checkpointObjects);
+      acknowledge(this.controlApiFunction.role!, [
+        {
+          id: `AwsSolutions-IAM5[Resource::${nagRef(this.bucket)}/${checkpointObjects}]`,
+          reason: objectsReason('The control API (cancel with checkpoint.retainOnCancel false)', 'deletes the objects of the job\'s checkpoints (<bucket>/<job>/checkpoints/*)'),
+        },
+      ]);
     }
     acknowledge(this.controlApiFunction.role!, [
       {
@@ -415,8 +530,9 @@ export class FloeJob extends Construct {
           tracingEnabled: true,
           logs: stateMachineLogging('TickerLogs', false),
         });
-        this.coordinatorQueue.grantSendMessages(this.ticker);
+        this.coordinatorQueue.grant(this.ticker, 'sqs:SendMessage');
         acknowledge(this.ticker.role, [logsAndTracingFinding]);
+        executionAlarms(this.ticker, 'Ticker', 'the ticker (periodic checkpoints and the coordinator watchdog may stall)');
         target = new schedulerTargets.StepFunctionsStartExecution(this.ticker, { ...delivery, input: scheduler.ScheduleTargetInput.fromObject({}) });
       } else {
         target = new schedulerTargets.SqsSendMessage(this.coordinatorQueue, {
@@ -434,6 +550,7 @@ export class FloeJob extends Construct {
         target,
       });
     }
+    for (const alarm of alarms) alarm.addAlarmAction(...(props.alarmActions ?? []));
     this.alarms = alarms;
 
     // ---- outputs the CLI reads -----------------------------------------------------------------------------------
@@ -470,7 +587,7 @@ export class FloeJob extends Construct {
     scope: Construct,
     r: Resolved,
     props: FloeJobProps,
-    options: { entry: string; description: string; environment: Record<string, string> },
+    options: { entry: string; description: string; environment: Record<string, string>; reservedConcurrency: number | undefined },
   ): nodejs.NodejsFunction {
     const logGroup = new logs.LogGroup(scope, 'Logs', { retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
     const role = new iam.Role(scope, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: options.description.slice(0, 1000) });
@@ -486,6 +603,7 @@ export class FloeJob extends Construct {
       timeout: r.timeout,
       description: options.description.slice(0, 256),
       environment: options.environment,
+      ...(options.reservedConcurrency === undefined ? {} : { reservedConcurrentExecutions: options.reservedConcurrency }),
       role,
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
@@ -584,13 +702,43 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
     problems.push({ id: FloeJobErrorId.MaxReceiveCountOutOfRange, message: `maxReceiveCount must be a positive integer, got ${maxReceiveCount}` });
   }
   if (runtime.family !== lambda.RuntimeFamily.NODEJS) problems.push({ id: FloeJobErrorId.UnsupportedRuntime, message: `runtime must be a Node.js runtime, got ${runtime.name}` });
+  const reservedConcurrency = plan ? resolveReservedConcurrency(plan, props, problems) : new Map<string, number>();
 
   if (problems.length > 0 || !plan || !checkpoint) throw new FloeJobValidationError(scope.node.path, problems);
-  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, controlApiEntry, timeout, memorySize, maxReceiveCount, runtime };
+  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, controlApiEntry, timeout, memorySize, maxReceiveCount, runtime, reservedConcurrency };
   // Last, since it needs a plan: a job with other problems reports those first.
   const environment = environmentProblems(resolved, props);
   if (environment.length > 0) throw new FloeJobValidationError(scope.node.path, environment);
   return resolved;
+}
+
+/** Each vertex's reserved concurrency from `reservedConcurrency`, and the problems of all three concurrency props. */
+function resolveReservedConcurrency(plan: PhysicalPlan, props: FloeJobProps, problems: FloeJobProblem[]): Map<string, number> {
+  const out = new Map<string, number>();
+  const given = props.reservedConcurrency;
+  const ids = plan.vertices.map((v) => v.id);
+  const perVertex: [string, number][] = given === undefined ? [] : typeof given === 'number' ? ids.map((id) => [id, given]) : Object.entries(given);
+  const outOfRange = (what: string, value: number, least: number, why: string) =>
+    problems.push({ id: FloeJobErrorId.ReservedConcurrencyOutOfRange, message: `${what} must be an integer of at least ${least} (${why}), got ${value}` });
+  for (const [id, value] of perVertex) {
+    const vertex = plan.vertices.find((v) => v.id === id);
+    if (!vertex) {
+      problems.push({ id: FloeJobErrorId.UnknownVertex, message: `reservedConcurrency names vertex '${id}', which job '${plan.job}' does not have; its vertices are ${ids.map((v) => `'${v}'`).join(', ')}` });
+      continue;
+    }
+    // One message group (subtask) is never handed to two invocations at once; more groups may be, up to the cap.
+    const least = vertex.parallelism === 1 ? 1 : EVENT_SOURCE_CONCURRENCY.min;
+    const why = vertex.parallelism === 1 ? 'a reserve of 0 stops the function' : `an SQS event source is capped at 2 or more, and the vertex has parallelism ${vertex.parallelism}`;
+    if (!Number.isInteger(value) || value < least) outOfRange(`reservedConcurrency of vertex '${id}'`, value, least, why);
+    else out.set(id, value);
+  }
+  const coordinator = props.coordinatorReservedConcurrency;
+  if (coordinator !== undefined && !(Number.isInteger(coordinator) && coordinator >= EVENT_SOURCE_CONCURRENCY.min)) {
+    outOfRange('coordinatorReservedConcurrency', coordinator, EVENT_SOURCE_CONCURRENCY.min, 'an SQS event source is capped at 2 or more');
+  }
+  const controlApi = props.controlApiReservedConcurrency;
+  if (controlApi !== undefined && !(Number.isInteger(controlApi) && controlApi >= 1)) outOfRange('controlApiReservedConcurrency', controlApi, 1, 'a reserve of 0 stops the function');
+  return out;
 }
 
 /** Deploy-time values a function environment refers to. */

@@ -11,11 +11,3 @@ export function nagRef(resource: IConstruct, attribute = 'Arn'): string {
   const element = (resource.node.defaultChild ?? resource) as CfnElement;
   return `<${Stack.of(resource).resolve(element.logicalId) as string}.${attribute}>`;
 }
-
-/** The findings `bucket.grantReadWrite(principal, pattern)` raises (AwsSolutions-IAM5), acknowledged with the reason. */
-export function bucketReadWriteFindings(bucket: IConstruct, objectsKeyPattern: string, reason: string): { id: string; reason: string }[] {
-  return [
-    ...['s3:GetObject*', 's3:GetBucket*', 's3:List*', 's3:DeleteObject*', 's3:Abort*'].map((action) => ({ id: `AwsSolutions-IAM5[Action::${action}]`, reason })),
-    { id: `AwsSolutions-IAM5[Resource::${nagRef(bucket)}/${objectsKeyPattern}]`, reason },
-  ];
-}

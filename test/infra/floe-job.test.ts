@@ -4,9 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Duration, Stack, Validations, type CfnElement } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { subtaskPartitionKey } from '../../lib/adapters/aws/dynamodb-state-schema.js';
 import { SQS_MAX_MESSAGE_BYTES } from '../../lib/adapters/aws/envelope-codec.js';
 import { Job } from '../../lib/api/job.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
@@ -31,6 +34,8 @@ let stack: Stack;
 let floeJob: FloeJob;
 let template: Template;
 let plan: PhysicalPlan;
+/** The wordcount job built from its file, for variants of the deployed one. */
+let wordcount: Job;
 let outdir: string;
 
 beforeAll(async () => {
@@ -40,7 +45,8 @@ beforeAll(async () => {
     context: { job: jobFile, args: args.join(' '), removalPolicy: 'destroy', deletionProtection: 'false', ...fixtures },
   });
   ({ stack, job: floeJob } = await createFloeApp(app));
-  plan = buildPlan(await loadJob(join(projectRoot, jobFile), args));
+  wordcount = await loadJob(join(projectRoot, jobFile), args);
+  plan = buildPlan(wordcount);
   // Synthesis runs the app's validation plugins (cdk-nag): an unacknowledged finding fails it here.
   template = Template.fromStack(stack);
 });
@@ -65,6 +71,36 @@ function problemsOf(props: Partial<FloeJobProps> & { job: Job }): FloeJobProblem
   }
 }
 
+/** One action a role's policies allow on one resource (resolved, as JSON), with the statement's condition. */
+interface Allowed {
+  readonly action: string;
+  readonly resource: string;
+  readonly condition?: Record<string, Record<string, unknown>>;
+}
+
+/** Everything the IAM policies attached to a function's (or state machine's) role allow, one entry per action and resource. */
+function allowedFor(s: Stack, t: Template, role: { roleName: string }): Allowed[] {
+  const policies = Object.values(t.findResources('AWS::IAM::Policy', { Properties: { Roles: [s.resolve(role.roleName)] } })) as {
+    Properties: { PolicyDocument: { Statement: { Effect: string; Action: string | string[]; Resource: unknown; Condition?: Allowed['condition'] }[] } };
+  }[];
+  return policies.flatMap((p) =>
+    p.Properties.PolicyDocument.Statement.filter((st) => st.Effect === 'Allow').flatMap((st) =>
+      [st.Action].flat().flatMap((action) =>
+        [st.Resource].flat().map((resource) => ({ action, resource: JSON.stringify(resource), ...(st.Condition ? { condition: st.Condition } : {}) })),
+      ),
+    ),
+  );
+}
+
+/** A deploy-time value as `allowedFor` writes resources. */
+const json = (s: Stack, value: unknown) => JSON.stringify(s.resolve(value));
+
+/** Whether IAM's StringLike (`*` any run, `?` any one character) matches `value` with `pattern`. */
+function stringLike(pattern: string, value: string): boolean {
+  const source = [...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('');
+  return new RegExp(`^${source}$`, 's').test(value);
+}
+
 function smallJob(options: ConstructorParameters<typeof Job>[1] = {}): Job {
   const job = new Job('small', { checkpoint: { interval: '1s' }, ...options });
   job.source(generator({ count: 10, generate: (i) => i }), { uid: 'numbers' }).sinkTo(filesSink({ dir: '/tmp/out' }), { uid: 'out' });
@@ -84,8 +120,9 @@ describe('FloeJob per vertex', () => {
     // per vertex a queue and its DLQ; the coordinator's queue and DLQ; the schedule's DLQ
     template.resourceCountIs('AWS::SQS::Queue', 2 * n + 3);
     expect(Object.keys(template.findResources('AWS::SQS::Queue', { Properties: { FifoQueue: true } }))).toHaveLength(2 * n);
-    // a dead-letter alarm per vertex, the coordinator, and the schedule
-    template.resourceCountIs('AWS::CloudWatch::Alarm', n + 2);
+    // a dead-letter alarm per vertex, the coordinator, and the schedule; Errors and Throttles per function; failed and
+    // timed-out executions of the state machine and the ticker
+    template.resourceCountIs('AWS::CloudWatch::Alarm', n + 2 + 2 * (n + 2) + 4);
   });
 
   it('configures each vertex queue as high-throughput FIFO with sender-set dedup ids, 1 MiB messages and 6× the function timeout', () => {
@@ -130,6 +167,57 @@ describe('FloeJob per vertex', () => {
         TreatMissingData: 'notBreaching',
       });
     }
+  });
+
+  it('alarms on any failed or throttled invocation of every function, not on an idle one', () => {
+    const functions = [...floeJob.vertices.values()].map((v) => v.function).concat(floeJob.coordinatorFunction, floeJob.controlApiFunction);
+    for (const fn of functions) {
+      for (const metric of ['Errors', 'Throttles']) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: metric,
+          Namespace: 'AWS/Lambda',
+          Dimensions: [{ Name: 'FunctionName', Value: stack.resolve(fn.functionName) }],
+          Statistic: 'Sum',
+          Period: 300,
+          Threshold: 0,
+          ComparisonOperator: 'GreaterThanThreshold',
+          EvaluationPeriods: 1,
+          TreatMissingData: 'notBreaching',
+        });
+      }
+    }
+    for (const v of floeJob.vertices.values()) {
+      expect(floeJob.alarms).toContain(v.errorsAlarm);
+      expect(floeJob.alarms).toContain(v.throttlesAlarm);
+    }
+  });
+
+  it('alarms on failed and timed-out executions of the checkpoint state machine and the ticker', () => {
+    for (const machine of [floeJob.stateMachine, floeJob.ticker!]) {
+      for (const metric of ['ExecutionsFailed', 'ExecutionsTimedOut']) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: metric,
+          Namespace: 'AWS/States',
+          Dimensions: [{ Name: 'StateMachineArn', Value: stack.resolve(machine.stateMachineArn) }],
+          Statistic: 'Sum',
+          Threshold: 0,
+          ComparisonOperator: 'GreaterThanThreshold',
+          TreatMissingData: 'notBreaching',
+        });
+      }
+    }
+  });
+
+  it('exposes every alarm it creates, and runs alarmActions on each (none by default)', () => {
+    expect(floeJob.alarms).toHaveLength(Object.keys(template.findResources('AWS::CloudWatch::Alarm')).length);
+    expect(Object.keys(template.findResources('AWS::CloudWatch::Alarm', { Properties: { AlarmActions: Match.anyValue() } }))).toEqual([]);
+
+    const s = new Stack(new App({ outdir }), 'Notified');
+    const topic = new sns.Topic(s, 'Topic');
+    const job = new FloeJob(s, 'Job', { jobFile, args, projectRoot, ...fixtures, job: smallJob(), alarmActions: [new cloudwatchActions.SnsAction(topic)] });
+    const alarms = Template.fromStack(s).findResources('AWS::CloudWatch::Alarm');
+    expect(Object.keys(alarms)).toHaveLength(job.alarms.length);
+    for (const alarm of Object.values(alarms) as { Properties: { AlarmActions?: unknown } }[]) expect(alarm.Properties.AlarmActions).toEqual([s.resolve(topic.topicArn)]);
   });
 
   it('feeds each function from its queue in batches of 10 with per-message failures', () => {
@@ -189,15 +277,7 @@ describe('FloeJob per vertex', () => {
   });
 
   it('lets a vertex send to its outputs and (for barriers) the sources, not to other vertices', () => {
-    const sendTo = (fn: lambda.IFunction, queueArn: string) =>
-      Object.keys(
-        template.findResources('AWS::IAM::Policy', {
-          Properties: {
-            Roles: [stack.resolve(fn.role!.roleName)],
-            PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['sqs:SendMessage']), Resource: stack.resolve(queueArn) })]) },
-          },
-        }),
-      ).length > 0;
+    const sendTo = (fn: lambda.IFunction, queueArn: string) => allowedFor(stack, template, fn.role!).some((a) => a.action === 'sqs:SendMessage' && a.resource === json(stack, queueArn));
     for (const v of plan.vertices) {
       const fn = floeJob.vertices.get(v.id)!.function;
       const allowed = new Set([...plan.vertices.filter((x) => x.isSource).map((x) => x.id), ...v.outputs.map((e) => e.to)]);
@@ -205,21 +285,18 @@ describe('FloeJob per vertex', () => {
     }
   });
 
-  it('lets a source read the attributes of its downstream queues, for the backlog probe of backpressure', () => {
-    const probes = (fn: lambda.IFunction, queueArn: string) =>
-      Object.keys(
-        template.findResources('AWS::IAM::Policy', {
-          Properties: {
-            Roles: [stack.resolve(fn.role!.roleName)],
-            PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['sqs:GetQueueAttributes']), Resource: stack.resolve(queueArn) })]) },
-          },
-        }),
-      ).length > 0;
+  it('lets a source, and only a source, read the attributes of its downstream queues, for the backlog probe of backpressure', () => {
+    const probes = (fn: lambda.IFunction, queueArn: string) => allowedFor(stack, template, fn.role!).some((a) => a.action === 'sqs:GetQueueAttributes' && a.resource === json(stack, queueArn));
     const sources = plan.vertices.filter((v) => v.isSource && v.outputs.length > 0);
     expect(sources.length).toBeGreaterThan(0);
-    for (const v of sources) {
+    expect(plan.vertices.some((v) => !v.isSource && v.outputs.length > 0)).toBe(true);
+    for (const v of plan.vertices) {
       const fn = floeJob.vertices.get(v.id)!.function;
-      for (const to of v.outputs.map((e) => e.to)) expect(probes(fn, floeJob.vertices.get(to)!.queue.queueArn), `${v.id} probes ${to}`).toBe(true);
+      const downstream = new Set(v.isSource ? v.outputs.map((e) => e.to) : []);
+      // Its own queue's attributes are the event source's (Lambda reads them to poll).
+      for (const other of plan.vertices) {
+        expect(probes(fn, floeJob.vertices.get(other.id)!.queue.queueArn), `${v.id} probes ${other.id}`).toBe(downstream.has(other.id) || other.id === v.id);
+      }
     }
   });
 
@@ -241,6 +318,163 @@ describe('FloeJob per vertex', () => {
       expect(run(floeJob.vertices.get(v.id)!.function)).toEqual({ batchItemFailures: [], job: 'wordcount', vertex: v.id, fingerprint: plan.fingerprint });
     }
     expect(run(floeJob.coordinatorFunction)).toEqual({ batchItemFailures: [], job: 'wordcount' });
+  });
+});
+
+describe('FloeJob least privilege', () => {
+  const bucketObjects = (pattern: string) => json(stack, floeJob.bucket.arnForObjects(pattern));
+  const notLogs = (a: Allowed) => !/^(logs|xray):/.test(a.action);
+  /** The state-table partition-key patterns of an entry's LeadingKeys condition. */
+  const leadingKeys = (a: Allowed) => a.condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] as string[] | undefined;
+  /** Every partition key of a vertex's subtasks, as the state store writes them. */
+  const partitionsOf = (vertexId: string) => Array.from({ length: plan.vertices.find((v) => v.id === vertexId)!.parallelism }, (_, subtask) => subtaskPartitionKey(plan.job, { vertex: vertexId, subtask }));
+
+  it('grants a vertex function only the calls its code makes, no wildcard actions', () => {
+    for (const v of plan.vertices) {
+      const actions = [...new Set(allowedFor(stack, template, floeJob.vertices.get(v.id)!.function.role!).filter(notLogs).map((a) => a.action))].sort();
+      expect(actions, v.id).toEqual(
+        [
+          // its state, its job row and status items
+          'dynamodb:BatchGetItem',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:Query',
+          'dynamodb:UpdateItem',
+          // snapshots and manifests; deletes of old checkpoints
+          's3:DeleteObject',
+          's3:GetObject',
+          's3:ListBucket',
+          's3:PutObject',
+          // its event source, its sends
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:GetQueueUrl',
+          'sqs:ReceiveMessage',
+          'sqs:SendMessage',
+          // the watchdog execution of a checkpoint its step starts
+          'states:StartExecution',
+        ].sort(),
+      );
+    }
+  });
+
+  it('lets no vertex function delete savepoints, delete object versions, or delete, scan or batch-write coordinator items', () => {
+    for (const v of floeJob.vertices.values()) {
+      const allowed = allowedFor(stack, template, v.function.role!);
+      expect(allowed.filter((a) => a.action.startsWith('s3:Delete')).map((a) => [a.action, a.resource])).toEqual([['s3:DeleteObject', bucketObjects('wordcount/checkpoints/*')]]);
+      expect(allowed.filter((a) => a.action.startsWith('s3:') && a.action !== 's3:ListBucket').map((a) => a.resource)).not.toContain(json(stack, floeJob.bucket.arnForObjects('*')));
+      const coordinatorTable = json(stack, floeJob.coordinatorTable.tableArn);
+      expect(allowed.filter((a) => a.resource === coordinatorTable).map((a) => a.action).sort()).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
+      expect(allowed.filter((a) => a.action.startsWith('states:')).map((a) => [a.action, a.resource])).toEqual([['states:StartExecution', json(stack, floeJob.stateMachine.stateMachineArn)]]);
+    }
+  });
+
+  it('keeps each vertex function to its own subtasks\' state partitions', () => {
+    const stateTable = json(stack, floeJob.stateTable.tableArn);
+    for (const v of plan.vertices) {
+      const grants = allowedFor(stack, template, floeJob.vertices.get(v.id)!.function.role!).filter((a) => a.resource === stateTable);
+      expect(grants.length, v.id).toBeGreaterThan(0);
+      for (const grant of grants) {
+        const patterns = leadingKeys(grant);
+        expect(patterns, `${v.id} ${grant.action}`).toBeDefined();
+        for (const other of plan.vertices) {
+          for (const key of partitionsOf(other.id)) expect(patterns!.some((p) => stringLike(p, key)), `${v.id} → ${key}`).toBe(other.id === v.id);
+        }
+      }
+    }
+  });
+
+  it('lets the coordinator read the sources\' control rows only, answer its tasks and carry out its steps\' effects', () => {
+    const allowed = allowedFor(stack, template, floeJob.coordinatorFunction.role!);
+    const state = allowed.filter((a) => a.resource === json(stack, floeJob.stateTable.tableArn));
+    expect(state.map((a) => a.action)).toEqual(['dynamodb:BatchGetItem']);
+    for (const other of plan.vertices) {
+      for (const key of partitionsOf(other.id)) expect(leadingKeys(state[0]!)!.some((p) => stringLike(p, key)), key).toBe(other.isSource);
+    }
+    expect([...new Set(allowed.filter((a) => a.action.startsWith('states:')).map((a) => a.action))].sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess', 'states:StartExecution']);
+    expect(allowed.filter((a) => a.action.startsWith('s3:Delete')).map((a) => a.resource)).toEqual([bucketObjects('wordcount/checkpoints/*')]);
+  });
+
+  it('lets the state machines send to the coordinator-tasks queue and read status items, nothing more', () => {
+    const queue = json(stack, floeJob.coordinatorQueue.queueArn);
+    expect(allowedFor(stack, template, floeJob.stateMachine.role).filter(notLogs)).toEqual(
+      expect.arrayContaining([
+        { action: 'sqs:SendMessage', resource: queue },
+        { action: 'dynamodb:GetItem', resource: json(stack, floeJob.coordinatorTable.tableArn) },
+      ]),
+    );
+    expect(allowedFor(stack, template, floeJob.stateMachine.role).filter(notLogs)).toHaveLength(2);
+    expect(allowedFor(stack, template, floeJob.ticker!.role).filter(notLogs)).toEqual([{ action: 'sqs:SendMessage', resource: queue }]);
+  });
+
+  it('matches IAM StringLike as IAM does, for the partition checks above', () => {
+    expect(stringLike('wordcount/count/*', 'wordcount/count/0')).toBe(true);
+    expect(stringLike('wordcount/count/*', 'wordcount/counter/0')).toBe(false);
+    expect(stringLike('wordcount/flatMap-1/*', 'wordcount/flatMap-1/1')).toBe(true);
+    expect(stringLike('a.b/?', 'axb/1')).toBe(false);
+    expect(stringLike('a.b/?', 'a.b/1')).toBe(true);
+  });
+});
+
+describe('FloeJob reserved concurrency', () => {
+  /** Per function: its reserved concurrency and the cap of its event source (undefined: none). */
+  const concurrencyOf = (s: Stack, t: Template, fn: lambda.IFunction) => {
+    const resources = t.toJSON().Resources as Record<string, { Type: string; Properties: Record<string, unknown> }>;
+    const reserved = resources[s.getLogicalId(fn.node.defaultChild as CfnElement)]!.Properties.ReservedConcurrentExecutions;
+    const mappings = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping' && JSON.stringify(r.Properties.FunctionName) === JSON.stringify(s.resolve(fn.functionName)));
+    const caps = mappings.map((m) => (m.Properties.ScalingConfig as { MaximumConcurrency?: number } | undefined)?.MaximumConcurrency);
+    return { reserved, cap: caps[0] };
+  };
+
+  it('reserves none by default', () => {
+    for (const fn of [...floeJob.vertices.values()].map((v) => v.function).concat(floeJob.coordinatorFunction, floeJob.controlApiFunction)) {
+      expect(concurrencyOf(stack, template, fn)).toEqual({ reserved: undefined, cap: undefined });
+    }
+  });
+
+  it('reserves one number for every vertex and caps each event source to it', () => {
+    const { stack: s, template: t } = synthJob({ job: wordcount, reservedConcurrency: 4 });
+    const job = s.node.findChild('Job') as FloeJob;
+    for (const v of job.vertices.values()) expect(concurrencyOf(s, t, v.function), v.vertex.id).toEqual({ reserved: 4, cap: 4 });
+    expect(concurrencyOf(s, t, job.coordinatorFunction)).toEqual({ reserved: undefined, cap: undefined });
+  });
+
+  it('reserves per vertex id, for the coordinator and for the control API; a reserve of 1 on a vertex of parallelism 1 gets no cap (Lambda\'s least is 2)', () => {
+    const { stack: s, template: t } = synthJob({
+      job: wordcount,
+      reservedConcurrency: { lines: 1, count: 2000 },
+      coordinatorReservedConcurrency: 3,
+      controlApiReservedConcurrency: 1,
+    });
+    const job = s.node.findChild('Job') as FloeJob;
+    expect(concurrencyOf(s, t, job.vertices.get('lines')!.function)).toEqual({ reserved: 1, cap: undefined });
+    expect(concurrencyOf(s, t, job.vertices.get('flatMap-1')!.function)).toEqual({ reserved: undefined, cap: undefined });
+    // The cap stops at the event source's most, 1000.
+    expect(concurrencyOf(s, t, job.vertices.get('count')!.function)).toEqual({ reserved: 2000, cap: 1000 });
+    expect(concurrencyOf(s, t, job.coordinatorFunction)).toEqual({ reserved: 3, cap: 3 });
+    expect(concurrencyOf(s, t, job.controlApiFunction)).toEqual({ reserved: 1, cap: undefined });
+  });
+
+  it('refuses a vertex id the plan does not have, listing the ones it has', () => {
+    const problems = problemsOf({ job: wordcount, args, reservedConcurrency: { lines: 2, tokenize: 3 } });
+    expect(problems.map((p) => p.id)).toEqual([FloeJobErrorId.UnknownVertex]);
+    expect(problems[0]!.message).toContain("'tokenize'");
+    for (const v of plan.vertices) expect(problems[0]!.message).toContain(`'${v.id}'`);
+  });
+
+  it.each<[string, Partial<FloeJobProps>, string[]]>([
+    ['0 for every vertex', { reservedConcurrency: 0 }, ['lines', 'flatMap-1', 'count']],
+    ['a fraction', { reservedConcurrency: { count: 2.5 } }, ['count']],
+    ['1 for a vertex of parallelism 2', { reservedConcurrency: { 'flatMap-1': 1 } }, ['flatMap-1']],
+    ['1 for the coordinator', { coordinatorReservedConcurrency: 1 }, ['coordinatorReservedConcurrency']],
+    ['0 for the control API', { controlApiReservedConcurrency: 0 }, ['controlApiReservedConcurrency']],
+  ])('refuses %s', (_what, props, named) => {
+    const problems = problemsOf({ job: wordcount, args, ...props });
+    expect(problems.map((p) => p.id)).toEqual(named.map(() => FloeJobErrorId.ReservedConcurrencyOutOfRange));
+    named.forEach((n, i) => expect(problems[i]!.message).toContain(n));
   });
 });
 
@@ -319,6 +553,12 @@ describe('FloeJob coordinator', () => {
       LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
       TracingConfiguration: { Enabled: true },
     });
+  });
+
+  it('logs no execution data of either state machine, so no task token reaches CloudWatch Logs', () => {
+    const machines = Object.values(template.findResources('AWS::StepFunctions::StateMachine')) as { Properties: { LoggingConfiguration: Record<string, unknown> } }[];
+    expect(machines).toHaveLength(2);
+    for (const m of machines) expect(m.Properties.LoggingConfiguration).toMatchObject({ Level: 'ALL', IncludeExecutionData: false });
   });
 
   it('consumes the coordinator-tasks queue and may answer the state machine and start its executions', () => {
@@ -454,9 +694,16 @@ describe('FloeJob control API', () => {
     const variant = new Stack(new App({ outdir }), 'NotRetained');
     const job = new FloeJob(variant, 'Job', { jobFile, args, projectRoot, ...fixtures, job: smallJob(), checkpoint: { retainOnCancel: false } });
     const policies = Template.fromStack(variant).findResources('AWS::IAM::Policy', { Properties: { Roles: [variant.resolve(job.controlApiFunction.role!.roleName)] } });
-    const actions = JSON.stringify(Object.values(policies));
-    expect(actions).toContain('s3:DeleteObject*');
-    expect(actions).toContain(JSON.stringify(variant.resolve(job.bucket.bucketArn)).slice(1, -1));
+    expect(Object.keys(policies).length).toBeGreaterThan(0);
+    const s3 = allowedFor(variant, Template.fromStack(variant), job.controlApiFunction.role!).filter((a) => a.action.startsWith('s3:'));
+    // It lists the checkpoints and deletes them: no reads, no writes, nothing outside <job>/checkpoints/.
+    expect(s3).toEqual(
+      expect.arrayContaining([
+        { action: 's3:ListBucket', resource: json(variant, job.bucket.bucketArn) },
+        { action: 's3:DeleteObject', resource: json(variant, job.bucket.arnForObjects('small/checkpoints/*')) },
+      ]),
+    );
+    expect(s3).toHaveLength(2);
     // The default (retained on cancel) grants no bucket access at all.
     expect(JSON.stringify(statementsOf(floeJob.controlApiFunction))).not.toMatch(/s3:/);
   });
@@ -592,6 +839,29 @@ describe('app context', () => {
     ['', []],
   ])('splits %j', (text, words) => {
     expect(splitArgs(text)).toEqual(words);
+  });
+
+  it('notifies an SNS topic from alarmTopicArn and reserves concurrency from reservedConcurrency', async () => {
+    const topicArn = 'arn:aws:sns:eu-west-1:123456789012:floe-alarms';
+    const variant = new App({
+      outdir,
+      context: { job: jobFile, args: args.join(' '), stackName: 'FromContext', alarmTopicArn: topicArn, reservedConcurrency: '{"count":3}', ...fixtures },
+    });
+    const { stack: s, job } = await createFloeApp(variant);
+    const t = Template.fromStack(s);
+    const alarms = Object.values(t.findResources('AWS::CloudWatch::Alarm')) as { Properties: { AlarmActions?: unknown } }[];
+    expect(alarms).toHaveLength(job.alarms.length);
+    for (const alarm of alarms) expect(alarm.Properties.AlarmActions).toEqual([topicArn]);
+    t.hasResourceProperties('AWS::Lambda::Function', { FunctionName: Match.absent(), ReservedConcurrentExecutions: 3, Environment: { Variables: Match.objectLike({ [FloeEnv.Vertex]: 'count' }) } });
+    t.resourcePropertiesCountIs('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.anyValue() }, 1);
+  });
+
+  it.each([
+    [{ alarmTopicArn: 'my-topic' }, /alarmTopicArn must be an SNS topic ARN/],
+    [{ reservedConcurrency: 'lots' }, /reservedConcurrency must be a number or a JSON object/],
+    [{ reservedConcurrency: '{"count":"3"}' }, /reservedConcurrency must be a number or a JSON object/],
+  ])('refuses the context %j', async (context, message) => {
+    await expect(createFloeApp(new App({ outdir, context: { job: jobFile, args: args.join(' '), ...fixtures, ...context } }))).rejects.toThrow(message);
   });
 
   it('names the stack after the job and checks it with cdk-nag', () => {

@@ -1,3 +1,4 @@
+import type { SFNClient } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
 import { barrierEnvelopes } from '../../lib/adapters/aws/coordinator-barriers.js';
 import { newCoordinatorRow, transitionRow, type CoordinatorRow } from '../../lib/adapters/aws/coordinator-job-row.js';
@@ -14,6 +15,9 @@ import {
   type CoordinatorStateMachineOptions,
 } from '../../lib/adapters/aws/coordinator-state-machine.js';
 import { CoordinatorAttr } from '../../lib/adapters/aws/coordinator-schema.js';
+import { createCoordinatorTaskRecordHandler } from '../../lib/adapters/aws/coordinator-task-handler.js';
+import type { CoordinatorTasks } from '../../lib/adapters/aws/coordinator-tasks.js';
+import type { SqsRecord } from '../../lib/adapters/aws/sqs-poller.js';
 import { Job } from '../../lib/api/job.js';
 import { collectSink } from '../../lib/connectors/collect-sink.js';
 import { generator } from '../../lib/connectors/generator.js';
@@ -229,6 +233,9 @@ describe('checkpoint executions', () => {
   });
 });
 
+/** A task token whose every window of a few characters is recognisable in a log line. */
+const SECRET_TOKEN = 'S3CR3T'.repeat(40);
+
 describe('parseCoordinatorTaskMessage', () => {
   it('accepts a scheduled tick without a token', () => {
     expect(parseCoordinatorTaskMessage('{"v":1,"type":"tick","job":"j"}')).toEqual({ v: 1, type: 'tick', job: 'j' });
@@ -253,6 +260,24 @@ describe('parseCoordinatorTaskMessage', () => {
     expect(error.retryable).toBe(false);
     expect(error.message).toContain('message m-1');
     expect(error.message).toContain(mention);
+  });
+
+  it.each([
+    ['a token where JSON expects a value', `{"v":1,"type":"abort","job":"j","checkpointId":1,"taskToken":${SECRET_TOKEN}}`],
+    ['a body that is only the token', SECRET_TOKEN],
+    ['a token in a truncated body', `{"v":1,"type":"abort","job":"j","checkpointId":1,"taskToken":"${SECRET_TOKEN}`],
+    ['a token of the wrong type', `{"v":1,"type":"abort","job":"j","checkpointId":1,"taskToken":{"${SECRET_TOKEN}":1}}`],
+  ])('keeps the task token out of the error (and so out of the logs) for %s', async (_what, body) => {
+    const lines: Record<string, unknown>[] = [];
+    const handle = createCoordinatorTaskRecordHandler({
+      tasks: { job: 'j' } as CoordinatorTasks,
+      sfn: { send: () => Promise.reject(new Error('no answer expected')) } as unknown as SFNClient,
+      log: (line) => lines.push(line),
+    });
+    await expect(handle({ messageId: 'm-1', body } as SqsRecord)).rejects.toThrow(/m-1/);
+    expect(lines.some((l) => l.level === 'error' && String(l.message).includes('m-1'))).toBe(true);
+    // Any piece of the token, not only the whole: V8 quotes a window of the body around a syntax error.
+    for (const line of lines) expect(JSON.stringify(line)).not.toMatch(/CR3/);
   });
 });
 

@@ -203,8 +203,10 @@ export function parseCoordinatorTaskMessage(body: string, source = 'message'): C
   let raw: unknown;
   try {
     raw = JSON.parse(body);
-  } catch (cause) {
-    throw new FloeError(ErrorCode.MalformedMessage, `${source}: body is not JSON (${(cause as Error).message})`, { cause });
+  } catch {
+    // Not JSON.parse's message, nor the error as cause: V8 quotes the body in it, and a task message's body holds
+    // its task token, which must not reach the logs.
+    throw new FloeError(ErrorCode.MalformedMessage, `${source}: body is not JSON (${body.length} characters)`);
   }
   const parsed = taskMessageSchema.safeParse(raw);
   if (!parsed.success) {

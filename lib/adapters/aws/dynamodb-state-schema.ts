@@ -56,7 +56,12 @@ export const CHAIN_SORT_KEY = 'chain';
 
 /** The partition key of a subtask's items. */
 export function subtaskPartitionKey(job: string, task: TaskAddress): string {
-  return `${encodeURIComponent(job)}/${encodeURIComponent(task.vertex)}/${task.subtask}`;
+  return `${vertexPartitionPrefix(job, task.vertex)}${task.subtask}`;
+}
+
+/** Prefix of the partition keys of one vertex's subtasks (FloeJob scopes each function's state grants to it). */
+export function vertexPartitionPrefix(job: string, vertex: string): string {
+  return `${encodeURIComponent(job)}/${encodeURIComponent(vertex)}/`;
 }
 
 /** Prefix of every partition key of a job. */
