@@ -6,7 +6,7 @@ import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-
 import { filesSink } from '../../lib/connectors/files-sink.js';
 import type { CheckpointStorage } from '../../lib/ports/index.js';
 import type { CheckpointRecord } from '../../lib/core/coordinator/types.js';
-import { Scratch, awaitTrigger, captureLog, keyedEvents, readAll, readCommittedLines, runOptions, runningCountsJob, runningCountsOracle, sorted, startRunner, waitFor, type KeyedEventsOptions } from '../support/jobs.js';
+import { Scratch, awaitTrigger, captureLog, expectedKeyedEvents, readCommittedLines, runOptions, runningCountsJob, runningCountsOracle, sorted, startRunner, waitFor, type KeyedEventsOptions } from '../support/jobs.js';
 
 const scratch = new Scratch();
 afterEach(() => scratch.cleanup());
@@ -81,7 +81,7 @@ describe('aborted checkpoints and savepoints lose no output, embedded', () => {
     expect(runner.overview().restarts).toBe(0);
     expect(storage.failures).toBeGreaterThan(0);
     // ...and every record's output was committed exactly once
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(input))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(input)));
   });
 
   it('a savepoint whose target cannot be written leaves the files sink output of its epoch to be committed later, and no in-progress file behind', async () => {
@@ -104,7 +104,7 @@ describe('aborted checkpoints and savepoints lose no output, embedded', () => {
     // Then the job finished, and the committed lines are exactly the oracle's
     expect(outcome.state, text()).toBe('FINISHED');
     expect(failedIds(runner.coordinatorState().history, 'savepoint'), text()).toHaveLength(1);
-    expect(sorted(await readCommittedLines(out))).toEqual(runningCountsOracle(await readAll(keyedEvents(slow))));
+    expect(sorted(await readCommittedLines(out))).toEqual(runningCountsOracle(expectedKeyedEvents(slow)));
     expect((await readdir(out)).filter((n) => n.startsWith('.inprogress'))).toEqual([]);
   });
 
@@ -130,6 +130,6 @@ describe('aborted checkpoints and savepoints lose no output, embedded', () => {
 
     // And the final checkpoint commits everything, the savepoint's epoch included, once
     expect((await done).state, text()).toBe('FINISHED');
-    expect(sorted(sink.committed)).toEqual(runningCountsOracle(await readAll(keyedEvents(slow))));
+    expect(sorted(sink.committed)).toEqual(runningCountsOracle(expectedKeyedEvents(slow)));
   });
 });
