@@ -6,8 +6,11 @@ export const Layout = {
   checkpointDir: (root: string, job: string, id: number) => join(root, job, 'checkpoints', `chk-${id}`),
   /** `<root>/<job>/checkpoints/shared`: state files referenced by incremental checkpoints. */
   sharedDir: (root: string, job: string) => join(root, job, 'checkpoints', 'shared'),
-  /** `<root>/<job>/spill/gen-<generation>`: envelopes subtasks hold back beyond what their control rows carry. */
-  spillDir: (root: string, job: string, generation: number) => join(root, job, 'spill', `gen-${generation}`),
+  /**
+   * `<root>/<job>/checkpoints/spill/gen-<generation>`: envelopes subtasks hold back beyond what their control rows
+   * carry; under `checkpoints/`, where the functions may delete, and removed with the checkpoints on cancel.
+   */
+  spillDir: (root: string, job: string, generation: number) => join(root, job, 'checkpoints', 'spill', `gen-${generation}`),
   /** `<dir>/savepoint-<id>` */
   savepointDir: (dir: string, savepointId: string) => join(dir, `savepoint-${savepointId}`),
   /** The manifest's name inside a snapshot directory. */
