@@ -43,7 +43,11 @@ async function build(telemetry: HandlerTelemetry): Promise<Handler> {
     stateTable: required(FloeEnv.StateTable),
     vertex: required(FloeEnv.Vertex),
     deadLetterQueueUrl: process.env[FloeEnv.DeadLetterQueueUrl] || undefined,
+    maxReceiveCount: process.env[FloeEnv.MaxReceiveCount] ? Number(process.env[FloeEnv.MaxReceiveCount]) : undefined,
   }));
+  if (config.maxReceiveCount !== undefined && !(Number.isInteger(config.maxReceiveCount) && config.maxReceiveCount >= 1)) {
+    throw new FloeError(ErrorCode.InvalidOptions, `operator function: ${FloeEnv.MaxReceiveCount} must be a positive integer, got '${process.env[FloeEnv.MaxReceiveCount]}'`);
+  }
   const plan = await loadDeployedPlan(config, 'operator function', (p, problems) => {
     if (!p.vertices.some((v) => v.id === config.vertex)) problems.push(`the plan of job '${p.job}' has no vertex '${config.vertex}'`);
   });
@@ -65,6 +69,7 @@ async function build(telemetry: HandlerTelemetry): Promise<Handler> {
     vertex: config.vertex,
     resources,
     checkpoint: config.checkpoint,
+    ...(config.maxReceiveCount === undefined ? {} : { maxReceiveCount: config.maxReceiveCount }),
     log: telemetry.log,
     observer: operatorMetrics(telemetry),
   });

@@ -792,7 +792,7 @@ function functionEnvironments(
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
   return {
-    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id) }),
+    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id), [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount) }),
     coordinator: { ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
     // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
     controlApi: {

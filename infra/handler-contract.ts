@@ -65,6 +65,8 @@ export const FloeEnv = {
   Vertex: 'FLOE_VERTEX',
   /** The dead-letter queue of the vertex's input queue, where the handler moves a malformed message with its reason (operator functions). */
   DeadLetterQueueUrl: 'FLOE_DEAD_LETTER_QUEUE_URL',
+  /** Receives of a message before the vertex's queue dead-letters it (operator functions): a step failing on the last one fails the job over. */
+  MaxReceiveCount: 'FLOE_MAX_RECEIVE_COUNT',
 } as const;
 export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];
 

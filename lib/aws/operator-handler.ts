@@ -154,6 +154,14 @@ export interface OperatorHandlerOptions {
    * @default 5000
    */
   readonly runRefreshMs?: number;
+  /**
+   * Receives of a message before its queue moves it to the dead-letter queue (the queue's redrive policy). A step that
+   * fails on the last of them fails the job over (the job row says FAILING with the error) rather than let the queue
+   * dead-letter an envelope, which would open a gap no receiver can fill; a step that fails in a way retrying cannot
+   * mend (a service limit, a channel gap) fails the job at once.
+   * @default 5 (FloeJob's and emulator mode's default)
+   */
+  readonly maxReceiveCount?: number;
   /** One JSON-able object per log line. @default JSON lines on stdout */
   readonly log?: (line: Record<string, unknown>) => void;
   /** Told of batches, steps, dead-lettered messages, acks and the coordinator effects they run, for metrics. @default none */
@@ -171,6 +179,9 @@ export const DEFAULT_MAX_DOWNSTREAM_BACKLOG = 100;
 
 /** Encoded bytes of held-back envelopes (alignment, gaps) a subtask's DynamoDB control row carries itself; more are spilled to S3. */
 export const INLINE_HELD_BYTES = 64 * 1024;
+
+/** Default of {@link OperatorHandlerOptions.maxReceiveCount}. */
+export const DEFAULT_MAX_RECEIVE_COUNT = 5;
 
 /** Default of {@link OperatorHandlerOptions.runRefreshMs}. */
 export const RUN_REFRESH_MS = 5000;
@@ -298,6 +309,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         flags.sourceExhausted = true;
         await ports.gateway.sourceFinished(task);
       },
+      failTask: (task, reason) => ports.gateway.failTask(task, reason),
     };
     const executor = new SubtaskExecutor(
       {
@@ -364,6 +376,27 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         },
       }),
     );
+  };
+
+  const maxReceiveCount = options.maxReceiveCount ?? DEFAULT_MAX_RECEIVE_COUNT;
+
+  /**
+   * Fails the job over when a failed step cannot succeed by redelivery: its error is terminal (a fenced commit is not:
+   * a successor took over), or the slice's messages were delivered as often as the queue allows before it
+   * dead-letters them. Told to the coordinator like an ack, so the job row says FAILING with the operator and the error.
+   */
+  const failJobIfHopeless = async (subtask: number, error: Error, items: readonly Item[], context: Record<string, unknown>): Promise<void> => {
+    const code = (error as FloeError).code;
+    const terminal = error instanceof FloeError && !error.retryable && code !== ErrorCode.CommitFenced;
+    const deliveries = Math.max(1, ...items.map((i) => Number(i.record.attributes?.ApproximateReceiveCount ?? 1)));
+    if (!terminal && deliveries < maxReceiveCount) return;
+    const why = terminal ? error.message : `${error.message} (failed on all ${deliveries} deliveries its queue allows)`;
+    log({ level: 'error', message: `failing the job over: subtask ${vertex.id}:${subtask} cannot get past its input: ${why}`, ...context, code });
+    try {
+      await ports.gateway.failTask({ vertex: vertex.id, subtask }, why);
+    } catch (e) {
+      log({ level: 'error', message: `recording the failure in the job row failed: ${(e as Error).message}`, ...context });
+    }
   };
 
   /** Handles one group's records in order; answers the message ids to retry. */
@@ -476,6 +509,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       return failedIds(rest);
     } catch (e) {
       const error = e as Error;
+      await failJobIfHopeless(subtask, error, [...live, ...rest], context);
       log({
         level: 'error',
         message: `step failed, ${live.length + rest.length} messages come back: ${error.name}: ${error.message}`,

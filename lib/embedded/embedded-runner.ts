@@ -259,6 +259,7 @@ export class EmbeddedRunner implements JobControl {
       decline: async (checkpointId: number, task: TaskAddress, reason: string) =>
         this.dispatch(attempt, { type: 'decline', now: this.clock.now(), checkpointId, task: `${task.vertex}:${task.subtask}`, reason }),
       sourceFinished: async (task: TaskAddress) => this.dispatch(attempt, { type: 'sourceFinished', now: this.clock.now(), task: `${task.vertex}:${task.subtask}` }),
+      failTask: async (task: TaskAddress, reason: string) => this.dispatch(attempt, { type: 'taskFailed', now: this.clock.now(), task: `${task.vertex}:${task.subtask}`, reason }),
     };
     const ports: Ports = { clock: this.clock, queue: queues, state: store, storage: this.storage, coordinator: gateway };
 

@@ -233,6 +233,8 @@ export interface CoordinatorGateway {
   decline(checkpointId: number, task: TaskAddress, reason: string): Promise<void>;
   /** A source subtask has read all of its input. */
   sourceFinished(task: TaskAddress): Promise<void>;
+  /** The subtask's step failed in a way retrying cannot mend, or on every delivery its input allows: fail the job over. */
+  failTask(task: TaskAddress, reason: string): Promise<void>;
 }
 
 /** Commits a sink's pre-committed transaction; idempotent, since restore commits again what the manifest lists. */

@@ -54,19 +54,37 @@ const inputLines = {
 
 const source = () => generator<Line>({ ...inputLines, splits: 2 });
 
+/** Messages in a queue (visible, in flight or delayed). */
+async function approximateMessages(url: string): Promise<number> {
+  const { Attributes } = await clients.sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed'] }),
+  );
+  return Object.values(Attributes ?? {}).reduce((n, v) => n + Number(v), 0);
+}
+
+/** Faults a test injects into the job's own functions. */
+interface Faults {
+  /** `count` throws on this word, on every delivery. */
+  readonly throwOn?: string;
+  /** `words` emits one record too large for an SQS message after line `i`. */
+  readonly hugeRecordAt?: number;
+}
+
 /** lines → flatMap words → keyBy word → running count (`word<TAB>n` per word) → exactly-once files. */
-function wordRunningCounts(name: string, sink: SinkConnector<string>): Job {
+function wordRunningCounts(name: string, sink: SinkConnector<string>, faults: Faults = {}): Job {
   const job = new Job(name, { parallelism: 2, maxParallelism: 64 });
   job
     .source(source(), { uid: 'lines' })
     .flatMap<string>((l, out) => {
       for (const w of l.text.split(' ')) out.collect(w);
+      if (l.i === faults.hugeRecordAt) out.collect('x'.repeat(1_100_000));
     }, { uid: 'words' })
     .keyBy((w) => w)
     .process(
       {
         state: { n: valueState<number>() },
         processElement(w, ctx, out) {
+          if (w === faults.throwOn) throw new Error(`poisoned word ${w}`);
           const n = (ctx.state.n.value() ?? 0) + 1;
           ctx.state.n.update(n);
           out.collect(`${w}\t${n}`);
@@ -138,7 +156,7 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
   const outDir = await scratch.dir('floe-aws-op-');
   const collector = sinkKind === 'collect' ? statefulCollectSink() : undefined;
   const output = async () => (collector ? [...collector.committed] : readCommittedLines(outDir));
-  const plan = buildPlan(wordRunningCounts(`wc-${randomUUID().slice(0, 8)}`, collector ?? filesSink<string>({ dir: outDir })));
+  const plan = buildPlan(wordRunningCounts(`wc-${randomUUID().slice(0, 8)}`, collector ?? filesSink<string>({ dir: outDir }), tuning.faults));
   const job = await provisionAwsJob({ plan, clients, visibilityTimeoutSeconds: VISIBILITY_SECONDS });
   provisioned.push(job);
   const { resources } = job;
@@ -182,6 +200,8 @@ interface HarnessTuning {
   readonly runRefreshMs?: number;
   /** The coordinator's watchdog: a chain without progress for this long is woken again. @default 600000 (never, in a test) */
   readonly stallMs?: number;
+  /** Faults in the job's functions. @default none */
+  readonly faults?: Faults;
   /** Backpressure and pacing options of every handler. @default the handler's defaults */
   readonly handler?: Pick<OperatorHandlerOptions, 'maxDownstreamBacklog' | 'backlogProbeMs' | 'sourceIdleWaitMs'>;
 }
@@ -458,6 +478,31 @@ describe('operator handler on the emulator', () => {
     expect(zombie).toBeDefined();
     expect(h.logs.some((l) => l.level === 'error' && l.code === ErrorCode.CommitFenced)).toBe(true);
     await expectExactOutput(h);
+  });
+
+  it('fails the job over, naming the operator and its error, when user code throws on every delivery of a record, before its envelope is dead-lettered', async () => {
+    // Given a count function that throws on one word every time
+    const h = await harness('files', { faults: { throwOn: 'w7' } });
+
+    // When the job runs, it fails over instead of retrying for ever or dead-lettering the envelope (a gap downstream)
+    const failure = await drive(h).then(() => undefined, (e: Error) => e);
+    expect(failure?.message).toMatch(/^job failing: task count:\d failed: operator 'count' threw: poisoned word w7 \(failed on all 5 deliveries its queue allows\)$/);
+    expect((await h.store.require(h.plan.job)).state.status).toBe('FAILING');
+    expect(await approximateMessages(h.resources.dlqUrls.count!)).toBe(0);
+    expect(h.logs.some((l) => l.level === 'error' && String(l.message).startsWith('failing the job over: subtask count:'))).toBe(true);
+  });
+
+  it('fails the job over at once, naming the limit and the size, when a record is too large for an SQS message', async () => {
+    const h = await harness('files', { faults: { hugeRecordAt: 100 } });
+
+    const failure = await drive(h).then(() => undefined, (e: Error) => e);
+
+    expect(failure?.message).toMatch(
+      /^job failing: task lines:\d failed: envelope \S+ \(data with 1 records\) encodes to \d+ bytes, over the SQS message limit of 1048576 bytes; a single record vertex 'lines' sends to 'count' is too large for SQS; make it smaller$/,
+    );
+    // Terminal: it failed on its first delivery, without waiting for the queue's redeliveries
+    const failed = h.logs.filter((l) => l.message === `failing the job over: subtask ${/task (lines:\d)/.exec(failure!.message)![1]} cannot get past its input: ${failure!.message.replace(/^job failing: task \S+ failed: /, '')}`);
+    expect(failed).toHaveLength(1);
   });
 
   it('sends a malformed message to the dead-letter queue with its reason, and its group goes on', async () => {

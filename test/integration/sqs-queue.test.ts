@@ -265,7 +265,7 @@ describe('SQS FIFO transport on the emulator', () => {
     );
 
     expect(error).toBeInstanceOf(FloeError);
-    expect((error as FloeError).code).toBe(ErrorCode.MalformedMessage);
+    expect((error as FloeError).code).toBe(ErrorCode.LimitExceeded);
     expect((error as FloeError).message).toMatch(/contract-job\.1\.src\.0\.0\.2 \(data with 30000 records\) encodes to \d+ bytes, over the SQS message limit of 1048576 bytes/);
     expect(s.requests.SendMessageBatch).toBe(0);
     expect(await drain(q)).toEqual([]);

@@ -38,6 +38,10 @@ export class RecordingCoordinator implements CoordinatorGateway {
   async sourceFinished(task: TaskAddress): Promise<void> {
     this.finishedSources.push(task);
   }
+  readonly failures: { task: TaskAddress; reason: string }[] = [];
+  async failTask(task: TaskAddress, reason: string): Promise<void> {
+    this.failures.push({ task, reason });
+  }
 }
 
 /**

@@ -123,10 +123,10 @@ describe('envelope codec', () => {
     expect(() => assertFitsInMessage(e, body, encodedSize(body))).not.toThrow();
 
     const error = floeErrorOf(() => assertFitsInMessage(e, body, 1024));
-    expect(error.code).toBe(ErrorCode.MalformedMessage);
+    expect(error.code).toBe(ErrorCode.LimitExceeded);
     expect(error.message).toBe(
       `envelope wordcount.2.tokenize.1.3.17 (data with 1 records) encodes to ${encodedSize(body)} bytes, over the SQS message limit of 1024 bytes; ` +
-        'lower maxRecordsPerEnvelope or make the records smaller',
+        `a single record vertex 'tokenize' sends to '${e.to.op}' is too large for SQS; make it smaller`,
     );
   });
 });

@@ -102,6 +102,11 @@ export class DynamoDbCoordinatorGateway implements CoordinatorGateway {
     await this.apply({ type: 'sourceFinished', now: this.clock.now(), task: `${task.vertex}:${task.subtask}` });
   }
 
+  /** Fails the job over because a subtask's step failed for good; the job row says FAILING with the reason. */
+  async failTask(task: TaskAddress, reason: string): Promise<void> {
+    await this.apply({ type: 'taskFailed', now: this.clock.now(), task: `${task.vertex}:${task.subtask}`, reason });
+  }
+
   private async apply(event: CoordinatorEvent): Promise<AppliedStep> {
     const applied = await this.options.store.apply(this.options.job, event);
     if (applied.written) await this.options.effects.run(applied);

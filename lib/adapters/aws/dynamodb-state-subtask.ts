@@ -451,7 +451,10 @@ export abstract class PackedSubtaskState implements SubtaskStateStore {
         continue;
       }
       if (bytes > HARD_ITEM_BYTES) {
-        throw new FloeError(ErrorCode.Storage, `state of ${this.name()} in leaf ${id} needs ${bytes} bytes, more than a DynamoDB item holds; a single value is too large`);
+        throw new FloeError(
+          ErrorCode.LimitExceeded,
+          `state of ${this.name()} in leaf ${id} needs ${bytes} bytes, more than a DynamoDB item holds (${HARD_ITEM_BYTES} bytes allowed); a single value is too large`,
+        );
       }
       items.set(id, { id, d, u });
     }

@@ -95,11 +95,9 @@ export function assertFitsInMessage(e: Envelope, body: string, limit: number = S
   const size = encodedSize(body);
   if (size <= limit) return;
   const records = e.records ? ` with ${e.records.length} records` : '';
-  throw new FloeError(
-    ErrorCode.MalformedMessage,
-    `envelope ${envelopeIdentity(e)} (${e.kind}${records}) encodes to ${size} bytes, over the SQS message limit of ${limit} bytes; ` +
-      'lower maxRecordsPerEnvelope or make the records smaller',
-  );
+  // One record too large for a message cannot be sent however envelopes are packed: retrying cannot mend it.
+  const fix = e.records?.length === 1 ? `a single record vertex '${e.from.op}' sends to '${e.to.op}' is too large for SQS; make it smaller` : 'lower maxRecordsPerEnvelope or make the records smaller';
+  throw new FloeError(ErrorCode.LimitExceeded, `envelope ${envelopeIdentity(e)} (${e.kind}${records}) encodes to ${size} bytes, over the SQS message limit of ${limit} bytes; ${fix}`);
 }
 
 /**

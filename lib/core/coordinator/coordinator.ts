@@ -1,5 +1,5 @@
 import type { ResolvedCheckpointOptions } from '../options.js';
-import { abortAllPending, abortCheckpoint } from './abort.js';
+import { abortAllPending, abortCheckpoint, failJob } from './abort.js';
 import { classifyNotPending, findPending, recordAck } from './ack-tracker.js';
 import { serveQueue, startCheckpoint, submitRequest } from './checkpoint-starter.js';
 import { completeCheckpoint } from './completion.js';
@@ -113,6 +113,12 @@ function onManifestFailed(state: CoordinatorState, checkpointId: number, reason:
   return abortCheckpoint(state, checkpointId, `manifest of ${pending.kind} ${checkpointId} could not be written: ${reason}`, now, 'failure');
 }
 
+/** A task's step failed for good: the job fails over, once (a FAILING job ignores further failures). */
+function onTaskFailed(state: CoordinatorState, task: string, reason: string, now: number): CoordinatorStep {
+  if (state.status !== 'RUNNING' || !state.tasks.includes(task)) return unchanged(state);
+  return failJob(state, `task ${task} failed: ${reason}`, now);
+}
+
 /** Cancels the job: a FAILING job may be cancelled too (its failover is then not wanted); pending checkpoints are aborted without charging the budget. */
 function onCancel(state: CoordinatorState, now: number): CoordinatorStep {
   const aborted = abortAllPending({ ...state, status: 'CANCELED', queued: [] }, 'the job was cancelled', now);
@@ -141,6 +147,8 @@ export function reduceCoordinator(state: CoordinatorState, event: CoordinatorEve
       return completeCheckpoint(state, event.checkpointId, event.path, event.now);
     case 'manifestFailed':
       return onManifestFailed(state, event.checkpointId, event.reason, event.now);
+    case 'taskFailed':
+      return onTaskFailed(state, event.task, event.reason, event.now);
     case 'cancel':
       return onCancel(state, event.now);
     default: {

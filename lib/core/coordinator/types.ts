@@ -103,6 +103,8 @@ export type CoordinatorEvent =
   | { readonly type: 'sourceFinished'; readonly now: number; readonly task: string }
   | { readonly type: 'manifestWritten'; readonly now: number; readonly checkpointId: number; readonly path: string }
   | { readonly type: 'manifestFailed'; readonly now: number; readonly checkpointId: number; readonly reason: string }
+  /** A subtask's step failed for good (user code, a service limit, a channel gap): the job fails over. */
+  | { readonly type: 'taskFailed'; readonly now: number; readonly task: string; readonly reason: string }
   /** End the job without a snapshot (Flink's cancel): pending checkpoints are aborted, nothing starts any more. */
   | { readonly type: 'cancel'; readonly now: number };
 
