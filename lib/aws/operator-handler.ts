@@ -143,6 +143,15 @@ export interface OperatorHandlerOptions {
    */
   readonly sqsLimits?: Pick<SqsQueueSenderOptions, 'maxMessageBytes' | 'maxBatchBytes'>;
   /**
+   * Envelopes a subtask keeps that arrived ahead of a gap in their channel (SQS FIFO hands redeliveries back after
+   * newer messages on some emulators); one more fails the job over with CHANNEL_GAP. A subtask that receives nothing
+   * more cannot notice a gap: its next checkpoint then times out, and the failure budget fails the job over.
+   * @default 64 (DEFAULT_MAX_ENVELOPES_AHEAD)
+   */
+  readonly maxEnvelopesAhead?: number;
+  /** How long a gap may stay open before the next step fails the job over with CHANNEL_GAP. @default 900000 (15 minutes) */
+  readonly gapTimeoutMs?: number;
+  /**
    * How long a container reuses one reading of its downstream queues' backlog: the probe costs at most one
    * `GetQueueAttributes` per downstream queue per this long per container.
    * @default 1000
@@ -326,6 +335,8 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         maxEnvelopeBytes: options.maxEnvelopeBytes ?? SQS_ENVELOPE_BYTES,
         // A DynamoDB item holds 400 KB: envelopes held back beyond this go to S3 next to the checkpoints.
         maxInlineHeldBytes: INLINE_HELD_BYTES,
+        ...(options.maxEnvelopesAhead === undefined ? {} : { maxEnvelopesAhead: options.maxEnvelopesAhead }),
+        ...(options.gapTimeoutMs === undefined ? {} : { gapTimeoutMs: options.gapTimeoutMs }),
         spillDir: Layout.spillDir(resources.checkpointRoot, plan.job, info.generation),
       },
       { ...ports.task, coordinator },

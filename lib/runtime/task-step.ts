@@ -425,6 +425,12 @@ export class SubtaskExecutor {
       delete c.gapSince;
       return;
     }
+    // Nothing follows the end of a channel: an envelope waiting behind a gap in an ended channel was lost or forged.
+    const afterEnd = c.ahead.find((e) => c.inputs[channelKey(e.from)]?.ended === true);
+    if (afterEnd !== undefined) {
+      const key = channelKey(afterEnd.from);
+      throw this.gapError(key, c.inputs[key]!.seq, `the channel ended at envelope ${c.inputs[key]!.seq}`);
+    }
     const timeout = this.config.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     const open = this.ports.clock.now() - (c.gapSince ?? this.ports.clock.now());
     if (open <= timeout) return;

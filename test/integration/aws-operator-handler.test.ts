@@ -11,6 +11,8 @@ import { JobStatus } from '../../lib/adapters/aws/coordinator-job-row.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent } from '../../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
+import { decodeEnvelope, deduplicationId, encodeEnvelope, messageGroupId } from '../../lib/adapters/aws/envelope-codec.js';
+import { EnvelopeKind } from '../../lib/runtime/envelope.js';
 import { DeadLetterAttr, createOperatorHandler, startSources, type AwsJobResources, type OperatorHandlerOptions } from '../../lib/aws/operator-handler.js';
 import { encodeWake, parseWake } from '../../lib/aws/operator-wake.js';
 import { SourceChains } from '../../lib/aws/source-chains.js';
@@ -203,7 +205,7 @@ interface HarnessTuning {
   /** Faults in the job's functions. @default none */
   readonly faults?: Faults;
   /** Backpressure and pacing options of every handler. @default the handler's defaults */
-  readonly handler?: Pick<OperatorHandlerOptions, 'maxDownstreamBacklog' | 'backlogProbeMs' | 'sourceIdleWaitMs'>;
+  readonly handler?: Pick<OperatorHandlerOptions, 'maxDownstreamBacklog' | 'backlogProbeMs' | 'sourceIdleWaitMs' | 'maxEnvelopesAhead'>;
 }
 
 /** What one delivery did. */
@@ -503,6 +505,76 @@ describe('operator handler on the emulator', () => {
     // Terminal: it failed on its first delivery, without waiting for the queue's redeliveries
     const failed = h.logs.filter((l) => l.message === `failing the job over: subtask ${/task (lines:\d)/.exec(failure!.message)![1]} cannot get past its input: ${failure!.message.replace(/^job failing: task \S+ failed: /, '')}`);
     expect(failed).toHaveLength(1);
+  });
+
+  /** Envelope of a record, or undefined for a wake or anything else. */
+  const envelopeOf = (body: string) => {
+    try {
+      return decodeEnvelope(body);
+    } catch {
+      return undefined;
+    }
+  };
+
+  it('takes envelopes that a FIFO queue hands over out of order (a group reversed) in seq order, and stays exact', async () => {
+    // Given a count queue whose batches reach the handler reversed, as moto hands failed messages back newest first
+    const h = await harness();
+    const inOrder = h.handlers.count!;
+    let reversed = 0;
+    h.handlers.count = async (event) => {
+      const data = event.Records.filter((r) => envelopeOf(r.body)?.kind === EnvelopeKind.Data);
+      if (data.length > 1) reversed++;
+      return inOrder({ Records: [...event.Records].reverse() });
+    };
+
+    // When the job runs, Then the output is exact: nothing skipped by a seq seen too early
+    await drive(h);
+    expect(reversed).toBeGreaterThan(0);
+    await expectExactOutput(h);
+  });
+
+  it('fails the job over with CHANNEL_GAP naming the channel when an envelope is lost, instead of finishing with its records missing', async () => {
+    // Given one data envelope of the count queue that vanishes (deleted unprocessed, as a dead-lettered one would be),
+    // and receivers that keep one envelope behind a gap at most
+    const h = await harness('files', { handler: { maxEnvelopesAhead: 1 } });
+    const real = h.handlers.count!;
+    let lost: string | undefined;
+    h.handlers.count = async (event) => {
+      const victim = lost === undefined ? event.Records.find((r) => envelopeOf(r.body)?.kind === EnvelopeKind.Data && envelopeOf(r.body)!.seq === 2) : undefined;
+      if (victim) {
+        const e = envelopeOf(victim.body)!;
+        lost = `${e.from.op}:${e.from.subtask} → ${e.to.op}:${e.to.subtask}`;
+      }
+      return real({ Records: event.Records.filter((r) => r !== victim) });
+    };
+
+    const failure = await drive(h).then(() => undefined, (e: Error) => e);
+
+    expect(lost).toBeDefined();
+    expect(failure?.message).toContain(`channel ${lost} has a gap that cannot fill: envelope 2 never arrived and more than 1 envelopes arrived after it`);
+    expect(h.logs.some((l) => l.code === ErrorCode.ChannelGap)).toBe(true);
+  });
+
+  it('fails the job over with CHANNEL_GAP when a forged envelope with a high seq sits behind its channel, instead of skipping to it', async () => {
+    // Given an envelope of the job's generation from lines:0 to count:0 with a seq far ahead, among the real ones
+    const h = await harness();
+    const row = await h.store.require(h.plan.job);
+    const forged = {
+      v: 1 as const,
+      job: h.plan.job,
+      gen: row.runtime.generation,
+      from: { op: 'lines', subtask: 0 },
+      to: { op: 'count', subtask: 0 },
+      seq: 1_000_000,
+      epoch: 0,
+      kind: EnvelopeKind.Data,
+      records: [{ v: 'w1', k: '"w1"', g: 0 }],
+    };
+    await clients.sqs.send(new SendMessageCommand({ QueueUrl: h.resources.queueUrls.count!, MessageBody: encodeEnvelope(forged), MessageGroupId: messageGroupId(forged), MessageDeduplicationId: deduplicationId(forged) }));
+
+    const failure = await drive(h).then(() => undefined, (e: Error) => e);
+
+    expect(failure?.message).toMatch(/channel lines:0 → count:0 has a gap that cannot fill: envelope \d+ never arrived and the channel ended at envelope \d+ \(seq 1000000\)/);
   });
 
   it('sends a malformed message to the dead-letter queue with its reason, and its group goes on', async () => {

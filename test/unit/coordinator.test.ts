@@ -240,7 +240,7 @@ describe('failures', () => {
     const { steps, state } = run(coordinator({ options: { tolerableFailures: 1 } }), [tick(1_000), ack(1_500, 1, 'source:0'), tick(1_000 + TIMEOUT - 1), tick(1_000 + TIMEOUT)]);
     expect(ofType(steps[2]?.effects ?? [], 'checkpointAborted')).toEqual([]);
     const aborted = ofType(steps[3]?.effects ?? [], 'checkpointAborted');
-    expect(aborted).toEqual([{ type: 'checkpointAborted', checkpointId: 1, reason: `checkpoint 1 expired after ${TIMEOUT}ms before all tasks acknowledged (1/3)` }]);
+    expect(aborted).toEqual([{ type: 'checkpointAborted', checkpointId: 1, reason: `checkpoint 1 expired after ${TIMEOUT}ms before all tasks acknowledged (1/3; waiting for ${TASKS.filter((t) => t !== 'source:0').join(', ')})` }]);
     expect(state.counts.failed).toBe(1);
     expect(state.consecutiveFailures).toBe(1);
     expect(state.history[0]).toMatchObject({ id: 1, status: 'FAILED', acknowledged: 1, total: 3, finishedAt: 1_000 + TIMEOUT });

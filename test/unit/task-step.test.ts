@@ -342,6 +342,13 @@ describe('SubtaskExecutor: gap-free channels', () => {
     await expect(h.executor.step([data(B, 2, FIG)])).rejects.toThrow(/channel words:0 → counter:0 has a gap that cannot fill: envelope 2 never arrived and it has been missing for 60001ms/);
   });
 
+  it('fails with CHANNEL_GAP when its channel ends while an envelope still waits behind a gap (lost or forged)', async () => {
+    const h = aCounterSubtask();
+    await h.executor.step([data(A, 1, APPLE), data(A, 5, PEAR)]);
+
+    await expect(h.executor.step([endOn(A, 2, 1)])).rejects.toThrow(/channel words:0 → counter:0 has a gap that cannot fill: envelope 3 never arrived and the channel ended at envelope 2 \(seq 5\)/);
+  });
+
   it('with no room for envelopes ahead (maxEnvelopesAhead 0, in-process channels), fails at the first gap', async () => {
     const h = aCounterSubtask({ channels: { maxEnvelopesAhead: 0 } });
     await expect(h.executor.step([data(A, 2, APPLE)])).rejects.toMatchObject({ code: ErrorCode.ChannelGap });

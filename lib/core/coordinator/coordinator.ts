@@ -6,7 +6,7 @@ import { completeCheckpoint } from './completion.js';
 import { DEFAULT_HISTORY_SIZE } from './history.js';
 import { andThen, step, unchanged } from './step.js';
 import { allSourcesFinished, decidePeriodicTrigger, terminationInFlight } from './trigger-decider.js';
-import type { CoordinatorEvent, CoordinatorState, CoordinatorStep, SubtaskAck, TriggerRequest } from './types.js';
+import type { CoordinatorEvent, CoordinatorState, CoordinatorStep, PendingCheckpoint, SubtaskAck, TriggerRequest } from './types.js';
 
 /** Request id of the final checkpoint taken when every source has read all of its input. */
 export const END_OF_INPUT_REQUEST_ID = 'end-of-input';
@@ -59,6 +59,12 @@ function requestEndOfInput(state: CoordinatorState, now: number): CoordinatorSte
   return submitRequest(state, endOfInputRequest, now);
 }
 
+/** The tasks that have not acknowledged a pending checkpoint, the first few by name: where a stuck barrier is. */
+function missingTasks(state: CoordinatorState, p: PendingCheckpoint): string {
+  const missing = state.tasks.filter((t) => p.acks[t] === undefined);
+  return missing.length <= 5 ? missing.join(', ') : `${missing.slice(0, 5).join(', ')} and ${missing.length - 5} more`;
+}
+
 /** Aborts pending checkpoints older than the timeout, oldest first. */
 function expireOverdue(state: CoordinatorState, now: number): CoordinatorStep {
   const { timeout } = state.options;
@@ -70,7 +76,7 @@ function expireOverdue(state: CoordinatorState, now: number): CoordinatorStep {
       andThen(acc, (s) =>
         s.status !== 'RUNNING'
           ? unchanged(s)
-          : abortCheckpoint(s, p.id, `${p.kind} ${p.id} expired after ${timeout}ms before all tasks acknowledged (${Object.keys(p.acks).length}/${s.tasks.length})`, now, 'failure'),
+          : abortCheckpoint(s, p.id, `${p.kind} ${p.id} expired after ${timeout}ms before all tasks acknowledged (${Object.keys(p.acks).length}/${s.tasks.length}; waiting for ${missingTasks(s, p)})`, now, 'failure'),
       ),
     unchanged(state),
   );
