@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { filesSink } from '../../lib/connectors/files-sink.js';
+import { generator } from '../../lib/connectors/generator.js';
+import { Job, valueState } from '../../lib/index.js';
+import { Scratch, captureLog, readCommittedLines, sorted } from '../support/jobs.js';
+
+const endpoint = process.env.AWS_ENDPOINT_URL!;
+const scratch = new Scratch();
+afterEach(() => scratch.cleanup());
+
+const COUNT = 3_000;
+const KEYS = 30;
+
+/** `events` (key `k<i mod KEYS>`) → keyBy → running count; `fail(i)` decides whether the count function throws on event i. */
+function countsJob(name: string, out: string, fail: (i: number) => boolean): Job {
+  const job = new Job(name, { parallelism: 2, maxParallelism: 32 });
+  job
+    .source(generator<{ i: number; key: string }>({ count: COUNT, generate: (i) => ({ i, key: `k${i % KEYS}` }) }), { uid: 'events' })
+    .keyBy((e) => e.key)
+    .process(
+      {
+        state: { n: valueState<number>() },
+        processElement(e, ctx, o) {
+          if (fail(e.i)) throw new Error(`cannot count event ${e.i}`);
+          const n = (ctx.state.n.value() ?? 0) + 1;
+          ctx.state.n.update(n);
+          o.collect(`${e.key}\t${n}`);
+        },
+      },
+      { uid: 'count' },
+    )
+    .sinkTo(filesSink({ dir: out }), { uid: 'out' });
+  return job;
+}
+
+/** The oracle: for each key with N events, `key<TAB>1` .. `key<TAB>N`. */
+function oracle(): string[] {
+  const n = new Map<string, number>();
+  const lines: string[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    const key = `k${i % KEYS}`;
+    n.set(key, (n.get(key) ?? 0) + 1);
+    lines.push(`${key}\t${n.get(key)}`);
+  }
+  return sorted(lines);
+}
+
+describe('a failing step in emulator mode', () => {
+  it('user code that throws on every delivery of a record fails the job over, and the restart strategy then fails it, naming the operator', async () => {
+    // Given a count function that always throws on event 1234, and one restart allowed
+    const out = await scratch.dir('floe-emu-out-');
+    const { log, text } = captureLog();
+    const runner = new EmulatorRunner(countsJob(`poison-${randomUUID().slice(0, 6)}`, out, (i) => i === 1234), {
+      endpoint,
+      namespace: `fail-${randomUUID().slice(0, 8)}`,
+      checkpoint: { interval: '500ms' },
+      restart: { type: 'fixed-delay', attempts: 1, delay: 10 },
+      sourceChunkSize: 200,
+      log,
+    });
+
+    // When it runs
+    const outcome = await runner.run();
+
+    // Then it neither finishes (records would be missing) nor stalls: it fails, once restarted, with the error
+    expect(outcome.state, text()).toBe('FAILED');
+    expect(outcome.error?.message, text()).toMatch(/task count:\d failed: operator 'count' threw: cannot count event 1234 \(failed on all 5 deliveries its queue allows\)/);
+    expect(runner.overview().restarts).toBe(1);
+    expect(text()).toMatch(/restarting in \d+ms after: task count:\d failed/);
+  });
+
+  it('user code that throws once is retried by redelivery, and the output is exact', async () => {
+    // Given a count function that throws the first time it meets event 1234 only
+    const out = await scratch.dir('floe-emu-out-');
+    const { log, text } = captureLog();
+    let thrown = 0;
+    const runner = new EmulatorRunner(countsJob(`flaky-${randomUUID().slice(0, 6)}`, out, (i) => i === 1234 && thrown++ === 0), {
+      endpoint,
+      namespace: `fail-${randomUUID().slice(0, 8)}`,
+      checkpoint: { interval: '500ms' },
+      restart: { type: 'fixed-delay', attempts: 1, delay: 10 },
+      sourceChunkSize: 200,
+      log,
+    });
+
+    const outcome = await runner.run();
+
+    expect(outcome.state, text()).toBe('FINISHED');
+    expect(thrown).toBeGreaterThanOrEqual(2);
+    expect(runner.overview().restarts).toBe(0);
+    expect(sorted(await readCommittedLines(out))).toEqual(oracle());
+  });
+});
