@@ -324,7 +324,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
       '\nExamples:\n  floe run examples/wordcount.ts --checkpoint-interval 5s -- --input words.txt --output out/\n' +
         '  floe run examples/wordcount.ts --aws-endpoint http://127.0.0.1:5000 -- --input words.txt --output out/\n' +
         '\nCtrl-C (SIGINT) or SIGTERM cancels the job, keeping its checkpoints; a second one exits at once.\n' +
-        'Exit codes: 0 finished, stopped or cancelled; 1 failed or refused; 2 internal error; 130 after SIGINT, 143 after SIGTERM.\n',
+        'Exit codes: 0 finished or stopped with a savepoint; 1 failed, refused or cancelled (output since the last checkpoint not committed); 2 internal error; 130 after SIGINT, 143 after SIGTERM.\n',
     )
     .action(async (jobFile: string, jobArgs: string[], flags: RunFlags) => {
       // Validate everything before loading the runner, so a bad command line fails fast and says all that is wrong.

@@ -32,7 +32,8 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 
 /**
  * Loads a job file, runs it embedded with the REST API on localhost, and returns the process exit code: 0 when the
- * job finished, was stopped with a savepoint or cancelled; 1 when it failed; after SIGINT or SIGTERM, which cancel
+ * job finished or was stopped with a savepoint; 1 when it failed or was cancelled (its output since the last completed
+ * checkpoint is not committed); after SIGINT or SIGTERM, which cancel
  * the job (keeping its checkpoints), `signalExitCode` of the signal unless the job failed. A second signal exits at once.
  */
 export async function runJobFile(options: RunJobFileOptions): Promise<number> {
@@ -92,9 +93,17 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
       log(`job failed after ${took}: ${outcome.error?.message ?? 'unknown error'}`);
       return 1;
     }
-    if (outcome.state === 'FINISHED') log(outcome.savepoint ? `job stopped with savepoint ${outcome.savepoint} after ${took}` : `job finished after ${took}`);
-    else log(`job cancelled after ${took}`);
-    return signalled ? signalExitCode(signalled) : 0;
+    if (outcome.state === 'FINISHED') {
+      log(outcome.savepoint ? `job stopped with savepoint ${outcome.savepoint} after ${took}` : `job finished after ${took}`);
+      return signalled ? signalExitCode(signalled) : 0;
+    }
+    // A cancelled job's sinks commit nothing after its last completed checkpoint: say so, and do not report success.
+    const latest = runner.coordinatorState().latestCompletedId;
+    log(
+      `job cancelled after ${took}: output written since ${latest === undefined ? 'it started' : `checkpoint ${latest}`} was not committed` +
+        ` (run again with --from-checkpoint latest to produce it)`,
+    );
+    return signalled ? signalExitCode(signalled) : 1;
   } finally {
     progress?.stop();
     process.off('SIGINT', onSignal);
