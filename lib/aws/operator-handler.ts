@@ -166,8 +166,8 @@ export interface OperatorHandlerOptions {
   /**
    * Receives of a message before its queue moves it to the dead-letter queue (the queue's redrive policy). A step that
    * fails on the last of them fails the job over (the job row says FAILING with the error) rather than let the queue
-   * dead-letter an envelope, which would open a gap no receiver can fill; a step that fails in a way retrying cannot
-   * mend (a service limit, a channel gap) fails the job at once.
+   * dead-letter an envelope, which would open a gap no receiver can fill; a step whose error follows from its input
+   * (LIMIT_EXCEEDED, CHANNEL_GAP) fails the job at once.
    * @default 5 (FloeJob's and emulator mode's default)
    */
   readonly maxReceiveCount?: number;
@@ -188,6 +188,9 @@ export const DEFAULT_MAX_DOWNSTREAM_BACKLOG = 100;
 
 /** Encoded bytes of held-back envelopes (alignment, gaps) a subtask's DynamoDB control row carries itself; more are spilled to S3. */
 export const INLINE_HELD_BYTES = 64 * 1024;
+
+/** Error codes of a step that fails the same way on every delivery of its input: the job fails over at once. */
+const HOPELESS_CODES: ReadonlySet<string> = new Set([ErrorCode.LimitExceeded, ErrorCode.ChannelGap]);
 
 /** Default of {@link OperatorHandlerOptions.maxReceiveCount}. */
 export const DEFAULT_MAX_RECEIVE_COUNT = 5;
@@ -392,13 +395,13 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   const maxReceiveCount = options.maxReceiveCount ?? DEFAULT_MAX_RECEIVE_COUNT;
 
   /**
-   * Fails the job over when a failed step cannot succeed by redelivery: its error is terminal (a fenced commit is not:
-   * a successor took over), or the slice's messages were delivered as often as the queue allows before it
-   * dead-letters them. Told to the coordinator like an ack, so the job row says FAILING with the operator and the error.
+   * Fails the job over when a failed step cannot succeed by redelivery: its error follows from the input itself (a
+   * service limit, a channel gap), or the slice's messages were delivered as often as the queue allows before it
+   * dead-letters them. Any other error — a storage failure, a fenced commit, user code — may pass on a redelivery. Told to the coordinator like an ack, so the job row says FAILING with the operator and the error.
    */
   const failJobIfHopeless = async (subtask: number, error: Error, items: readonly Item[], context: Record<string, unknown>): Promise<void> => {
     const code = (error as FloeError).code;
-    const terminal = error instanceof FloeError && !error.retryable && code !== ErrorCode.CommitFenced;
+    const terminal = error instanceof FloeError && HOPELESS_CODES.has(code);
     const deliveries = Math.max(1, ...items.map((i) => Number(i.record.attributes?.ApproximateReceiveCount ?? 1)));
     if (!terminal && deliveries < maxReceiveCount) return;
     const why = terminal ? error.message : `${error.message} (failed on all ${deliveries} deliveries its queue allows)`;

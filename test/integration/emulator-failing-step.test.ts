@@ -47,19 +47,25 @@ function oracle(): string[] {
   return sorted(lines);
 }
 
+/** The job in emulator mode under a namespace of its own, checkpointing twice a second, allowed one restart. */
+async function aRunner(label: string, fail: (i: number) => boolean) {
+  const out = await scratch.dir('floe-emu-out-');
+  const { log, text } = captureLog();
+  const runner = new EmulatorRunner(countsJob(`${label}-${randomUUID().slice(0, 6)}`, out, fail), {
+    endpoint,
+    namespace: `fail-${randomUUID().slice(0, 8)}`,
+    checkpoint: { interval: '500ms' },
+    restart: { type: 'fixed-delay', attempts: 1, delay: 10 },
+    sourceChunkSize: 200,
+    log,
+  });
+  return { runner, out, text };
+}
+
 describe('a failing step in emulator mode', () => {
   it('user code that throws on every delivery of a record fails the job over, and the restart strategy then fails it, naming the operator', async () => {
     // Given a count function that always throws on event 1234, and one restart allowed
-    const out = await scratch.dir('floe-emu-out-');
-    const { log, text } = captureLog();
-    const runner = new EmulatorRunner(countsJob(`poison-${randomUUID().slice(0, 6)}`, out, (i) => i === 1234), {
-      endpoint,
-      namespace: `fail-${randomUUID().slice(0, 8)}`,
-      checkpoint: { interval: '500ms' },
-      restart: { type: 'fixed-delay', attempts: 1, delay: 10 },
-      sourceChunkSize: 200,
-      log,
-    });
+    const { runner, text } = await aRunner('poison', (i) => i === 1234);
 
     // When it runs
     const outcome = await runner.run();
@@ -73,17 +79,8 @@ describe('a failing step in emulator mode', () => {
 
   it('user code that throws once is retried by redelivery, and the output is exact', async () => {
     // Given a count function that throws the first time it meets event 1234 only
-    const out = await scratch.dir('floe-emu-out-');
-    const { log, text } = captureLog();
     let thrown = 0;
-    const runner = new EmulatorRunner(countsJob(`flaky-${randomUUID().slice(0, 6)}`, out, (i) => i === 1234 && thrown++ === 0), {
-      endpoint,
-      namespace: `fail-${randomUUID().slice(0, 8)}`,
-      checkpoint: { interval: '500ms' },
-      restart: { type: 'fixed-delay', attempts: 1, delay: 10 },
-      sourceChunkSize: 200,
-      log,
-    });
+    const { runner, out, text } = await aRunner('flaky', (i) => i === 1234 && thrown++ === 0);
 
     const outcome = await runner.run();
 
