@@ -321,7 +321,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         flags.sourceExhausted = true;
         await ports.gateway.sourceFinished(task);
       },
-      failTask: (task, reason) => ports.gateway.failTask(task, reason),
+      failTask: (task, reason) => ports.gateway.failTask(task, reason, info.generation),
     };
     const executor = new SubtaskExecutor(
       {
@@ -399,15 +399,17 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
    * service limit, a channel gap), or the slice's messages were delivered as often as the queue allows before it
    * dead-letters them. Any other error — a storage failure, a fenced commit, user code — may pass on a redelivery. Told to the coordinator like an ack, so the job row says FAILING with the operator and the error.
    */
-  const failJobIfHopeless = async (subtask: number, error: Error, items: readonly Item[], context: Record<string, unknown>): Promise<void> => {
+  const failJobIfHopeless = async (subtask: number, generation: number | undefined, error: Error, items: readonly Item[], context: Record<string, unknown>): Promise<void> => {
     const code = (error as FloeError).code;
+    // A fenced commit means a successor took over: its step, not this one, decides.
+    if (generation === undefined || code === ErrorCode.CommitFenced) return;
     const terminal = error instanceof FloeError && HOPELESS_CODES.has(code);
     const deliveries = Math.max(1, ...items.map((i) => Number(i.record.attributes?.ApproximateReceiveCount ?? 1)));
     if (!terminal && deliveries < maxReceiveCount) return;
     const why = terminal ? error.message : `${error.message} (failed on all ${deliveries} deliveries its queue allows)`;
     log({ level: 'error', message: `failing the job over: subtask ${vertex.id}:${subtask} cannot get past its input: ${why}`, ...context, code });
     try {
-      await ports.gateway.failTask({ vertex: vertex.id, subtask }, why);
+      await ports.gateway.failTask({ vertex: vertex.id, subtask }, why, generation);
     } catch (e) {
       log({ level: 'error', message: `recording the failure in the job row failed: ${(e as Error).message}`, ...context });
     }
@@ -442,6 +444,8 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
 
     const envelopes = live.flatMap((i) => (i.kind === 'envelope' ? [i.envelope] : []));
     const wakes = live.flatMap((i) => (i.kind === 'wake' ? [i.wake] : []));
+    /** The generation of the executor a step ran on, once one did: only such a step's failure may fail the job. */
+    let stepGeneration: number | undefined;
     try {
       const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen));
       let info = await runFor(newest, wakes.length > 0 ? freshRun : undefined);
@@ -461,6 +465,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         return failedIds(rest);
       }
       const entry = await executorFor(subtask, info);
+      stepGeneration = entry.gen;
       const wake = current.length > 0 ? Math.max(...current.map((w) => w.n)) : undefined;
       // Backpressure: hold the source off while its downstream queues are backed up, unless this may be a replay.
       const redelivered = live.some((i) => Number(i.record.attributes?.ApproximateReceiveCount ?? 1) > 1);
@@ -523,7 +528,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       return failedIds(rest);
     } catch (e) {
       const error = e as Error;
-      await failJobIfHopeless(subtask, error, [...live, ...rest], context);
+      await failJobIfHopeless(subtask, stepGeneration, error, [...live, ...rest], context);
       log({
         level: 'error',
         message: `step failed, ${live.length + rest.length} messages come back: ${error.name}: ${error.message}`,

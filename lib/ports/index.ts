@@ -54,8 +54,8 @@ export interface ControlRow {
    * the gap fills, by channel and seq. @default none
    */
   readonly ahead?: readonly Envelope[];
-  /** When the first envelope now in `ahead` arrived (ms since the epoch): a gap open for too long cannot fill. */
-  readonly gapSince?: number;
+  /** Per channel with envelopes in `ahead`: when its current gap opened (ms since the epoch); one open too long cannot fill. */
+  readonly gapSince?: Readonly<Record<string, number>>;
   /**
    * Where `held` and `ahead` are kept when they are too large for the control row (a DynamoDB item holds 400 KB): an
    * object in checkpoint storage, written before the commit that references it; `held` and `ahead` are then empty.
@@ -233,8 +233,11 @@ export interface CoordinatorGateway {
   decline(checkpointId: number, task: TaskAddress, reason: string): Promise<void>;
   /** A source subtask has read all of its input. */
   sourceFinished(task: TaskAddress): Promise<void>;
-  /** The subtask's step failed in a way retrying cannot mend, or on every delivery its input allows: fail the job over. */
-  failTask(task: TaskAddress, reason: string): Promise<void>;
+  /**
+   * The subtask's step failed in a way retrying cannot mend, or on every delivery its input allows: fail the job over.
+   * `generation` is the run the step belonged to; a report of another generation (a zombie after a restart) is ignored.
+   */
+  failTask(task: TaskAddress, reason: string, generation?: number): Promise<void>;
 }
 
 /** Commits a sink's pre-committed transaction; idempotent, since restore commits again what the manifest lists. */

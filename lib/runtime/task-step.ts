@@ -118,7 +118,7 @@ interface MutableControl {
   outputs: Record<string, number>;
   held: Envelope[];
   ahead: Envelope[];
-  gapSince?: number;
+  gapSince: Record<string, number>;
   spill?: string;
   watermark: number;
   roundRobin: number;
@@ -141,7 +141,7 @@ function wakeOutcome(stored: ControlRow | undefined, gen: number, n: number): Wa
 function thaw(c: ControlRow): MutableControl {
   const inputs: MutableControl['inputs'] = {};
   for (const [k, v] of Object.entries(c.inputs)) inputs[k] = { ...v };
-  return { ...c, inputs, outputs: { ...c.outputs }, held: [...c.held], ahead: [...(c.ahead ?? [])] };
+  return { ...c, inputs, outputs: { ...c.outputs }, held: [...c.held], ahead: [...(c.ahead ?? [])], gapSince: { ...c.gapSince } };
 }
 
 /**
@@ -288,7 +288,8 @@ export class SubtaskExecutor {
    * (under a name no other attempt uses, so a zombie cannot overwrite what the winning commit references).
    */
   private async rowToCommit(c: MutableControl, spilled: { path: string; text: string } | undefined): Promise<ControlRow> {
-    const { ahead, held, spill: _spill, ...rest } = c;
+    const { ahead, held, spill: _spill, gapSince: open, ...fields } = c;
+    const rest = { ...fields, ...(Object.keys(open).length > 0 ? { gapSince: open } : {}) };
     const base: ControlRow = { ...rest, held, ...(ahead.length > 0 ? { ahead } : {}) };
     const limit = this.config.maxInlineHeldBytes;
     if (limit === undefined || (held.length === 0 && ahead.length === 0)) return base;
@@ -310,6 +311,9 @@ export class SubtaskExecutor {
   private async run(envelopes: readonly Envelope[], read: boolean, spilled: { path: string; text: string } | undefined): Promise<StepResult> {
     await this.prefetchKeys(envelopes);
     for (const env of envelopes) await this.accept(env);
+    // Before anything is sent: an attempt that fails here must send nothing, or a replay whose gap did fill would
+    // send other contents under the same seqs.
+    this.checkGap();
 
     let idle = true;
     if (!this.control.finished) {
@@ -321,7 +325,6 @@ export class SubtaskExecutor {
     this.sealAll();
     if (this.outbox.length > 0) await this.ports.queue.send(this.outbox);
     const c = this.control;
-    this.checkGap();
     c.version += 1;
     const row = await this.rowToCommit(c, spilled);
     await this.store.commit(row);
@@ -400,7 +403,9 @@ export class SubtaskExecutor {
     const i = c.ahead.findIndex((e) => e.seq === input.seq + 1 && channelKey(e.from) === key);
     if (i >= 0) {
       const [next] = c.ahead.splice(i, 1);
-      if (c.ahead.length === 0) delete c.gapSince;
+      // The gap before `next` filled; what still waits on the channel waits behind a gap that opens now.
+      if (c.ahead.some((e) => channelKey(e.from) === key)) c.gapSince[key] = this.ports.clock.now();
+      else delete c.gapSince[key];
       await this.accept(next!);
     }
   }
@@ -413,18 +418,16 @@ export class SubtaskExecutor {
       return;
     }
     c.ahead.push(env);
-    c.gapSince ??= this.ports.clock.now();
+    c.gapSince[key] ??= this.ports.clock.now();
     const max = this.config.maxEnvelopesAhead ?? DEFAULT_MAX_ENVELOPES_AHEAD;
-    if (c.ahead.length > max) throw this.gapError(key, lastSeq, `more than ${max} envelopes arrived after it`);
+    if (c.ahead.filter((e) => channelKey(e.from) === key).length > max) throw this.gapError(key, lastSeq, `more than ${max} envelopes arrived after it`);
   }
 
   /** Fails the step when the oldest gap has been open longer than a redelivery takes. */
   private checkGap(): void {
     const c = this.control;
-    if (c.ahead.length === 0) {
-      delete c.gapSince;
-      return;
-    }
+    for (const key of Object.keys(c.gapSince)) if (!c.ahead.some((e) => channelKey(e.from) === key)) delete c.gapSince[key];
+    if (c.ahead.length === 0) return;
     // Nothing follows the end of a channel: an envelope waiting behind a gap in an ended channel was lost or forged.
     const afterEnd = c.ahead.find((e) => c.inputs[channelKey(e.from)]?.ended === true);
     if (afterEnd !== undefined) {
@@ -432,11 +435,11 @@ export class SubtaskExecutor {
       throw this.gapError(key, c.inputs[key]!.seq, `the channel ended at envelope ${c.inputs[key]!.seq}`);
     }
     const timeout = this.config.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
-    const open = this.ports.clock.now() - (c.gapSince ?? this.ports.clock.now());
-    if (open <= timeout) return;
-    const first = c.ahead[0]!;
-    const key = channelKey(first.from);
-    throw this.gapError(key, c.inputs[key]!.seq, `it has been missing for ${open}ms (limit ${timeout}ms)`);
+    const now = this.ports.clock.now();
+    for (const [key, since] of Object.entries(c.gapSince)) {
+      const open = now - since;
+      if (open > timeout) throw this.gapError(key, c.inputs[key]!.seq, `it has been missing for ${open}ms (limit ${timeout}ms)`);
+    }
   }
 
   private gapError(key: string, lastSeq: number, why: string): FloeError {

@@ -477,6 +477,21 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
     expect(await f.gateway.receiveDecline(1, { vertex: 'count', subtask: 0 }, 'late')).toBe('discarded');
   });
 
+  it("fails the job over when a subtask of its generation reports a failed task, and ignores one of another generation (a zombie after a restart)", async () => {
+    const f = await fixture('task-failed', {}, 2);
+    const generation = (await f.store.require(f.plan.job)).runtime.generation;
+
+    // When a step of an older generation reports a failure, nothing changes
+    await f.gateway.failTask({ vertex: 'count', subtask: 1 }, 'poisoned record', generation - 1);
+    expect((await f.store.require(f.plan.job)).state.status).toBe('RUNNING');
+
+    // When one of the row's generation does, the job fails over, naming the task and the error
+    await f.gateway.failTask({ vertex: 'count', subtask: 1 }, 'poisoned record', generation);
+    const row = await f.store.require(f.plan.job);
+    expect(row.state.status).toBe('FAILING');
+    expect(row.jobStatus).toMatchObject({ status: JobStatus.Failing, detail: 'task count:1 failed: poisoned record' });
+  });
+
   it('starts the final checkpoint and its execution once every source finished, and records the job FINISHED', async () => {
     const f = await fixture('finished', {}, 2);
 

@@ -303,7 +303,7 @@ describe('SubtaskExecutor: gap-free channels', () => {
     const { control, results } = await outputsOf([[data(A, 1, APPLE)], [data(A, 3, FIG)]]);
 
     expect(results[1]).toMatchObject({ recordsIn: 0, dropped: 0 });
-    expect(control).toMatchObject({ inputs: { 'words:0': { seq: 1 } }, gapSince: 10_000 });
+    expect(control).toMatchObject({ inputs: { 'words:0': { seq: 1 } }, gapSince: { 'words:0': 10_000 } });
     expect(control?.ahead?.map((e) => e.seq)).toEqual([3]);
   });
 
@@ -347,6 +347,28 @@ describe('SubtaskExecutor: gap-free channels', () => {
     await h.executor.step([data(A, 1, APPLE), data(A, 5, PEAR)]);
 
     await expect(h.executor.step([endOn(A, 2, 1)])).rejects.toThrow(/channel words:0 → counter:0 has a gap that cannot fill: envelope 3 never arrived and the channel ended at envelope 2 \(seq 5\)/);
+  });
+
+  it('times each gap from when it opened: a gap that filled does not age a later one on another channel, and a failing attempt sends nothing', async () => {
+    // Given a gap on A opened at t, filled 50 s later while a gap on B opens
+    const clock = new FakeClock(10_000);
+    const h = aCounterSubtask({ clock, channels: { gapTimeoutMs: 60_000 } });
+    await h.executor.step([data(A, 2, APPLE)]);
+    clock.advance(50_000);
+    await h.executor.step([data(A, 1, PEAR), data(B, 2, FIG)]);
+    await sent(h);
+
+    // When 70 s have passed since the first gap, 20 s since B's: no failure
+    clock.advance(20_000);
+    await h.executor.step([data(A, 3, PEAR)]);
+    expect((await h.store.forSubtask({ vertex: 'counter', subtask: 0 }).readControl())?.gapSince).toEqual({ 'words:1': 60_000 });
+    await sent(h);
+
+    // Then once B's gap is older than the limit the step fails, having sent nothing
+    clock.advance(40_001);
+    await expect(h.executor.step([data(A, 4, APPLE)])).rejects.toThrow(/channel words:1 → counter:0 has a gap that cannot fill: envelope 1 never arrived and it has been missing for 60001ms/);
+    const out = await sent(h);
+    expect([...out['sink:0'], ...out['sink:1']]).toEqual([]);
   });
 
   it('with no room for envelopes ahead (maxEnvelopesAhead 0, in-process channels), fails at the first gap', async () => {

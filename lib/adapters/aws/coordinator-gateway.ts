@@ -102,8 +102,12 @@ export class DynamoDbCoordinatorGateway implements CoordinatorGateway {
     await this.apply({ type: 'sourceFinished', now: this.clock.now(), task: `${task.vertex}:${task.subtask}` });
   }
 
-  /** Fails the job over because a subtask's step failed for good; the job row says FAILING with the reason. */
-  async failTask(task: TaskAddress, reason: string): Promise<void> {
+  /**
+   * Fails the job over because a subtask's step failed for good; the job row says FAILING with the reason. A step of a
+   * generation the row has moved past (it outlived a restart) fails nothing.
+   */
+  async failTask(task: TaskAddress, reason: string, generation?: number): Promise<void> {
+    if (generation !== undefined && (await this.options.store.load(this.options.job))?.runtime.generation !== generation) return;
     await this.apply({ type: 'taskFailed', now: this.clock.now(), task: `${task.vertex}:${task.subtask}`, reason });
   }
 
