@@ -4,7 +4,6 @@ import type { PendingCommit, SubtaskSnapshot } from '../core/manifest/model.js';
 import type { CheckpointMode } from '../core/options.js';
 import { inputChannels } from '../graph/plan.js';
 import { keyGroupOf, keyGroupRange, serializeKey, subtaskForKeyGroup } from '../graph/key-groups.js';
-import { randomUUID } from 'node:crypto';
 import { channelKey, COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type Envelope, type StreamRecord } from './envelope.js';
 import { MAX_WATERMARK, MIN_WATERMARK } from './watermark.js';
 import { createOperator } from './operators/factory.js';
@@ -12,6 +11,7 @@ import type { Operator, Output } from './operators/operator.js';
 import { SourceOperator } from './operators/source.js';
 import { guard } from './operators/stateless.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
+import { readSpill, spillIfLarge, type ReadSpill } from './held-spill.js';
 
 /** What a subtask needs to know about the run it belongs to. */
 export interface SubtaskConfig {
@@ -263,52 +263,31 @@ export class SubtaskExecutor {
     }
   }
 
-  /** Brings back the held-back envelopes a spilled control row keeps in storage; answers the spill's location and text. */
-  private async loadSpill(): Promise<{ path: string; text: string } | undefined> {
+  /** Brings back the held-back envelopes a spilled control row keeps in storage. */
+  private async loadSpill(): Promise<ReadSpill | undefined> {
     const path = this.control.spill;
     if (path === undefined) return undefined;
-    let text: string;
-    try {
-      text = Buffer.from(await this.ports.storage.get(path)).toString('utf8');
-    } catch (cause) {
-      throw new FloeError(ErrorCode.Storage, `subtask ${this.name()}: cannot read its held-back envelopes from ${path}: ${(cause as Error).message}`, { cause, retryable: true });
-    }
-    const { held, ahead } = JSON.parse(text) as { held: Envelope[]; ahead: Envelope[] };
-    this.control.held = held;
-    this.control.ahead = ahead;
-    return { path, text };
+    const { envelopes, spill } = await readSpill(this.ports.storage, path, this.name());
+    this.control.held = [...envelopes.held];
+    this.control.ahead = [...envelopes.ahead];
+    return spill;
   }
 
   private name(): string {
     return `${this.address.vertex}:${this.address.subtask}`;
   }
 
-  /**
-   * The control row to commit: held-back envelopes stay in it while small, else go to a spill object written first
-   * (under a name no other attempt uses, so a zombie cannot overwrite what the winning commit references).
-   */
-  private async rowToCommit(c: MutableControl, spilled: { path: string; text: string } | undefined): Promise<ControlRow> {
+  /** The control row to commit: held-back envelopes stay in it while small, else go to a spill object written first. */
+  private async rowToCommit(c: MutableControl, spilled: ReadSpill | undefined): Promise<ControlRow> {
     const { ahead, held, spill: _spill, gapSince: open, ...fields } = c;
     const rest = { ...fields, ...(Object.keys(open).length > 0 ? { gapSince: open } : {}) };
-    const base: ControlRow = { ...rest, held, ...(ahead.length > 0 ? { ahead } : {}) };
-    const limit = this.config.maxInlineHeldBytes;
-    if (limit === undefined || (held.length === 0 && ahead.length === 0)) return base;
-    const text = JSON.stringify({ held, ahead });
-    const bytes = Buffer.byteLength(text, 'utf8');
-    if (bytes <= limit) return base;
-    const spillDir = this.config.spillDir;
-    if (spillDir === undefined) {
-      throw new FloeError(
-        ErrorCode.LimitExceeded,
-        `subtask ${this.name()} holds back ${held.length + ahead.length} envelopes (${bytes} bytes), more than its control row carries (${limit} bytes), and has no spill directory`,
-      );
-    }
-    const path = spilled !== undefined && spilled.text === text ? spilled.path : `${spillDir}/${this.address.vertex}-${this.address.subtask}-v${c.version}-${randomUUID()}.json`;
-    if (path !== spilled?.path) await this.ports.storage.put(path, Buffer.from(text, 'utf8'));
-    return { ...rest, held: [], spill: path };
+    const { maxInlineHeldBytes: maxInlineBytes, spillDir: dir } = this.config;
+    const owner = { subtask: this.name(), fileStem: `${this.address.vertex}-${this.address.subtask}-v${c.version}` };
+    const spill = await spillIfLarge(this.ports.storage, { held, ahead }, { maxInlineBytes, dir }, owner, spilled);
+    return spill === undefined ? { ...rest, held, ...(ahead.length > 0 ? { ahead } : {}) } : { ...rest, held: [], spill };
   }
 
-  private async run(envelopes: readonly Envelope[], read: boolean, spilled: { path: string; text: string } | undefined): Promise<StepResult> {
+  private async run(envelopes: readonly Envelope[], read: boolean, spilled: ReadSpill | undefined): Promise<StepResult> {
     await this.prefetchKeys(envelopes);
     for (const env of envelopes) await this.accept(env);
     // Before anything is sent: an attempt that fails here must send nothing, or a replay whose gap did fill would
@@ -423,7 +402,7 @@ export class SubtaskExecutor {
     if (c.ahead.filter((e) => channelKey(e.from) === key).length > max) throw this.gapError(key, lastSeq, `more than ${max} envelopes arrived after it`);
   }
 
-  /** Fails the step when the oldest gap has been open longer than a redelivery takes. */
+  /** Fails the step when a channel ended behind a gap, or a channel's gap has been open longer than a redelivery takes. */
   private checkGap(): void {
     const c = this.control;
     for (const key of Object.keys(c.gapSince)) if (!c.ahead.some((e) => channelKey(e.from) === key)) delete c.gapSince[key];
