@@ -665,7 +665,11 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
   if (!overrideValid) problems.push({ id: FloeJobErrorId.InvalidParallelism, message: `parallelism must be a positive integer, got ${parallelism}` });
   let plan: PhysicalPlan | undefined;
   try {
-    plan = buildPlan(props.job, overrideValid && parallelism !== undefined ? { parallelism } : {});
+    plan = buildPlan(props.job, {
+      ...(overrideValid && parallelism !== undefined ? { parallelism } : {}),
+      ...(props.checkpoint ? { checkpoint: props.checkpoint } : {}),
+      stepTimeoutMs: (props.timeout ?? Duration.minutes(1)).toMilliseconds(),
+    });
   } catch (e) {
     if (!(e instanceof ValidationError)) throw e;
     for (const p of e.problems) {

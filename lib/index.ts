@@ -10,6 +10,7 @@ export type { SourceConnector, SinkConnector, SourceSplit, SinkWriter } from './
 export { generator } from './connectors/generator.js';
 export { filesSource } from './connectors/files-source.js';
 export { filesSink } from './connectors/files-sink.js';
+export { sqsSource, type SqsSourceOptions, type SqsMessageInfo } from './connectors/sqs-source.js';
 export { collectSink } from './connectors/collect-sink.js';
 export { stdoutSink } from './connectors/stdout-sink.js';
 export { EmbeddedRunner } from './embedded/embedded-runner.js';

@@ -1,4 +1,5 @@
 import type { PendingCommit } from '../core/manifest/model.js';
+import type { DataStream } from './job.js';
 
 /** A unit of source input with its read position, checkpointed as operator state (a file, a generator partition). */
 export interface SourceSplit {
@@ -17,9 +18,37 @@ export interface SourceReadContext {
 export interface SourceReadResult<T> {
   readonly values: readonly T[];
   readonly split: SourceSplit;
+  /** The split holds values for the next read already (a live source received more): the subtask should not idle. */
+  readonly pending?: boolean;
 }
 
-/** A replayable source: splits with positions, read in chunks. */
+/** The timings a source's settings must fit, as the job will run (checked before it starts). */
+export interface SourceTiming {
+  /** 0 when periodic checkpoints are off. */
+  readonly checkpointIntervalMs: number;
+  readonly checkpointTimeoutMs: number;
+  /** The longest a step may run (the function timeout when deployed); unknown embedded. */
+  readonly stepTimeoutMs?: number;
+}
+
+/** What a source sees of its subtask when it discovers splits or hears that a checkpoint completed. */
+export interface SourceSubtaskContext extends SourceReadContext {
+  readonly subtask: number;
+  readonly parallelism: number;
+}
+
+/**
+ * A source: splits with positions, read in chunks (Flink's FLIP-27 source, with the split enumerator's discovery
+ * done by each subtask for the splits it owns).
+ *
+ * A replayable source (files, a generator, a Kinesis shard) reads the same values again from the same position. A
+ * live, acknowledging source (a queue) is not replayable: it keeps what it received in the split's position before it
+ * emits it (so a replayed step emits the same values), marks what it emitted at each barrier (`snapshotSplit`), and
+ * acknowledges input only when a checkpoint that covers it has completed (`notifyCheckpointComplete`).
+ *
+ * Each `read`, `snapshotSplit` and `notifyCheckpointComplete` must depend only on the split it is given (and what the
+ * outside world holds): the split returned is the new state, committed with the step.
+ */
 export interface SourceConnector<T> {
   readonly type: string;
   readonly bounded: boolean;
@@ -29,6 +58,31 @@ export interface SourceConnector<T> {
   createSplits(parallelism: number): Promise<SourceSplit[]>;
   /** Reads up to `max` values from a split. */
   read(split: SourceSplit, max: number, ctx: SourceReadContext): Promise<SourceReadResult<T>>;
+  /**
+   * Split discovery while running (new shards, new objects): called in each subtask about every
+   * `discoveryIntervalMs`, with the splits the subtask holds; returns the new splits this subtask takes (each new
+   * split must be taken by exactly one subtask, e.g. by a hash of its id). New splits are read from the next step on,
+   * so a step that is replayed reads the same values whether or not its replay discovers them again.
+   */
+  discoverSplits?(known: readonly SourceSplit[], ctx: SourceSubtaskContext): Promise<readonly SourceSplit[]>;
+  /** How often `discoverSplits` runs. @default 10 s */
+  readonly discoveryIntervalMs?: number;
+  /** At barrier `checkpointId`, before the snapshot: the split as the checkpoint records it (an acknowledging source marks what it emitted so far as covered by `checkpointId`). */
+  snapshotSplit?(split: SourceSplit, checkpointId: number): SourceSplit;
+  /**
+   * Every checkpoint up to `checkpointId` has completed, and no restore will go back before it: acknowledge the
+   * input those checkpoints cover (Flink's `notifyCheckpointComplete`). Also called, with `Infinity`, on the first
+   * step after a restore, for what the restored snapshot covers. Returns the new split; may run again for the same
+   * id after a crash, so it must be idempotent.
+   */
+  notifyCheckpointComplete?(split: SourceSplit, checkpointId: number, ctx: SourceSubtaskContext): Promise<SourceSplit>;
+  /** Problems with the source's settings for these timings (each names what to change); checked with the rest of the job. */
+  checkTiming?(timing: SourceTiming): string[];
+  /**
+   * Operators the job places right after the source, e.g. the deduplication a non-replayable source needs across
+   * subtasks. `raw` is what `read` emits; the stream returned (of `T`) is what the job sees. `uid` is the source's.
+   */
+  expand?(raw: DataStream<unknown>, uid: string | undefined): DataStream<unknown>;
 }
 
 /** Where a sink writer is running. */

@@ -96,7 +96,8 @@ export class Job {
         ? { watermarks: { timestamp: watermarks.timestamp as (v: unknown) => number, outOfOrderness: parseDuration(watermarks.outOfOrderness ?? 0, 'watermarks.outOfOrderness') } }
         : {}),
     };
-    return new DataStream<T>(this, [this.addNode(spec, placement, [], `Source: ${connector.type}`)]);
+    const raw = new DataStream<T>(this, [this.addNode(spec, placement, [], `Source: ${connector.type}`)]);
+    return connector.expand ? (connector.expand(raw as DataStream<unknown>, placement.uid) as DataStream<T>) : raw;
   }
 
   /** @internal */

@@ -116,7 +116,7 @@ export class EmbeddedRunner implements JobControl {
     readonly job: Job,
     private readonly options: EmbeddedRunOptions = {},
   ) {
-    this.plan = buildPlan(job, { parallelism: options.parallelism });
+    this.plan = buildPlan(job, { parallelism: options.parallelism, ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}) });
     this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...options.checkpoint });
     this.backoff = new RestartBackoff(resolveRestartOptions(options.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' }), Math.random);
     this.clock = options.clock ?? systemClock;

@@ -1,6 +1,6 @@
 import type { Job, LogicalNode, Partitioning } from '../api/job.js';
 import type { KeySelector } from '../api/functions.js';
-import { isStateful, validateJob } from './validate.js';
+import { isStateful, validateJob, type PlanOverrides } from './validate.js';
 import { murmur3 } from './key-groups.js';
 
 /** An operator placed in a vertex. */
@@ -51,7 +51,7 @@ function chainable(job: Job, node: LogicalNode, parallelismOf: (n: LogicalNode) 
 }
 
 /** Validates a job and turns it into vertices: forward-connected operators of equal parallelism are chained into one vertex. */
-export function buildPlan(job: Job, overrides: { parallelism?: number } = {}): PhysicalPlan {
+export function buildPlan(job: Job, overrides: PlanOverrides = {}): PhysicalPlan {
   validateJob(job, overrides);
   const maxParallelism = job.options.maxParallelism ?? 128;
   const defaultParallelism = overrides.parallelism ?? job.options.parallelism ?? 1;

@@ -1,5 +1,6 @@
 import { ErrorCode, ValidationError } from '../core/errors.js';
 import type { Job, LogicalNode } from '../api/job.js';
+import { resolveCheckpointOptions, type CheckpointOptions } from '../core/options.js';
 
 /** Operator kinds that keep state and therefore need a `uid`. */
 export function isStateful(node: LogicalNode): boolean {
@@ -21,8 +22,33 @@ export function isStateful(node: LogicalNode): boolean {
 /** Largest max parallelism Floe accepts (Flink's limit). */
 export const UPPER_MAX_PARALLELISM = 32768;
 
+/** What the runtime lays over the job's own settings when it plans it. */
+export interface PlanOverrides {
+  readonly parallelism?: number;
+  /** Checkpoint options laid over the job's. */
+  readonly checkpoint?: CheckpointOptions;
+  /** The longest a step may run (the function timeout when deployed). */
+  readonly stepTimeoutMs?: number;
+  /** Whether to check sources' settings against the checkpoint timing; a deployed function skips it (its stack checked it at synth, with the stack's options). @default true */
+  readonly checkTiming?: boolean;
+}
+
+/** Problems of each source's settings with the checkpoint timing the job will run with. */
+function timingProblems(job: Job, overrides: PlanOverrides): string[] {
+  const sources = job.nodes.flatMap((n) => (n.spec.kind === 'source' && n.spec.connector.checkTiming ? [n.spec.connector] : []));
+  if (sources.length === 0 || overrides.checkTiming === false) return [];
+  let checkpoint;
+  try {
+    checkpoint = resolveCheckpointOptions({ ...job.options.checkpoint, ...overrides.checkpoint });
+  } catch {
+    return []; // the checkpoint options' own problems are reported where they are resolved
+  }
+  const timing = { checkpointIntervalMs: checkpoint.interval, checkpointTimeoutMs: checkpoint.timeout, ...(overrides.stepTimeoutMs !== undefined ? { stepTimeoutMs: overrides.stepTimeoutMs } : {}) };
+  return sources.flatMap((c) => c.checkTiming!(timing));
+}
+
 /** Checks a job before it runs and throws one ValidationError listing every problem found. */
-export function validateJob(job: Job, overrides: { parallelism?: number } = {}): void {
+export function validateJob(job: Job, overrides: PlanOverrides = {}): void {
   const problems: string[] = [];
   const maxParallelism = job.options.maxParallelism ?? 128;
   const defaultParallelism = overrides.parallelism ?? job.options.parallelism ?? 1;
@@ -57,5 +83,6 @@ export function validateJob(job: Job, overrides: { parallelism?: number } = {}):
     }
     if (node.spec.kind !== 'sink' && !consumers.has(node.id)) problems.push(`${label} has no downstream operator: its output goes nowhere (add a sink)`);
   }
+  problems.push(...timingProblems(job, overrides));
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidJob, `job '${job.name}'`, problems);
 }

@@ -244,7 +244,10 @@ export class SubtaskExecutor {
     this.recordsIn = 0;
     this.recordsOut = 0;
     this.dropped = 0;
-    if (fresh && this.source && !this.config.restoredUids.has(this.source.uid)) await this.source.assignInitialSplits();
+    if (fresh && this.source) {
+      if (this.config.restoredUids.has(this.source.uid)) await this.source.restored();
+      else await this.source.assignInitialSplits();
+    }
 
     let settleCommitted!: (committed: boolean) => void;
     this.committed = new Promise<boolean>((resolve) => (settleCommitted = resolve));
@@ -344,7 +347,7 @@ export class SubtaskExecutor {
       this.reportedSourceFinished = true;
       await this.ports.coordinator.sourceFinished(this.address);
     }
-    return n === 0;
+    return n === 0 && !source.hasPending();
   }
 
   /**

@@ -147,7 +147,7 @@ export class EmulatorRunner implements JobControl {
     readonly job: Job,
     private readonly options: EmulatorRunOptions,
   ) {
-    this.plan = buildPlan(job, { parallelism: options.parallelism });
+    this.plan = buildPlan(job, { parallelism: options.parallelism, ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}) });
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? (() => {});
     this.clients = options.clients ?? awsClients({ endpoint: options.endpoint, region: options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1') });

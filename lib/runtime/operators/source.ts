@@ -1,5 +1,6 @@
-import type { SourceConnector, SourceSplit } from '../../api/connector.js';
-import type { StreamRecord } from '../envelope.js';
+import type { SourceConnector, SourceSplit, SourceSubtaskContext } from '../../api/connector.js';
+import type { BarrierInfo, StreamRecord } from '../envelope.js';
+import type { PendingCommit } from '../../core/manifest/model.js';
 import { Operator } from './operator.js';
 import { MAX_WATERMARK, MIN_WATERMARK } from '../watermark.js';
 import { UserFunctionError } from '../../core/errors.js';
@@ -19,6 +20,12 @@ export class SourceOperator extends Operator {
   private emitted = 0;
   /** The last rate quantum (see read()); 1 before the first read. */
   private quantum = 1;
+  /** When this executor next asks the connector for new splits (0: at the first read). */
+  private nextDiscoveryAt = 0;
+  /** The highest checkpoint the connector heard had completed, in this executor. */
+  private notifiedThrough = 0;
+  /** Whether the last read left values in a split for the next one (a live source that received more). */
+  private pending = false;
 
   constructor(
     uid: string,
@@ -41,6 +48,53 @@ export class SourceOperator extends Operator {
     const all = await this.connector.createSplits(this.rt.parallelism);
     const mine = all.filter((_, i) => i % this.rt.parallelism === this.rt.subtask);
     this.rt.store.setOperatorState(this.uid, mine.map((split) => ({ split, maxTimestamp: MIN_WATERMARK })));
+  }
+
+  private context(): SourceSubtaskContext {
+    return { now: () => this.rt.clock.now(), subtask: this.rt.subtask, parallelism: this.rt.parallelism };
+  }
+
+  /** The first step after a restore: what the restored snapshot covers is durable, so an acknowledging source acknowledges it. */
+  async restored(): Promise<void> {
+    await this.notifyComplete(Infinity);
+  }
+
+  private async notifyComplete(checkpointId: number): Promise<void> {
+    const notify = this.connector.notifyCheckpointComplete?.bind(this.connector);
+    if (!notify || checkpointId <= this.notifiedThrough) return;
+    const next: SplitState[] = [];
+    for (const s of this.splits()) next.push({ ...s, split: await notify(s.split, checkpointId, this.context()) });
+    this.rt.store.setOperatorState(this.uid, next);
+    if (Number.isFinite(checkpointId)) this.notifiedThrough = checkpointId;
+  }
+
+  /**
+   * At a barrier: first acknowledges what the checkpoints the barrier says completed cover, then lets the connector
+   * mark what this snapshot covers. Both change only the splits, which the snapshot then records.
+   */
+  override async prepareSnapshot(barrier: BarrierInfo): Promise<PendingCommit[]> {
+    if (barrier.committedThrough !== undefined) await this.notifyComplete(barrier.committedThrough);
+    const snapshot = this.connector.snapshotSplit?.bind(this.connector);
+    if (snapshot) this.rt.store.setOperatorState(this.uid, this.splits().map((s) => ({ ...s, split: snapshot(s.split, barrier.checkpointId) })));
+    return [];
+  }
+
+  /** Whether the last read left values in a split for the next read, so the subtask should not idle. */
+  hasPending(): boolean {
+    return this.pending;
+  }
+
+  /** Adds the splits the connector discovered; they are read from the next step on (see SourceConnector.discoverSplits). */
+  private async discover(now: number): Promise<ReadonlySet<string>> {
+    const discover = this.connector.discoverSplits?.bind(this.connector);
+    if (!discover || now < this.nextDiscoveryAt) return new Set();
+    this.nextDiscoveryAt = now + (this.connector.discoveryIntervalMs ?? 10_000);
+    const states = this.splits();
+    const found = await discover(states.map((s) => s.split), this.context());
+    const known = new Set(states.map((s) => s.split.id));
+    const added = found.filter((s) => !known.has(s.id));
+    if (added.length > 0) this.rt.store.setOperatorState(this.uid, [...states, ...added.map((split) => ({ split, maxTimestamp: MIN_WATERMARK }))]);
+    return new Set(added.map((s) => s.id));
   }
 
   /** True once every assigned split is done. */
@@ -68,12 +122,14 @@ export class SourceOperator extends Operator {
       if (owed > 0) this.startedAt += (owed / perSubtask) * 1000;
       budget = this.allowed(now) >= this.quantum ? this.quantum : 0;
     }
+    this.pending = false;
+    const discovered = await this.discover(now);
     if (budget === 0) return 0;
     const states = this.splits();
     const next: SplitState[] = [];
     let count = 0;
     for (const s of states) {
-      if (s.split.done || count >= budget) {
+      if (s.split.done || count >= budget || discovered.has(s.split.id)) {
         next.push(s);
         continue;
       }
@@ -94,6 +150,7 @@ export class SourceOperator extends Operator {
         this.out.emit(record);
       }
       count += result.values.length;
+      if (result.pending) this.pending = true;
       next.push({ split: result.split, maxTimestamp });
     }
     this.rt.store.setOperatorState(this.uid, next);
