@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient, type ReceiveMessageCommandOutput } from '@aws-sdk/client-sqs';
 import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
 import { Job } from '../../lib/api/job.js';
 import { valueState } from '../../lib/api/state.js';
 import { sqsSource } from '../../lib/connectors/sqs-source.js';
@@ -226,6 +227,37 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     expectExactlyOnce(committed, input);
     expect(committed).toHaveLength(input.length);
   }, 90_000);
+
+  it('in emulator mode, where each step commits to DynamoDB and is redelivered after a failure, processes every message exactly once', async () => {
+    const client = sqs();
+    const queueUrl = await createQueue(client, false);
+    const dlq = await createQueue(client, false);
+    const input = orders(150, 5);
+    const bodies = input.map((o) => JSON.stringify(o));
+    bodies.splice(40, 0, 'not json');
+    await sendAll(client, queueUrl, bodies, false);
+    const sink = scratch.collector<string>();
+    const fail = new FailOnce(60);
+    const dup = duplicatingClient(client, 4);
+    const { log, text } = captureLog();
+    const job = totalsJob({ queueUrl, sink, client: dup, fail, deadLetterQueueUrl: dlq });
+    const runner = new EmulatorRunner(job, { endpoint: process.env.AWS_ENDPOINT_URL!, namespace: `sqs-${randomUUID().slice(0, 8)}`, checkpoint: { interval: '500ms' }, log });
+    const done = runner.run();
+    try {
+      await waitFor('every order committed and the queue empty', async () => sink.committed.length >= input.length && (await queueDepth(client, queueUrl)) === 0, 80_000, 500).catch(async (e: Error) => {
+        throw new Error(`${e.message}: ${sink.committed.length} of ${input.length} committed, ${await queueDepth(client, queueUrl)} in the queue\n${text()}`);
+      });
+    } finally {
+      await runner.cancel();
+    }
+    await done;
+    expect(fail.thrown, text()).toBe(true);
+    expect(dup.duplicated).toBeGreaterThan(0);
+    expectExactlyOnce(sink.committed, input);
+    expect(sink.committed).toHaveLength(input.length);
+    const dead = await client.send(new ReceiveMessageCommand({ QueueUrl: dlq, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
+    expect([...new Set((dead.Messages ?? []).map((m) => m.Body))]).toEqual(['not json']);
+  }, 120_000);
 
   it('refuses a job whose timing cannot hold messages until their checkpoint, saying what to change', () => {
     const job = new Job('timing');
