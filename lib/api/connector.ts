@@ -76,6 +76,8 @@ export interface SourceConnector<T> {
    * id after a crash, so it must be idempotent.
    */
   notifyCheckpointComplete?(split: SourceSplit, checkpointId: number, ctx: SourceSubtaskContext): Promise<SourceSplit>;
+  /** With `expand`: the value of type `T` a record `read` emits carries, which the job's watermark strategy takes its timestamp from. */
+  recordValue?(raw: unknown): T;
   /** Problems with the source's settings for these timings (each names what to change); checked with the rest of the job. */
   checkTiming?(timing: SourceTiming): string[];
   /**

@@ -345,6 +345,10 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
       return problems;
     },
 
+    recordValue(raw: unknown): T {
+      return (raw as SqsRawRecord).v as T;
+    },
+
     expand(raw: DataStream<unknown>, uid: string | undefined): DataStream<unknown> {
       const placement = { ...(uid !== undefined ? { uid: `${uid}.dedup` } : {}), name: fifo ? 'Deduplicate: sqs (per group)' : 'Deduplicate: sqs (per message id)' };
       const records = raw as DataStream<SqsRawRecord>;

@@ -140,7 +140,7 @@ export class SourceOperator extends Operator {
         if (this.watermarks) {
           let t: number;
           try {
-            t = this.watermarks.timestamp(v);
+            t = this.watermarks.timestamp(this.connector.recordValue ? this.connector.recordValue(v) : v);
           } catch (e) {
             throw new UserFunctionError(this.uid, e);
           }
