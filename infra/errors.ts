@@ -38,6 +38,12 @@ export const FloeJobErrorId = {
   UnknownVertex: 'FloeJob.UnknownVertex',
   /** A stack holds another FloeJob; its outputs (read by the CLI) would collide. */
   OnePerStack: 'FloeJob.OnePerStack',
+  /** A source or sink declares an AWS resource that cannot be granted (unknown service or access, no name). */
+  InvalidConnectorResource: 'FloeJob.InvalidConnectorResource',
+  /** `resources` maps a connector's resource to a construct of another kind, or of another name. */
+  ConnectorResourceMismatch: 'FloeJob.ConnectorResourceMismatch',
+  /** `resources` names a resource that no source or sink of the job declares. */
+  UnknownConnectorResource: 'FloeJob.UnknownConnectorResource',
 } as const;
 export type FloeJobErrorId = (typeof FloeJobErrorId)[keyof typeof FloeJobErrorId];
 

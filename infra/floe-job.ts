@@ -8,7 +8,7 @@
  * minute; the control API: a Lambda serving Flink's REST API for the job behind a function URL with IAM auth.
  * Every function, dead-letter queue and state machine has alarms (`alarms`, notifying `alarmActions`).
  * Everything is encrypted, TLS-only and private; permissions are granted with grant* only, each role only the calls
- * its code makes.
+ * its code makes, the AWS resources the job's connectors declare included (its input and output: infra/connector-grants.ts).
  */
 import { existsSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
@@ -32,10 +32,12 @@ import type { Job } from '../lib/api/job.js';
 import { ValidationError } from '../lib/core/errors.js';
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type SavepointOptions } from '../lib/core/options.js';
 import { loadJob } from '../lib/embedded/load-job.js';
+import { plannedResourceUses, type PlannedResourceUse } from '../lib/graph/connector-resources.js';
 import { buildPlan, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
 import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
+import { connectorResourceProblems, grantConnectorResources, type ConnectorResourceConstruct } from './connector-grants.js';
 import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from './handler-contract.js';
 import { writeHandlerEntry } from './handler-entry.js';
 import { acknowledge, nagRef } from './nag.js';
@@ -113,6 +115,17 @@ export interface FloeJobProps {
   readonly coordinatorReservedConcurrency?: number;
   /** Reserved concurrency of the control-API function, at least 1; requests beyond it are refused with 429. @default none */
   readonly controlApiReservedConcurrency?: number;
+  /**
+   * CDK constructs for resources the job's sources and sinks declare (`resources` on a connector), by the name, URL or
+   * ARN the connector gives (`'my-bucket'`, a queue's URL or name, a table's name): such a resource is granted through
+   * the construct's own grant* methods (`grantRead(fn, 'in/*')`, `grantConsumeMessages`, `grantWriteData`, …), which
+   * also cover its KMS key, instead of by name. Every other declared resource is granted by name, with exactly the
+   * calls its access needs on its ARN. A source's resources go to its vertex's function; a sink's to its vertex's
+   * function and, for an exactly-once sink, to every vertex function and the coordinator (which commit its
+   * transactions). A key no connector declares, or a construct of another kind or name, fails the synth.
+   * @default {} (every declared resource is granted by name)
+   */
+  readonly resources?: Readonly<Record<string, ConnectorResourceConstruct>>;
 }
 
 /** Props of {@link FloeJob.fromJobFile}: FloeJobProps without the built job. */
@@ -155,6 +168,8 @@ interface Resolved {
   readonly runtime: lambda.Runtime;
   /** Reserved concurrency per vertex id, of the vertices that have one. */
   readonly reservedConcurrency: ReadonlyMap<string, number>;
+  /** The AWS resources the plan's sources and sinks declare. */
+  readonly resourceUses: readonly PlannedResourceUse[];
 }
 
 /** The least maximum concurrency of an SQS event source, and the most. */
@@ -465,6 +480,16 @@ export class FloeJob extends Construct {
     grantStatePartitions(this.coordinatorFunction, ['BatchGetItem'], sources);
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
 
+    // ---- the connectors' own resources: a job's input and output (see infra/connector-grants.ts) ------------------
+    grantConnectorResources(
+      r.resourceUses,
+      {
+        vertices: new Map([...vertices].map(([id, v]) => [id, { function: v.function, who: `The function of vertex '${id}'` }])),
+        coordinator: { function: this.coordinatorFunction, who: 'The coordinator' },
+      },
+      props.resources,
+    );
+
     // ---- control API: Flink's REST API behind an IAM-authenticated function URL ------------------------------------
     // A function URL rather than an API Gateway HTTP API: both take payload format 2.0 and SigV4 (AWS_IAM), but the
     // URL adds no resource, stage or access-log group to run, and its timeout is the function's (an HTTP API's is 30 s).
@@ -707,9 +732,27 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
   }
   if (runtime.family !== lambda.RuntimeFamily.NODEJS) problems.push({ id: FloeJobErrorId.UnsupportedRuntime, message: `runtime must be a Node.js runtime, got ${runtime.name}` });
   const reservedConcurrency = plan ? resolveReservedConcurrency(plan, props, problems) : new Map<string, number>();
+  // The connectors' own AWS resources, and the constructs given for them.
+  const resourceUses = plan ? plannedResourceUses(plan) : [];
+  if (plan) problems.push(...connectorResourceProblems(plan.job, resourceUses, props.resources));
 
   if (problems.length > 0 || !plan || !checkpoint) throw new FloeJobValidationError(scope.node.path, problems);
-  const resolved: Resolved = { plan, checkpoint, schedule, projectRoot, jobFile, operatorEntry, coordinatorEntry, controlApiEntry, timeout, memorySize, maxReceiveCount, runtime, reservedConcurrency };
+  const resolved: Resolved = {
+    plan,
+    checkpoint,
+    schedule,
+    projectRoot,
+    jobFile,
+    operatorEntry,
+    coordinatorEntry,
+    controlApiEntry,
+    timeout,
+    memorySize,
+    maxReceiveCount,
+    runtime,
+    reservedConcurrency,
+    resourceUses,
+  };
   // Last, since it needs a plan: a job with other problems reports those first.
   const environment = environmentProblems(resolved, props);
   if (environment.length > 0) throw new FloeJobValidationError(scope.node.path, environment);

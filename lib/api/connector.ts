@@ -1,4 +1,5 @@
 import type { PendingCommit } from '../core/manifest/model.js';
+import type { AwsResourceAccess } from './connector-resources.js';
 import type { DataStream } from './job.js';
 
 /** A unit of source input with its read position, checkpointed as operator state (a file, a generator partition). */
@@ -54,6 +55,8 @@ export interface SourceConnector<T> {
   readonly bounded: boolean;
   /** Records per second across all subtasks, if limited. */
   readonly ratePerSecond?: number;
+  /** AWS resources its reads touch; a deployment grants them to the source's function (see connector-resources.ts). @default none */
+  readonly resources?: readonly AwsResourceAccess[];
   /** The splits at first start; `parallelism` is the source's parallelism then. */
   createSplits(parallelism: number): Promise<SourceSplit[]>;
   /** Reads up to `max` values from a split. */
@@ -113,6 +116,8 @@ export interface SinkConnector<T> {
   readonly type: string;
   /** Whether output appears exactly once (two-phase) or may repeat after a failure. */
   readonly exactlyOnce: boolean;
+  /** AWS resources its writes and commits touch; a deployment grants them where those run (see connector-resources.ts). @default none */
+  readonly resources?: readonly AwsResourceAccess[];
   createWriter(ctx: SinkWriterContext): SinkWriter<T>;
   /**
    * Commits one pending transaction; called after the checkpoint completes, again on restore, and again with later

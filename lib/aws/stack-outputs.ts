@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import type { AwsClientOptions } from '../adapters/aws/clients.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { FloeJobOutput } from '../../infra/handler-contract.js';
 
@@ -102,10 +103,14 @@ export async function readStackOutputsFile(file: string, stack?: string): Promis
 }
 
 /** Reads a deployed stack's outputs from CloudFormation. */
-export async function describeStackOutputs(stack: string, options: { endpoint?: string; region?: string; client?: CloudFormationClient } = {}): Promise<FloeStackOutputs> {
+export async function describeStackOutputs(stack: string, options: AwsClientOptions & { client?: CloudFormationClient } = {}): Promise<FloeStackOutputs> {
   const client =
     options.client ??
-    new CloudFormationClient({ ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }), ...(options.region === undefined ? {} : { region: options.region }) });
+    new CloudFormationClient({
+      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+      ...(options.region === undefined ? {} : { region: options.region }),
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    });
   let outputs: { OutputKey?: string; OutputValue?: string }[];
   try {
     const res = await client.send(new DescribeStacksCommand({ StackName: stack }));

@@ -22,7 +22,7 @@ export interface CliDeps {
   readonly fetch?: typeof fetch;
   /** Whether stdout is a terminal (turns on `run`'s progress line). @default process.stdout.isTTY */
   readonly isTTY?: boolean;
-  /** The environment `FLOE_AUTH_TOKEN` is read from. @default process.env */
+  /** The environment `FLOE_AUTH_TOKEN` and, for the AWS configuration check and an emulator's defaults, the AWS settings are read from. @default process.env */
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -118,17 +118,28 @@ function restController(rest: RestClient): Controller {
   };
 }
 
+/**
+ * AWS clients for a command that reaches AWS or, with `endpoint`, an emulator (region and credentials defaulted
+ * there); checks first that a region and credentials are found, saying what to set when not.
+ */
+async function configuredAwsClients(endpoint: string | undefined, deps: CliDeps) {
+  const [{ awsClients }, { checkAwsConfiguration, emulatorClientOptions }] = await Promise.all([import('../adapters/aws/clients.js'), import('../aws/aws-configuration.js')]);
+  const env = deps.env ?? process.env;
+  const options = endpoint === undefined ? {} : emulatorClientOptions(endpoint, env);
+  const clients = awsClients(options);
+  await checkAwsConfiguration(clients.s3, { ...(endpoint === undefined ? {} : { endpoint }), env });
+  return { clients, options };
+}
+
 /** A controller over a deployed stack's job row; loads the AWS modules only when used. */
-async function stackController(flags: ConnectionFlags): Promise<Controller> {
-  const [{ awsClients }, { AwsJobControl }, outputsModule] = await Promise.all([
-    import('../adapters/aws/clients.js'),
-    import('../aws/aws-job-control.js'),
-    import('../aws/stack-outputs.js'),
-  ]);
+async function stackController(flags: ConnectionFlags, deps: CliDeps): Promise<Controller> {
+  const [{ AwsJobControl }, outputsModule] = await Promise.all([import('../aws/aws-job-control.js'), import('../aws/stack-outputs.js')]);
   const endpoint = flags.awsEndpoint;
-  const outputs =
-    flags.outputs !== undefined ? await outputsModule.readStackOutputsFile(flags.outputs, flags.stack) : await outputsModule.describeStackOutputs(flags.stack!, { endpoint });
-  const control = await AwsJobControl.open({ outputs, clients: awsClients({ ...(endpoint === undefined ? {} : { endpoint }) }) });
+  // An outputs file that cannot be read is reported before the AWS configuration is looked at.
+  const fromFile = flags.outputs !== undefined ? await outputsModule.readStackOutputsFile(flags.outputs, flags.stack) : undefined;
+  const { clients, options } = await configuredAwsClients(endpoint, deps);
+  const outputs = fromFile ?? (await outputsModule.describeStackOutputs(flags.stack!, options));
+  const control = await AwsJobControl.open({ outputs, clients });
   const where = flags.outputs !== undefined ? flags.outputs : `stack '${flags.stack}'`;
   const check = (job: string) => {
     if (job !== control.job && job !== control.overview().jid) throw new FloeError(ErrorCode.NotFound, `${where} holds job '${control.job}', not '${job}'`);
@@ -191,7 +202,7 @@ async function stackController(flags: ConnectionFlags): Promise<Controller> {
 async function controller(flags: ConnectionFlags, deps: CliDeps): Promise<Controller> {
   const problems = connectionProblems(flags);
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', problems);
-  if (flags.stack !== undefined || flags.outputs !== undefined) return stackController(flags);
+  if (flags.stack !== undefined || flags.outputs !== undefined) return stackController(flags, deps);
   return restController(client(flags, deps));
 }
 
@@ -261,7 +272,7 @@ async function readLocalManifest(path: string): Promise<{ manifest: Manifest; lo
 }
 
 /** Reads a snapshot's manifest from S3 (its directory or its `_metadata` object); loads the AWS modules only when used. */
-async function readS3Manifest(path: string, endpoint: string | undefined): Promise<{ manifest: Manifest; location: string }> {
+async function readS3Manifest(path: string, endpoint: string | undefined, deps: CliDeps): Promise<{ manifest: Manifest; location: string }> {
   if (endpoint !== undefined) {
     let url: URL | undefined;
     try {
@@ -273,12 +284,9 @@ async function readS3Manifest(path: string, endpoint: string | undefined): Promi
       throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', [`--aws-endpoint must be an http(s) URL such as http://127.0.0.1:5000, got '${endpoint}'`]);
     }
   }
-  const [{ awsClients }, { S3CheckpointStorage }, { loadManifest }] = await Promise.all([
-    import('../adapters/aws/clients.js'),
-    import('../adapters/aws/s3-checkpoint-storage.js'),
-    import('../runtime/snapshot-catalog.js'),
-  ]);
-  const storage = new S3CheckpointStorage({ client: awsClients(endpoint === undefined ? {} : { endpoint }).s3 });
+  const [{ S3CheckpointStorage }, { loadManifest }] = await Promise.all([import('../adapters/aws/s3-checkpoint-storage.js'), import('../runtime/snapshot-catalog.js')]);
+  const { clients } = await configuredAwsClients(endpoint, deps);
+  const storage = new S3CheckpointStorage({ client: clients.s3 });
   const { manifest, dir } = await loadManifest(storage, path);
   return { manifest, location: dir };
 }
@@ -442,7 +450,7 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
       if (flags.awsEndpoint !== undefined && !path.startsWith('s3://')) {
         throw new ValidationError(ErrorCode.InvalidOptions, 'the command line', [`--aws-endpoint applies to s3:// paths only, got '${path}'`]);
       }
-      const { manifest, location } = path.startsWith('s3://') ? await readS3Manifest(path, flags.awsEndpoint) : await readLocalManifest(path);
+      const { manifest, location } = path.startsWith('s3://') ? await readS3Manifest(path, flags.awsEndpoint, deps) : await readLocalManifest(path);
       out(flags.json ? `${JSON.stringify(manifest, null, 2)}\n` : describeManifest(manifest, location));
     });
 

@@ -1,5 +1,6 @@
-import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { SinkConnector, SinkWriter, SourceConnector, SourceSplit } from '../api/connector.js';
+import type { S3ResourceAccess } from '../api/connector-resources.js';
 import type { PendingCommit } from '../core/manifest/model.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { awsClients } from '../adapters/aws/clients.js';
@@ -34,12 +35,19 @@ interface S3Position {
  */
 export function s3FilesSource(options: { path: string; client?: S3Client }): SourceConnector<string> {
   const client = () => options.client ?? awsClients().s3;
+  const { bucket, key } = parseS3Location(options.path, 'prefix');
+  // A path names one object or the objects under it as a directory: both are read, nothing beside them.
+  const resources: S3ResourceAccess[] =
+    key === '' ? [{ service: 's3', bucket, access: 'read' }] : key.endsWith('/') ? [{ service: 's3', bucket, prefix: key, access: 'read' }] : [
+      { service: 's3', bucket, key, access: 'read' },
+      { service: 's3', bucket, prefix: `${key}/`, access: 'read' },
+    ];
   return {
     type: 'files',
     bounded: true,
+    resources,
     async createSplits(): Promise<SourceSplit[]> {
-      const { bucket, key } = parseS3Location(options.path, 'prefix');
-      const exact = key === '' ? [] : (await listKeys(client(), bucket, key)).filter((o) => o.key === key);
+      const exact = key === '' || key.endsWith('/') ? [] : (await listKeys(client(), bucket, key)).filter((o) => o.key === key);
       const prefix = key === '' || key.endsWith('/') ? key : `${key}/`;
       const objects = exact.length > 0 ? exact : (await listKeys(client(), bucket, prefix)).filter((o) => !hidden(o.key.slice(prefix.length)));
       if (objects.length === 0) throw new FloeError(ErrorCode.InvalidJob, `files source: no objects under '${options.path}'`);
@@ -93,14 +101,13 @@ interface S3FilesCommit extends PendingCommit {
   readonly moves: ReadonlyArray<{ readonly from: string; readonly to: string }>;
 }
 
+/**
+ * Whether an object exists, asked by listing its key as a prefix: a HeadObject of a missing key answers 404 only to a
+ * principal that may list the whole bucket (else 403), while a listing needs s3:ListBucket for this prefix only.
+ */
 async function exists(client: S3Client, bucket: string, key: string): Promise<boolean> {
-  try {
-    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return true;
-  } catch (e) {
-    if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return false;
-    throw e;
-  }
+  const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: key, MaxKeys: 1 }));
+  return (page.Contents ?? []).some((o) => o.Key === key);
 }
 
 /**
@@ -117,6 +124,8 @@ export function s3FilesSink<T>(options: { dir: string; format?: (value: T) => st
   return {
     type: 's3-files',
     exactlyOnce: true,
+    // Writes in-progress objects; commits list, copy and delete them; all under the prefix.
+    resources: [{ service: 's3', bucket, prefix, access: 'readwrite' }],
     createWriter(ctx): SinkWriter<T> {
       return {
         async resume(state) {

@@ -16,6 +16,7 @@ export const ErrorCode = {
   Storage: 'STORAGE',
   NotFound: 'NOT_FOUND',
   BadRequest: 'BAD_REQUEST',
+  AwsConfiguration: 'AWS_CONFIGURATION',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

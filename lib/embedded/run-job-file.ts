@@ -5,6 +5,8 @@ import { startRestServer } from '../rest/server.js';
 import { startProgress } from '../cli/progress.js';
 import { formatDuration } from '../core/duration.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
+import { checkAwsConfiguration, useAwsEndpoint } from '../aws/aws-configuration.js';
+import { plannedResourceUses } from '../graph/connector-resources.js';
 
 /** What `floe run` hands to the embedded runner. */
 export interface RunJobFileOptions {
@@ -39,6 +41,8 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 export async function runJobFile(options: RunJobFileOptions): Promise<number> {
   // With the live progress line on, a log line first clears it; the next progress tick redraws it below.
   const log = (m: string) => process.stderr.write(`${options.progress ? '\r\x1b[2K' : ''}[floe] ${m}\n`);
+  // Before the job file loads: its connectors, and SDK clients its own code creates, then reach the emulator too.
+  if (options.awsEndpoint !== undefined) useAwsEndpoint(options.awsEndpoint);
   const job = await loadJob(options.jobFile, options.jobArgs);
   const restore: RestoreSource =
     options.fromSavepoint !== undefined
@@ -58,6 +62,12 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
     options.awsEndpoint !== undefined
       ? new (await import('../aws/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
       : new EmbeddedRunner(job, common);
+  // A job that reaches AWS (emulator mode, or connectors that declare AWS resources) fails now if the SDK finds no
+  // region or no credentials, saying what to set, rather than with the SDK's words once the job runs.
+  if (options.awsEndpoint !== undefined || plannedResourceUses(runner.plan).length > 0) {
+    const { awsClients } = await import('../adapters/aws/clients.js');
+    await checkAwsConfiguration(awsClients().s3, options.awsEndpoint === undefined ? {} : { endpoint: options.awsEndpoint });
+  }
   // The default savepoint directory is checked now, not when the first savepoint is asked for (emulator mode checks
   // its s3:// targets once the job's bucket is known).
   if (runner instanceof EmbeddedRunner) {

@@ -30,6 +30,8 @@ export interface FloeRunOptions {
   readonly port?: number;
   /** `--auth-token`: the token every REST request must carry. @default none */
   readonly authToken?: string;
+  /** Changes to the child's environment (this process's): a value of `undefined` removes the variable. @default none */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** One stderr line and when it arrived, in ms since the process was spawned. */
@@ -68,9 +70,14 @@ export class FloeProcess {
   private readonly listeners = new Set<() => void>();
   private partial = '';
 
-  private constructor(args: readonly string[]) {
+  private constructor(args: readonly string[], envChanges: Readonly<Record<string, string | undefined>> = {}) {
     this.args = args;
-    this.child = spawn(process.execPath, ['bin/floe.js', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1' };
+    for (const [name, value] of Object.entries(envChanges)) {
+      if (value === undefined) delete env[name];
+      else env[name] = value;
+    }
+    this.child = spawn(process.execPath, ['bin/floe.js', ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
     live.add(this);
     this.child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       this.stdout += chunk;
@@ -103,7 +110,12 @@ export class FloeProcess {
     if (options.awsEndpoint !== undefined) args.push('--aws-endpoint', options.awsEndpoint);
     if (options.authToken !== undefined) args.push('--auth-token', options.authToken);
     args.push('--port', String(options.port ?? 0), '--', ...options.jobArgs);
-    return new FloeProcess(args);
+    return new FloeProcess(args, options.env);
+  }
+
+  /** Spawns `node bin/floe.js <args>` (any command) in the repository root, with `env` changed as in {@link FloeRunOptions.env}. */
+  static command(args: readonly string[], env?: Readonly<Record<string, string | undefined>>): FloeProcess {
+    return new FloeProcess(args, env);
   }
 
   /** SIGKILLs every child these helpers started that is still running (for `afterEach`). */

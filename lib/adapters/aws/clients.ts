@@ -16,6 +16,11 @@ export interface AwsClientOptions {
    * @default the SDK's own resolution: `AWS_REGION`, then the shared config
    */
   readonly region?: string;
+  /**
+   * Static credentials (an emulator's test keys, say).
+   * @default the SDK's own resolution: `AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, the shared files, a role
+   */
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string; readonly sessionToken?: string };
 }
 
 /** The AWS clients Floe's adapters use, each created on first access and then shared. */
@@ -33,6 +38,7 @@ export function awsClients(options: AwsClientOptions = {}): AwsClients {
   const base = {
     ...(options.endpoint !== undefined ? { endpoint: options.endpoint } : {}),
     ...(options.region !== undefined ? { region: options.region } : {}),
+    ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
   };
   // Emulators serve every bucket on one host and port, so `bucket.host` (virtual-hosted style) does not resolve there.
   const s3Endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;

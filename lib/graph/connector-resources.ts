@@ -1,0 +1,32 @@
+import type { AwsResourceAccess } from '../api/connector-resources.js';
+import type { PhysicalPlan } from './plan.js';
+
+/** The AWS resources one source or sink operator of a plan declared, and where its code runs. */
+export interface PlannedResourceUse {
+  /** The vertex whose function runs the operator. */
+  readonly vertex: string;
+  /** The operator's uid. */
+  readonly uid: string;
+  readonly role: 'source' | 'sink';
+  /**
+   * Whether the operator's transactions are committed wherever a checkpoint completes (an exactly-once sink), not
+   * only in its own vertex.
+   */
+  readonly committed: boolean;
+  readonly resources: readonly AwsResourceAccess[];
+}
+
+/** The sources and sinks of a plan that declare AWS resources (`resources` on their connector), in plan order. */
+export function plannedResourceUses(plan: PhysicalPlan): PlannedResourceUse[] {
+  const out: PlannedResourceUse[] = [];
+  for (const v of plan.vertices) {
+    for (const op of v.operators) {
+      const spec = op.node.spec;
+      if (spec.kind !== 'source' && spec.kind !== 'sink') continue;
+      const resources = spec.connector.resources ?? [];
+      if (resources.length === 0) continue;
+      out.push({ vertex: v.id, uid: op.uid, role: spec.kind, committed: spec.kind === 'sink' && spec.connector.exactlyOnce, resources });
+    }
+  }
+  return out;
+}
