@@ -221,6 +221,12 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
   return {
     type: 'sqs',
     bounded: false,
+    // (A dead-letter queue found through the queue's redrive policy is not known before the job runs: give it as
+    // deadLetterQueueUrl, or grant it, for a deployment.)
+    resources: [
+      { service: 'sqs', queue: queueUrl, access: 'consume' },
+      ...(options.deadLetterQueueUrl !== undefined ? [{ service: 'sqs' as const, queue: options.deadLetterQueueUrl, access: 'send' as const }] : []),
+    ],
     async createSplits(parallelism: number): Promise<SourceSplit[]> {
       return Array.from({ length: parallelism }, (_, i) => ({ id: `sqs-${i}`, position: { queueUrl, buffer: [], inflight: [] } satisfies SqsPosition, done: false }));
     },
