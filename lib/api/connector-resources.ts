@@ -128,3 +128,22 @@ export function resourceAccessProblems(access: AwsResourceAccess): string[] {
   }
   return problems;
 }
+
+/**
+ * A queue a source reads that the deployment creates for it, fed by what it names: the events an EventBridge rule
+ * matches. FloeJob creates the queue (with a dead-letter queue), the wiring and the grants, and gives the source's
+ * function the queue's URL in the environment variable {@link feedQueueEnvName}; emulator mode creates the same on
+ * the emulator and sets the variable in its process.
+ */
+export type FeedQueue = {
+  readonly kind: 'eventbridge';
+  /** The event bus's name or ARN. */
+  readonly bus: string;
+  /** The rule's event pattern, as EventBridge takes it. */
+  readonly pattern: Readonly<Record<string, unknown>>;
+};
+
+/** The environment variable that holds the URL of the feed queue of the source `uid`. */
+export function feedQueueEnvName(uid: string): string {
+  return `FLOE_FEED_QUEUE_${uid.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}

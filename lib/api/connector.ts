@@ -1,5 +1,5 @@
 import type { PendingCommit } from '../core/manifest/model.js';
-import type { AwsResourceAccess } from './connector-resources.js';
+import type { AwsResourceAccess, FeedQueue } from './connector-resources.js';
 import type { DataStream } from './job.js';
 
 /** A unit of source input with its read position, checkpointed as operator state (a file, a generator partition). */
@@ -57,6 +57,8 @@ export interface SourceConnector<T> {
   readonly ratePerSecond?: number;
   /** AWS resources its reads touch; a deployment grants them to the source's function (see connector-resources.ts). @default none */
   readonly resources?: readonly AwsResourceAccess[];
+  /** A queue the deployment creates and wires for this source (see connector-resources.ts). @default none */
+  readonly feed?: FeedQueue;
   /** The splits at first start; `parallelism` is the source's parallelism then. */
   createSplits(parallelism: number): Promise<SourceSplit[]>;
   /** Reads up to `max` values from a split. */

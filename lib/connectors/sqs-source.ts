@@ -30,6 +30,13 @@ export interface SqsMessageInfo {
 export interface SqsSourceOptions<T> {
   /** URL of a standard or FIFO (`.fifo`) queue; every subtask of the source receives from it. */
   readonly queueUrl: string;
+  /**
+   * What makes two messages copies of one another. @default the message id; a producer that may send one thing
+   * twice as two messages (EventBridge, an application's retry) can name its own id, e.g. from the body
+   */
+  readonly dedupKey?: (body: string, message: SqsMessageInfo) => string;
+  /** @internal A queue whose URL is known only when the job runs (a feed queue); standard. */
+  readonly resolveQueueUrl?: () => string;
   /** Turns a message into a record; a message it throws on goes to the dead-letter queue with the error. @default the body as a string */
   readonly parse?: (body: string, message: SqsMessageInfo) => T;
   /**
@@ -100,6 +107,8 @@ interface SqsPosition {
 /** What the source emits before deduplication: the message's identity and its parsed value. */
 export interface SqsRawRecord {
   readonly i: string;
+  /** The deduplication key, when it is not the message id. */
+  readonly k?: string;
   readonly g?: string;
   readonly s?: string;
   readonly v: unknown;
@@ -139,6 +148,9 @@ function stringAttributes(m: Message): Record<string, string> | undefined {
  */
 export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConnector<T> {
   const client = () => options.client ?? awsClients().sqs;
+  // A feed queue's URL is known only when the job runs; `queueUrl` is then its label in messages.
+  let resolved = options.resolveQueueUrl ? undefined : options.queueUrl;
+  const url = () => (resolved ??= options.resolveQueueUrl!());
   const queueUrl = options.queueUrl;
   const fifo = isFifo(queueUrl);
   const visibilityMs = parseDuration(options.visibilityTimeout ?? '5m', 'sqsSource.visibilityTimeout');
@@ -155,7 +167,7 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
 
   const resolveDeadLetterQueue = async (): Promise<string | undefined> => {
     if (options.deadLetterQueueUrl !== undefined) return options.deadLetterQueueUrl;
-    const attrs = await client().send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }));
+    const attrs = await client().send(new GetQueueAttributesCommand({ QueueUrl: url(), AttributeNames: ['RedrivePolicy'] }));
     const policy = attrs.Attributes?.RedrivePolicy;
     if (!policy) return undefined;
     const arn = (JSON.parse(policy) as { deadLetterTargetArn?: string }).deadLetterTargetArn;
@@ -166,25 +178,25 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
 
   const deadLetter = async (messages: ReadonlyArray<{ m: Received; reason: string }>): Promise<void> => {
     if (messages.length === 0) return;
-    const url = await (deadLetterUrl ??= resolveDeadLetterQueue());
-    if (url === undefined) {
+    const dlqUrl = await (deadLetterUrl ??= resolveDeadLetterQueue());
+    if (dlqUrl === undefined) {
       const first = messages[0]!;
       throw new FloeError(
         ErrorCode.MalformedMessage,
         `sqs source: message ${first.m.i} of ${queueUrl} cannot be processed (${first.reason}) and there is no dead-letter queue for it: pass sqsSource({ deadLetterQueueUrl }) or give the queue a redrive policy`,
       );
     }
-    const dlqFifo = isFifo(url);
+    const dlqFifo = isFifo(dlqUrl);
     for (const batch of chunks(messages, 10)) {
       const res = await client().send(
         new SendMessageBatchCommand({
-          QueueUrl: url,
+          QueueUrl: dlqUrl,
           Entries: batch.map(({ m, reason }, k) => ({
             Id: String(k),
             MessageBody: m.b,
             MessageAttributes: {
               'floe-error': { DataType: 'String', StringValue: reason.slice(0, 1000) },
-              'floe-source-queue': { DataType: 'String', StringValue: queueUrl },
+              'floe-source-queue': { DataType: 'String', StringValue: url() },
               'floe-message-id': { DataType: 'String', StringValue: m.i },
               'floe-receive-count': { DataType: 'Number', StringValue: String(m.n) },
             },
@@ -194,7 +206,7 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
       );
       if ((res.Failed ?? []).length > 0) {
         const f = res.Failed![0]!;
-        throw new FloeError(ErrorCode.Storage, `sqs source: cannot send to the dead-letter queue ${url}: ${f.Code}: ${f.Message ?? ''}`, { retryable: true });
+        throw new FloeError(ErrorCode.Storage, `sqs source: cannot send to the dead-letter queue ${dlqUrl}: ${f.Code}: ${f.Message ?? ''}`, { retryable: true });
       }
     }
   };
@@ -207,7 +219,7 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
     for (const batch of chunks(due, 10)) {
       const res = await client().send(
         new ChangeMessageVisibilityBatchCommand({
-          QueueUrl: queueUrl,
+          QueueUrl: url(),
           Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.r, VisibilityTimeout: Math.ceil(visibilityMs / 1000) })),
         }),
       );
@@ -224,11 +236,11 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
     // (A dead-letter queue found through the queue's redrive policy is not known before the job runs: give it as
     // deadLetterQueueUrl, or grant it, for a deployment.)
     resources: [
-      { service: 'sqs', queue: queueUrl, access: 'consume' },
+      ...(options.resolveQueueUrl ? [] : [{ service: 'sqs' as const, queue: queueUrl, access: 'consume' as const }]),
       ...(options.deadLetterQueueUrl !== undefined ? [{ service: 'sqs' as const, queue: options.deadLetterQueueUrl, access: 'send' as const }] : []),
     ],
     async createSplits(parallelism: number): Promise<SourceSplit[]> {
-      return Array.from({ length: parallelism }, (_, i) => ({ id: `sqs-${i}`, position: { queueUrl, buffer: [], inflight: [] } satisfies SqsPosition, done: false }));
+      return Array.from({ length: parallelism }, (_, i) => ({ id: `sqs-${i}`, position: { queueUrl: url(), buffer: [], inflight: [] } satisfies SqsPosition, done: false }));
     },
 
     async read(split, max, ctx) {
@@ -246,8 +258,10 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
           continue;
         }
         try {
-          const v = parse(m.b, { messageId: m.i, ...(m.g !== undefined ? { groupId: m.g } : {}), sentTimestamp: m.t, attributes: m.a ?? {} });
-          values.push({ i: m.i, ...(m.g !== undefined ? { g: m.g, s: m.s } : {}), v });
+          const info = { messageId: m.i, ...(m.g !== undefined ? { groupId: m.g } : {}), sentTimestamp: m.t, attributes: m.a ?? {} };
+          const v = parse(m.b, info);
+          const k = options.dedupKey?.(m.b, info);
+          values.push({ i: m.i, ...(k !== undefined && k !== m.i ? { k } : {}), ...(m.g !== undefined ? { g: m.g, s: m.s } : {}), v });
         } catch (e) {
           rejected.push({ m, reason: `parse failed: ${e instanceof Error ? e.message : String(e)}` });
         }
@@ -265,7 +279,7 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
       if (buffer.length === 0 && held.length < maxInflight && (backoff === undefined || now >= backoff.next)) {
         const res = await client().send(
           new ReceiveMessageCommand({
-            QueueUrl: queueUrl,
+            QueueUrl: url(),
             MaxNumberOfMessages: Math.max(1, Math.min(10, max, maxInflight - held.length)),
             VisibilityTimeout: Math.ceil(visibilityMs / 1000),
             WaitTimeSeconds: waitSeconds,
@@ -320,12 +334,12 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
         await deadLetter(tooLarge);
         // What does not fit in the state goes back to the queue at once (its receive count grows by one).
         for (const batch of chunks(handBack, 10)) {
-          await client().send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: queueUrl, Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: 0 })) }));
+          await client().send(new ChangeMessageVisibilityBatchCommand({ QueueUrl: url(), Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: 0 })) }));
         }
         buffer = fresh;
       }
       held = held.slice();
-      return { values: values as unknown as T[], split: { id: split.id, position: { queueUrl, buffer, inflight: held } satisfies SqsPosition, done: false }, pending: buffer.length > 0 };
+      return { values: values as unknown as T[], split: { id: split.id, position: { queueUrl: pos.queueUrl, buffer, inflight: held } satisfies SqsPosition, done: false }, pending: buffer.length > 0 };
     },
 
     snapshotSplit(split, checkpointId) {
@@ -340,7 +354,7 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
       if (due.length === 0) return split;
       const kept = new Set<string>();
       for (const batch of chunks(due, 10)) {
-        const res = await client().send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.r })) }));
+        const res = await client().send(new DeleteMessageBatchCommand({ QueueUrl: url(), Entries: batch.map((m, k) => ({ Id: String(k), ReceiptHandle: m.r })) }));
         // An invalid receipt: the message was received again since (by this subtask, which then holds the newer
         // receipt, or by another, whose copy is dropped and deleted there), or it is gone. Anything else is tried
         // again at the next completed checkpoint.
@@ -382,15 +396,16 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
             processElement(r, ctx, out) {
               const now = ctx.timerService().currentProcessingTime();
               const recent = (ctx.state.recent.value() ?? []).filter(([, at]) => at + dedupWindowMs > now);
-              if (recent.some(([id]) => id === r.i)) return;
-              ctx.state.recent.update([...recent, [r.i, now]]);
+              const id = r.k ?? r.i;
+              if (recent.some(([seen]) => seen === id)) return;
+              ctx.state.recent.update([...recent, [id, now]]);
               out.collect(r.v);
             },
           },
           placement,
         );
       }
-      return records.keyBy((r) => r.i).process<unknown, { seen: ReturnType<typeof valueState<number>> }>(
+      return records.keyBy((r) => r.k ?? r.i).process<unknown, { seen: ReturnType<typeof valueState<number>> }>(
         {
           state: { seen: valueState<number>() },
           processElement(r, ctx, out) {

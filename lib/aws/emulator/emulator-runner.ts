@@ -46,7 +46,8 @@ import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertex
 import type { RestoreSource, RunOutcome } from '../../embedded/embedded-runner.js';
 import { createOperatorHandler, type AwsJobResources } from '../operator-handler.js';
 import { SourceChains } from '../source-chains.js';
-import { enableMotoStepFunctionsExecution, provisionEmulatorJob, purgeJobQueues, type EmulatorJobResources } from './provision.js';
+import { enableMotoStepFunctionsExecution, provisionEmulatorJob, provisionFeedQueues, purgeJobQueues, type EmulatorJobResources } from './provision.js';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 
 /** Options of an emulator-mode run; the job's own options are the defaults. */
 export interface EmulatorRunOptions {
@@ -291,6 +292,13 @@ export class EmulatorRunner implements JobControl {
     if (!dir.startsWith('s3://')) throw new FloeError(ErrorCode.InvalidOptions, `emulator mode keeps checkpoints in S3: checkpoint.dir must be an s3:// URL, got '${dir}'`);
     this.checkpointOptions = resolveCheckpointOptions({ ...this.job.options.checkpoint, ...this.options.checkpoint, dir });
     this.log(`provisioned ${resources.stateTable}, ${resources.coordinatorTable}, s3://${resources.bucket}, ${Object.keys(resources.queueUrls).length} vertex queues and the coordinator state machine`);
+    // Sources' feed queues; the source finds its queue in the environment, as a deployed function does.
+    const region = await clients.sqs.config.region();
+    const feeds = await provisionFeedQueues(this.plan, clients, { namespace: this.options.namespace, eventBridge: new EventBridgeClient({ endpoint: this.options.endpoint, region }) });
+    for (const f of feeds) {
+      process.env[f.env] = f.url;
+      this.log(`provisioned the feed queue of source '${f.uid}': ${f.url}`);
+    }
     return new S3CheckpointStorage({ client: clients.s3 });
   }
 

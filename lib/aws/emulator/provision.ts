@@ -12,7 +12,9 @@ import { createHash } from 'node:crypto';
 import { CreateBucketCommand, HeadBucketCommand, type BucketLocationConstraint } from '@aws-sdk/client-s3';
 import { CreateStateMachineCommand, ListStateMachinesCommand, UpdateStateMachineCommand } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, PurgeQueueCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { EventBridgeClient, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import type { AwsClients } from '../../adapters/aws/clients.js';
+import { feedQueueEnvName, type FeedQueue } from '../../api/connector-resources.js';
 import { coordinatorStateMachineDefinition } from '../../adapters/aws/coordinator-state-machine.js';
 import { createCoordinatorTable } from '../../adapters/aws/coordinator-store.js';
 import { createStateTable } from '../../adapters/aws/dynamodb-state-schema.js';
@@ -258,4 +260,51 @@ export async function purgeJobQueues(clients: AwsClients, resources: Pick<Emulat
       }
     }),
   );
+}
+
+/** A source's feed queue as provisioned: its URL, and the variable the source reads it from. */
+export interface ProvisionedFeed {
+  readonly uid: string;
+  readonly env: string;
+  readonly url: string;
+}
+
+/**
+ * Creates the feed queues the plan's sources ask for (`feed` on a source connector), as FloeJob deploys them: a
+ * standard queue with a dead-letter queue, and an EventBridge rule with the source's pattern on its bus targeting
+ * the queue (which the queue's policy lets EventBridge send to). Idempotent; `eventBridge` defaults to a client at
+ * the same endpoint as `clients`.
+ */
+export async function provisionFeedQueues(
+  plan: PhysicalPlan,
+  clients: AwsClients,
+  options: { namespace?: string; eventBridge: EventBridgeClient },
+): Promise<ProvisionedFeed[]> {
+  const names = emulatorResourceNames(plan.job, options.namespace);
+  const out: ProvisionedFeed[] = [];
+  for (const v of plan.vertices) {
+    for (const op of v.operators) {
+      const spec = op.node.spec;
+      if (spec.kind !== 'source' || spec.connector.feed === undefined) continue;
+      const feed: FeedQueue = spec.connector.feed;
+      const part = safePart(op.uid, 24);
+      const queue = await ensureQueueWithDlq(clients, { queue: `${names.base}-feed-${part}`, dlq: `${names.base}-feed-${part}-dlq` }, false, { maxReceiveCount: 1000, visibilityTimeoutSeconds: 300 });
+      const rule = `${names.base}-${part}`;
+      await clients.sqs.send(
+        new SetQueueAttributesCommand({
+          QueueUrl: queue.url,
+          Attributes: {
+            Policy: JSON.stringify({
+              Version: '2012-10-17',
+              Statement: [{ Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' }, Action: 'sqs:SendMessage', Resource: queue.arn }],
+            }),
+          },
+        }),
+      );
+      await options.eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: feed.bus, EventPattern: JSON.stringify(feed.pattern), State: 'ENABLED' }));
+      await options.eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: feed.bus, Targets: [{ Id: 'floe-feed', Arn: queue.arn }] }));
+      out.push({ uid: op.uid, env: feedQueueEnvName(op.uid), url: queue.url });
+    }
+  }
+  return out;
 }
