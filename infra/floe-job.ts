@@ -38,6 +38,7 @@ import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-sc
 import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
 import { connectorResourceProblems, grantConnectorResources, type ConnectorResourceConstruct } from './connector-grants.js';
+import { addFeedQueues } from './feed-queues.js';
 import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from './handler-contract.js';
 import { writeHandlerEntry } from './handler-entry.js';
 import { acknowledge, nagRef } from './nag.js';
@@ -489,6 +490,9 @@ export class FloeJob extends Construct {
       },
       props.resources,
     );
+
+    // ---- feed queues: the queues sources ask for, and what fills them (see infra/feed-queues.ts) ------------------
+    addFeedQueues(this, r.plan, (id) => vertices.get(id)!.function as lambda.Function, (scopeId, description) => queueWithDeadLetters(scopeId, description, false));
 
     // ---- control API: Flink's REST API behind an IAM-authenticated function URL ------------------------------------
     // A function URL rather than an API Gateway HTTP API: both take payload format 2.0 and SigV4 (AWS_IAM), but the
