@@ -14,6 +14,16 @@ export { sqsSource, type SqsSourceOptions, type SqsMessageInfo } from './connect
 export { eventBridgeSource, type EventBridgeSourceOptions, type EventBridgeEvent } from './connectors/eventbridge-source.js';
 export { collectSink } from './connectors/collect-sink.js';
 export { stdoutSink } from './connectors/stdout-sink.js';
+export { dynamoDbSink, DYNAMODB_SINK_ATTRIBUTES } from './connectors/dynamodb-sink.js';
+export type { DynamoDbSinkOptions, DynamoDbWrite } from './connectors/dynamodb-sink.js';
+export { sqsSink } from './connectors/sqs-sink.js';
+export type { SqsSinkOptions } from './connectors/sqs-sink.js';
+export { kinesisSink } from './connectors/kinesis-sink.js';
+export type { KinesisSinkOptions } from './connectors/kinesis-sink.js';
+export { eventBridgeSink } from './connectors/eventbridge-sink.js';
+export type { EventBridgeSinkOptions } from './connectors/eventbridge-sink.js';
+export type { StagingOptions } from './connectors/staged-transactions.js';
+export type { RetryOptions } from './connectors/aws-calls.js';
 export { EmbeddedRunner } from './embedded/embedded-runner.js';
 export type { EmbeddedRunOptions, RunOutcome, RestoreSource } from './embedded/embedded-runner.js';
 export { FloeError, ValidationError } from './core/errors.js';

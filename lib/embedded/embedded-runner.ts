@@ -394,12 +394,15 @@ export class EmbeddedRunner implements JobControl {
       }
       case 'checkpointCompleted': {
         const record = attempt.coordinator.history.find((h) => h.id === effect.checkpointId);
-        if (effect.commits) await this.commitPending(this.pendingCommitsOf(record?.acks ?? {}));
+        // The checkpoint is complete once its manifest is written, before its sinks commit: a commit that fails then
+        // fails the attempt, and the restart restores this checkpoint and commits its transactions again. Restoring
+        // the one before would replay the epoch into new transactions while this one may be half applied.
         if (effect.kind === 'checkpoint') {
           if (!this.latestCompleted || effect.checkpointId > this.latestCompleted.id) this.latestCompleted = { id: effect.checkpointId, path: effect.path };
           // Cleanup runs on a chain of its own: listing and deleting must not hold up the next trigger and the acks.
           this.cleanup = this.cleanup.then(() => discardOldCheckpoints(this.storage, root, this.plan.job, this.checkpointOptions.retained)).catch((e: Error) => this.log(`checkpoint cleanup failed: ${e.message}`));
         }
+        if (effect.commits) await this.commitPending(this.pendingCommitsOf(record?.acks ?? {}));
         if (effect.requestId) this.triggers.set(effect.requestId, { status: 'COMPLETED', checkpointId: effect.checkpointId, location: effect.path });
         this.log(`${effect.kind} ${effect.checkpointId} completed: ${effect.path}`);
         return;

@@ -266,6 +266,8 @@ export interface RunningCountsOptions extends KeyedEventsOptions {
   readonly parallelism?: number;
   readonly maxParallelism?: number;
   readonly failure?: FailOnce;
+  /** More failures, each checked like `failure`. */
+  readonly failures?: readonly FailOnce[];
 }
 
 /** The line the running-counts job writes for the `n`-th event of `key`. */
@@ -277,7 +279,7 @@ export const countLine = (key: string, n: number) => `${key}\t${n}`;
  */
 export function runningCountsJob(o: RunningCountsOptions): Job {
   const job = new Job(o.name ?? 'running-counts', { parallelism: o.parallelism ?? 2, maxParallelism: o.maxParallelism ?? 128 });
-  const failure = o.failure;
+  const failures = [...(o.failure ? [o.failure] : []), ...(o.failures ?? [])];
   job
     .source(keyedEvents(o), { uid: 'events' })
     .keyBy((e) => e.key)
@@ -285,7 +287,7 @@ export function runningCountsJob(o: RunningCountsOptions): Job {
       {
         state: { n: valueState<number>() },
         processElement(e, ctx, out) {
-          failure?.check(e.i);
+          for (const f of failures) f.check(e.i);
           const n = (ctx.state.n.value() ?? 0) + 1;
           ctx.state.n.update(n);
           out.collect(countLine(e.key, n));
