@@ -183,7 +183,8 @@ export function namedStatements(stack: Stack, access: AwsResourceAccess): NamedS
       const table = access.table.startsWith('arn:') ? access.table : stack.formatArn({ service: 'dynamodb', resource: 'table', resourceName: access.table });
       const out: NamedStatement[] = [];
       if (access.access !== 'write') out.push({ actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query', 'dynamodb:Scan'], resources: [table, `${table}/index/*`] });
-      if (access.access !== 'read') out.push({ actions: ['dynamodb:BatchWriteItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem'], resources: [table] });
+      // DescribeTable: a sink not told the key reads it.
+      if (access.access !== 'read') out.push({ actions: ['dynamodb:BatchWriteItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem', 'dynamodb:DescribeTable'], resources: [table] });
       return out;
     }
     case 'kinesis': {

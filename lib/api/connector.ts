@@ -98,6 +98,12 @@ export interface SinkWriterContext {
   readonly subtask: number;
   /** Unique per run of the job, to name files that no other run writes. */
   readonly runId: string;
+  /**
+   * Where a sink may stage what it writes until its checkpoint completes: `<checkpoint root>/<job>/checkpoints/staging`
+   * (a directory, or an `s3://` prefix in the checkpoint bucket), which the deployment's functions may write and which
+   * no checkpoint cleanup removes. Unset where the runtime has none.
+   */
+  readonly stagingDir?: string;
 }
 
 /**

@@ -341,6 +341,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         ...(options.maxEnvelopesAhead === undefined ? {} : { maxEnvelopesAhead: options.maxEnvelopesAhead }),
         ...(options.gapTimeoutMs === undefined ? {} : { gapTimeoutMs: options.gapTimeoutMs }),
         spillDir: Layout.spillDir(resources.checkpointRoot, plan.job, info.generation),
+        stagingDir: Layout.stagingDir(resources.checkpointRoot, plan.job),
       },
       { ...ports.task, coordinator },
     );

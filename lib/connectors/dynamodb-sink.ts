@@ -4,7 +4,7 @@ import type { SinkConnector } from '../api/connector.js';
 import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
 import { awsClients } from '../adapters/aws/clients.js';
 import { forEachLimit, resolveRetryOptions, utf8Bytes, withRetries, type RetryOptions } from './aws-calls.js';
-import { Staging, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
+import { Staging, stagingResource, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
 
 /** What a DynamoDB sink writes for a record: a whole item (a put), or the key of an item to delete. */
 export type DynamoDbWrite = Record<string, unknown> | { readonly delete: Record<string, unknown> };
@@ -124,6 +124,7 @@ export function dynamoDbSink<T>(options: DynamoDbSinkOptions<T>): SinkConnector<
 
   return {
     type: 'dynamodb',
+    resources: [{ service: 'dynamodb', table: options.table, access: 'write' }, ...(options.staging?.startsWith('s3://') ? [stagingResource(options.staging)] : []),],
     exactlyOnce: deletes === 'tombstone',
     createWriter(ctx) {
       return staging.writer<T, StagedWrite>(ctx, 'dynamodb', async () => ({ table: options.table, key: await keyOf(options.table) }), encode);

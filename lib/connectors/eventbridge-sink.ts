@@ -2,7 +2,7 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import type { SinkConnector } from '../api/connector.js';
 import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
 import { resolveRetryOptions, sendInBatches, utf8Bytes, type RetryOptions } from './aws-calls.js';
-import { Staging, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
+import { Staging, stagingResource, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
 
 /** Options of the EventBridge sink. */
 export interface EventBridgeSinkOptions<T> extends StagingOptions {
@@ -82,6 +82,7 @@ export function eventBridgeSink<T>(options: EventBridgeSinkOptions<T>): SinkConn
 
   return {
     type: 'eventbridge',
+    resources: [{ service: 'events', bus, access: 'put' }, ...(options.staging?.startsWith('s3://') ? [stagingResource(options.staging)] : []),],
     exactlyOnce: false,
     createWriter(ctx) {
       return staging.writer<T, StagedEvent>(ctx, 'eventbridge', () => ({ eventBusName: bus }), encode);

@@ -4,7 +4,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { SinkConnector } from '../api/connector.js';
 import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
 import { resolveRetryOptions, sendInBatches, type RetryOptions } from './aws-calls.js';
-import { Staging, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
+import { Staging, stagingResource, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
 
 /** Options of the Kinesis Data Streams sink. */
 export interface KinesisSinkOptions<T> extends StagingOptions {
@@ -76,6 +76,7 @@ export function kinesisSink<T>(options: KinesisSinkOptions<T>): SinkConnector<T>
 
   return {
     type: 'kinesis',
+    resources: [{ service: 'kinesis', stream: options.stream, access: 'write' }, ...(options.staging?.startsWith('s3://') ? [stagingResource(options.staging)] : []),],
     exactlyOnce: false,
     createWriter(ctx) {
       return staging.writer<T, StagedKinesisRecord>(ctx, 'kinesis', () => ({ stream: options.stream }), encode);

@@ -5,7 +5,7 @@ import { ErrorCode, FloeError, ValidationError } from '../core/errors.js';
 import { awsClients } from '../adapters/aws/clients.js';
 import { SQS_MAX_BATCH_ENTRIES, SQS_MAX_MESSAGE_BYTES } from '../adapters/aws/envelope-codec.js';
 import { resolveRetryOptions, sendInBatches, utf8Bytes, type RetryOptions } from './aws-calls.js';
-import { Staging, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
+import { Staging, stagingResource, type StagedTransaction, type StagingOptions } from './staged-transactions.js';
 
 /** Options of the SQS sink. */
 export interface SqsSinkOptions<T> extends StagingOptions {
@@ -82,6 +82,7 @@ export function sqsSink<T>(options: SqsSinkOptions<T>): SinkConnector<T> {
 
   return {
     type: 'sqs',
+    resources: [{ service: 'sqs', queue: options.queueUrl, access: 'send' }, ...(options.staging?.startsWith('s3://') ? [stagingResource(options.staging)] : []),],
     exactlyOnce: fifo,
     createWriter(ctx) {
       const defaultGroup = `${ctx.uid}-${ctx.subtask}`.replace(/[^\x21-\x7e]/g, '_').slice(0, 128);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SinkWriter, SinkWriterContext } from '../api/connector.js';
+import type { AwsResourceAccess } from '../api/connector-resources.js';
 import type { PendingCommit } from '../core/manifest/model.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { join } from '../core/manifest/layout.js';
@@ -30,10 +31,17 @@ export interface StagingOptions {
    * An `s3://bucket/prefix` or a local directory (embedded runs) to stage records in until their checkpoint completes;
    * one per sink. Staged objects are deleted when committed, so no lifecycle rule may expire them earlier than a job
    * may stay down with a pending commit: a commit that finds its objects gone takes them as applied.
+   * @default `<checkpoint root>/<job>/checkpoints/staging`, beside the job's checkpoints (the checkpoint bucket when deployed)
    */
-  readonly staging: string;
+  readonly staging?: string;
   /** The S3 client for an `s3://` staging location. @default `awsClients().s3` (the SDK's endpoint resolution, `AWS_ENDPOINT_URL` included) */
   readonly stagingClient?: S3Client;
+}
+
+/** What a sink staging in `staging` (an `s3://` prefix) declares it touches: it writes, reads and deletes parts there. */
+export function stagingResource(staging: string): AwsResourceAccess {
+  const { bucket, key } = parseS3Location(staging, 'prefix');
+  return { service: 's3', bucket, prefix: key === '' || key.endsWith('/') ? key : `${key}/`, access: 'readwrite' };
 }
 
 /** A pre-committed transaction of a staging sink: which staged parts hold one sink subtask's epoch. */
@@ -78,7 +86,8 @@ const PART_NAME = /^(\d+)-[0-9a-f]+\.json$/;
 
 /** Staged objects of a sink: the storage its location is on, and its checks. */
 export class Staging {
-  private readonly location: string;
+  /** The location `staging` names, if given; else each writer stages where its runtime says (`SinkWriterContext.stagingDir`). */
+  private readonly location: string | undefined;
   private s3: CheckpointStorage | undefined;
   private file: CheckpointStorage | undefined;
 
@@ -86,12 +95,21 @@ export class Staging {
     private readonly subject: string,
     private readonly options: StagingOptions,
   ) {
-    const staging = options.staging;
-    if (typeof staging !== 'string' || staging === '') throw new FloeError(ErrorCode.InvalidOptions, `${subject}: staging must be an s3:// location or a directory`);
+    this.location = options.staging === undefined ? undefined : this.normalize(options.staging);
+  }
+
+  private normalize(staging: string): string {
+    if (typeof staging !== 'string' || staging === '') throw new FloeError(ErrorCode.InvalidOptions, `${this.subject}: staging must be an s3:// location or a directory`);
     if (staging.startsWith('s3://')) parseS3Location(staging, 'prefix');
     // A relative directory is made absolute, so a commit carried out elsewhere (a restore started from another
     // working directory) finds the parts the manifest names.
-    this.location = staging.startsWith('s3://') ? staging : resolve(staging);
+    return staging.startsWith('s3://') ? staging : resolve(staging);
+  }
+
+  private base(ctx: SinkWriterContext): string {
+    if (this.location !== undefined) return this.location;
+    if (ctx.stagingDir === undefined) throw new FloeError(ErrorCode.InvalidOptions, `${this.subject}: no staging location: give staging (an s3:// location or a directory)`);
+    return this.normalize(ctx.stagingDir);
   }
 
   /** The storage that holds `location` (an `s3://` URL or a path). */
@@ -101,8 +119,8 @@ export class Staging {
   }
 
   /** The directory a writer's parts go to. */
-  dirOf(uid: string, run: string, subtask: number): string {
-    return join(this.location, encodeURIComponent(uid), encodeURIComponent(run), String(subtask));
+  dirOf(base: string, uid: string, run: string, subtask: number): string {
+    return join(base, encodeURIComponent(uid), encodeURIComponent(run), String(subtask));
   }
 
   /**
@@ -111,13 +129,14 @@ export class Staging {
    * one transaction that also carries what `fields` answers (where to apply it).
    */
   writer<T, R>(ctx: SinkWriterContext, sink: string, fields: () => Promise<Record<string, unknown>> | Record<string, unknown>, encode: (values: readonly T[]) => Promise<readonly R[]> | readonly R[]): SinkWriter<T> {
+    const base = this.base(ctx);
     const fresh = (): StagingWriterState => ({ floeStaging: 1, run: ctx.runId, subtask: ctx.subtask, first: 0, parts: [] });
     return {
       resume: async (state) => {
         if (isStagingState(state) && state.run === ctx.runId && state.subtask === ctx.subtask) return state;
         // A state of another run (a restore, or one of several states after a rescale): its parts numbered from `first`
         // on were staged after its snapshot and belong to no transaction the snapshot lists; they are dropped.
-        if (isStagingState(state) && state.run !== ctx.runId) await this.discardFrom(this.dirOf(ctx.uid, state.run, state.subtask), state.first);
+        if (isStagingState(state) && state.run !== ctx.runId) await this.discardFrom(this.dirOf(base, ctx.uid, state.run, state.subtask), state.first);
         return fresh();
       },
       write: async (values, state) => {
@@ -125,7 +144,7 @@ export class Staging {
         const records = await encode(values);
         if (records.length === 0) return s;
         const nonce = randomBytes(4).toString('hex');
-        const dir = this.dirOf(ctx.uid, s.run, s.subtask);
+        const dir = this.dirOf(base, ctx.uid, s.run, s.subtask);
         const body: StagedPart<R> = { v: 1, records };
         await this.storage(dir).put(partLocation(dir, s.first + s.parts.length, nonce), new TextEncoder().encode(JSON.stringify(body)));
         return { ...s, parts: [...s.parts, nonce] } satisfies StagingWriterState;
@@ -136,7 +155,7 @@ export class Staging {
         const txn: StagedTransaction = {
           ...(await fields()),
           sink,
-          dir: this.dirOf(ctx.uid, s.run, s.subtask),
+          dir: this.dirOf(base, ctx.uid, s.run, s.subtask),
           uid: ctx.uid,
           run: s.run,
           subtask: s.subtask,

@@ -268,7 +268,7 @@ export class EmbeddedRunner implements JobControl {
       for (let i = 0; i < v.parallelism; i++) {
         const executor = new SubtaskExecutor(
           // In-process channels never reorder or lose an envelope: a gap is a failure at once.
-          { plan, vertex: v, subtask: i, gen, runId, mode: this.checkpointOptions.mode, incremental: this.checkpointOptions.incremental, restoredUids, maxEnvelopesAhead: 0 },
+          { plan, vertex: v, subtask: i, gen, runId, stagingDir: Layout.stagingDir(this.checkpointOptions.dir, plan.job), mode: this.checkpointOptions.mode, incremental: this.checkpointOptions.incremental, restoredUids, maxEnvelopesAhead: 0 },
           ports,
         );
         loops.push(this.subtaskLoop(attempt, executor, v.isSource));

@@ -9,8 +9,9 @@ export interface PlannedResourceUse {
   readonly uid: string;
   readonly role: 'source' | 'sink';
   /**
-   * Whether the operator's transactions are committed wherever a checkpoint completes (an exactly-once sink), not
-   * only in its own vertex.
+   * Whether the operator's transactions are committed wherever a checkpoint completes (a sink: every sink's
+   * pre-committed transactions, at-least-once ones included, are carried out by whoever completes the checkpoint),
+   * not only in its own vertex.
    */
   readonly committed: boolean;
   readonly resources: readonly AwsResourceAccess[];
@@ -25,7 +26,7 @@ export function plannedResourceUses(plan: PhysicalPlan): PlannedResourceUse[] {
       if (spec.kind !== 'source' && spec.kind !== 'sink') continue;
       const resources = spec.connector.resources ?? [];
       if (resources.length === 0) continue;
-      out.push({ vertex: v.id, uid: op.uid, role: spec.kind, committed: spec.kind === 'sink' && spec.connector.exactlyOnce, resources });
+      out.push({ vertex: v.id, uid: op.uid, role: spec.kind, committed: spec.kind === 'sink', resources });
     }
   }
   return out;

@@ -21,6 +21,8 @@ export interface SubtaskConfig {
   /** Generation of the run; envelopes of other generations are dropped. */
   readonly gen: number;
   readonly runId: string;
+  /** Where sinks may stage what they write until their checkpoint completes (see SinkWriterContext.stagingDir). */
+  readonly stagingDir?: string;
   readonly mode: CheckpointMode;
   readonly incremental: boolean;
   /** Uids of the operators whose state was restored from a snapshot (a restored source keeps its splits; a new one creates them). */
@@ -197,7 +199,7 @@ export class SubtaskExecutor {
   }
 
   private async open(): Promise<void> {
-    const { vertex, subtask, plan, runId } = this.config;
+    const { vertex, subtask, plan, runId, stagingDir } = this.config;
     const outputs = this.operators.map<Output>((_, i) => {
       const next = this.operators[i + 1];
       return next ? { emit: (r) => next.processRecord(r) } : { emit: (r) => this.emitDownstream(r) };
@@ -213,6 +215,7 @@ export class SubtaskExecutor {
           store: this.store,
           clock: this.ports.clock,
           runId,
+          ...(stagingDir !== undefined ? { stagingDir } : {}),
           currentWatermark: () => this.control.watermark,
         },
         outputs[i]!,

@@ -11,6 +11,8 @@ export const Layout = {
    * carry; under `checkpoints/`, where the functions may delete, and removed with the checkpoints on cancel.
    */
   spillDir: (root: string, job: string, generation: number) => join(root, job, 'checkpoints', 'spill', `gen-${generation}`),
+  /** `<root>/<job>/checkpoints/staging`: what sinks stage until their checkpoint completes (see SinkWriterContext.stagingDir). */
+  stagingDir: (root: string, job: string) => join(root, job, 'checkpoints', 'staging'),
   /** `<dir>/savepoint-<id>` */
   savepointDir: (dir: string, savepointId: string) => join(dir, `savepoint-${savepointId}`),
   /** The manifest's name inside a snapshot directory. */

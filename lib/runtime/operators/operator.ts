@@ -12,6 +12,8 @@ export interface OperatorRuntime {
   readonly clock: Clock;
   /** Unique per run of the job, for names no other run uses. */
   readonly runId: string;
+  /** Where sinks may stage what they write until their checkpoint completes. */
+  readonly stagingDir?: string;
   /** The subtask's current event-time watermark. */
   currentWatermark(): number;
 }

@@ -44,7 +44,7 @@ export class SinkOperator extends Operator {
 
   override async open(...args: Parameters<Operator['open']>): Promise<void> {
     await super.open(...args);
-    this.writer = this.connector.createWriter({ uid: this.uid, subtask: this.rt.subtask, runId: this.rt.runId });
+    this.writer = this.connector.createWriter({ uid: this.uid, subtask: this.rt.subtask, runId: this.rt.runId, ...(this.rt.stagingDir !== undefined ? { stagingDir: this.rt.stagingDir } : {}) });
   }
 
   processRecord(r: StreamRecord): void {
