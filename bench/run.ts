@@ -1,6 +1,7 @@
 /**
  * Floe's embedded-runtime benchmark: word-count throughput with checkpointing off and every second, checkpoint
- * duration and size, restore time, and an incremental checkpoint of a large, mostly unchanged keyed state.
+ * duration and size, restore time, and an incremental checkpoint of a large, mostly unchanged keyed state; on moto
+ * server, AWS requests and costs of the word count (aws.ts) and of an SQS source drained and idle (sources.ts).
  * Prints a table with targets and writes everything to `bench/results/latest.json`.
  *
  *   npm run bench                 full mode (a few minutes)
@@ -42,7 +43,8 @@ const HELP = `usage: npm run bench -- [options]
   --incremental-keys <n>  keys of state for the incremental checkpoint         [1000000]
   --changed <fraction>    fraction of those keys updated between the two checkpoints [0.005]
   --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws,sources [all]
-  --aws / --no-aws        run the AWS section (emulator mode on moto server, started by the bench)  [on]
+  --aws / --no-aws        run the sections on moto server (emulator mode; moto is started by the bench):
+                          aws and sources                                      [on]
   --aws-words <n>         words the AWS cost run counts at steady state        [quick 100000, full 300000]
   --aws-fill <n>          words counted first, to create the keys (reported apart) [5 x vocabulary]
   --aws-source-chunk <n>  lines a source subtask reads per step in the AWS cost run [1000, emulator mode's default]
@@ -51,7 +53,7 @@ const HELP = `usage: npm run bench -- [options]
   --aws-cap <ms>          time allowed per parallelism for the AWS checkpoint runs [quick 60000, full 180000]
   --aws-parallelisms <l>  comma-separated parallelisms of the AWS checkpoint runs [1,4,16]
   --no-aws-cost           skip the AWS cost run (checkpoint durations only)
-  --sources-messages <n>  messages the sources section's drain run reads from its SQS queue [quick 1000, full 2000]
+  --sources-messages <n>  messages the sources section's drain run reads from its SQS queue [quick 800, full 2000]
   --sources-idle <ms>     the sources section's idle window, after the first checkpoint   [quick 30000, full 120000]
   --sources-runs <n>      drain and idle runs of the sources section, each (medians)      [quick 1, full 3]
   --sources-interval <ms> checkpoint interval of the sources section's job                [2000]
@@ -164,7 +166,8 @@ function readConfig(): Config {
     incrementalKeys: num('incremental-keys', values['incremental-keys'], 1_000_000, 1),
     changedFraction,
     probeMs: quick ? 2000 : 3000,
-    sections: new Set(only),
+    // --no-aws leaves out everything that runs on moto.
+    sections: new Set(only.filter((s) => s !== 'sources' || (values.aws && !values['no-aws']))),
     out: values.out ?? join(BENCH_DIR, 'results', 'latest.json'),
     profile: values.profile,
     aws: values.aws && !values['no-aws'] && (values.only === undefined || only.includes('aws')),
@@ -179,7 +182,7 @@ function readConfig(): Config {
       return n;
     }),
     awsCost: !values['no-aws-cost'],
-    sourcesMessages: num('sources-messages', values['sources-messages'], quick ? 1000 : 2000, 10),
+    sourcesMessages: num('sources-messages', values['sources-messages'], quick ? 800 : 2000, 10),
     sourcesIdleMs: num('sources-idle', values['sources-idle'], quick ? 30_000 : 120_000, 1000),
     sourcesRuns: num('sources-runs', values['sources-runs'], quick ? 1 : 3, 1),
     sourcesIntervalMs: num('sources-interval', values['sources-interval'], 2000, 100),
