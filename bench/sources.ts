@@ -207,18 +207,17 @@ function purposeOf(op: string, queue: { role: string; source?: boolean } | undef
   return `${name} (${role ?? 'other queue'})`;
 }
 
-/** Requests an SQS source client made, by operation, and billed requests (64 KiB chunks). */
-function sqsByOperation(u: AwsUsageSnapshot): Record<string, number> {
-  return Object.fromEntries(Object.entries(u.requests.sqs).map(([op, n]) => [op.replace(/Command$/, ''), n]));
-}
+/** Requests by operation, named without the SDK's `Command` suffix. */
+const byOperation = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).map(([op, n]) => [op.replace(/Command$/, ''), n]));
+const sqsByOperation = (u: AwsUsageSnapshot) => byOperation(u.requests.sqs);
 
 const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
 const scale = (r: Record<string, number>, k: number) => Object.fromEntries(Object.entries(r).map(([op, n]) => [op, n * k]));
 const byService = (u: AwsUsageSnapshot) => ({
-  sqs: scale(sqsByOperation(u), 1),
-  dynamodb: Object.fromEntries(Object.entries(u.requests.dynamodb).map(([op, n]) => [op.replace(/Command$/, ''), n])),
-  s3: Object.fromEntries(Object.entries(u.requests.s3).map(([op, n]) => [op.replace(/Command$/, ''), n])),
-  sfn: Object.fromEntries(Object.entries(u.requests.sfn).map(([op, n]) => [op.replace(/Command$/, ''), n])),
+  sqs: byOperation(u.requests.sqs),
+  dynamodb: byOperation(u.requests.dynamodb),
+  s3: byOperation(u.requests.s3),
+  sfn: byOperation(u.requests.sfn),
 });
 
 /** Handler invocations of one function: count and durations. */
@@ -574,7 +573,7 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
       logLine(
         `idle ${i + 1}/${cfg.runs}: ${Math.round(idle.windowMs)} ms, ${idle.checkpoints} checkpoints; per hour: source SQS ${Math.round(sum(h.source.requests))}, runtime SQS ${Math.round(sum(h.runtime.sqs))}, DynamoDB ${Math.round(sum(h.runtime.dynamodb))}, invocations ${Math.round(h.invocations.all?.count ?? 0)} (mean ${Math.round(h.invocations.all?.meanMs ?? 0)} ms); $${(h.cost.total * AWS_PRICES.hoursPerMonth).toFixed(2)} a month`,
       );
-      logLine(`idle ${i + 1}/${cfg.runs}: runtime SQS per hour by purpose ${JSON.stringify(scale(h.sqsByPurpose, 1), (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`);
+      logLine(`idle ${i + 1}/${cfg.runs}: runtime SQS per hour by purpose ${JSON.stringify(h.sqsByPurpose, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`);
       idles.push(idle);
     }
     const idlePerHour = medianUsage(idles.map((r) => r.perHour));
