@@ -24,11 +24,19 @@ export const AWS_PRICES = {
   s3PutPerThousand: 0.005,
   s3GetPerThousand: 0.0004,
   stepFunctionsPerThousandTransitions: 0.025,
+  sqsStandardPerMillionRequests: 0.4,
+  lambdaPerMillionRequests: 0.2,
+  lambdaArm64PerGbSecond: 0.0000133334,
+  /** FloeJob's default `memorySize` (infra/floe-job.ts), in MB: what each deployed function is given. */
+  lambdaMemoryMb: 1024,
+  /** Hours in a month, as AWS's pricing pages and calculator count them. */
+  hoursPerMonth: 730,
   sources: {
-    sqs: 'https://aws.amazon.com/sqs/pricing/ (FIFO, first 1B requests/month; each 64 KiB chunk of a payload is one request)',
+    sqs: 'https://aws.amazon.com/sqs/pricing/ (first 1B requests/month: FIFO $0.50, standard $0.40 per million; each 64 KiB chunk of a payload is one request)',
     dynamodb: 'https://aws.amazon.com/dynamodb/pricing/on-demand/ (on-demand, after the Nov 2024 50% cut; $0.625/M WRU and $0.125/M RRU as quoted by https://airbyte.com/data-engineering-resources/dynamodb-pricing, July 2025)',
     s3: 'https://aws.amazon.com/s3/pricing/ (S3 Standard: PUT/COPY/POST/LIST $0.005 per 1,000, GET/SELECT and others $0.0004 per 1,000)',
     stepFunctions: 'https://aws.amazon.com/step-functions/pricing/ (Standard workflows, $0.025 per 1,000 state transitions)',
+    lambda: 'https://aws.amazon.com/lambda/pricing/ (arm64, first 7.5B GB-seconds/month: $0.0000133334 per GB-second; $0.20 per million requests; free tier not deducted)',
   },
 } as const;
 
@@ -79,7 +87,8 @@ export type AwsUsageSnapshot = Pick<AwsUsage, 'sqsBilled' | 'writeUnits' | 'read
   writeUnitsByKind: Record<string, number>;
 };
 
-function diff(a: AwsUsageSnapshot, b: AwsUsageSnapshot): AwsUsageSnapshot {
+/** What was used between two snapshots of the same counters. */
+export function diff(a: AwsUsageSnapshot, b: AwsUsageSnapshot): AwsUsageSnapshot {
   const requests = {} as AwsUsageSnapshot['requests'];
   for (const s of Object.keys(b.requests) as Service[]) {
     requests[s] = {};
@@ -115,7 +124,8 @@ function valueSize(v: AttributeValue): number {
   return 0;
 }
 
-function itemSize(item: Record<string, AttributeValue> | undefined): number {
+/** Approximate DynamoDB size of an item (or of the key and values a request sends), in bytes. */
+export function itemSize(item: Record<string, AttributeValue> | undefined): number {
   if (!item) return 0;
   let n = 0;
   for (const [k, v] of Object.entries(item)) n += Buffer.byteLength(k) + valueSize(v);
@@ -195,7 +205,8 @@ function countDynamoDb(usage: AwsUsage, op: string, input: any, output: any): vo
   }
 }
 
-function sqsPayload(op: string, input: any, output: any): number {
+/** Bytes of an SQS request's payload as SQS bills it (bodies and message attributes). */
+export function sqsPayload(op: string, input: any, output: any): number {
   const attrs = (m: any) => Object.entries(m ?? {}).reduce((a: number, [k, v]: [string, any]) => a + Buffer.byteLength(k) + Buffer.byteLength(v.StringValue ?? '') + (v.BinaryValue?.byteLength ?? 0) + Buffer.byteLength(v.DataType ?? ''), 0);
   if (op === 'SendMessageCommand') return Buffer.byteLength(input.MessageBody ?? '') + attrs(input.MessageAttributes);
   if (op === 'SendMessageBatchCommand') return (input.Entries ?? []).reduce((a: number, e: any) => a + Buffer.byteLength(e.MessageBody ?? '') + attrs(e.MessageAttributes), 0);
@@ -259,7 +270,7 @@ export interface StepFunctionsWork {
 }
 
 /** Reads the history of every execution not in `seen` (and adds them to it). */
-async function stepFunctionsWork(sfn: SFNClient, seen: Set<string>): Promise<StepFunctionsWork> {
+export async function stepFunctionsWork(sfn: SFNClient, seen: Set<string>): Promise<StepFunctionsWork> {
   const work: StepFunctionsWork = { executions: 0, transitions: 0, sqsSends: 0, dynamoDbGets: 0 };
   const machines = (await sfn.send(new ListStateMachinesCommand({}))).stateMachines ?? [];
   for (const m of machines) {

@@ -1,6 +1,7 @@
 /**
  * Floe's embedded-runtime benchmark: word-count throughput with checkpointing off and every second, checkpoint
- * duration and size, restore time, and an incremental checkpoint of a large, mostly unchanged keyed state.
+ * duration and size, restore time, and an incremental checkpoint of a large, mostly unchanged keyed state; on moto
+ * server, AWS requests and costs of the word count (aws.ts) and of an SQS source drained and idle (sources.ts).
  * Prints a table with targets and writes everything to `bench/results/latest.json`.
  *
  *   npm run bench                 full mode (a few minutes)
@@ -20,6 +21,7 @@ import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
 import { keyedStateJob, sinkCounter, wordCountJob } from './jobs.js';
 import { formatSummary, summarizeProfile, type CpuProfile, type HotSpot } from './profile-summary.js';
 import { AWS_PRICES, CHECKPOINT_RUN_LINES_PER_SECOND, awsSection } from './aws.js';
+import { scaleCost, sourcesSection } from './sources.js';
 import { bytes, checkpointNow, fmt, median, range, sleep, stop, tempDir, waitUntil } from './harness.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -40,8 +42,9 @@ const HELP = `usage: npm run bench -- [options]
   --restore-runs <n>      restores timed (from the same checkpoint)            [quick 2, full 3]
   --incremental-keys <n>  keys of state for the incremental checkpoint         [1000000]
   --changed <fraction>    fraction of those keys updated between the two checkpoints [0.005]
-  --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws [all]
-  --aws / --no-aws        run the AWS section (emulator mode on moto server, started by the bench)  [on]
+  --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws,sources [all]
+  --aws / --no-aws        run the sections on moto server (emulator mode; moto is started by the bench):
+                          aws and sources                                      [on]
   --aws-words <n>         words the AWS cost run counts at steady state        [quick 100000, full 300000]
   --aws-fill <n>          words counted first, to create the keys (reported apart) [5 x vocabulary]
   --aws-source-chunk <n>  lines a source subtask reads per step in the AWS cost run [1000, emulator mode's default]
@@ -50,6 +53,10 @@ const HELP = `usage: npm run bench -- [options]
   --aws-cap <ms>          time allowed per parallelism for the AWS checkpoint runs [quick 60000, full 180000]
   --aws-parallelisms <l>  comma-separated parallelisms of the AWS checkpoint runs [1,4,16]
   --no-aws-cost           skip the AWS cost run (checkpoint durations only)
+  --sources-messages <n>  messages the sources section's drain run reads from its SQS queue [quick 800, full 2000]
+  --sources-idle <ms>     the sources section's idle window, after the first checkpoint   [quick 30000, full 120000]
+  --sources-runs <n>      drain and idle runs of the sources section, each (medians)      [quick 1, full 3]
+  --sources-interval <ms> checkpoint interval of the sources section's job                [2000]
   --out <file>            JSON results                                         [bench/results/latest.json]
   --profile               CPU-profile each section: bench/results/profile-<section>.cpuprofile, plus a
                           summary of the hottest functions (profiling slows the runs; ratios stay comparable)
@@ -82,6 +89,10 @@ interface Config {
   readonly awsCapMs: number;
   readonly awsParallelisms: readonly number[];
   readonly awsCost: boolean;
+  readonly sourcesMessages: number;
+  readonly sourcesIdleMs: number;
+  readonly sourcesRuns: number;
+  readonly sourcesIntervalMs: number;
 }
 
 function readConfig(): Config {
@@ -113,6 +124,10 @@ function readConfig(): Config {
       'aws-cap': { type: 'string' },
       'aws-parallelisms': { type: 'string' },
       'no-aws-cost': { type: 'boolean', default: false },
+      'sources-messages': { type: 'string' },
+      'sources-idle': { type: 'string' },
+      'sources-runs': { type: 'string' },
+      'sources-interval': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -130,7 +145,7 @@ function readConfig(): Config {
   const vocabulary = num('vocabulary', values.vocabulary, 10_000, 1);
   const sink = values.sink ?? 'discard';
   if (sink !== 'discard' && sink !== 'files') throw new Error(`--sink must be discard or files, got '${sink}'`);
-  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws'];
+  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws', 'sources'];
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : all;
   for (const s of only) if (!all.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${all.join(', ')})`);
   const changedFraction = num('changed', values.changed, 0.005, 0);
@@ -151,7 +166,8 @@ function readConfig(): Config {
     incrementalKeys: num('incremental-keys', values['incremental-keys'], 1_000_000, 1),
     changedFraction,
     probeMs: quick ? 2000 : 3000,
-    sections: new Set(only),
+    // --no-aws leaves out everything that runs on moto.
+    sections: new Set(only.filter((s) => s !== 'sources' || (values.aws && !values['no-aws']))),
     out: values.out ?? join(BENCH_DIR, 'results', 'latest.json'),
     profile: values.profile,
     aws: values.aws && !values['no-aws'] && (values.only === undefined || only.includes('aws')),
@@ -166,6 +182,10 @@ function readConfig(): Config {
       return n;
     }),
     awsCost: !values['no-aws-cost'],
+    sourcesMessages: num('sources-messages', values['sources-messages'], quick ? 800 : 2000, 10),
+    sourcesIdleMs: num('sources-idle', values['sources-idle'], quick ? 30_000 : 120_000, 1000),
+    sourcesRuns: num('sources-runs', values['sources-runs'], quick ? 1 : 3, 1),
+    sourcesIntervalMs: num('sources-interval', values['sources-interval'], 2000, 100),
   };
 }
 
@@ -725,6 +745,96 @@ async function main(): Promise<void> {
         target: 'completes',
         pass: k.durationsMs.length > 0,
       })),
+    );
+  }
+
+  if (cfg.sections.has('sources')) {
+    const r = await section('sources', () =>
+      sourcesSection({
+        messages: cfg.sourcesMessages,
+        idleWindowMs: cfg.sourcesIdleMs,
+        runs: cfg.sourcesRuns,
+        parallelism: cfg.parallelism,
+        intervalMs: cfg.sourcesIntervalMs,
+        customers: 100,
+        drainTimeoutMs: Math.max(120_000, cfg.sourcesMessages * 200),
+      }),
+    );
+    results.sources = { ...r, prices: AWS_PRICES };
+    // The largest few; every count is in the JSON results.
+    const list = (o: Record<string, number>, digits: number, top = 5) => {
+      const entries = Object.entries(o)
+        .filter(([, n]) => n > 0)
+        .sort((a, b) => b[1] - a[1]);
+      const shown = entries.slice(0, top).map(([k, n]) => `${k.replace(/Command$/, '')} ${fmt(n, digits)}`);
+      if (entries.length > top) shown.push(`${entries.length - top} more ${fmt(entries.slice(top).reduce((a, [, n]) => a + n, 0), digits)}`);
+      return shown.join('; ') || 'none';
+    };
+    const usd = (n: number) => `$${n < 0.1 ? n.toFixed(4) : n.toFixed(2)}`;
+    const invocations = (i: Record<string, { count: number; meanMs: number; p90Ms: number }>, digits: number) =>
+      Object.entries(i)
+        .filter(([fn]) => fn !== 'all')
+        .sort((a, b) => b[1].count - a[1].count)
+        .map(([fn, x]) => `${fn} ${fmt(x.count, digits)} (${fmt(x.meanMs)} / ${fmt(x.p90Ms)} ms)`)
+        .join('; ');
+    const costs = (c: typeof r.idle.perMonth) => [c.sqsSourceQueue, c.sqsInternal, c.dynamodb, c.s3, c.stepFunctions, c.lambdaRequests, c.lambdaDuration].map(usd).join(' / ');
+    const runs = cfg.sourcesRuns === 1 ? `one run${cfg.quick ? ' (quick mode)' : ''}` : `median of ${cfg.sourcesRuns} runs`;
+    const d = r.drain.per1000;
+    const h = r.idle.perHour;
+    const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+    rows.push(
+      {
+        section: 'sources',
+        metric: `emulator mode: sqsSource (standard queue) → dedup → keyBy → running total → discarding sink, parallelism ${cfg.parallelism}, checkpoint every ${fmt(cfg.sourcesIntervalMs / 1000, 1)} s; ${runs}`,
+        value: '',
+      },
+      {
+        section: 'sources',
+        metric: `drain: ${fmt(cfg.sourcesMessages)} messages queued before the start, until the source deleted all (so all committed): time on moto, checkpoints`,
+        value: `${fmt(r.drain.runMs / 1000, 1)} s, ${fmt(r.drain.checkpoints)}`,
+      },
+      { section: 'sources', metric: 'drain: every record reached the sink', value: r.drain.complete ? 'yes' : 'no', target: 'yes', pass: r.drain.complete },
+      { section: 'sources', metric: `drain, per 1,000 records: the source's own SQS requests (${fmt(d.source.billed, 1)} billed)`, value: list(d.source.requests, 1) },
+      { section: 'sources', metric: `drain, per 1,000 records: runtime SQS requests (${fmt(d.sqsBilled.fifo + d.sqsBilled.standard, 1)} billed, Step Functions' sends included)`, value: list(d.runtime.sqs, 1) },
+      {
+        section: 'sources',
+        metric: `drain, per 1,000 records: DynamoDB requests (WCU ${fmt(d.dynamoDb.writeUnits)}, ${fmt(d.dynamoDb.writeUnitsByKind['coordinator job row'] ?? 0)} of them the job row's ${fmt(d.jobRowWrites.count)} writes of ${bytes(Math.round(d.jobRowWrites.meanBytes))} mean; RCU ${fmt(d.dynamoDb.readUnits)})`,
+        value: list(d.runtime.dynamodb, 1),
+      },
+      { section: 'sources', metric: `drain, per 1,000 records: S3 requests; Step Functions state transitions`, value: `${list(d.runtime.s3, 2)}; ${fmt(d.stepFunctions.transitions, 1)} transitions` },
+      { section: 'sources', metric: 'drain, per 1,000 records: handler invocations by function (mean / p90 duration)', value: invocations(d.invocations, 1) },
+      {
+        section: 'sources',
+        metric: `drain, $ per million records, ${AWS_PRICES.region} list prices: SQS source queue / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration = total`,
+        value: `${costs(scaleCost(d.cost, 1000))} = ${usd(d.cost.total * 1000)}`,
+      },
+      { section: 'sources', metric: 'idle: empty queue, window after the first checkpoint; checkpoints completed in it', value: `${fmt(r.idle.windowMs / 1000, 1)} s; ${fmt(r.idle.checkpoints)}` },
+      { section: 'sources', metric: "idle, per hour: the source's own SQS requests", value: list(h.source.requests, 0) },
+      { section: 'sources', metric: `idle, per hour: runtime SQS requests by purpose (${fmt(sum(h.runtime.sqs))} in all; ESM: the pollers, * emulator mode's)`, value: list(h.sqsByPurpose, 0, 7) },
+      {
+        section: 'sources',
+        metric: `idle, per hour: DynamoDB requests (WCU ${fmt(h.dynamoDb.writeUnits)}, ${fmt(h.dynamoDb.writeUnitsByKind['coordinator job row'] ?? 0)} of them the job row's ${fmt(h.jobRowWrites.count)} writes of ${bytes(Math.round(h.jobRowWrites.meanBytes))} mean; RCU ${fmt(h.dynamoDb.readUnits)})`,
+        value: list(h.runtime.dynamodb, 0),
+      },
+      { section: 'sources', metric: 'idle, per hour: S3 requests; Step Functions executions / state transitions', value: `${list(h.runtime.s3, 0)}; ${fmt(h.stepFunctions.executions)} / ${fmt(h.stepFunctions.transitions)}` },
+      { section: 'sources', metric: `idle, per hour: handler invocations by function (mean / p90 duration); ${fmt(h.invocations.all?.count ?? 0)} in all`, value: invocations(h.invocations, 0) },
+      { section: 'sources', metric: 'idle, per hour: committed steps by vertex', value: list(h.steps, 0) },
+      {
+        section: 'sources',
+        // What goes with each checkpoint whatever the data: scale by the checkpoint interval.
+        metric: 'idle, per checkpoint: Step Functions transitions; S3 requests; their $ (they scale with 1 / checkpoint interval)',
+        value: (() => {
+          const k = r.idle.checkpoints > 0 ? (r.idle.windowMs / 3_600_000) / r.idle.checkpoints : NaN;
+          const transitions = h.stepFunctions.executions > 0 ? h.stepFunctions.transitions / h.stepFunctions.executions : NaN;
+          return `${fmt(transitions, 1)}; ${fmt(sum(h.runtime.s3) * k, 1)}; $${((transitions / 1000) * AWS_PRICES.stepFunctionsPerThousandTransitions + h.cost.s3 * k).toFixed(6)}`;
+        })(),
+      },
+      {
+        section: 'sources',
+        metric: `idle, $ per month (${AWS_PRICES.hoursPerMonth} h): SQS source queue / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
+        value: costs(r.idle.perMonth),
+      },
+      { section: 'sources', metric: 'idle, $ per month, total (requests and Lambda only: no storage, transfer, logs, ticker or free tier)', value: usd(r.idle.perMonth.total) },
     );
   }
 
