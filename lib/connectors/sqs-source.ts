@@ -54,9 +54,13 @@ export interface SqsSourceOptions<T> {
   readonly maxReceives?: number;
   /** Where messages that cannot be processed go. @default the queue's redrive policy target */
   readonly deadLetterQueueUrl?: string;
-  /** Messages a subtask holds unacknowledged at most; it receives no more until a checkpoint completes. @default 1000 */
+  /**
+   * Messages a subtask holds unacknowledged at most; it receives no more until a checkpoint completes. What a subtask
+   * holds is in its snapshot's operator state, which on AWS travels in its acknowledgement through the job row (an
+   * item of at most 400 KB shared by all subtasks): about 0.5 KB a message. @default 200
+   */
   readonly maxInflight?: number;
-  /** Bytes of received bodies a subtask holds before it emits them; larger batches are handed back at once. @default 64 KiB */
+  /** Bytes of received bodies a subtask holds before it emits them (in its state, as `maxInflight` says); larger batches are handed back at once. @default 32 KiB */
   readonly maxBufferedBytes?: number;
   /** Long-poll wait of each receive (0: short poll). @default 0 */
   readonly waitTime?: string | number;
@@ -157,8 +161,8 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
   const dedupWindowMs = parseDuration(options.dedupWindow ?? '1h', 'sqsSource.dedupWindow');
   const waitSeconds = Math.round(parseDuration(options.waitTime ?? 0, 'sqsSource.waitTime') / 1000);
   const maxReceives = options.maxReceives ?? 5;
-  const maxInflight = options.maxInflight ?? 1000;
-  const maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024;
+  const maxInflight = options.maxInflight ?? 200;
+  const maxBufferedBytes = options.maxBufferedBytes ?? 32 * 1024;
   const parse = options.parse ?? ((body: string) => body as unknown as T);
   const maxIdlePollMs = parseDuration(options.maxIdlePoll ?? '1s', 'sqsSource.maxIdlePoll');
   /** Per split, in this process: when it may receive again after empty receives. Skipping a receive changes no output (what is emitted comes from the split), so a replay may skip or not. */

@@ -27,8 +27,18 @@ function baseRecord(checkpoint: PendingCheckpoint, total: number, finishedAt: nu
     acknowledged: Object.keys(checkpoint.acks).length,
     total,
     ...snapshotSizes(checkpoint.acks),
-    acks: checkpoint.acks,
+    acks: withoutOperatorState(checkpoint.acks),
   };
+}
+
+/**
+ * The acks as history keeps them: without operator state (source splits, sink writer state), which the manifest holds
+ * and nothing reads from history; on AWS history lives in the job row, an item of at most 400 KB.
+ */
+function withoutOperatorState(acks: PendingCheckpoint['acks']): PendingCheckpoint['acks'] {
+  return Object.fromEntries(
+    Object.entries(acks).map(([task, ack]) => [task, { ...ack, operators: Object.fromEntries(Object.entries(ack.operators).map(([uid, op]) => [uid, { ...op, operatorState: [] }])) }]),
+  );
 }
 
 /** The history record of a checkpoint whose manifest was written to `path`. */
