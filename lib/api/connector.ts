@@ -1,6 +1,5 @@
 import type { PendingCommit } from '../core/manifest/model.js';
 import type { AwsResourceAccess, FeedQueue } from './connector-resources.js';
-import type { DataStream } from './job.js';
 
 /** A unit of source input with its read position, checkpointed as operator state (a file, a generator partition). */
 export interface SourceSplit {
@@ -87,9 +86,10 @@ export interface SourceConnector<T> {
   checkTiming?(timing: SourceTiming): string[];
   /**
    * Operators the job places right after the source, e.g. the deduplication a non-replayable source needs across
-   * subtasks. `raw` is what `read` emits; the stream returned (of `T`) is what the job sees. `uid` is the source's.
+   * subtasks. `raw` is the `DataStream` of what `read` emits; the `DataStream<T>` returned is what the job sees
+   * (typed loosely here, so that this file need not import the job builder). `uid` is the source's.
    */
-  expand?(raw: DataStream<unknown>, uid: string | undefined): DataStream<unknown>;
+  expand?(raw: unknown, uid: string | undefined): unknown;
 }
 
 /** Where a sink writer is running. */

@@ -97,7 +97,7 @@ export class Job {
         : {}),
     };
     const raw = new DataStream<T>(this, [this.addNode(spec, placement, [], `Source: ${connector.type}`)]);
-    return connector.expand ? (connector.expand(raw as DataStream<unknown>, placement.uid) as DataStream<T>) : raw;
+    return connector.expand ? (connector.expand(raw, placement.uid) as DataStream<T>) : raw;
   }
 
   /** @internal */

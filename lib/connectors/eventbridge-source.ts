@@ -1,6 +1,5 @@
 import type { SourceConnector } from '../api/connector.js';
 import { feedQueueEnvName } from '../api/connector-resources.js';
-import type { DataStream } from '../api/job.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { sqsSource, type SqsSourceOptions } from './sqs-source.js';
 
@@ -72,7 +71,7 @@ export function eventBridgeSource<T = EventBridgeEvent>(options: EventBridgeSour
     ...inner,
     type: 'eventbridge',
     ...(queueUrl === undefined ? { feed: { kind: 'eventbridge' as const, bus: eventBus, pattern } } : {}),
-    expand(raw: DataStream<unknown>, sourceUid: string | undefined): DataStream<unknown> {
+    expand(raw: unknown, sourceUid: string | undefined): unknown {
       uid = sourceUid;
       return inner.expand!(raw, sourceUid);
     },

@@ -386,7 +386,7 @@ export function sqsSource<T = string>(options: SqsSourceOptions<T>): SourceConne
       return (raw as SqsRawRecord).v as T;
     },
 
-    expand(raw: DataStream<unknown>, uid: string | undefined): DataStream<unknown> {
+    expand(raw: unknown, uid: string | undefined): DataStream<unknown> {
       const placement = { ...(uid !== undefined ? { uid: `${uid}.dedup` } : {}), name: fifo ? 'Deduplicate: sqs (per group)' : 'Deduplicate: sqs (per message id)' };
       const records = raw as DataStream<SqsRawRecord>;
       if (fifo) {
