@@ -49,6 +49,13 @@ async function queueDepth(client: SQSClient, url: string): Promise<number> {
   return Number(a.ApproximateNumberOfMessages ?? 0) + Number(a.ApproximateNumberOfMessagesNotVisible ?? 0);
 }
 
+/** Waits until `expected` records are committed and the queue is empty; the failure says how far it got, with the job's log. */
+async function drained(o: { sink: CollectSink<string>; expected: number; client: SQSClient; queueUrl: string; log: () => string }, timeoutMs: number, everyMs: number): Promise<void> {
+  await waitFor('every order committed and the queue empty', async () => o.sink.committed.length >= o.expected && (await queueDepth(o.client, o.queueUrl)) === 0, timeoutMs, everyMs).catch(async (e: Error) => {
+    throw new Error(`${e.message}: ${o.sink.committed.length} of ${o.expected} committed, ${await queueDepth(o.client, o.queueUrl)} in the queue\n${o.log()}`);
+  });
+}
+
 /** Per customer: the running count and total, one committed line per order. */
 function totalsJob(o: { queueUrl: string; sink: CollectSink<string>; sourceParallelism?: number; client?: SQSClient; fail?: FailOnce; deadLetterQueueUrl?: string; visibilityTimeout?: string; stall?: { at: number; ms: number; done?: boolean } }): Job {
   const job = new Job('orders-it', { parallelism: 2 });
@@ -162,9 +169,7 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     });
     const { done } = await startRunner(runner);
     try {
-      await waitFor('every order committed and the queue empty', async () => sink.committed.length >= input.length && (await queueDepth(client, queueUrl)) === 0, 60_000, 200).catch(async (e: Error) => {
-        throw new Error(`${e.message}: ${sink.committed.length} of ${input.length} committed, ${await queueDepth(client, queueUrl)} in the queue\n${text()}`);
-      });
+      await drained({ sink, expected: input.length, client, queueUrl, log: text }, 60_000, 200);
     } finally {
       await runner.cancel();
     }
@@ -197,9 +202,7 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     const runner = new EmbeddedRunner(totalsJob({ queueUrl, sink, ...(fail ? { fail } : {}), deadLetterQueueUrl: dlq, visibilityTimeout: '3s', ...(sourceParallelism ? { sourceParallelism } : {}) }), runOptions(await scratch.dir(), log, { checkpoint: { interval: 100 } }));
     const { done } = await startRunner(runner);
     try {
-      await waitFor('every order committed and the queue empty', async () => sink.committed.length >= input.length && (await queueDepth(client, queueUrl)) === 0, 60_000, 200).catch(async (e: Error) => {
-        throw new Error(`${e.message}: ${sink.committed.length} of ${input.length} committed, ${await queueDepth(client, queueUrl)} in the queue\n${text()}`);
-      });
+      await drained({ sink, expected: input.length, client, queueUrl, log: text }, 60_000, 200);
     } finally {
       await runner.cancel();
     }
@@ -244,9 +247,7 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     const runner = new EmulatorRunner(job, { endpoint: process.env.AWS_ENDPOINT_URL!, namespace: `sqs-${randomUUID().slice(0, 8)}`, checkpoint: { interval: '500ms' }, log });
     const done = runner.run();
     try {
-      await waitFor('every order committed and the queue empty', async () => sink.committed.length >= input.length && (await queueDepth(client, queueUrl)) === 0, 80_000, 500).catch(async (e: Error) => {
-        throw new Error(`${e.message}: ${sink.committed.length} of ${input.length} committed, ${await queueDepth(client, queueUrl)} in the queue\n${text()}`);
-      });
+      await drained({ sink, expected: input.length, client, queueUrl, log: text }, 80_000, 500);
     } finally {
       await runner.cancel();
     }
