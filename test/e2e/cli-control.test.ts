@@ -81,7 +81,9 @@ describe('floe control commands against a running job', () => {
     // Given a job that requires a token
     const work = mkdtempSync(join(tmpdir(), 'floe-cli-token-'));
     dirs.push(work);
-    const input = await generateWordInput(join(work, 'in'), { words: 600_000 });
+    // (Large enough that the job is still running after the CLI calls below, each a process of its own: 600,000
+    // words were done in 2 s on a fresh machine.)
+    const input = await generateWordInput(join(work, 'in'), { words: 6_000_000 });
     const job = FloeProcess.run({
       jobFile: 'examples/wordcount.ts',
       checkpointInterval: '300ms',
