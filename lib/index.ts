@@ -11,6 +11,7 @@ export { generator } from './connectors/generator.js';
 export { filesSource } from './connectors/files-source.js';
 export { filesSink } from './connectors/files-sink.js';
 export { sqsSource, type SqsSourceOptions, type SqsMessageInfo } from './connectors/sqs-source.js';
+export { kinesisSource, type KinesisSourceOptions, type KinesisRecordInfo, type KinesisStart } from './connectors/kinesis-source.js';
 export { collectSink } from './connectors/collect-sink.js';
 export { stdoutSink } from './connectors/stdout-sink.js';
 export { EmbeddedRunner } from './embedded/embedded-runner.js';
