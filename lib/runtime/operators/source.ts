@@ -97,9 +97,13 @@ export class SourceOperator extends Operator {
     return new Set(added.map((s) => s.id));
   }
 
-  /** True once every assigned split is done. */
+  /**
+   * True once every assigned split of a bounded source is done. An unbounded source never finishes: its splits may
+   * all be done for a while (a Kinesis shard read to its end before its children are discovered) without its input
+   * having ended.
+   */
   isFinished(): boolean {
-    return this.splits().every((s) => s.split.done);
+    return this.connector.bounded && this.splits().every((s) => s.split.done);
   }
 
   /**
@@ -181,15 +185,26 @@ export class SourceOperator extends Operator {
     return Math.floor(((now - this.startedAt) / 1000) * perSubtask + perSubtask / 10) - this.emitted;
   }
 
-  /** The watermark this subtask's splits allow: the smallest over unfinished splits; the maximum once all are done. */
+  /**
+   * The watermark this subtask's splits allow: the smallest over unfinished splits; the maximum once all are done
+   * (or when it has none). An unbounded source whose splits are all done holds the highest watermark they reached
+   * instead: more splits may come (a finished shard's children), and their records must not be late.
+   */
   currentSourceWatermark(): number {
     if (!this.watermarks) return MIN_WATERMARK;
     let wm = MAX_WATERMARK;
-    for (const s of this.splits()) {
-      if (s.split.done) continue;
+    let reached = MIN_WATERMARK;
+    let open = false;
+    const splits = this.splits();
+    for (const s of splits) {
       const w = s.maxTimestamp === MIN_WATERMARK ? MIN_WATERMARK : s.maxTimestamp - this.watermarks.outOfOrderness - 1;
+      if (s.split.done) {
+        if (w > reached) reached = w;
+        continue;
+      }
+      open = true;
       if (w < wm) wm = w;
     }
-    return wm;
+    return !open && !this.connector.bounded && splits.length > 0 ? reached : wm;
   }
 }
