@@ -1,6 +1,6 @@
 /** Floe's public API: build a job, pick sources and sinks, run it embedded or on AWS. */
 export { Job, DataStream, KeyedStream, WindowedStream, defineJob } from './api/job.js';
-export type { JobOptions, JobFactory, WatermarkStrategy } from './api/job.js';
+export type { JobOptions, JobFactory, WatermarkStrategy, AsyncOptions } from './api/job.js';
 export type { Collector, KeyedContext, KeyedProcessFunction, OnTimerContext, ProcessFunction, AggregateFunction, ReduceFunction, TimerService, OperatorOptions } from './api/functions.js';
 export { valueState, listState, mapState } from './api/state.js';
 export type { ValueState, ListState, MapState } from './api/state.js';

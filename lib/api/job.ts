@@ -42,6 +42,7 @@ export type OperatorSpec =
   | { readonly kind: 'map'; readonly fn: (v: unknown) => unknown }
   | { readonly kind: 'filter'; readonly fn: (v: unknown) => boolean }
   | { readonly kind: 'flatMap'; readonly fn: (v: unknown, out: Collector<unknown>) => void }
+  | { readonly kind: 'asyncFlatMap'; readonly fn: (v: unknown) => Promise<Iterable<unknown>>; readonly capacity: number; readonly timeoutMs: number }
   | { readonly kind: 'process'; readonly fn: ProcessFunction<unknown, unknown> }
   | { readonly kind: 'keyedProcess'; readonly fn: KeyedProcessFunction<unknown, unknown, unknown, StateSpec> }
   | { readonly kind: 'reduce'; readonly fn: ReduceFunction<unknown> }
@@ -118,6 +119,22 @@ export class Job {
   }
 }
 
+/** Options of `mapAsync` and `flatMapAsync`. */
+export interface AsyncOptions extends OperatorOptions {
+  /** Calls in flight at once per subtask. @default 16 */
+  readonly capacity?: number;
+  /** The longest one call may take. @default '1m' */
+  readonly timeout?: string | number;
+}
+
+function asyncLimits(capacity: number | undefined, timeout: string | number | undefined): { capacity: number; timeoutMs: number } {
+  const c = capacity ?? 16;
+  if (!Number.isInteger(c) || c < 1) throw new Error(`async capacity must be a whole number ≥ 1, got ${String(capacity)}`);
+  const timeoutMs = parseDuration(timeout ?? '1m', 'async timeout');
+  if (timeoutMs <= 0) throw new Error(`async timeout must be > 0, got ${String(timeout)}`);
+  return { capacity: c, timeoutMs };
+}
+
 /** A stream of records of type T. */
 export class DataStream<T> {
   /** @internal */
@@ -150,6 +167,25 @@ export class DataStream<T> {
   /** Emits zero or more records per record. */
   flatMap<O>(fn: (value: T, out: Collector<O>) => void, options: OperatorOptions = {}): DataStream<O> {
     return this.then({ kind: 'flatMap', fn: fn as (v: unknown, out: Collector<unknown>) => void }, options, 'FlatMap');
+  }
+
+  /**
+   * Calls `fn` for each record, up to `capacity` at once, and emits its results in the order the records came
+   * (Flink's ordered async I/O): for lookups and reads against other services. Calls finish before the record's
+   * watermark, a checkpoint barrier or the end of a step goes on, so no call is in flight across a checkpoint — and a
+   * step replayed after a crash makes its calls again: `fn` must return the same for the same record (a read of an
+   * immutable object) or be safe to repeat. A call that rejects or takes longer than `timeout` fails the job over by
+   * its restart strategy.
+   */
+  flatMapAsync<O>(fn: (value: T) => Promise<Iterable<O>>, options: AsyncOptions = {}): DataStream<O> {
+    const { capacity, timeout, ...placement } = options;
+    return this.then({ kind: 'asyncFlatMap', fn: fn as (v: unknown) => Promise<Iterable<unknown>>, ...asyncLimits(capacity, timeout) }, placement, 'AsyncFlatMap');
+  }
+
+  /** `flatMapAsync` with one record out per record in. */
+  mapAsync<O>(fn: (value: T) => Promise<O>, options: AsyncOptions = {}): DataStream<O> {
+    const { capacity, timeout, ...placement } = options;
+    return this.then({ kind: 'asyncFlatMap', fn: async (v: unknown) => [await fn(v as T)], ...asyncLimits(capacity, timeout) }, placement, 'AsyncMap');
   }
 
   /**

@@ -6,6 +6,7 @@ import { AggregateOperator, ReduceOperator } from './rolling.js';
 import { WindowOperator } from './window.js';
 import { SourceOperator } from './source.js';
 import { SinkOperator } from './sink.js';
+import { AsyncFlatMapOperator } from './async.js';
 
 /** Creates the runtime operator for a planned operator. */
 export function createOperator(op: PlannedOperator): Operator {
@@ -19,6 +20,8 @@ export function createOperator(op: PlannedOperator): Operator {
       return new FilterOperator(op.uid, spec.fn);
     case 'flatMap':
       return new FlatMapOperator(op.uid, spec.fn);
+    case 'asyncFlatMap':
+      return new AsyncFlatMapOperator(op.uid, spec.fn, spec.capacity, spec.timeoutMs);
     case 'process':
       return new FlatMapOperator(op.uid, processFunctionAsFlatMap(spec.fn));
     case 'keyedProcess':
