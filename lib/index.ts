@@ -13,6 +13,7 @@ export { filesSink } from './connectors/files-sink.js';
 export { sqsSource, type SqsSourceOptions, type SqsMessageInfo } from './connectors/sqs-source.js';
 export { eventBridgeSource, type EventBridgeSourceOptions, type EventBridgeEvent } from './connectors/eventbridge-source.js';
 export { kinesisSource, type KinesisSourceOptions, type KinesisRecordInfo, type KinesisStart } from './connectors/kinesis-source.js';
+export { s3Source, type S3SourceOptions, type S3ObjectInfo } from './connectors/s3-source.js';
 export { collectSink } from './connectors/collect-sink.js';
 export { stdoutSink } from './connectors/stdout-sink.js';
 export { dynamoDbSink, DYNAMODB_SINK_ATTRIBUTES } from './connectors/dynamodb-sink.js';

@@ -71,6 +71,12 @@ export interface SourceConnector<T> {
   discoverSplits?(known: readonly SourceSplit[], ctx: SourceSubtaskContext): Promise<readonly SourceSplit[]>;
   /** How often `discoverSplits` runs. @default 10 s */
   readonly discoveryIntervalMs?: number;
+  /**
+   * Whether a split's event time holds the subtask's watermark back (the watermark is the least of its splits').
+   * A split that only repairs what others miss — the S3 source's listing beside its notifications — says false: what
+   * it finds is late, and its silence must not stop event time. @default true
+   */
+  holdsWatermark?(split: SourceSplit): boolean;
   /** At barrier `checkpointId`, before the snapshot: the split as the checkpoint records it (an acknowledging source marks what it emitted so far as covered by `checkpointId`). */
   snapshotSplit?(split: SourceSplit, checkpointId: number): SourceSplit;
   /**

@@ -18,6 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SinkConnector, SourceConnector } from '../../lib/api/connector.js';
 import type { AwsResourceAccess } from '../../lib/api/connector-resources.js';
 import { Job } from '../../lib/api/job.js';
+import { s3Source } from '../../lib/connectors/s3-source.js';
+import { stdoutSink } from '../../lib/connectors/stdout-sink.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from '../../infra/errors.js';
 import { createFloeApp } from '../../infra/floe-app.js';
 import { FloeJob, type FloeJobProps } from '../../infra/floe-job.js';
@@ -337,5 +339,36 @@ describe('checks of the declared resources and the resources prop', () => {
       { action: 's3:GetObject', resource: JSON.stringify(partitionArn(':s3:::b-bucket/a${*}b${?}${$}c')) },
       { action: 's3:ListBucket', resource: JSON.stringify(partitionArn(':s3:::b-bucket')), condition: { StringLike: { 's3:prefix': ['a${*}b${?}${$}c'] } } },
     ]);
+  });
+});
+
+describe('the S3 source, notified through EventBridge', () => {
+  let built: ReturnType<typeof synth>;
+  beforeAll(() => {
+    const job = new Job('s3-uploads', { parallelism: 2, checkpoint: { interval: '10s' } });
+    job
+      .source(s3Source({ bucket: 'uploads-bucket', prefix: 'in/', notifications: 'eventbridge' }), { uid: 'uploads' })
+      .map((line) => line.toUpperCase())
+      .keyBy((line) => line)
+      .reduce((a) => a, { uid: 'last' })
+      .sinkTo(stdoutSink(), { uid: 'out' });
+    built = synth(job);
+  });
+
+  it('lets the source function and the function that reads the objects (after they are deduplicated by key) read under in/, and no other', () => {
+    const grants = grantsOn(built.stack, built.template, built.job, (a) => a.action === 's3:GetObject' && a.resource.includes('uploads-bucket'));
+    const readers = [vertexOf(built.job, 'uploads'), vertexOf(built.job, 'uploads.read')];
+    expect(readers[0]).not.toBe(readers[1]);
+    expect(Object.keys(grants).sort()).toEqual([...readers].sort());
+    for (const r of readers) expect(grants[r]).toContainEqual({ action: 's3:GetObject', resource: JSON.stringify(partitionArn(':s3:::uploads-bucket/in/*')) });
+  });
+
+  it("creates a rule for the bucket's Object Created events under the prefix, feeding a queue of the source's own", () => {
+    const rules = Object.values(built.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
+    expect(rules.map((r) => r.EventPattern)).toEqual([{ source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { bucket: { name: ['uploads-bucket'] }, object: { key: [{ prefix: 'in/' }] } } }]);
+  });
+
+  it('stays clean under cdk-nag', () => {
+    expect(nagFindings(built.app, built.stack)).toEqual([]);
   });
 });

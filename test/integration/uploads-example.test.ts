@@ -25,7 +25,7 @@ describe('examples/uploads.ts: S3 object-created notifications through SQS into 
     await s3.send(new PutBucketNotificationConfigurationCommand({ Bucket: bucket, NotificationConfiguration: { QueueConfigurations: [{ QueueArn: queueArn, Events: ['s3:ObjectCreated:*'] }] } }));
 
     const output = await scratch.dir();
-    const job = await loadJob(join(REPO_ROOT, 'examples/uploads.ts'), ['--queue', queue, '--output', output, '--window', '2s', '--lateness', '0s']);
+    const job = await loadJob(join(REPO_ROOT, 'examples/uploads.ts'), ['--bucket', bucket, '--queue', queue, '--output', output, '--window', '2s', '--lateness', '0s']);
     const { log, text } = captureLog();
     const runner = new EmbeddedRunner(job, runOptions(await scratch.dir(), log, { checkpoint: { interval: 200 } }));
     const { done } = await startRunner(runner);

@@ -46,3 +46,29 @@ describe('a source whose splits are all done', () => {
     expect(op.currentSourceWatermark()).toBe(3_000 - 1);
   });
 });
+
+describe('a split that does not hold the watermark', () => {
+  /** A split with timestamps 1..3 and a silent one; `holds` says whether the silent one holds the watermark. */
+  function withSilentSplit(holds: boolean): SourceConnector<number> {
+    return {
+      type: 'test',
+      bounded: false,
+      async createSplits(): Promise<SourceSplit[]> {
+        return [{ id: 'events', position: 0, done: false }, { id: 'repair', position: 0, done: false }];
+      },
+      async read(split) {
+        return { values: split.id === 'events' && split.position === 0 ? [1_000, 2_000, 3_000] : [], split: { ...split, position: 1 } };
+      },
+      holdsWatermark: (split) => holds || split.id !== 'repair',
+    };
+  }
+
+  it('leaves the watermark to the splits that hold it; one that holds and is silent keeps it at the minimum', async () => {
+    const free = await subtask(withSilentSplit(false));
+    await free.read(10);
+    expect(free.currentSourceWatermark()).toBe(3_000 - 1);
+    const held = await subtask(withSilentSplit(true));
+    await held.read(10);
+    expect(held.currentSourceWatermark()).toBeLessThan(0);
+  });
+});

@@ -195,7 +195,7 @@ export class SourceOperator extends Operator {
     let wm = MAX_WATERMARK;
     let reached = MIN_WATERMARK;
     let open = false;
-    const splits = this.splits();
+    const splits = this.splits().filter((s) => this.connector.holdsWatermark?.(s.split) ?? true);
     for (const s of splits) {
       const w = s.maxTimestamp === MIN_WATERMARK ? MIN_WATERMARK : s.maxTimestamp - this.watermarks.outOfOrderness - 1;
       if (s.split.done) {
