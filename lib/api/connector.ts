@@ -56,6 +56,8 @@ export interface SourceConnector<T> {
   readonly ratePerSecond?: number;
   /** AWS resources its reads touch; a deployment grants them to the source's function (see connector-resources.ts). @default none */
   readonly resources?: readonly AwsResourceAccess[];
+  /** What the operators that `expand` adds after the source touch, where they run in other functions (the S3 source reads objects after deduplicating them by key). */
+  readonly expandedResources?: readonly AwsResourceAccess[];
   /** A queue the deployment creates and wires for this source (see connector-resources.ts). @default none */
   readonly feed?: FeedQueue;
   /** The splits at first start; `parallelism` is the source's parallelism then. */

@@ -131,7 +131,8 @@ function asyncLimits(capacity: number | undefined, timeout: string | number | un
   const c = capacity ?? 16;
   if (!Number.isInteger(c) || c < 1) throw new Error(`async capacity must be a whole number ≥ 1, got ${String(capacity)}`);
   const timeoutMs = parseDuration(timeout ?? '1m', 'async timeout');
-  if (timeoutMs <= 0) throw new Error(`async timeout must be > 0, got ${String(timeout)}`);
+  // (setTimeout fires at once for anything above 2^31 - 1 ms.)
+  if (timeoutMs <= 0 || timeoutMs > 2_147_483_647) throw new Error(`async timeout must be > 0 and at most 24 days, got ${String(timeout)}`);
   return { capacity: c, timeoutMs };
 }
 

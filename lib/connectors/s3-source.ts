@@ -58,14 +58,17 @@ export interface S3SourceOptions<T> {
   readonly emit?: 'lines' | 'objects';
   /** Turns a line into a record; an object one of whose lines it throws on goes to the dead-letter queue whole. @default the line */
   readonly parse?: (line: string, object: S3ObjectInfo) => T;
-  /** Objects larger than this are not read but dead-lettered: one object is read in one step. @default 256 MiB */
+  /**
+   * Objects larger than this are not read but dead-lettered: one object is read in one step, its bytes and records
+   * held in the function's memory until the step ends (1,024 MB deployed by default). @default 32 MiB
+   */
   readonly maxObjectSize?: number;
   /** Objects read at once per subtask. @default 8 */
   readonly readConcurrency?: number;
   /**
    * Where notifications that are not S3 events and objects that cannot be read go, with the reason (a message
-   * attribute `floe-error`). Without it, a notification goes to the queue's redrive target and an unreadable object
-   * fails the job. @default the notification queue's redrive policy target
+   * attribute `floe-error`). Without it, a notification goes to the notification queue's redrive target, and an
+   * object that cannot be read fails the job over (again at each restart, until the restart strategy gives up).
    */
   readonly deadLetterQueueUrl?: string;
   /**
@@ -89,8 +92,11 @@ interface ListPosition {
   readonly next: number;
   /** Objects found in the window, as `<hash of key and etag>:<LastModified in s>`. */
   readonly found: readonly string[];
-  /** Found by the last listing, emitted at the next read (so a replayed step emits the same). */
+  /** Found by the last page listed, emitted at the next read (so a replayed step emits the same). */
   readonly buffer: readonly S3ObjectInfo[];
+  /** While a pass is on: the last key listed, and when the pass began. */
+  readonly after?: string;
+  readonly passStart?: number;
 }
 
 /** What the source emits before its own operators: the objects a notification or a listing named. */
@@ -104,11 +110,11 @@ const SKEW_MS = 60_000;
 const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
 const foundId = (key: string, etag: string) => createHash('sha1').update(key).update('\0').update(etag).digest('base64url').slice(0, 12);
 
-/** Orders S3 sequencers: hexadecimal strings of varying length, compared once padded to the same length. */
+/** Orders S3 sequencers: hexadecimal strings of varying length, compared once the shorter is right-padded with zeros (as S3 says). */
 export function compareSequencers(a: string, b: string): number {
   const n = Math.max(a.length, b.length);
-  const pa = a.toUpperCase().padStart(n, '0');
-  const pb = b.toUpperCase().padStart(n, '0');
+  const pa = a.toUpperCase().padEnd(n, '0');
+  const pb = b.toUpperCase().padEnd(n, '0');
   return pa < pb ? -1 : pa > pb ? 1 : 0;
 }
 
@@ -183,7 +189,7 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
   const horizonMs = parseDuration(options.listHorizon ?? (listIntervalMs ?? 0) + 15 * 60_000, 's3Source.listHorizon');
   if (listIntervalMs !== undefined && horizonMs <= listIntervalMs) problems.push(`s3Source.listHorizon (${horizonMs / 1000}s) must be longer than listInterval (${listIntervalMs / 1000}s), or objects are missed between listings`);
   const dedupWindowMs = parseDuration(options.dedupWindow ?? '2h', 's3Source.dedupWindow');
-  const maxObjectSize = options.maxObjectSize ?? 256 * 1024 * 1024;
+  const maxObjectSize = options.maxObjectSize ?? 32 * 1024 * 1024;
   const readConcurrency = options.readConcurrency ?? 8;
   if (!Number.isInteger(readConcurrency) || readConcurrency < 1) problems.push(`s3Source.readConcurrency must be a whole number ≥ 1, got ${String(options.readConcurrency)}`);
   if (problems.length > 0) throw new FloeError(ErrorCode.InvalidOptions, problems.join('; '));
@@ -216,38 +222,49 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
           ...(options.sqsClient ? { client: options.sqsClient } : {}),
         });
 
-  /** Every object under the prefix: one LIST request per 1,000 keys. */
-  const list = async (): Promise<S3ObjectInfo[]> => {
-    const out: S3ObjectInfo[] = [];
-    let token: string | undefined;
-    do {
-      const res = await s3().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token }));
-      for (const o of res.Contents ?? []) {
-        if (o.Key === undefined) continue;
-        out.push({ bucket, key: o.Key, size: Number(o.Size ?? 0), etag: unquote(o.ETag), time: o.LastModified?.getTime() ?? 0 });
-      }
-      token = res.IsTruncated ? res.NextContinuationToken : undefined;
-    } while (token !== undefined);
-    return out.filter(wanted);
+  /** One page (up to 1,000 keys) of the prefix after `after`, and the key to list after next, if there are more. */
+  const listPage = async (after: string | undefined): Promise<{ objects: S3ObjectInfo[]; last?: string }> => {
+    const res = await s3().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ...(after !== undefined ? { StartAfter: after } : {}) }));
+    const objects: S3ObjectInfo[] = [];
+    for (const o of res.Contents ?? []) {
+      if (o.Key !== undefined) objects.push({ bucket, key: o.Key, size: Number(o.Size ?? 0), etag: unquote(o.ETag), time: o.LastModified?.getTime() ?? 0 });
+    }
+    const lastKey = res.Contents?.[res.Contents.length - 1]?.Key;
+    return { objects: objects.filter(wanted), ...(res.IsTruncated && lastKey !== undefined ? { last: lastKey } : {}) };
   };
 
   const foundEntry = (o: S3ObjectInfo) => `${foundId(o.key, o.etag)}:${Math.floor(o.time / 1000)}`;
+  const foundTime = (f: string) => Number(f.slice(f.lastIndexOf(':') + 1)) * 1000;
 
-  /** Lists when due, remembering what it found in the window; emits what the previous listing found and had not before. */
+  /**
+   * Emits what the last page found; lists one page per read while a pass is on (so a step lists at most 1,000 keys,
+   * and the split holds at most a page's objects), starting a pass when one is due. What it found is remembered only
+   * for objects the next pass could consider (last modified within the horizon), so the split stays small.
+   */
   const readList = async (split: SourceSplit, max: number, now: number) => {
     const pos = split.position as ListPosition;
     const emitted = pos.buffer.slice(0, max);
     const rest = pos.buffer.slice(emitted.length);
     // One record per object, so a watermark strategy sees each object's time.
     const values: Announced[] = emitted.map((o) => ({ o: [o] }));
-    if (rest.length > 0 || (pos.next !== -1 && now < pos.next)) return { values, split: { ...split, position: { ...pos, buffer: rest } satisfies ListPosition }, pending: rest.length > 0 };
+    const passOn = pos.after !== undefined || pos.passStart !== undefined;
+    if (rest.length > 0 || (!passOn && pos.next !== -1 && now < pos.next)) return { values, split: { ...split, position: { ...pos, buffer: rest } satisfies ListPosition }, pending: rest.length > 0 };
+    const passStart = pos.passStart ?? now;
+    const keep = passStart - horizonMs - SKEW_MS;
     const known = new Set(pos.found.map((f) => f.slice(0, f.lastIndexOf(':'))));
-    const present = await list();
-    const fresh = pos.next === -1 ? [] : present.filter((o) => o.time >= pos.since && !known.has(foundId(o.key, o.etag)));
-    const since = Math.max(pos.since, now - horizonMs - SKEW_MS);
-    const found = [...pos.found.filter((f) => Number(f.slice(f.lastIndexOf(':') + 1)) * 1000 >= since - 1_000), ...(pos.next === -1 ? present.filter((o) => o.time >= since) : fresh).map(foundEntry)];
-    const position: ListPosition = { since, next: now + listIntervalMs!, found, buffer: fresh };
-    return { values, split: { ...split, position }, pending: fresh.length > 0 };
+    const page = await listPage(pos.after);
+    const recordOnly = pos.next === -1;
+    const fresh = page.objects.filter((o) => o.time >= pos.since && !known.has(foundId(o.key, o.etag)));
+    const found = [...pos.found, ...fresh.filter((o) => o.time >= keep).map(foundEntry)];
+    const buffer = recordOnly ? [] : fresh;
+    if (page.last !== undefined) {
+      const position: ListPosition = { ...pos, found, buffer, after: page.last, passStart };
+      return { values, split: { ...split, position }, pending: true };
+    }
+    // The pass is complete: the next looks back from its own start by the horizon, and what is older is forgotten.
+    const since = Math.max(pos.since, keep);
+    const position: ListPosition = { since, next: now + listIntervalMs!, found: found.filter((f) => foundTime(f) >= since - 1_000), buffer };
+    return { values, split: { ...split, position }, pending: buffer.length > 0 };
   };
 
   const deadLetter = async (o: S3ObjectInfo, reason: string): Promise<void> => {
@@ -256,6 +273,7 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
       new SendMessageCommand({
         QueueUrl: options.deadLetterQueueUrl,
         MessageBody: JSON.stringify(o),
+        ...(options.deadLetterQueueUrl.endsWith('.fifo') ? { MessageGroupId: o.key.slice(0, 128), MessageDeduplicationId: foundId(o.key, o.etag) } : {}),
         MessageAttributes: {
           'floe-error': { DataType: 'String', StringValue: reason.slice(0, 1_000) },
           'floe-source-bucket': { DataType: 'String', StringValue: o.bucket },
@@ -263,6 +281,13 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
         },
       }),
     );
+  };
+
+  /** Whether the object is still under its key with the same ETag. */
+  const stillThere = async (o: S3ObjectInfo): Promise<boolean> => {
+    const res = await s3().send(new ListObjectsV2Command({ Bucket: o.bucket, Prefix: o.key, MaxKeys: 1 }));
+    const hit = res.Contents?.[0];
+    return hit?.Key === o.key && unquote(hit.ETag) === o.etag;
   };
 
   /** The lines of one object version, or nothing when that version is gone. */
@@ -274,15 +299,23 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
     let bytes: Uint8Array;
     let encoding: string | undefined;
     try {
-      const res = await s3().send(new GetObjectCommand({ Bucket: o.bucket, Key: o.key, ...(o.versionId ? { VersionId: o.versionId } : o.etag ? { IfMatch: `"${o.etag}"` } : {}) }));
+      // Conditioned on the ETag, so a replay reads the same bytes or nothing (a version id would need
+      // s3:GetObjectVersion, and would read versions since overwritten).
+      const res = await s3().send(new GetObjectCommand({ Bucket: o.bucket, Key: o.key, ...(o.etag ? { IfMatch: `"${o.etag}"` } : {}) }));
       bytes = await res.Body!.transformToByteArray();
       encoding = res.ContentEncoding;
     } catch (e) {
-      const name = (e as { name?: string }).name;
-      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const name = (e as { name?: string }).name ?? '';
+      const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
       // Overwritten since (its successor is announced on its own) or deleted: this version is no longer there to read.
-      if (name === 'PreconditionFailed' || name === 'NoSuchKey' || name === 'NoSuchVersion' || status === 412 || status === 404) return [];
-      throw e;
+      if (name === 'PreconditionFailed' || name === 'NoSuchKey' || status === 412) return [];
+      // Without s3:ListBucket on the key, S3 answers a missing key with 403: ask the listing, which the grant allows.
+      if (status === 403 && !(await stillThere(o))) return [];
+      // Throttling and server errors are retried by the job's restart strategy; the rest is this object's (archived,
+      // encrypted with a key the job may not use, refused): set it aside.
+      if (status >= 500 || status === 429 || status === 0 || /Throttl|SlowDown|RequestTimeout|NoSuchBucket/.test(name)) throw e;
+      await deadLetter(o, `GetObject failed: ${name || status}: ${e instanceof Error ? e.message : String(e)}`);
+      return [];
     }
     if (bytes.length > maxObjectSize) {
       await deadLetter(o, `${bytes.length} bytes is more than maxObjectSize (${maxObjectSize})`);
@@ -305,16 +338,17 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
     }
   };
 
-  const resources: AwsResourceAccess[] = [
-    { service: 's3', bucket, prefix, access: 'read' },
-    ...(inner?.resources ?? []),
-    ...(options.deadLetterQueueUrl !== undefined && inner === undefined ? [{ service: 'sqs' as const, queue: options.deadLetterQueueUrl, access: 'send' as const }] : []),
-  ];
+  const dlq: AwsResourceAccess[] = options.deadLetterQueueUrl !== undefined ? [{ service: 'sqs', queue: options.deadLetterQueueUrl, access: 'send' }] : [];
+  const read: AwsResourceAccess = { service: 's3', bucket, prefix, access: 'read' };
+  // The source lists and receives; the operators after it read objects (and set aside those they cannot).
+  const resources: AwsResourceAccess[] = [read, ...(inner?.resources ?? dlq)];
+  const expandedResources: AwsResourceAccess[] = emit === 'lines' ? [read, ...dlq] : [];
 
   return {
     type: 's3',
     bounded: false,
     resources,
+    expandedResources,
     ...(notifications === 'eventbridge'
       ? {
           feed: {

@@ -25,13 +25,14 @@ export function plannedResourceUses(plan: PhysicalPlan): PlannedResourceUse[] {
       const spec = op.node.spec;
       if (spec.kind !== 'source' && spec.kind !== 'sink') continue;
       const resources = spec.connector.resources ?? [];
-      if (resources.length === 0) continue;
-      out.push({ vertex: v.id, uid: op.uid, role: spec.kind, committed: spec.kind === 'sink', resources });
+      if (resources.length > 0) out.push({ vertex: v.id, uid: op.uid, role: spec.kind, committed: spec.kind === 'sink', resources });
       if (spec.kind !== 'source') continue;
-      // Operators a source added after itself (`<uid>.dedup`, `<uid>.read`) may run in other vertices and use the
-      // same resources (the S3 source reads objects after deduplicating them by key).
+      // Operators a source added after itself (`<uid>.dedup`, `<uid>.read`) run in vertices of their own and may use
+      // resources of their own (the S3 source reads objects after deduplicating them by key).
+      const expanded = spec.connector.expandedResources ?? [];
+      if (expanded.length === 0) continue;
       for (const other of plan.vertices) {
-        if (other.id !== v.id && other.operators.some((o) => o.uid.startsWith(`${op.uid}.`))) out.push({ vertex: other.id, uid: op.uid, role: 'source', committed: false, resources });
+        if (other.operators.some((o) => o.uid.startsWith(`${op.uid}.`))) out.push({ vertex: other.id, uid: op.uid, role: 'source', committed: false, resources: expanded });
       }
     }
   }

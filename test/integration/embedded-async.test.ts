@@ -122,4 +122,44 @@ describe('mapAsync and flatMapAsync (ordered async I/O), embedded', () => {
     const cause = outcome.error?.cause;
     expect(cause instanceof Error ? cause.message : outcome.error?.message).toMatch(/operator 'asyncFlatMap-1' threw: no result within 50 ms/);
   });
+
+  it('starts a waiting call as soon as any call settles, not only the oldest', async () => {
+    // Given capacity 2 and a first call much slower than the rest
+    const sink = scratch.collector<number>();
+    const started = new Map<number, number>();
+    let firstDoneAt = Infinity;
+    const job = new Job('async-refill', { parallelism: 1 });
+    job
+      .source(listSource([0, 1, 2, 3, 4, 5], 6), { uid: 'in' })
+      .mapAsync(
+        async (v) => {
+          started.set(v, Date.now());
+          await sleep(v === 0 ? 300 : 5);
+          if (v === 0) firstDoneAt = Date.now();
+          return v;
+        },
+        { capacity: 2 },
+      )
+      .sinkTo(sink, { uid: 'out' });
+    const { log, text } = captureLog();
+    const outcome = await new EmbeddedRunner(job, runOptions(await scratch.dir(), log)).run();
+
+    // Then the others ran beside the slow one, and the results kept the input's order
+    expect(outcome.state, text()).toBe('FINISHED');
+    expect(started.get(5)!).toBeLessThan(firstDoneAt);
+    expect(sink.committed).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('a function that returns no iterable fails, saying so; a timeout beyond what timers hold is refused when the job is built', async () => {
+    const job = new Job('async-not-iterable', { parallelism: 1 });
+    job
+      .source(listSource([1]), { uid: 'in' })
+      .flatMapAsync(async () => 42 as unknown as number[])
+      .sinkTo(scratch.collector<number>(), { uid: 'out' });
+    const { log } = captureLog();
+    const outcome = await new EmbeddedRunner(job, runOptions(await scratch.dir(), log, { restart: { type: 'none' } })).run();
+    const cause = outcome.error?.cause;
+    expect(cause instanceof Error ? cause.message : outcome.error?.message).toMatch(/returned number, not an array or another iterable of records/);
+    expect(() => new Job('t').source(listSource([1]), { uid: 'in' }).mapAsync(async (v) => v, { timeout: '25d' })).toThrow(/at most 24 days/);
+  });
 });

@@ -19,8 +19,10 @@ interface Call {
  * immutable object, a lookup that changes rarely) or be idempotent.
  */
 export class AsyncFlatMapOperator extends Operator {
-  private readonly calls: Call[] = [];
+  private calls: Call[] = [];
   private running = 0;
+  /** Bumped when a drain fails: calls of the failed attempt that settle later no longer count. */
+  private epoch = 0;
 
   constructor(
     uid: string,
@@ -39,8 +41,13 @@ export class AsyncFlatMapOperator extends Operator {
 
   private start(call: Call): void {
     this.running += 1;
+    const epoch = this.epoch;
     const settle = () => {
+      if (epoch !== this.epoch) return;
       this.running -= 1;
+      // A slot is free: start the next call waiting, whichever call settled.
+      const next = this.calls.find((c) => c.result === undefined);
+      if (next !== undefined && this.running < this.capacity) this.start(next);
     };
     call.result = this.invoke(call.record.v).finally(settle);
     // Observed when drained; until then a rejection must not count as unhandled.
@@ -67,18 +74,19 @@ export class AsyncFlatMapOperator extends Operator {
     while (this.calls.length > 0) {
       const call = this.calls[0]!;
       if (call.result === undefined) this.start(call);
-      let values: Iterable<unknown>;
+      let values: unknown[];
       try {
-        values = await call.result!;
+        const result = await call.result!;
+        if (result === null || typeof result !== 'object' || !(Symbol.iterator in result)) throw new TypeError(`the function returned ${result === null ? 'null' : typeof result}, not an array or another iterable of records`);
+        values = [...result];
       } catch (e) {
-        this.calls.length = 0;
+        // The attempt is over: nothing of it may be emitted by a later one.
+        this.calls = [];
+        this.running = 0;
+        this.epoch += 1;
         throw e instanceof UserFunctionError ? e : new UserFunctionError(this.uid, e);
       }
       this.calls.shift();
-      for (const next of this.calls) {
-        if (this.running >= this.capacity) break;
-        if (next.result === undefined) this.start(next);
-      }
       const t = call.record.t;
       for (const v of values) this.out.emit(t === undefined ? { v } : { v, t });
     }
