@@ -6,6 +6,8 @@
 import type { MetadataBearer } from '@smithy/types';
 import { GetExecutionHistoryCommand, ListExecutionsCommand, ListStateMachinesCommand, SFNClient, type HistoryEvent } from '@aws-sdk/client-sfn';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { awsClients, type AwsClients } from '../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../lib/aws/emulator/emulator-runner.js';
 import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
@@ -29,6 +31,11 @@ export const AWS_PRICES = {
   lambdaArm64PerGbSecond: 0.0000133334,
   /** FloeJob's default `memorySize` (infra/floe-job.ts), in MB: what each deployed function is given. */
   lambdaMemoryMb: 1024,
+  /** Kinesis Data Streams, provisioned mode: each shard of a stream, per hour (the stream's, whoever reads it). */
+  kinesisPerShardHour: 0.015,
+  /** Kinesis Data Streams, provisioned mode: per million PUT payload units (each started 25 KB of a record put). */
+  kinesisPerMillionPutPayloadUnits: 0.014,
+  kinesisPutPayloadUnitBytes: 25 * 1024,
   /** Hours in a month, as AWS's pricing pages and calculator count them. */
   hoursPerMonth: 730,
   sources: {
@@ -37,15 +44,17 @@ export const AWS_PRICES = {
     s3: 'https://aws.amazon.com/s3/pricing/ (S3 Standard: PUT/COPY/POST/LIST $0.005 per 1,000, GET/SELECT and others $0.0004 per 1,000)',
     stepFunctions: 'https://aws.amazon.com/step-functions/pricing/ (Standard workflows, $0.025 per 1,000 state transitions)',
     lambda: 'https://aws.amazon.com/lambda/pricing/ (arm64, first 7.5B GB-seconds/month: $0.0000133334 per GB-second; $0.20 per million requests; free tier not deducted)',
+    kinesis:
+      'https://aws.amazon.com/kinesis/data-streams/pricing/ (provisioned mode: $0.015 per shard-hour, $0.014 per million PUT payload units of 25 KB; GetRecords, GetShardIterator and ListShards are not billed; on-demand mode, billed per stream-hour and per GB written and read instead, is not modelled)',
   },
 } as const;
 
-type Service = 's3' | 'sqs' | 'dynamodb' | 'sfn';
+type Service = 's3' | 'sqs' | 'dynamodb' | 'sfn' | 'kinesis';
 
 /** What the instrumented clients counted. */
 export class AwsUsage {
   /** SDK requests by service and operation. */
-  readonly requests: Record<Service, Record<string, number>> = { s3: {}, sqs: {}, dynamodb: {}, sfn: {} };
+  readonly requests: Record<Service, Record<string, number>> = { s3: {}, sqs: {}, dynamodb: {}, sfn: {}, kinesis: {} };
   /** SQS requests as billed: one per started 64 KiB of payload. */
   sqsBilled = 0;
   /** DynamoDB write request units (1 KB), estimated from item sizes; UpdateItem from key and values sent. */
@@ -57,7 +66,7 @@ export class AwsUsage {
   /** DynamoDB write units by what was written (state leaves, their undo, control rows, the job row, ...). */
   readonly writeUnitsByKind: Record<string, number> = {};
   /** Milliseconds spent in requests by service (from send to response, retries included). */
-  readonly latencyMs: Record<Service, number> = { s3: 0, sqs: 0, dynamodb: 0, sfn: 0 };
+  readonly latencyMs: Record<Service, number> = { s3: 0, sqs: 0, dynamodb: 0, sfn: 0, kinesis: 0 };
   /** End times (Date.now()) and durations of the job row's conditional writes, for the checkpoint breakdown. */
   readonly jobRowWrites: { at: number; ms: number }[] = [];
   /** SQS messages sent and received by queue (name without the job prefix). */
@@ -93,7 +102,7 @@ export function diff(a: AwsUsageSnapshot, b: AwsUsageSnapshot): AwsUsageSnapshot
   for (const s of Object.keys(b.requests) as Service[]) {
     requests[s] = {};
     for (const [op, n] of Object.entries(b.requests[s])) {
-      const d = n - (a.requests[s][op] ?? 0);
+      const d = n - (a.requests[s]?.[op] ?? 0);
       if (d > 0) requests[s][op] = d;
     }
   }
@@ -214,50 +223,62 @@ export function sqsPayload(op: string, input: any, output: any): number {
   return 0;
 }
 
+/** Adds the counting middleware of `service` to a client. */
+function addCounter(usage: AwsUsage, service: Service, client: { middlewareStack: { add: (mw: any, o: any) => void } }): void {
+  client.middlewareStack.add(
+    (next: any, context: any) => async (args: any) => {
+      const op: string = context.commandName ?? 'unknown';
+      // Wall-clock times, to compare with the checkpoint history's timestamps.
+      const t0 = Date.now();
+      const result: { output: MetadataBearer } = await next(args);
+      const t1 = Date.now();
+      usage.requests[service][op] = (usage.requests[service][op] ?? 0) + 1;
+      usage.latencyMs[service] += t1 - t0;
+      if (service === 'dynamodb' && op === 'UpdateItemCommand' && writeKind(op, args.input.Key) === 'coordinator job row') usage.jobRowWrites.push({ at: t1, ms: t1 - t0 });
+      if (service === 'sqs' && (op === 'ReceiveMessageCommand' || op === 'SendMessageBatchCommand' || op === 'SendMessageCommand')) {
+        const queue = String(args.input.QueueUrl ?? '').replace(/^.*\//, '').slice(-24);
+        const n = op === 'ReceiveMessageCommand' ? ((result.output as any).Messages?.length ?? 0) : op === 'SendMessageBatchCommand' ? (args.input.Entries?.length ?? 0) : 1;
+        const key = `${op === 'ReceiveMessageCommand' ? 'received' : 'sent'} ${queue}`;
+        usage.messagesByQueue[key] = (usage.messagesByQueue[key] ?? 0) + n;
+      }
+      if (service === 'sqs' && op === 'SendMessageBatchCommand') {
+        for (const e of args.input.Entries ?? []) {
+          // The coordinator's barrier envelopes come from `$coordinator`; their epoch is the checkpoint id.
+          if (typeof e.MessageBody !== 'string' || !e.MessageBody.includes('"$coordinator"')) continue;
+          const epoch = Number(/"epoch":(\d+)/.exec(e.MessageBody)?.[1]);
+          if (Number.isInteger(epoch)) usage.barriersSentAt.set(epoch, Math.max(usage.barriersSentAt.get(epoch) ?? 0, t1));
+        }
+      }
+      if (service === 'sqs') usage.sqsBilled += Math.max(1, Math.ceil(sqsPayload(op, args.input, result.output) / AWS_PRICES.sqsBillingChunkBytes));
+      if (service === 'dynamodb') countDynamoDb(usage, op, args.input, result.output);
+      if (service === 's3' && !S3_FREE.has(op)) {
+        if (S3_PUT_CLASS.has(op)) usage.s3Put++;
+        else usage.s3Get++;
+      }
+      return result;
+    },
+    { step: 'initialize', name: `floeBenchCounter-${service}` },
+  );
+}
+
 /** Adds a counting middleware to each client (S3, SQS, DynamoDB, Step Functions). */
 export function instrumentedClients(endpoint: string, usage: AwsUsage): AwsClients {
   const clients = awsClients({ endpoint, region: AWS_PRICES.region });
-  const add = (service: Service, client: { middlewareStack: { add: (mw: any, o: any) => void } }) => {
-    client.middlewareStack.add(
-      (next: any, context: any) => async (args: any) => {
-        const op: string = context.commandName ?? 'unknown';
-        // Wall-clock times, to compare with the checkpoint history's timestamps.
-        const t0 = Date.now();
-        const result: { output: MetadataBearer } = await next(args);
-        const t1 = Date.now();
-        usage.requests[service][op] = (usage.requests[service][op] ?? 0) + 1;
-        usage.latencyMs[service] += t1 - t0;
-        if (service === 'dynamodb' && op === 'UpdateItemCommand' && writeKind(op, args.input.Key) === 'coordinator job row') usage.jobRowWrites.push({ at: t1, ms: t1 - t0 });
-        if (service === 'sqs' && (op === 'ReceiveMessageCommand' || op === 'SendMessageBatchCommand' || op === 'SendMessageCommand')) {
-          const queue = String(args.input.QueueUrl ?? '').replace(/^.*\//, '').slice(-24);
-          const n = op === 'ReceiveMessageCommand' ? ((result.output as any).Messages?.length ?? 0) : op === 'SendMessageBatchCommand' ? (args.input.Entries?.length ?? 0) : 1;
-          const key = `${op === 'ReceiveMessageCommand' ? 'received' : 'sent'} ${queue}`;
-          usage.messagesByQueue[key] = (usage.messagesByQueue[key] ?? 0) + n;
-        }
-        if (service === 'sqs' && op === 'SendMessageBatchCommand') {
-          for (const e of args.input.Entries ?? []) {
-            // The coordinator's barrier envelopes come from `$coordinator`; their epoch is the checkpoint id.
-            if (typeof e.MessageBody !== 'string' || !e.MessageBody.includes('"$coordinator"')) continue;
-            const epoch = Number(/"epoch":(\d+)/.exec(e.MessageBody)?.[1]);
-            if (Number.isInteger(epoch)) usage.barriersSentAt.set(epoch, Math.max(usage.barriersSentAt.get(epoch) ?? 0, t1));
-          }
-        }
-        if (service === 'sqs') usage.sqsBilled += Math.max(1, Math.ceil(sqsPayload(op, args.input, result.output) / AWS_PRICES.sqsBillingChunkBytes));
-        if (service === 'dynamodb') countDynamoDb(usage, op, args.input, result.output);
-        if (service === 's3' && !S3_FREE.has(op)) {
-          if (S3_PUT_CLASS.has(op)) usage.s3Put++;
-          else usage.s3Get++;
-        }
-        return result;
-      },
-      { step: 'initialize', name: `floeBenchCounter-${service}` },
-    );
-  };
-  add('s3', clients.s3);
-  add('sqs', clients.sqs);
-  add('dynamodb', clients.dynamodb);
-  add('sfn', clients.sfn);
+  addCounter(usage, 's3', clients.s3);
+  addCounter(usage, 'sqs', clients.sqs);
+  addCounter(usage, 'dynamodb', clients.dynamodb);
+  addCounter(usage, 'sfn', clients.sfn);
   return clients;
+}
+
+/**
+ * A Kinesis client with the counting middleware, over HTTP/1.1 as `kinesisSource` builds its own (the SDK's default
+ * for Kinesis is HTTP/2, which moto does not speak): pass it as the source's `client`.
+ */
+export function instrumentedKinesisClient(endpoint: string, usage: AwsUsage): KinesisClient {
+  const client = new KinesisClient({ endpoint, region: AWS_PRICES.region, requestHandler: new NodeHttpHandler() });
+  addCounter(usage, 'kinesis', client);
+  return client;
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 

@@ -1,7 +1,8 @@
 /**
  * Floe's embedded-runtime benchmark: word-count throughput with checkpointing off and every second, checkpoint
  * duration and size, restore time, and an incremental checkpoint of a large, mostly unchanged keyed state; on moto
- * server, AWS requests and costs of the word count (aws.ts) and of an SQS source drained and idle (sources.ts).
+ * server, AWS requests and costs of the word count (aws.ts) and of an SQS and a Kinesis source drained and idle
+ * (sources.ts).
  * Prints a table with targets and writes everything to `bench/results/latest.json`.
  *
  *   npm run bench                 full mode (a few minutes)
@@ -53,7 +54,8 @@ const HELP = `usage: npm run bench -- [options]
   --aws-cap <ms>          time allowed per parallelism for the AWS checkpoint runs [quick 60000, full 180000]
   --aws-parallelisms <l>  comma-separated parallelisms of the AWS checkpoint runs [1,4,16]
   --no-aws-cost           skip the AWS cost run (checkpoint durations only)
-  --sources-messages <n>  messages the sources section's drain run reads from its SQS queue [quick 800, full 2000]
+  --sources-messages <n>  messages (records) the sources section's drain runs read from an SQS queue and from a
+                          2-shard Kinesis stream                                  [quick 800, full 2000]
   --sources-idle <ms>     the sources section's idle window, after the first checkpoint   [quick 30000, full 120000]
   --sources-runs <n>      drain and idle runs of the sources section, each (medians)      [quick 1, full 3]
   --sources-interval <ms> checkpoint interval of the sources section's job                [2000]
@@ -757,6 +759,7 @@ async function main(): Promise<void> {
         parallelism: cfg.parallelism,
         intervalMs: cfg.sourcesIntervalMs,
         customers: 100,
+        kinesisShards: 2,
         drainTimeoutMs: Math.max(120_000, cfg.sourcesMessages * 200),
       }),
     );
@@ -781,7 +784,20 @@ async function main(): Promise<void> {
     const runs = cfg.sourcesRuns === 1 ? `one run${cfg.quick ? ' (quick mode)' : ''}` : `median of ${cfg.sourcesRuns} runs`;
     const d = r.drain.per1000;
     const h = r.idle.perHour;
+    const k = r.kinesis;
+    const kd = k.drain.per1000;
+    const kh = k.idle.perHour;
     const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+    const perCheckpoint = (idle: typeof r.idle) => {
+      const x = idle.perHour;
+      const f = idle.checkpoints > 0 ? idle.windowMs / 3_600_000 / idle.checkpoints : NaN;
+      const transitions = x.stepFunctions.executions > 0 ? x.stepFunctions.transitions / x.stepFunctions.executions : NaN;
+      return `${fmt(transitions, 1)}; ${fmt(sum(x.runtime.s3) * f, 1)}; $${((transitions / 1000) * AWS_PRICES.stepFunctionsPerThousandTransitions + x.cost.s3 * f).toFixed(6)}`;
+    };
+    const dynamoDb = (x: typeof d) =>
+      `DynamoDB requests (WCU ${fmt(x.dynamoDb.writeUnits)}, ${fmt(x.dynamoDb.writeUnitsByKind['coordinator job row'] ?? 0)} of them the job row's ${fmt(x.jobRowWrites.count)} writes of ${bytes(Math.round(x.jobRowWrites.meanBytes))} mean; RCU ${fmt(x.dynamoDb.readUnits)})`;
+    // Each SQS row is followed by its kinesisSource counterpart (`kinesis:`).
+    const K = 'kinesis: ';
     rows.push(
       {
         section: 'sources',
@@ -790,51 +806,76 @@ async function main(): Promise<void> {
       },
       {
         section: 'sources',
+        metric: `${K}kinesisSource (${fmt(k.shards)} shards, TRIM_HORIZON, client passed in, HTTP/1.1) → keyBy → running total → discarding sink, the same settings`,
+        value: '',
+      },
+      {
+        section: 'sources',
         metric: `drain: ${fmt(cfg.sourcesMessages)} messages queued before the start, until the source deleted all (so all committed): time on moto, checkpoints`,
         value: `${fmt(r.drain.runMs / 1000, 1)} s, ${fmt(r.drain.checkpoints)}`,
       },
-      { section: 'sources', metric: 'drain: every record reached the sink', value: r.drain.complete ? 'yes' : 'no', target: 'yes', pass: r.drain.complete },
-      { section: 'sources', metric: `drain, per 1,000 records: the source's own SQS requests (${fmt(d.source.billed, 1)} billed)`, value: list(d.source.requests, 1) },
-      { section: 'sources', metric: `drain, per 1,000 records: runtime SQS requests (${fmt(d.sqsBilled.fifo + d.sqsBilled.standard, 1)} billed, Step Functions' sends included)`, value: list(d.runtime.sqs, 1) },
       {
         section: 'sources',
-        metric: `drain, per 1,000 records: DynamoDB requests (WCU ${fmt(d.dynamoDb.writeUnits)}, ${fmt(d.dynamoDb.writeUnitsByKind['coordinator job row'] ?? 0)} of them the job row's ${fmt(d.jobRowWrites.count)} writes of ${bytes(Math.round(d.jobRowWrites.meanBytes))} mean; RCU ${fmt(d.dynamoDb.readUnits)})`,
-        value: list(d.runtime.dynamodb, 1),
+        metric: `${K}drain: ${fmt(cfg.sourcesMessages)} records put before the start, until all reached the sink and a checkpoint triggered after that completed: time on moto, checkpoints`,
+        value: `${fmt(k.drain.runMs / 1000, 1)} s, ${fmt(k.drain.checkpoints)}`,
       },
+      { section: 'sources', metric: 'drain: every record reached the sink', value: r.drain.complete ? 'yes' : 'no', target: 'yes', pass: r.drain.complete },
+      { section: 'sources', metric: `${K}drain: every record reached the sink`, value: k.drain.complete ? 'yes' : 'no', target: 'yes', pass: k.drain.complete },
+      { section: 'sources', metric: `drain, per 1,000 records: the source's own SQS requests (${fmt(d.source.billed, 1)} billed)`, value: list(d.source.requests, 1) },
+      { section: 'sources', metric: `${K}drain, per 1,000 records: the source's own Kinesis requests (not billed in provisioned mode)`, value: list(kd.source.requests, 1) },
+      { section: 'sources', metric: `${K}drain, per 1,000 records: PUT payload units of the input (the producer's); their $ per million records`, value: `${fmt(k.drain.putPayloadUnitsPer1000, 1)}; ${usd(k.drain.putCostPerMillion)}` },
+      { section: 'sources', metric: `drain, per 1,000 records: runtime SQS requests (${fmt(d.sqsBilled.fifo + d.sqsBilled.standard, 1)} billed, Step Functions' sends included)`, value: list(d.runtime.sqs, 1) },
+      { section: 'sources', metric: `${K}drain, per 1,000 records: runtime SQS requests (${fmt(kd.sqsBilled.fifo + kd.sqsBilled.standard, 1)} billed, Step Functions' sends included)`, value: list(kd.runtime.sqs, 1) },
+      { section: 'sources', metric: `drain, per 1,000 records: ${dynamoDb(d)}`, value: list(d.runtime.dynamodb, 1) },
+      { section: 'sources', metric: `${K}drain, per 1,000 records: ${dynamoDb(kd)}`, value: list(kd.runtime.dynamodb, 1) },
       { section: 'sources', metric: `drain, per 1,000 records: S3 requests; Step Functions state transitions`, value: `${list(d.runtime.s3, 2)}; ${fmt(d.stepFunctions.transitions, 1)} transitions` },
+      { section: 'sources', metric: `${K}drain, per 1,000 records: S3 requests; Step Functions state transitions`, value: `${list(kd.runtime.s3, 2)}; ${fmt(kd.stepFunctions.transitions, 1)} transitions` },
       { section: 'sources', metric: 'drain, per 1,000 records: handler invocations by function (mean / p90 duration)', value: invocations(d.invocations, 1) },
+      { section: 'sources', metric: `${K}drain, per 1,000 records: handler invocations by function (mean / p90 duration)`, value: invocations(kd.invocations, 1) },
       {
         section: 'sources',
         metric: `drain, $ per million records, ${AWS_PRICES.region} list prices: SQS source queue / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration = total`,
         value: `${costs(scaleCost(d.cost, 1000))} = ${usd(d.cost.total * 1000)}`,
       },
+      {
+        section: 'sources',
+        metric: `${K}drain, $ per million records: Kinesis reads (not billed) / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration = total (PUT units and shard-hours apart)`,
+        value: `${costs(scaleCost(kd.cost, 1000))} = ${usd(kd.cost.total * 1000)}`,
+      },
       { section: 'sources', metric: 'idle: empty queue, window after the first checkpoint; checkpoints completed in it', value: `${fmt(r.idle.windowMs / 1000, 1)} s; ${fmt(r.idle.checkpoints)}` },
+      { section: 'sources', metric: `${K}idle: empty stream, window after the first checkpoint; checkpoints completed in it`, value: `${fmt(k.idle.windowMs / 1000, 1)} s; ${fmt(k.idle.checkpoints)}` },
       { section: 'sources', metric: "idle, per hour: the source's own SQS requests", value: list(h.source.requests, 0) },
+      { section: 'sources', metric: `${K}idle, per hour: the source's own Kinesis requests (GetRecords per shard-hour ${fmt((kh.source.requests.GetRecords ?? 0) / k.shards)})`, value: list(kh.source.requests, 0) },
       { section: 'sources', metric: `idle, per hour: runtime SQS requests by purpose (${fmt(sum(h.runtime.sqs))} in all; ESM: the pollers, * emulator mode's)`, value: list(h.sqsByPurpose, 0, 7) },
-      {
-        section: 'sources',
-        metric: `idle, per hour: DynamoDB requests (WCU ${fmt(h.dynamoDb.writeUnits)}, ${fmt(h.dynamoDb.writeUnitsByKind['coordinator job row'] ?? 0)} of them the job row's ${fmt(h.jobRowWrites.count)} writes of ${bytes(Math.round(h.jobRowWrites.meanBytes))} mean; RCU ${fmt(h.dynamoDb.readUnits)})`,
-        value: list(h.runtime.dynamodb, 0),
-      },
+      { section: 'sources', metric: `${K}idle, per hour: runtime SQS requests by purpose (${fmt(sum(kh.runtime.sqs))} in all)`, value: list(kh.sqsByPurpose, 0, 7) },
+      { section: 'sources', metric: `idle, per hour: ${dynamoDb(h)}`, value: list(h.runtime.dynamodb, 0) },
+      { section: 'sources', metric: `${K}idle, per hour: ${dynamoDb(kh)}`, value: list(kh.runtime.dynamodb, 0) },
       { section: 'sources', metric: 'idle, per hour: S3 requests; Step Functions executions / state transitions', value: `${list(h.runtime.s3, 0)}; ${fmt(h.stepFunctions.executions)} / ${fmt(h.stepFunctions.transitions)}` },
+      { section: 'sources', metric: `${K}idle, per hour: S3 requests; Step Functions executions / state transitions`, value: `${list(kh.runtime.s3, 0)}; ${fmt(kh.stepFunctions.executions)} / ${fmt(kh.stepFunctions.transitions)}` },
       { section: 'sources', metric: `idle, per hour: handler invocations by function (mean / p90 duration); ${fmt(h.invocations.all?.count ?? 0)} in all`, value: invocations(h.invocations, 0) },
+      { section: 'sources', metric: `${K}idle, per hour: handler invocations by function (mean / p90 duration); ${fmt(kh.invocations.all?.count ?? 0)} in all`, value: invocations(kh.invocations, 0) },
       { section: 'sources', metric: 'idle, per hour: committed steps by vertex', value: list(h.steps, 0) },
-      {
-        section: 'sources',
-        // What goes with each checkpoint whatever the data: scale by the checkpoint interval.
-        metric: 'idle, per checkpoint: Step Functions transitions; S3 requests; their $ (they scale with 1 / checkpoint interval)',
-        value: (() => {
-          const k = r.idle.checkpoints > 0 ? (r.idle.windowMs / 3_600_000) / r.idle.checkpoints : NaN;
-          const transitions = h.stepFunctions.executions > 0 ? h.stepFunctions.transitions / h.stepFunctions.executions : NaN;
-          return `${fmt(transitions, 1)}; ${fmt(sum(h.runtime.s3) * k, 1)}; $${((transitions / 1000) * AWS_PRICES.stepFunctionsPerThousandTransitions + h.cost.s3 * k).toFixed(6)}`;
-        })(),
-      },
+      { section: 'sources', metric: `${K}idle, per hour: committed steps by vertex`, value: list(kh.steps, 0) },
+      // What goes with each checkpoint whatever the data: scale by the checkpoint interval.
+      { section: 'sources', metric: 'idle, per checkpoint: Step Functions transitions; S3 requests; their $ (they scale with 1 / checkpoint interval)', value: perCheckpoint(r.idle) },
+      { section: 'sources', metric: `${K}idle, per checkpoint: Step Functions transitions; S3 requests; their $`, value: perCheckpoint(k.idle) },
       {
         section: 'sources',
         metric: `idle, $ per month (${AWS_PRICES.hoursPerMonth} h): SQS source queue / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
         value: costs(r.idle.perMonth),
       },
+      {
+        section: 'sources',
+        metric: `${K}idle, $ per month: Kinesis reads (not billed) / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
+        value: costs(k.idle.perMonth),
+      },
       { section: 'sources', metric: 'idle, $ per month, total (requests and Lambda only: no storage, transfer, logs, ticker or free tier)', value: usd(r.idle.perMonth.total) },
+      { section: 'sources', metric: `${K}idle, $ per month, total (the same; the stream's shard-hours apart, below)`, value: usd(k.idle.perMonth.total) },
+      {
+        section: 'sources',
+        metric: `${K}the stream's ${fmt(k.shards)} shards, $ per month at $${AWS_PRICES.kinesisPerShardHour} per shard-hour (provisioned; the user's whether Floe reads it or not)`,
+        value: usd(k.idle.shardHoursPerMonth),
+      },
     );
   }
 

@@ -1,30 +1,38 @@
 /**
- * The benchmark's sources section: what a live SQS source (`sqsSource`) costs on AWS, measured in emulator mode on
- * moto server (the deployed handlers, called in process by pollers standing in for Lambda's event source mapping).
+ * The benchmark's sources section: what a live SQS source (`sqsSource`) and a Kinesis source (`kinesisSource`) cost
+ * on AWS, measured in emulator mode on moto server (the deployed handlers, called in process by pollers standing in
+ * for Lambda's event source mapping).
  *
- * - drain: N messages sent to a standard queue before the start, read by `sqsSource → keyBy(customer) → running
- *   total → discarding sink` until the source has deleted every message (so every record's checkpoint completed):
- *   requests per 1,000 records by service and operation, the source's own SQS calls apart from the runtime's;
- * - idle: the same job over an empty queue for a fixed window after its first checkpoint: requests, handler
- *   invocations (each a Lambda invocation when deployed) and their durations per hour, and what that costs a month.
+ * - drain: N messages sent to a standard queue (N records put into a 2-shard stream) before the start, read by
+ *   `source → keyBy(customer) → running total → discarding sink` until every record is committed (SQS: the source
+ *   deleted every message, which it does once the checkpoint after its record completed; Kinesis: every record
+ *   reached the sink and a checkpoint triggered after that completed): requests per 1,000 records by service and
+ *   operation, the source's own SQS or Kinesis calls apart from the runtime's;
+ * - idle: the same job over an empty queue (a stream with nothing in it) for a fixed window after its first
+ *   checkpoint: requests, handler invocations (each a Lambda invocation when deployed) and their durations per hour,
+ *   and what that costs a month.
  */
 import { randomUUID } from 'node:crypto';
 import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SFNClient } from '@aws-sdk/client-sfn';
+import { CreateStreamCommand, DescribeStreamSummaryCommand, KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { AwsClients } from '../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../lib/aws/emulator/emulator-runner.js';
 import { emulatorResourceNames } from '../lib/aws/emulator/provision.js';
-import { Job, sqsSource, valueState } from '../lib/index.js';
+import { Job, kinesisSource, sqsSource, valueState, type SourceConnector } from '../lib/index.js';
 import startMoto from '../test/support/moto-global-setup.js';
-import { AWS_PRICES, AwsUsage, diff, instrumentedClients, itemSize, sqsPayload, stepFunctionsWork, type AwsUsageSnapshot, type StepFunctionsWork } from './aws.js';
+import { AWS_PRICES, AwsUsage, diff, instrumentedClients, instrumentedKinesisClient, itemSize, sqsPayload, stepFunctionsWork, type AwsUsageSnapshot, type StepFunctionsWork } from './aws.js';
 import { median, sleep } from './harness.js';
 import { discardSink, sinkCounter, type SinkCounter } from './jobs.js';
 
 /** Options of the sources section. */
 export interface SourcesConfig {
-  /** Messages in the queue before the drain run starts. */
+  /** Messages in the queue (records in the stream) before the drain run starts. */
   readonly messages: number;
+  /** Shards of the Kinesis stream. */
+  readonly kinesisShards: number;
   /** Length of the idle window, in ms, from the idle job's first completed checkpoint. */
   readonly idleWindowMs: number;
   /** Drain and idle runs, each; medians are reported. */
@@ -46,14 +54,14 @@ interface Order {
 }
 
 /**
- * `sqsSource → keyBy(customer) → running total → discarding sink`; the source adds its `orders.dedup` vertex. The
+ * `source → keyBy(customer) → running total → discarding sink`; an `sqsSource` adds its `orders.dedup` vertex. The
  * sink is exactly-once in shape but carries nothing in the checkpoint: a collect sink's pending commits hold the
  * records themselves, which travel in the acknowledgements and make the coordinator's job row large to write.
  */
-function ordersJob(o: { queueUrl: string; client: SQSClient; counter: SinkCounter; parallelism: number; intervalMs: number }): Job {
+function ordersJob(o: { source: SourceConnector<Order>; counter: SinkCounter; parallelism: number; intervalMs: number }): Job {
   const job = new Job(JOB, { maxParallelism: 128, parallelism: o.parallelism, checkpoint: { interval: o.intervalMs }, restart: { type: 'none' } });
   job
-    .source(sqsSource<Order>({ queueUrl: o.queueUrl, client: o.client, parse: (body) => JSON.parse(body) as Order }), { uid: 'orders' })
+    .source(o.source, { uid: 'orders' })
     .keyBy((v) => v.customer)
     .process(
       {
@@ -209,7 +217,8 @@ function purposeOf(op: string, queue: { role: string; source?: boolean } | undef
 
 /** Requests by operation, named without the SDK's `Command` suffix. */
 const byOperation = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).map(([op, n]) => [op.replace(/Command$/, ''), n]));
-const sqsByOperation = (u: AwsUsageSnapshot) => byOperation(u.requests.sqs);
+/** The source's own requests: SQS for `sqsSource`, Kinesis for `kinesisSource` (each client counts only its own). */
+const sourceByOperation = (u: AwsUsageSnapshot) => ({ ...byOperation(u.requests.sqs), ...byOperation(u.requests.kinesis ?? {}) });
 
 const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
 const scale = (r: Record<string, number>, k: number) => Object.fromEntries(Object.entries(r).map(([op, n]) => [op, n * k]));
@@ -263,7 +272,10 @@ export interface SourcesCost {
 
 /** What one measured stretch used, and what it costs at list prices. */
 export interface SourcesUsage {
-  /** The source's own SQS client, by operation (the user's standard queue, and a dead-letter queue if used). */
+  /**
+   * The source's own client, by operation: SQS (the user's standard queue, and a dead-letter queue if used; `billed`
+   * its billed requests), or Kinesis (GetRecords, GetShardIterator, ListShards: not billed in provisioned mode).
+   */
   readonly source: { readonly requests: Record<string, number>; readonly billed: number };
   /** The runtime's clients (vertex queues, coordinator-tasks queue, state and coordinator tables, checkpoint bucket, Step Functions), by service and operation. */
   readonly runtime: ReturnType<typeof byService>;
@@ -328,7 +340,7 @@ function usageBetween(a: Marks, b: Marks, probe: RuntimeProbe, sfn: StepFunction
   };
   cost.total = cost.sqsSourceQueue + cost.sqsInternal + cost.dynamodb + cost.s3 + cost.stepFunctions + cost.lambdaRequests + cost.lambdaDuration;
   return {
-    source: { requests: sqsByOperation(source), billed: source.sqsBilled },
+    source: { requests: sourceByOperation(source), billed: source.sqsBilled },
     runtime: byService(runtime),
     sqsByPurpose: tallyDiff(a.purpose, b.purpose),
     sqsBilled,
@@ -414,14 +426,34 @@ function orders(n: number, customers: number): Order[] {
   return Array.from({ length: n }, (_, i) => ({ customer: `c${i % customers}`, amount: 1 + ((i * 7) % 9) }));
 }
 
-/** Builds a runner over instrumented clients: the source's own SQS client apart from the runtime's. */
-function setUp(cfg: SourcesConfig, endpoint: string, queueUrl: string, namespace: string) {
+/** The job's source over its own client, which counts into the usage given. */
+type SourceOf<C> = (endpoint: string, usage: AwsUsage) => { readonly source: SourceConnector<Order>; readonly client: C };
+
+const sqsOrders =
+  (queueUrl: string): SourceOf<SQSClient> =>
+  (endpoint, usage) => {
+    const client = instrumentedClients(endpoint, usage).sqs;
+    return { client, source: sqsSource<Order>({ queueUrl, client, parse: (body) => JSON.parse(body) as Order }) };
+  };
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+const kinesisOrders =
+  (stream: string): SourceOf<KinesisClient> =>
+  (endpoint, usage) => {
+    const client = instrumentedKinesisClient(endpoint, usage);
+    return { client, source: kinesisSource<Order>({ stream, client, start: 'TRIM_HORIZON', parse: (data) => JSON.parse(decoder.decode(data)) as Order }) };
+  };
+
+/** Builds a runner over instrumented clients: the source's own client apart from the runtime's. */
+function setUp<C>(cfg: SourcesConfig, endpoint: string, sourceOf: SourceOf<C>, namespace: string) {
   const sourceUsage = new AwsUsage();
   const usage = new AwsUsage();
-  const sourceClient = instrumentedClients(endpoint, sourceUsage).sqs;
+  const { source, client: sourceClient } = sourceOf(endpoint, sourceUsage);
   const clients = instrumentedClients(endpoint, usage);
   const counter = sinkCounter();
-  const job = ordersJob({ queueUrl, client: sourceClient, counter, parallelism: cfg.parallelism, intervalMs: cfg.intervalMs });
+  const job = ordersJob({ source, counter, parallelism: cfg.parallelism, intervalMs: cfg.intervalMs });
   const runner = new EmulatorRunner(job, { endpoint, clients, namespace, log: (m) => logLine(`${namespace}: ${m}`) });
   const probe = new RuntimeProbe(runner, namespace);
   probe.install(clients);
@@ -473,10 +505,12 @@ async function drainRun(cfg: SourcesConfig, endpoint: string, plain: SQSClient, 
     for (const m of res.Successful ?? []) sent.push(m.MessageId!);
   }
   const namespace = `sources-drain-${n}`;
-  const { sourceUsage, usage, sourceClient, counter, runner, probe } = setUp(cfg, endpoint, queueUrl, namespace);
+  const { sourceUsage, usage, sourceClient, counter, runner, probe } = setUp(cfg, endpoint, sqsOrders(queueUrl), namespace);
   const deleted = trackDeletes(sourceClient);
   // A message is deleted only once the checkpoint after its record completed: by then the sink has had the record.
   const drained = () => sent.every((id) => deleted.has(id));
+  // Executions of the runs before (started after their last read) are theirs, not this run's.
+  await stepFunctionsWork(sfn, seen);
   const run = runner.run();
   try {
     await waitRunning(runner, run);
@@ -510,10 +544,8 @@ async function drainRun(cfg: SourcesConfig, endpoint: string, plain: SQSClient, 
   }
 }
 
-async function idleRun(cfg: SourcesConfig, endpoint: string, plain: SQSClient, sfn: SFNClient, seen: Set<string>, n: number): Promise<IdleResult> {
-  const queueUrl = await createQueue(plain);
-  const namespace = `sources-idle-${n}`;
-  const { sourceUsage, usage, runner, probe } = setUp(cfg, endpoint, queueUrl, namespace);
+async function idleRun<C>(cfg: SourcesConfig, endpoint: string, sourceOf: SourceOf<C>, sfn: SFNClient, seen: Set<string>, namespace: string): Promise<IdleResult> {
+  const { sourceUsage, usage, runner, probe } = setUp(cfg, endpoint, sourceOf, namespace);
   const run = runner.run();
   try {
     await waitRunning(runner, run);
@@ -539,6 +571,94 @@ async function idleRun(cfg: SourcesConfig, endpoint: string, plain: SQSClient, s
   }
 }
 
+/** A Kinesis drain run's figures. */
+export interface KinesisDrainResult {
+  readonly records: number;
+  readonly shards: number;
+  readonly runMs: number;
+  readonly checkpoints: number;
+  /** Records the sink was handed (a replayed step would hand some twice). */
+  readonly sinkRecords: number;
+  /** PUT payload units (25 KB each, started) of the records put before the start: the producer's, billed by Kinesis. */
+  readonly putPayloadUnits: number;
+  readonly usage: SourcesUsage;
+  readonly per1000: SourcesUsage;
+}
+
+async function createStream(client: KinesisClient, shards: number): Promise<string> {
+  const name = `bench-orders-${randomUUID().slice(0, 8)}`;
+  await client.send(new CreateStreamCommand({ StreamName: name, ShardCount: shards }));
+  for (let i = 0; ; i++) {
+    const status = (await client.send(new DescribeStreamSummaryCommand({ StreamName: name }))).StreamDescriptionSummary?.StreamStatus;
+    if (status === 'ACTIVE') return name;
+    if (i >= 100) throw new Error(`sources: stream ${name} still ${status} after 10 s`);
+    await sleep(100);
+  }
+}
+
+/** Puts the records (partition key: the customer); returns their PUT payload units. */
+async function putOrders(client: KinesisClient, stream: string, input: readonly Order[]): Promise<number> {
+  let units = 0;
+  for (let i = 0; i < input.length; i += 500) {
+    const records = input.slice(i, i + 500).map((o) => ({ PartitionKey: o.customer, Data: encoder.encode(JSON.stringify(o)) }));
+    const res = await client.send(new PutRecordsCommand({ StreamName: stream, Records: records }));
+    if ((res.FailedRecordCount ?? 0) > 0) throw new Error(`sources kinesis drain: putting the input failed for ${res.FailedRecordCount} records`);
+    for (const r of records) units += Math.max(1, Math.ceil((r.Data.byteLength + Buffer.byteLength(r.PartitionKey)) / AWS_PRICES.kinesisPutPayloadUnitBytes));
+  }
+  return units;
+}
+
+/**
+ * N records put into the stream before the start, read until the sink had every one and a checkpoint triggered after
+ * that completed (the source acknowledges nothing: its checkpointed shard positions are what commits the records).
+ */
+async function kinesisDrainRun(cfg: SourcesConfig, endpoint: string, plain: KinesisClient, sfn: SFNClient, seen: Set<string>, n: number): Promise<KinesisDrainResult> {
+  const stream = await createStream(plain, cfg.kinesisShards);
+  const input = orders(cfg.messages, cfg.customers);
+  const putPayloadUnits = await putOrders(plain, stream, input);
+  const namespace = `sources-kinesis-drain-${n}`;
+  const { sourceUsage, usage, counter, runner, probe } = setUp(cfg, endpoint, kinesisOrders(stream), namespace);
+  await stepFunctionsWork(sfn, seen);
+  const run = runner.run();
+  try {
+    await waitRunning(runner, run);
+    const start = mark(sourceUsage, usage, probe, runner);
+    const deadline = performance.now() + cfg.drainTimeoutMs;
+    let ended = false;
+    void run.finally(() => (ended = true));
+    let lastLog = performance.now();
+    // Date.now(), as the checkpoint history's trigger times.
+    let reachedAt: number | undefined;
+    const committed = () =>
+      reachedAt !== undefined && runner.coordinatorState().history.some((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint' && h.triggeredAt >= reachedAt!);
+    while (!ended && !committed()) {
+      if (reachedAt === undefined && counter.records >= input.length) reachedAt = Date.now();
+      if (performance.now() > deadline) throw new Error(`sources kinesis drain: ${counter.records} of ${input.length} records at the sink, ${completed(runner)} checkpoints after ${cfg.drainTimeoutMs} ms`);
+      if (performance.now() - lastLog > 10_000) {
+        lastLog = performance.now();
+        logLine(`${namespace}: ${counter.records} of ${input.length} records at the sink, ${completed(runner)} checkpoints`);
+      }
+      await sleep(100);
+    }
+    if (ended) throw new Error(`sources kinesis drain: the job ended early: ${(await run).state} ${(await run).error?.message ?? ''}`);
+    const end = mark(sourceUsage, usage, probe, runner);
+    const checkpoints = completed(runner) - start.checkpoints;
+    await sleep(1500);
+    const work = await stepFunctionsWork(sfn, seen);
+    const used = usageBetween(start, end, probe, work);
+    return { records: input.length, shards: cfg.kinesisShards, runMs: end.at - start.at, checkpoints, sinkRecords: counter.records, putPayloadUnits, usage: used, per1000: scaleUsage(used, 1000 / input.length) };
+  } finally {
+    await runner.cancel();
+    await run;
+  }
+}
+
+/** Medians of the idle runs, per hour and per month. */
+function idleMedians(idles: readonly IdleResult[]) {
+  const perHour = medianUsage(idles.map((r) => r.perHour));
+  return { windowMs: median(idles.map((r) => r.windowMs)), checkpoints: median(idles.map((r) => r.checkpoints)), perHour, perMonth: scaleCost(perHour.cost, AWS_PRICES.hoursPerMonth) };
+}
+
 /** The section's results: every run, and medians. */
 export interface SourcesResult {
   readonly drains: readonly DrainResult[];
@@ -551,6 +671,29 @@ export interface SourcesResult {
     readonly per1000: SourcesUsage;
   };
   readonly idle: { readonly windowMs: number; readonly checkpoints: number; readonly perHour: SourcesUsage; readonly perMonth: SourcesCost };
+  /** The same for `kinesisSource` over a stream of `shards` shards (provisioned mode). */
+  readonly kinesis: {
+    readonly shards: number;
+    readonly drains: readonly KinesisDrainResult[];
+    readonly idles: readonly IdleResult[];
+    readonly drain: {
+      readonly runMs: number;
+      readonly checkpoints: number;
+      readonly complete: boolean;
+      readonly per1000: SourcesUsage;
+      /** PUT payload units per 1,000 records put, and their $ per million records (the producer's). */
+      readonly putPayloadUnitsPer1000: number;
+      readonly putCostPerMillion: number;
+    };
+    readonly idle: {
+      readonly windowMs: number;
+      readonly checkpoints: number;
+      readonly perHour: SourcesUsage;
+      readonly perMonth: SourcesCost;
+      /** The stream's shard-hours a month in $: the user's whether or not Floe reads it, so apart from `perMonth`. */
+      readonly shardHoursPerMonth: number;
+    };
+  };
 }
 
 /** Starts moto, runs the drain and idle measurements `runs` times each, stops moto. */
@@ -559,24 +702,40 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
   const stopMoto = await startMoto();
   const endpoint = process.env.AWS_ENDPOINT_URL!;
   const plain = new SQSClient({ endpoint, region: AWS_PRICES.region });
+  const plainKinesis = new KinesisClient({ endpoint, region: AWS_PRICES.region, requestHandler: new NodeHttpHandler() });
   const sfn = new SFNClient({ endpoint, region: AWS_PRICES.region });
   const seen = new Set<string>();
+  const idleLog = (what: string, idle: IdleResult) => {
+    const h = idle.perHour;
+    logLine(
+      `${what}: ${Math.round(idle.windowMs)} ms, ${idle.checkpoints} checkpoints; per hour: source ${Math.round(sum(h.source.requests))} (${JSON.stringify(h.source.requests, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}), runtime SQS ${Math.round(sum(h.runtime.sqs))}, DynamoDB ${Math.round(sum(h.runtime.dynamodb))}, invocations ${Math.round(h.invocations.all?.count ?? 0)} (mean ${Math.round(h.invocations.all?.meanMs ?? 0)} ms); $${(h.cost.total * AWS_PRICES.hoursPerMonth).toFixed(2)} a month`,
+    );
+    logLine(`${what}: runtime SQS per hour by purpose ${JSON.stringify(h.sqsByPurpose, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`);
+  };
   try {
     const drains: DrainResult[] = [];
     const idles: IdleResult[] = [];
+    const kDrains: KinesisDrainResult[] = [];
+    const kIdles: IdleResult[] = [];
     for (let i = 0; i < cfg.runs; i++) {
       const d = await drainRun(cfg, endpoint, plain, sfn, seen, i);
       logLine(`drain ${i + 1}/${cfg.runs}: ${d.messages} messages in ${Math.round(d.runMs)} ms, ${d.checkpoints} checkpoints, ${d.sinkRecords} records at the sink; per 1,000 records: source SQS ${sum(d.per1000.source.requests).toFixed(1)}, runtime SQS ${sum(d.per1000.runtime.sqs).toFixed(1)}, DynamoDB ${sum(d.per1000.runtime.dynamodb).toFixed(1)}, invocations ${d.per1000.invocations.all?.count.toFixed(1)}`);
       drains.push(d);
-      const idle = await idleRun(cfg, endpoint, plain, sfn, seen, i);
-      const h = idle.perHour;
-      logLine(
-        `idle ${i + 1}/${cfg.runs}: ${Math.round(idle.windowMs)} ms, ${idle.checkpoints} checkpoints; per hour: source SQS ${Math.round(sum(h.source.requests))}, runtime SQS ${Math.round(sum(h.runtime.sqs))}, DynamoDB ${Math.round(sum(h.runtime.dynamodb))}, invocations ${Math.round(h.invocations.all?.count ?? 0)} (mean ${Math.round(h.invocations.all?.meanMs ?? 0)} ms); $${(h.cost.total * AWS_PRICES.hoursPerMonth).toFixed(2)} a month`,
-      );
-      logLine(`idle ${i + 1}/${cfg.runs}: runtime SQS per hour by purpose ${JSON.stringify(h.sqsByPurpose, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v) : v))}`);
+      const idle = await idleRun(cfg, endpoint, sqsOrders(await createQueue(plain)), sfn, seen, `sources-idle-${i}`);
+      idleLog(`idle ${i + 1}/${cfg.runs}`, idle);
       idles.push(idle);
+      const kd = await kinesisDrainRun(cfg, endpoint, plainKinesis, sfn, seen, i);
+      logLine(
+        `kinesis drain ${i + 1}/${cfg.runs}: ${kd.records} records over ${kd.shards} shards in ${Math.round(kd.runMs)} ms, ${kd.checkpoints} checkpoints, ${kd.sinkRecords} records at the sink; per 1,000 records: source Kinesis ${sum(kd.per1000.source.requests).toFixed(1)} ${JSON.stringify(kd.per1000.source.requests, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}, runtime SQS ${sum(kd.per1000.runtime.sqs).toFixed(1)}, DynamoDB ${sum(kd.per1000.runtime.dynamodb).toFixed(1)}, invocations ${kd.per1000.invocations.all?.count.toFixed(1)}`,
+      );
+      kDrains.push(kd);
+      const kIdle = await idleRun(cfg, endpoint, kinesisOrders(await createStream(plainKinesis, cfg.kinesisShards)), sfn, seen, `sources-kinesis-idle-${i}`);
+      idleLog(`kinesis idle ${i + 1}/${cfg.runs}`, kIdle);
+      kIdles.push(kIdle);
     }
-    const idlePerHour = medianUsage(idles.map((r) => r.perHour));
+    const idle = idleMedians(idles);
+    const kIdle = idleMedians(kIdles);
+    const putPayloadUnitsPer1000 = median(kDrains.map((d) => (d.putPayloadUnits * 1000) / d.records));
     return {
       drains,
       idles,
@@ -586,15 +745,25 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
         complete: drains.every((d) => d.sinkRecords >= d.messages),
         per1000: medianUsage(drains.map((d) => d.per1000)),
       },
-      idle: {
-        windowMs: median(idles.map((r) => r.windowMs)),
-        checkpoints: median(idles.map((r) => r.checkpoints)),
-        perHour: idlePerHour,
-        perMonth: scaleCost(idlePerHour.cost, AWS_PRICES.hoursPerMonth),
+      idle,
+      kinesis: {
+        shards: cfg.kinesisShards,
+        drains: kDrains,
+        idles: kIdles,
+        drain: {
+          runMs: median(kDrains.map((d) => d.runMs)),
+          checkpoints: median(kDrains.map((d) => d.checkpoints)),
+          complete: kDrains.every((d) => d.sinkRecords >= d.records),
+          per1000: medianUsage(kDrains.map((d) => d.per1000)),
+          putPayloadUnitsPer1000,
+          putCostPerMillion: putPayloadUnitsPer1000 * 1000 * (AWS_PRICES.kinesisPerMillionPutPayloadUnits / 1e6),
+        },
+        idle: { ...kIdle, shardHoursPerMonth: cfg.kinesisShards * AWS_PRICES.hoursPerMonth * AWS_PRICES.kinesisPerShardHour },
       },
     };
   } finally {
     plain.destroy();
+    plainKinesis.destroy();
     sfn.destroy();
     await stopMoto();
     if (savedEndpoint === undefined) delete process.env.AWS_ENDPOINT_URL;
