@@ -150,8 +150,9 @@ export function objectsInNotification(body: string): S3ObjectInfo[] {
         bucket: d.bucket.name,
         key: String(d.object.key),
         size: Number(d.object.size ?? 0),
-        etag: unquote(d.object.etag),
-        ...(d.object['version-id'] ? { versionId: String(d.object['version-id']) } : {}),
+        // (AWS writes `etag`; some emulators `eTag`.) An unversioned bucket's version id is the string "null".
+        etag: unquote(d.object.etag ?? d.object.eTag),
+        ...(d.object['version-id'] && d.object['version-id'] !== 'null' ? { versionId: String(d.object['version-id']) } : {}),
         time: Date.parse(String(n.time)) || 0,
         ...(d.object.sequencer ? { sequencer: String(d.object.sequencer) } : {}),
       },

@@ -5,6 +5,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand, PurgeQueueCommand, Recei
 import { CreateBucketCommand, HeadObjectCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
 import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { feedQueueEnvName } from '../../lib/api/connector-resources.js';
 import { Job } from '../../lib/api/job.js';
 import { s3Source, type S3ObjectInfo, type S3SourceOptions } from '../../lib/connectors/s3-source.js';
 import type { CollectSink } from '../../lib/connectors/collect-sink.js';
@@ -314,6 +315,39 @@ describe('s3Source in emulator mode (the deployed handlers, over the emulator)',
 
     // Then every line is committed exactly once
     expect(fail.thrown, text()).toBe(true);
+    expect(sorted(sink.committed)).toEqual(sorted(expected));
+  }, 120_000);
+
+  it("notifications: 'eventbridge' — the runner creates the feed queue and the rule, and the bucket's EventBridge events are read once each", async () => {
+    // Given a bucket sending its events to EventBridge, and a job whose source asks for them
+    const bucket = `s3src-eb-${randomUUID().slice(0, 8)}`;
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    await s3.send(new PutBucketNotificationConfigurationCommand({ Bucket: bucket, NotificationConfiguration: { EventBridgeConfiguration: {} } }));
+    const sink = scratch.collector<string>();
+    const { log, text } = captureLog();
+    const job = linesJob({ options: { bucket, prefix: 'in/', notifications: 'eventbridge', listInterval: false, visibilityTimeout: '4s' }, sink });
+    const runner = new EmulatorRunner(job, { endpoint, namespace: `s3eb-${randomUUID().slice(0, 8)}`, checkpoint: { interval: '500ms' }, log });
+    const done = runner.run();
+    const expected: string[] = [];
+    try {
+      // When objects are put under the prefix and beside it, once the job runs
+      const before = process.env[feedQueueEnvName('uploads')];
+      await waitFor('the feed queue', () => (process.env[feedQueueEnvName('uploads')] ?? before) !== before || undefined, 20_000, 100);
+      await sleep(1_000);
+      for (let k = 0; k < 4; k++) {
+        const ls = linesOf(`in/e${k}.txt`, 3);
+        await put(bucket, `in/e${k}.txt`, ls.join('\n'));
+        expected.push(...ls);
+      }
+      await put(bucket, 'out/skip.txt', 'not under the prefix');
+      await committedAll(sink, expected, text, 60_000);
+      await sleep(1_000);
+    } finally {
+      await runner.cancel();
+    }
+    await done;
+
+    // Then each line under the prefix is committed exactly once
     expect(sorted(sink.committed)).toEqual(sorted(expected));
   }, 120_000);
 });
