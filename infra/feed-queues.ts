@@ -7,10 +7,16 @@
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Stack } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
+import { acknowledge } from './nag.js';
 import { feedQueueEnvName } from '../lib/api/connector-resources.js';
 import type { PhysicalPlan } from '../lib/graph/plan.js';
+
+/** The id of the stack-wide function CDK adds to set bucket notifications. */
+const BUCKET_NOTIFICATIONS_HANDLER = 'BucketNotificationsHandler050a0587b7544547bf325f094a3db834';
 
 /** A source's feed queue as deployed. */
 export interface DeployedFeed {
@@ -51,6 +57,17 @@ export function addFeedQueues(
           conditions: { ArnEquals: { 'aws:SourceArn': rule.attrArn } },
         }),
       );
+      // The S3 source: the bucket sends its events to EventBridge (CDK's bucket-notifications resource keeps the
+      // bucket's other notifications).
+      if (feed.bucket !== undefined) {
+        s3.Bucket.fromBucketName(holder, 'Bucket', feed.bucket).enableEventBridgeNotification();
+        const handler = Stack.of(holder).node.tryFindChild(BUCKET_NOTIFICATIONS_HANDLER);
+        if (handler !== undefined) {
+          acknowledge(handler, [
+            { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: "CDK's own bucket-notifications handler (a custom resource run at deploy time) logs with the basic execution role" },
+          ]);
+        }
+      }
       const fn = functionOf(v.id);
       queue.grantConsumeMessages(fn);
       deadLetterQueue.grantSendMessages(fn);

@@ -141,6 +141,8 @@ export type FeedQueue = {
   readonly bus: string;
   /** The rule's event pattern, as EventBridge takes it. */
   readonly pattern: Readonly<Record<string, unknown>>;
+  /** A bucket whose events the rule matches: the deployment turns its EventBridge notifications on. */
+  readonly bucket?: string;
 };
 
 /** The environment variable that holds the URL of the feed queue of the source `uid`. */

@@ -36,8 +36,8 @@ export interface S3SourceOptions<T> {
   readonly suffix?: string;
   /**
    * How new objects are announced: `{ queueUrl }`, an SQS queue the bucket's event notifications go to
-   * (`s3:ObjectCreated:*`); `'eventbridge'`, the bucket's EventBridge notifications (turn them on for the bucket), through
-   * a queue and a rule the deployment creates. Without it the source finds new objects by listing alone, as Flink's
+   * (`s3:ObjectCreated:*`); `'eventbridge'`, the bucket's EventBridge notifications, which the deployment turns on, through
+   * a queue and a rule it creates. Without it the source finds new objects by listing alone, as Flink's
    * `FileSource.monitorContinuously` does.
    */
   readonly notifications?: { readonly queueUrl: string } | 'eventbridge';
@@ -355,6 +355,7 @@ export function s3Source<T>(options: S3SourceOptions<T>): SourceConnector<T> {
           feed: {
             kind: 'eventbridge' as const,
             bus: 'default',
+            bucket,
             pattern: { source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { bucket: { name: [bucket] }, ...(prefix ? { object: { key: [{ prefix }] } } : {}) } },
           },
         }

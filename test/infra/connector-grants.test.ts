@@ -366,6 +366,8 @@ describe('the S3 source, notified through EventBridge', () => {
   it("creates a rule for the bucket's Object Created events under the prefix, feeding a queue of the source's own", () => {
     const rules = Object.values(built.template.findResources('AWS::Events::Rule')).map((r) => r.Properties);
     expect(rules.map((r) => r.EventPattern)).toEqual([{ source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { bucket: { name: ['uploads-bucket'] }, object: { key: [{ prefix: 'in/' }] } } }]);
+    // And turns the bucket's EventBridge notifications on, keeping its others (CDK's notifications resource, managed: false for a bucket it did not create)
+    built.template.hasResourceProperties('Custom::S3BucketNotifications', { BucketName: 'uploads-bucket', NotificationConfiguration: { EventBridgeConfiguration: {} }, Managed: false });
   });
 
   it('stays clean under cdk-nag', () => {

@@ -9,7 +9,7 @@
  * step is idempotent and uses only the public AWS APIs, so it works on moto server, LocalStack and fakecloud alike.
  */
 import { createHash } from 'node:crypto';
-import { CreateBucketCommand, HeadBucketCommand, type BucketLocationConstraint } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetBucketNotificationConfigurationCommand, HeadBucketCommand, PutBucketNotificationConfigurationCommand, type BucketLocationConstraint } from '@aws-sdk/client-s3';
 import { CreateStateMachineCommand, ListStateMachinesCommand, UpdateStateMachineCommand } from '@aws-sdk/client-sfn';
 import { CreateQueueCommand, GetQueueAttributesCommand, GetQueueUrlCommand, PurgeQueueCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { EventBridgeClient, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
@@ -303,6 +303,12 @@ export async function provisionFeedQueues(
       );
       await options.eventBridge.send(new PutRuleCommand({ Name: rule, EventBusName: feed.bus, EventPattern: JSON.stringify(feed.pattern), State: 'ENABLED' }));
       await options.eventBridge.send(new PutTargetsCommand({ Rule: rule, EventBusName: feed.bus, Targets: [{ Id: 'floe-feed', Arn: queue.arn }] }));
+      if (feed.bucket !== undefined) {
+        // The bucket sends its events to EventBridge too, its other notifications kept.
+        const current = await clients.s3.send(new GetBucketNotificationConfigurationCommand({ Bucket: feed.bucket }));
+        const { $metadata: _, ...configuration } = current;
+        await clients.s3.send(new PutBucketNotificationConfigurationCommand({ Bucket: feed.bucket, NotificationConfiguration: { ...configuration, EventBridgeConfiguration: {} } }));
+      }
       out.push({ uid: op.uid, env: feedQueueEnvName(op.uid), url: queue.url });
     }
   }
