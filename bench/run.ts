@@ -761,6 +761,9 @@ async function main(): Promise<void> {
         customers: 100,
         kinesisShards: 2,
         drainTimeoutMs: Math.max(120_000, cfg.sourcesMessages * 200),
+        // Kept small: moto delivers each object's notification and serves each GetObject slowly.
+        s3Objects: 50,
+        s3LinesPerObject: 20,
       }),
     );
     results.sources = { ...r, prices: AWS_PRICES };
@@ -787,6 +790,12 @@ async function main(): Promise<void> {
     const k = r.kinesis;
     const kd = k.drain.per1000;
     const kh = k.idle.perHour;
+    const s3 = r.s3;
+    const so = s3.drain.perThousandObjects;
+    const sl = s3.drain.perThousandLines;
+    const sh = s3.idle.perHour;
+    const s3Costs = (c: typeof r.idle.perMonth) => [c.sqsSourceQueue, c.s3SourceBucket, c.sqsInternal, c.dynamodb, c.s3, c.stepFunctions, c.lambdaRequests, c.lambdaDuration].map(usd).join(' / ');
+    const S3_COSTS = 'SQS notification queue / S3 source bucket (LIST, GET) / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration';
     const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
     const perCheckpoint = (idle: typeof r.idle) => {
       const x = idle.perHour;
@@ -796,8 +805,9 @@ async function main(): Promise<void> {
     };
     const dynamoDb = (x: typeof d) =>
       `DynamoDB requests (WCU ${fmt(x.dynamoDb.writeUnits)}, ${fmt(x.dynamoDb.writeUnitsByKind['coordinator job row'] ?? 0)} of them the job row's ${fmt(x.jobRowWrites.count)} writes of ${bytes(Math.round(x.jobRowWrites.meanBytes))} mean; RCU ${fmt(x.dynamoDb.readUnits)})`;
-    // Each SQS row is followed by its kinesisSource counterpart (`kinesis:`).
+    // Each SQS row is followed by its kinesisSource counterpart (`kinesis:`), and then its s3Source one (`s3:`).
     const K = 'kinesis: ';
+    const S = 's3: ';
     rows.push(
       {
         section: 'sources',
@@ -811,6 +821,11 @@ async function main(): Promise<void> {
       },
       {
         section: 'sources',
+        metric: `${S}s3Source (bucket notifications, s3:ObjectCreated:*, to a standard queue; listInterval 1m; S3 and SQS clients passed in) → dedup → read → keyBy → running total → discarding sink, the same settings`,
+        value: '',
+      },
+      {
+        section: 'sources',
         metric: `drain: ${fmt(cfg.sourcesMessages)} messages queued before the start, until the source deleted all (so all committed): time on moto, checkpoints`,
         value: `${fmt(r.drain.runMs / 1000, 1)} s, ${fmt(r.drain.checkpoints)}`,
       },
@@ -819,19 +834,31 @@ async function main(): Promise<void> {
         metric: `${K}drain: ${fmt(cfg.sourcesMessages)} records put before the start, until all reached the sink and a checkpoint triggered after that completed: time on moto, checkpoints`,
         value: `${fmt(k.drain.runMs / 1000, 1)} s, ${fmt(k.drain.checkpoints)}`,
       },
+      {
+        section: 'sources',
+        metric: `${S}drain: ${fmt(s3.objects)} objects of ${fmt(s3.linesPerObject)} lines put once the job runs, until every line reached the sink and a checkpoint triggered after that completed: time on moto, checkpoints`,
+        value: `${fmt(s3.drain.runMs / 1000, 1)} s, ${fmt(s3.drain.checkpoints)}`,
+      },
       { section: 'sources', metric: 'drain: every record reached the sink', value: r.drain.complete ? 'yes' : 'no', target: 'yes', pass: r.drain.complete },
       { section: 'sources', metric: `${K}drain: every record reached the sink`, value: k.drain.complete ? 'yes' : 'no', target: 'yes', pass: k.drain.complete },
+      { section: 'sources', metric: `${S}drain: every line reached the sink`, value: s3.drain.complete ? 'yes' : 'no', target: 'yes', pass: s3.drain.complete },
       { section: 'sources', metric: `drain, per 1,000 records: the source's own SQS requests (${fmt(d.source.billed, 1)} billed)`, value: list(d.source.requests, 1) },
       { section: 'sources', metric: `${K}drain, per 1,000 records: the source's own Kinesis requests (not billed in provisioned mode)`, value: list(kd.source.requests, 1) },
       { section: 'sources', metric: `${K}drain, per 1,000 records: PUT payload units of the input (the producer's); their $ per million records`, value: `${fmt(k.drain.putPayloadUnitsPer1000, 1)}; ${usd(k.drain.putCostPerMillion)}` },
+      { section: 'sources', metric: `${S}drain, per 1,000 objects: the source's own S3 and SQS requests (${fmt(so.source.billed, 1)} SQS billed)`, value: list(so.source.requests, 1, 7) },
+      { section: 'sources', metric: `${S}drain, per 1,000 lines: the source's own S3 and SQS requests`, value: list(sl.source.requests, 1, 7) },
       { section: 'sources', metric: `drain, per 1,000 records: runtime SQS requests (${fmt(d.sqsBilled.fifo + d.sqsBilled.standard, 1)} billed, Step Functions' sends included)`, value: list(d.runtime.sqs, 1) },
       { section: 'sources', metric: `${K}drain, per 1,000 records: runtime SQS requests (${fmt(kd.sqsBilled.fifo + kd.sqsBilled.standard, 1)} billed, Step Functions' sends included)`, value: list(kd.runtime.sqs, 1) },
+      { section: 'sources', metric: `${S}drain, per 1,000 objects: runtime SQS requests (${fmt(so.sqsBilled.fifo + so.sqsBilled.standard, 1)} billed, Step Functions' sends included); per 1,000 lines ${fmt(sum(sl.runtime.sqs), 1)}`, value: list(so.runtime.sqs, 1) },
       { section: 'sources', metric: `drain, per 1,000 records: ${dynamoDb(d)}`, value: list(d.runtime.dynamodb, 1) },
       { section: 'sources', metric: `${K}drain, per 1,000 records: ${dynamoDb(kd)}`, value: list(kd.runtime.dynamodb, 1) },
+      { section: 'sources', metric: `${S}drain, per 1,000 objects: ${dynamoDb(so)}; per 1,000 lines ${fmt(sum(sl.runtime.dynamodb), 1)}`, value: list(so.runtime.dynamodb, 1) },
       { section: 'sources', metric: `drain, per 1,000 records: S3 requests; Step Functions state transitions`, value: `${list(d.runtime.s3, 2)}; ${fmt(d.stepFunctions.transitions, 1)} transitions` },
       { section: 'sources', metric: `${K}drain, per 1,000 records: S3 requests; Step Functions state transitions`, value: `${list(kd.runtime.s3, 2)}; ${fmt(kd.stepFunctions.transitions, 1)} transitions` },
+      { section: 'sources', metric: `${S}drain, per 1,000 objects: runtime S3 requests; Step Functions state transitions`, value: `${list(so.runtime.s3, 2)}; ${fmt(so.stepFunctions.transitions, 1)} transitions` },
       { section: 'sources', metric: 'drain, per 1,000 records: handler invocations by function (mean / p90 duration)', value: invocations(d.invocations, 1) },
       { section: 'sources', metric: `${K}drain, per 1,000 records: handler invocations by function (mean / p90 duration)`, value: invocations(kd.invocations, 1) },
+      { section: 'sources', metric: `${S}drain, per 1,000 objects: handler invocations by function (mean / p90 duration); per 1,000 lines ${fmt(sl.invocations.all?.count ?? 0, 1)} in all`, value: invocations(so.invocations, 1) },
       {
         section: 'sources',
         metric: `drain, $ per million records, ${AWS_PRICES.region} list prices: SQS source queue / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration = total`,
@@ -842,23 +869,36 @@ async function main(): Promise<void> {
         metric: `${K}drain, $ per million records: Kinesis reads (not billed) / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration = total (PUT units and shard-hours apart)`,
         value: `${costs(scaleCost(kd.cost, 1000))} = ${usd(kd.cost.total * 1000)}`,
       },
+      {
+        section: 'sources',
+        metric: `${S}drain, $ per million objects: ${S3_COSTS} = total (per million lines after the semicolon; the producer's PUTs apart)`,
+        value: `${s3Costs(scaleCost(so.cost, 1000))} = ${usd(so.cost.total * 1000)}; ${usd(sl.cost.total * 1000)}`,
+      },
       { section: 'sources', metric: 'idle: empty queue, window after the first checkpoint; checkpoints completed in it', value: `${fmt(r.idle.windowMs / 1000, 1)} s; ${fmt(r.idle.checkpoints)}` },
       { section: 'sources', metric: `${K}idle: empty stream, window after the first checkpoint; checkpoints completed in it`, value: `${fmt(k.idle.windowMs / 1000, 1)} s; ${fmt(k.idle.checkpoints)}` },
+      { section: 'sources', metric: `${S}idle: empty bucket (and notification queue), window after the first checkpoint; checkpoints completed in it`, value: `${fmt(s3.idle.windowMs / 1000, 1)} s; ${fmt(s3.idle.checkpoints)}` },
       { section: 'sources', metric: "idle, per hour: the source's own SQS requests", value: list(h.source.requests, 0) },
       { section: 'sources', metric: `${K}idle, per hour: the source's own Kinesis requests (GetRecords per shard-hour ${fmt((kh.source.requests.GetRecords ?? 0) / k.shards)})`, value: list(kh.source.requests, 0) },
+      { section: 'sources', metric: `${S}idle, per hour: the source's own S3 and SQS requests (the listing's ListObjectsV2 every minute, when the window held one)`, value: list(sh.source.requests, 0, 7) },
       { section: 'sources', metric: `idle, per hour: runtime SQS requests by purpose (${fmt(sum(h.runtime.sqs))} in all; ESM: the pollers, * emulator mode's)`, value: list(h.sqsByPurpose, 0, 7) },
       { section: 'sources', metric: `${K}idle, per hour: runtime SQS requests by purpose (${fmt(sum(kh.runtime.sqs))} in all)`, value: list(kh.sqsByPurpose, 0, 7) },
+      { section: 'sources', metric: `${S}idle, per hour: runtime SQS requests by purpose (${fmt(sum(sh.runtime.sqs))} in all)`, value: list(sh.sqsByPurpose, 0, 7) },
       { section: 'sources', metric: `idle, per hour: ${dynamoDb(h)}`, value: list(h.runtime.dynamodb, 0) },
       { section: 'sources', metric: `${K}idle, per hour: ${dynamoDb(kh)}`, value: list(kh.runtime.dynamodb, 0) },
+      { section: 'sources', metric: `${S}idle, per hour: ${dynamoDb(sh)}`, value: list(sh.runtime.dynamodb, 0) },
       { section: 'sources', metric: 'idle, per hour: S3 requests; Step Functions executions / state transitions', value: `${list(h.runtime.s3, 0)}; ${fmt(h.stepFunctions.executions)} / ${fmt(h.stepFunctions.transitions)}` },
       { section: 'sources', metric: `${K}idle, per hour: S3 requests; Step Functions executions / state transitions`, value: `${list(kh.runtime.s3, 0)}; ${fmt(kh.stepFunctions.executions)} / ${fmt(kh.stepFunctions.transitions)}` },
+      { section: 'sources', metric: `${S}idle, per hour: runtime S3 requests; Step Functions executions / state transitions`, value: `${list(sh.runtime.s3, 0)}; ${fmt(sh.stepFunctions.executions)} / ${fmt(sh.stepFunctions.transitions)}` },
       { section: 'sources', metric: `idle, per hour: handler invocations by function (mean / p90 duration); ${fmt(h.invocations.all?.count ?? 0)} in all`, value: invocations(h.invocations, 0) },
       { section: 'sources', metric: `${K}idle, per hour: handler invocations by function (mean / p90 duration); ${fmt(kh.invocations.all?.count ?? 0)} in all`, value: invocations(kh.invocations, 0) },
+      { section: 'sources', metric: `${S}idle, per hour: handler invocations by function (mean / p90 duration); ${fmt(sh.invocations.all?.count ?? 0)} in all`, value: invocations(sh.invocations, 0) },
       { section: 'sources', metric: 'idle, per hour: committed steps by vertex', value: list(h.steps, 0) },
       { section: 'sources', metric: `${K}idle, per hour: committed steps by vertex`, value: list(kh.steps, 0) },
+      { section: 'sources', metric: `${S}idle, per hour: committed steps by vertex`, value: list(sh.steps, 0) },
       // What goes with each checkpoint whatever the data: scale by the checkpoint interval.
       { section: 'sources', metric: 'idle, per checkpoint: Step Functions transitions; S3 requests; their $ (they scale with 1 / checkpoint interval)', value: perCheckpoint(r.idle) },
       { section: 'sources', metric: `${K}idle, per checkpoint: Step Functions transitions; S3 requests; their $`, value: perCheckpoint(k.idle) },
+      { section: 'sources', metric: `${S}idle, per checkpoint: Step Functions transitions; S3 requests; their $`, value: perCheckpoint(s3.idle) },
       {
         section: 'sources',
         metric: `idle, $ per month (${AWS_PRICES.hoursPerMonth} h): SQS source queue / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
@@ -869,8 +909,14 @@ async function main(): Promise<void> {
         metric: `${K}idle, $ per month: Kinesis reads (not billed) / SQS internal / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
         value: costs(k.idle.perMonth),
       },
+      {
+        section: 'sources',
+        metric: `${S}idle, $ per month: ${S3_COSTS} (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
+        value: s3Costs(s3.idle.perMonth),
+      },
       { section: 'sources', metric: 'idle, $ per month, total (requests and Lambda only: no storage, transfer, logs, ticker or free tier)', value: usd(r.idle.perMonth.total) },
       { section: 'sources', metric: `${K}idle, $ per month, total (the same; the stream's shard-hours apart, below)`, value: usd(k.idle.perMonth.total) },
+      { section: 'sources', metric: `${S}idle, $ per month, total (the same; the bucket's storage apart)`, value: usd(s3.idle.perMonth.total) },
       {
         section: 'sources',
         metric: `${K}the stream's ${fmt(k.shards)} shards, $ per month at $${AWS_PRICES.kinesisPerShardHour} per shard-hour (provisioned; the user's whether Floe reads it or not)`,

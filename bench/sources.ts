@@ -16,12 +16,13 @@ import { randomUUID } from 'node:crypto';
 import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { CreateBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { AwsClients } from '../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../lib/aws/emulator/emulator-runner.js';
 import { emulatorResourceNames } from '../lib/aws/emulator/provision.js';
-import { Job, kinesisSource, sqsSource, valueState, type SourceConnector } from '../lib/index.js';
+import { Job, kinesisSource, s3Source, sqsSource, valueState, type SourceConnector } from '../lib/index.js';
 import startMoto from '../test/support/moto-global-setup.js';
 import { AWS_PRICES, AwsUsage, diff, instrumentedClients, instrumentedKinesisClient, itemSize, sqsPayload, stepFunctionsWork, type AwsUsageSnapshot, type StepFunctionsWork } from './aws.js';
 import { median, sleep } from './harness.js';
@@ -43,6 +44,9 @@ export interface SourcesConfig {
   readonly customers: number;
   /** Longest a drain run may take before it counts as failed, in ms. */
   readonly drainTimeoutMs: number;
+  /** Objects the S3 drain run puts into the bucket once the job runs, and lines (records) in each. */
+  readonly s3Objects: number;
+  readonly s3LinesPerObject: number;
 }
 
 const JOB = 'bench-sources';
@@ -217,8 +221,15 @@ function purposeOf(op: string, queue: { role: string; source?: boolean } | undef
 
 /** Requests by operation, named without the SDK's `Command` suffix. */
 const byOperation = (r: Record<string, number>) => Object.fromEntries(Object.entries(r).map(([op, n]) => [op.replace(/Command$/, ''), n]));
-/** The source's own requests: SQS for `sqsSource`, Kinesis for `kinesisSource` (each client counts only its own). */
-const sourceByOperation = (u: AwsUsageSnapshot) => ({ ...byOperation(u.requests.sqs), ...byOperation(u.requests.kinesis ?? {}) });
+/**
+ * The source's own requests: SQS for `sqsSource`, Kinesis for `kinesisSource`, S3 (named `S3 <operation>`) and SQS
+ * for `s3Source` (each client counts only its own).
+ */
+const sourceByOperation = (u: AwsUsageSnapshot) => ({
+  ...byOperation(u.requests.sqs),
+  ...byOperation(u.requests.kinesis ?? {}),
+  ...Object.fromEntries(Object.entries(byOperation(u.requests.s3)).map(([op, n]) => [`S3 ${op}`, n])),
+});
 
 const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
 const scale = (r: Record<string, number>, k: number) => Object.fromEntries(Object.entries(r).map(([op, n]) => [op, n * k]));
@@ -261,6 +272,8 @@ function summarize(list: readonly Invocation[]): Record<string, InvocationSummar
 /** USD, by what is billed. */
 export interface SourcesCost {
   readonly sqsSourceQueue: number;
+  /** `s3Source`'s own S3 requests (its listings, and the GetObject of each object read). */
+  readonly s3SourceBucket: number;
   readonly sqsInternal: number;
   readonly dynamodb: number;
   readonly s3: number;
@@ -330,6 +343,7 @@ function usageBetween(a: Marks, b: Marks, probe: RuntimeProbe, sfn: StepFunction
   const all = invocations.all ?? { count: 0, totalMs: 0 };
   const cost = {
     sqsSourceQueue: (source.sqsBilled / 1e6) * p.sqsStandardPerMillionRequests,
+    s3SourceBucket: (source.s3Put / 1000) * p.s3PutPerThousand + (source.s3Get / 1000) * p.s3GetPerThousand,
     sqsInternal: (sqsBilled.fifo / 1e6) * p.sqsFifoPerMillionRequests + (sqsBilled.standard / 1e6) * p.sqsStandardPerMillionRequests,
     dynamodb: (runtime.writeUnits / 1e6) * p.dynamoDbPerMillionWriteUnits + (readUnits / 1e6) * p.dynamoDbPerMillionReadUnits,
     s3: (runtime.s3Put / 1000) * p.s3PutPerThousand + (runtime.s3Get / 1000) * p.s3GetPerThousand,
@@ -338,7 +352,7 @@ function usageBetween(a: Marks, b: Marks, probe: RuntimeProbe, sfn: StepFunction
     lambdaDuration: (all.totalMs / 1000) * (p.lambdaMemoryMb / 1024) * p.lambdaArm64PerGbSecond,
     total: 0,
   };
-  cost.total = cost.sqsSourceQueue + cost.sqsInternal + cost.dynamodb + cost.s3 + cost.stepFunctions + cost.lambdaRequests + cost.lambdaDuration;
+  cost.total = cost.sqsSourceQueue + cost.s3SourceBucket + cost.sqsInternal + cost.dynamodb + cost.s3 + cost.stepFunctions + cost.lambdaRequests + cost.lambdaDuration;
   return {
     source: { requests: sourceByOperation(source), billed: source.sqsBilled },
     runtime: byService(runtime),
@@ -653,6 +667,95 @@ async function kinesisDrainRun(cfg: SourcesConfig, endpoint: string, plain: Kine
   }
 }
 
+/** A bucket, and a standard queue its `s3:ObjectCreated:*` notifications go to (as test/integration/s3-source.test.ts sets up). */
+async function bucketWithQueue(s3: S3Client, sqs: SQSClient): Promise<{ bucket: string; queueUrl: string }> {
+  const tag = randomUUID().slice(0, 8);
+  const queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: `bench-uploads-${tag}` }))).QueueUrl!;
+  const queueArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))).Attributes!.QueueArn!;
+  const bucket = `bench-uploads-${tag}`;
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  await s3.send(new PutBucketNotificationConfigurationCommand({ Bucket: bucket, NotificationConfiguration: { QueueConfigurations: [{ QueueArn: queueArn, Events: ['s3:ObjectCreated:*'] }] } }));
+  return { bucket, queueUrl };
+}
+
+/** `s3Source` over the bucket's notifications and a listing every minute, both its clients (S3 and SQS) counting into the source's usage. */
+const s3Orders =
+  (bucket: string, queueUrl: string): SourceOf<AwsClients> =>
+  (endpoint, usage) => {
+    const client = instrumentedClients(endpoint, usage);
+    return { client, source: s3Source<Order>({ bucket, notifications: { queueUrl }, listInterval: '1m', client: client.s3, sqsClient: client.sqs, parse: (line) => JSON.parse(line) as Order }) };
+  };
+
+/** An S3 drain run's figures. */
+export interface S3DrainResult {
+  readonly objects: number;
+  readonly lines: number;
+  readonly runMs: number;
+  readonly checkpoints: number;
+  /** Lines the sink was handed (a replayed step would hand some twice). */
+  readonly sinkRecords: number;
+  readonly usage: SourcesUsage;
+  readonly perThousandObjects: SourcesUsage;
+  readonly perThousandLines: SourcesUsage;
+}
+
+/**
+ * N objects of L lines each put into the bucket once the job runs (each announced by a notification to the queue),
+ * read until every line reached the sink and a checkpoint triggered after that completed (which deletes the
+ * notifications that announced them).
+ */
+async function s3DrainRun(cfg: SourcesConfig, endpoint: string, plainS3: S3Client, plain: SQSClient, sfn: SFNClient, seen: Set<string>, n: number): Promise<S3DrainResult> {
+  const { bucket, queueUrl } = await bucketWithQueue(plainS3, plain);
+  const input = orders(cfg.s3Objects * cfg.s3LinesPerObject, cfg.customers);
+  const namespace = `sources-s3-drain-${n}`;
+  const { sourceUsage, usage, counter, runner, probe } = setUp(cfg, endpoint, s3Orders(bucket, queueUrl), namespace);
+  await stepFunctionsWork(sfn, seen);
+  const run = runner.run();
+  try {
+    await waitRunning(runner, run);
+    const start = mark(sourceUsage, usage, probe, runner);
+    for (let i = 0; i < cfg.s3Objects; i++) {
+      const lines = input.slice(i * cfg.s3LinesPerObject, (i + 1) * cfg.s3LinesPerObject).map((o) => JSON.stringify(o));
+      await plainS3.send(new PutObjectCommand({ Bucket: bucket, Key: `in/${String(i).padStart(5, '0')}.jsonl`, Body: lines.join('\n') + '\n' }));
+    }
+    const deadline = performance.now() + cfg.drainTimeoutMs;
+    let ended = false;
+    void run.finally(() => (ended = true));
+    let lastLog = performance.now();
+    let reachedAt: number | undefined;
+    const committed = () =>
+      reachedAt !== undefined && runner.coordinatorState().history.some((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint' && h.triggeredAt >= reachedAt!);
+    while (!ended && !committed()) {
+      if (reachedAt === undefined && counter.records >= input.length) reachedAt = Date.now();
+      if (performance.now() > deadline) throw new Error(`sources s3 drain: ${counter.records} of ${input.length} lines at the sink, ${completed(runner)} checkpoints after ${cfg.drainTimeoutMs} ms`);
+      if (performance.now() - lastLog > 10_000) {
+        lastLog = performance.now();
+        logLine(`${namespace}: ${counter.records} of ${input.length} lines at the sink, ${completed(runner)} checkpoints`);
+      }
+      await sleep(100);
+    }
+    if (ended) throw new Error(`sources s3 drain: the job ended early: ${(await run).state} ${(await run).error?.message ?? ''}`);
+    const end = mark(sourceUsage, usage, probe, runner);
+    const checkpoints = completed(runner) - start.checkpoints;
+    await sleep(1500);
+    const work = await stepFunctionsWork(sfn, seen);
+    const used = usageBetween(start, end, probe, work);
+    return {
+      objects: cfg.s3Objects,
+      lines: input.length,
+      runMs: end.at - start.at,
+      checkpoints,
+      sinkRecords: counter.records,
+      usage: used,
+      perThousandObjects: scaleUsage(used, 1000 / cfg.s3Objects),
+      perThousandLines: scaleUsage(used, 1000 / input.length),
+    };
+  } finally {
+    await runner.cancel();
+    await run;
+  }
+}
+
 /** Medians of the idle runs, per hour and per month. */
 function idleMedians(idles: readonly IdleResult[]) {
   const perHour = medianUsage(idles.map((r) => r.perHour));
@@ -694,6 +797,21 @@ export interface SourcesResult {
       readonly shardHoursPerMonth: number;
     };
   };
+  /** The same for `s3Source` over a bucket whose notifications go to a standard queue (listing every minute besides). */
+  readonly s3: {
+    readonly objects: number;
+    readonly linesPerObject: number;
+    readonly drains: readonly S3DrainResult[];
+    readonly idles: readonly IdleResult[];
+    readonly drain: {
+      readonly runMs: number;
+      readonly checkpoints: number;
+      readonly complete: boolean;
+      readonly perThousandObjects: SourcesUsage;
+      readonly perThousandLines: SourcesUsage;
+    };
+    readonly idle: { readonly windowMs: number; readonly checkpoints: number; readonly perHour: SourcesUsage; readonly perMonth: SourcesCost };
+  };
 }
 
 /** Starts moto, runs the drain and idle measurements `runs` times each, stops moto. */
@@ -703,6 +821,7 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
   const endpoint = process.env.AWS_ENDPOINT_URL!;
   const plain = new SQSClient({ endpoint, region: AWS_PRICES.region });
   const plainKinesis = new KinesisClient({ endpoint, region: AWS_PRICES.region, requestHandler: new NodeHttpHandler() });
+  const plainS3 = new S3Client({ endpoint, region: AWS_PRICES.region, forcePathStyle: true });
   const sfn = new SFNClient({ endpoint, region: AWS_PRICES.region });
   const seen = new Set<string>();
   const idleLog = (what: string, idle: IdleResult) => {
@@ -717,6 +836,8 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
     const idles: IdleResult[] = [];
     const kDrains: KinesisDrainResult[] = [];
     const kIdles: IdleResult[] = [];
+    const sDrains: S3DrainResult[] = [];
+    const sIdles: IdleResult[] = [];
     for (let i = 0; i < cfg.runs; i++) {
       const d = await drainRun(cfg, endpoint, plain, sfn, seen, i);
       logLine(`drain ${i + 1}/${cfg.runs}: ${d.messages} messages in ${Math.round(d.runMs)} ms, ${d.checkpoints} checkpoints, ${d.sinkRecords} records at the sink; per 1,000 records: source SQS ${sum(d.per1000.source.requests).toFixed(1)}, runtime SQS ${sum(d.per1000.runtime.sqs).toFixed(1)}, DynamoDB ${sum(d.per1000.runtime.dynamodb).toFixed(1)}, invocations ${d.per1000.invocations.all?.count.toFixed(1)}`);
@@ -732,6 +853,16 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
       const kIdle = await idleRun(cfg, endpoint, kinesisOrders(await createStream(plainKinesis, cfg.kinesisShards)), sfn, seen, `sources-kinesis-idle-${i}`);
       idleLog(`kinesis idle ${i + 1}/${cfg.runs}`, kIdle);
       kIdles.push(kIdle);
+      const sd = await s3DrainRun(cfg, endpoint, plainS3, plain, sfn, seen, i);
+      const po = sd.perThousandObjects;
+      logLine(
+        `s3 drain ${i + 1}/${cfg.runs}: ${sd.objects} objects (${sd.lines} lines) in ${Math.round(sd.runMs)} ms, ${sd.checkpoints} checkpoints, ${sd.sinkRecords} lines at the sink; per 1,000 objects: source ${sum(po.source.requests).toFixed(1)} ${JSON.stringify(po.source.requests, (_k, v: unknown) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}, runtime SQS ${sum(po.runtime.sqs).toFixed(1)}, DynamoDB ${sum(po.runtime.dynamodb).toFixed(1)}, invocations ${po.invocations.all?.count.toFixed(1)}`,
+      );
+      sDrains.push(sd);
+      const empty = await bucketWithQueue(plainS3, plain);
+      const sIdle = await idleRun(cfg, endpoint, s3Orders(empty.bucket, empty.queueUrl), sfn, seen, `sources-s3-idle-${i}`);
+      idleLog(`s3 idle ${i + 1}/${cfg.runs}`, sIdle);
+      sIdles.push(sIdle);
     }
     const idle = idleMedians(idles);
     const kIdle = idleMedians(kIdles);
@@ -760,10 +891,25 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
         },
         idle: { ...kIdle, shardHoursPerMonth: cfg.kinesisShards * AWS_PRICES.hoursPerMonth * AWS_PRICES.kinesisPerShardHour },
       },
+      s3: {
+        objects: cfg.s3Objects,
+        linesPerObject: cfg.s3LinesPerObject,
+        drains: sDrains,
+        idles: sIdles,
+        drain: {
+          runMs: median(sDrains.map((d) => d.runMs)),
+          checkpoints: median(sDrains.map((d) => d.checkpoints)),
+          complete: sDrains.every((d) => d.sinkRecords >= d.lines),
+          perThousandObjects: medianUsage(sDrains.map((d) => d.perThousandObjects)),
+          perThousandLines: medianUsage(sDrains.map((d) => d.perThousandLines)),
+        },
+        idle: idleMedians(sIdles),
+      },
     };
   } finally {
     plain.destroy();
     plainKinesis.destroy();
+    plainS3.destroy();
     sfn.destroy();
     await stopMoto();
     if (savedEndpoint === undefined) delete process.env.AWS_ENDPOINT_URL;
