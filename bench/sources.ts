@@ -21,6 +21,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { AwsClients } from '../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../lib/aws/emulator/emulator-runner.js';
+import type { RunOutcome } from '../lib/embedded/embedded-runner.js';
 import { emulatorResourceNames } from '../lib/aws/emulator/provision.js';
 import { Job, kinesisSource, s3Source, sqsSource, valueState, type SourceConnector } from '../lib/index.js';
 import startMoto from '../test/support/moto-global-setup.js';
@@ -529,20 +530,8 @@ async function drainRun(cfg: SourcesConfig, endpoint: string, plain: SQSClient, 
   try {
     await waitRunning(runner, run);
     const start = mark(sourceUsage, usage, probe, runner);
-    const deadline = performance.now() + cfg.drainTimeoutMs;
-    let ended = false;
-    void run.finally(() => (ended = true));
-    let lastLog = performance.now();
     // Every record committed (its checkpoint completed), and every message deleted (the source acknowledged it).
-    while (!ended && !drained()) {
-      if (performance.now() > deadline) throw new Error(`sources drain: ${deleted.size} of ${input.length} messages deleted, ${counter.records} records at the sink after ${cfg.drainTimeoutMs} ms`);
-      if (performance.now() - lastLog > 10_000) {
-        lastLog = performance.now();
-        logLine(`${namespace}: ${deleted.size} of ${input.length} deleted, ${counter.records} records at the sink, ${completed(runner)} checkpoints`);
-      }
-      await sleep(100);
-    }
-    if (ended) throw new Error(`sources drain: the job ended early: ${(await run).state} ${(await run).error?.message ?? ''}`);
+    await awaitDrained({ what: 'drain', namespace, runner, run, timeoutMs: cfg.drainTimeoutMs, done: drained, progress: () => `${deleted.size} of ${input.length} messages deleted, ${counter.records} records at the sink, ${completed(runner)} checkpoints` });
     const end = mark(sourceUsage, usage, probe, runner);
     const checkpoints = completed(runner) - start.checkpoints;
     const motoDepth = await queueDepth(plain, queueUrl);
@@ -637,24 +626,7 @@ async function kinesisDrainRun(cfg: SourcesConfig, endpoint: string, plain: Kine
   try {
     await waitRunning(runner, run);
     const start = mark(sourceUsage, usage, probe, runner);
-    const deadline = performance.now() + cfg.drainTimeoutMs;
-    let ended = false;
-    void run.finally(() => (ended = true));
-    let lastLog = performance.now();
-    // Date.now(), as the checkpoint history's trigger times.
-    let reachedAt: number | undefined;
-    const committed = () =>
-      reachedAt !== undefined && runner.coordinatorState().history.some((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint' && h.triggeredAt >= reachedAt!);
-    while (!ended && !committed()) {
-      if (reachedAt === undefined && counter.records >= input.length) reachedAt = Date.now();
-      if (performance.now() > deadline) throw new Error(`sources kinesis drain: ${counter.records} of ${input.length} records at the sink, ${completed(runner)} checkpoints after ${cfg.drainTimeoutMs} ms`);
-      if (performance.now() - lastLog > 10_000) {
-        lastLog = performance.now();
-        logLine(`${namespace}: ${counter.records} of ${input.length} records at the sink, ${completed(runner)} checkpoints`);
-      }
-      await sleep(100);
-    }
-    if (ended) throw new Error(`sources kinesis drain: the job ended early: ${(await run).state} ${(await run).error?.message ?? ''}`);
+    await awaitDrained({ what: 'kinesis drain', namespace, runner, run, timeoutMs: cfg.drainTimeoutMs, thenCheckpoint: true, done: () => counter.records >= input.length, progress: () => `${counter.records} of ${input.length} records at the sink, ${completed(runner)} checkpoints` });
     const end = mark(sourceUsage, usage, probe, runner);
     const checkpoints = completed(runner) - start.checkpoints;
     await sleep(1500);
@@ -718,23 +690,7 @@ async function s3DrainRun(cfg: SourcesConfig, endpoint: string, plainS3: S3Clien
       const lines = input.slice(i * cfg.s3LinesPerObject, (i + 1) * cfg.s3LinesPerObject).map((o) => JSON.stringify(o));
       await plainS3.send(new PutObjectCommand({ Bucket: bucket, Key: `in/${String(i).padStart(5, '0')}.jsonl`, Body: lines.join('\n') + '\n' }));
     }
-    const deadline = performance.now() + cfg.drainTimeoutMs;
-    let ended = false;
-    void run.finally(() => (ended = true));
-    let lastLog = performance.now();
-    let reachedAt: number | undefined;
-    const committed = () =>
-      reachedAt !== undefined && runner.coordinatorState().history.some((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint' && h.triggeredAt >= reachedAt!);
-    while (!ended && !committed()) {
-      if (reachedAt === undefined && counter.records >= input.length) reachedAt = Date.now();
-      if (performance.now() > deadline) throw new Error(`sources s3 drain: ${counter.records} of ${input.length} lines at the sink, ${completed(runner)} checkpoints after ${cfg.drainTimeoutMs} ms`);
-      if (performance.now() - lastLog > 10_000) {
-        lastLog = performance.now();
-        logLine(`${namespace}: ${counter.records} of ${input.length} lines at the sink, ${completed(runner)} checkpoints`);
-      }
-      await sleep(100);
-    }
-    if (ended) throw new Error(`sources s3 drain: the job ended early: ${(await run).state} ${(await run).error?.message ?? ''}`);
+    await awaitDrained({ what: 's3 drain', namespace, runner, run, timeoutMs: cfg.drainTimeoutMs, thenCheckpoint: true, done: () => counter.records >= input.length, progress: () => `${counter.records} of ${input.length} lines at the sink, ${completed(runner)} checkpoints` });
     const end = mark(sourceUsage, usage, probe, runner);
     const checkpoints = completed(runner) - start.checkpoints;
     await sleep(1500);
@@ -766,33 +722,20 @@ function idleMedians(idles: readonly IdleResult[]) {
 export interface SourcesResult {
   readonly drains: readonly DrainResult[];
   readonly idles: readonly IdleResult[];
-  readonly drain: {
-    readonly runMs: number;
-    readonly checkpoints: number;
-    /** Every run's sink had every record (at least once; a replay would hand some twice). */
-    readonly complete: boolean;
-    readonly per1000: SourcesUsage;
-  };
-  readonly idle: { readonly windowMs: number; readonly checkpoints: number; readonly perHour: SourcesUsage; readonly perMonth: SourcesCost };
+  readonly drain: DrainSummary & { readonly per1000: SourcesUsage };
+  readonly idle: IdleSummary;
   /** The same for `kinesisSource` over a stream of `shards` shards (provisioned mode). */
   readonly kinesis: {
     readonly shards: number;
     readonly drains: readonly KinesisDrainResult[];
     readonly idles: readonly IdleResult[];
-    readonly drain: {
-      readonly runMs: number;
-      readonly checkpoints: number;
-      readonly complete: boolean;
+    readonly drain: DrainSummary & {
       readonly per1000: SourcesUsage;
       /** PUT payload units per 1,000 records put, and their $ per million records (the producer's). */
       readonly putPayloadUnitsPer1000: number;
       readonly putCostPerMillion: number;
     };
-    readonly idle: {
-      readonly windowMs: number;
-      readonly checkpoints: number;
-      readonly perHour: SourcesUsage;
-      readonly perMonth: SourcesCost;
+    readonly idle: IdleSummary & {
       /** The stream's shard-hours a month in $: the user's whether or not Floe reads it, so apart from `perMonth`. */
       readonly shardHoursPerMonth: number;
     };
@@ -803,15 +746,25 @@ export interface SourcesResult {
     readonly linesPerObject: number;
     readonly drains: readonly S3DrainResult[];
     readonly idles: readonly IdleResult[];
-    readonly drain: {
-      readonly runMs: number;
-      readonly checkpoints: number;
-      readonly complete: boolean;
-      readonly perThousandObjects: SourcesUsage;
-      readonly perThousandLines: SourcesUsage;
-    };
-    readonly idle: { readonly windowMs: number; readonly checkpoints: number; readonly perHour: SourcesUsage; readonly perMonth: SourcesCost };
+    readonly drain: DrainSummary & { readonly perThousandObjects: SourcesUsage; readonly perThousandLines: SourcesUsage };
+    readonly idle: IdleSummary;
   };
+}
+
+/** Medians of a source's drain runs. */
+interface DrainSummary {
+  readonly runMs: number;
+  readonly checkpoints: number;
+  /** Every run's sink had every record (at least once; a replay would hand some twice). */
+  readonly complete: boolean;
+}
+
+/** Medians of a source's idle runs. */
+interface IdleSummary {
+  readonly windowMs: number;
+  readonly checkpoints: number;
+  readonly perHour: SourcesUsage;
+  readonly perMonth: SourcesCost;
 }
 
 /** Starts moto, runs the drain and idle measurements `runs` times each, stops moto. */
@@ -871,9 +824,7 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
       drains,
       idles,
       drain: {
-        runMs: median(drains.map((d) => d.runMs)),
-        checkpoints: median(drains.map((d) => d.checkpoints)),
-        complete: drains.every((d) => d.sinkRecords >= d.messages),
+        ...drainMedians(drains, (d) => d.messages),
         per1000: medianUsage(drains.map((d) => d.per1000)),
       },
       idle,
@@ -882,9 +833,7 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
         drains: kDrains,
         idles: kIdles,
         drain: {
-          runMs: median(kDrains.map((d) => d.runMs)),
-          checkpoints: median(kDrains.map((d) => d.checkpoints)),
-          complete: kDrains.every((d) => d.sinkRecords >= d.records),
+          ...drainMedians(kDrains, (d) => d.records),
           per1000: medianUsage(kDrains.map((d) => d.per1000)),
           putPayloadUnitsPer1000,
           putCostPerMillion: putPayloadUnitsPer1000 * 1000 * (AWS_PRICES.kinesisPerMillionPutPayloadUnits / 1e6),
@@ -897,9 +846,7 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
         drains: sDrains,
         idles: sIdles,
         drain: {
-          runMs: median(sDrains.map((d) => d.runMs)),
-          checkpoints: median(sDrains.map((d) => d.checkpoints)),
-          complete: sDrains.every((d) => d.sinkRecords >= d.lines),
+          ...drainMedians(sDrains, (d) => d.lines),
           perThousandObjects: medianUsage(sDrains.map((d) => d.perThousandObjects)),
           perThousandLines: medianUsage(sDrains.map((d) => d.perThousandLines)),
         },
@@ -915,4 +862,37 @@ export async function sourcesSection(cfg: SourcesConfig): Promise<SourcesResult>
     if (savedEndpoint === undefined) delete process.env.AWS_ENDPOINT_URL;
     else process.env.AWS_ENDPOINT_URL = savedEndpoint;
   }
+}
+
+/**
+ * Waits until `done()` holds, logging `progress()` every 10 s; throws when the job ends first or `timeoutMs` passes.
+ * With `thenCheckpoint`, `done()` only says the records arrived: the wait goes on until a checkpoint triggered after
+ * that completed (what commits them when nothing is acknowledged).
+ */
+async function awaitDrained(o: { what: string; namespace: string; runner: EmulatorRunner; run: Promise<RunOutcome>; timeoutMs: number; done: () => boolean; progress: () => string; thenCheckpoint?: boolean }): Promise<void> {
+  const deadline = performance.now() + o.timeoutMs;
+  let ended = false;
+  void o.run.finally(() => (ended = true));
+  let lastLog = performance.now();
+  // Date.now(), as the checkpoint history's trigger times.
+  let reachedAt: number | undefined;
+  const finished = () => {
+    if (!o.thenCheckpoint) return o.done();
+    if (reachedAt === undefined && o.done()) reachedAt = Date.now();
+    return reachedAt !== undefined && o.runner.coordinatorState().history.some((h) => h.status === 'COMPLETED' && h.kind === 'checkpoint' && h.triggeredAt >= reachedAt!);
+  };
+  while (!ended && !finished()) {
+    if (performance.now() > deadline) throw new Error(`sources ${o.what}: ${o.progress()} after ${o.timeoutMs} ms`);
+    if (performance.now() - lastLog > 10_000) {
+      lastLog = performance.now();
+      logLine(`${o.namespace}: ${o.progress()}`);
+    }
+    await sleep(100);
+  }
+  if (ended) throw new Error(`sources ${o.what}: the job ended early: ${(await o.run).state} ${(await o.run).error?.message ?? ''}`);
+}
+
+/** Median time and checkpoints of drain runs, and whether every run brought all its records to the sink. */
+function drainMedians<D extends { runMs: number; checkpoints: number; sinkRecords: number }>(runs: readonly D[], expected: (d: D) => number): { runMs: number; checkpoints: number; complete: boolean } {
+  return { runMs: median(runs.map((d) => d.runMs)), checkpoints: median(runs.map((d) => d.checkpoints)), complete: runs.every((d) => d.sinkRecords >= expected(d)) };
 }
