@@ -136,10 +136,11 @@ describe('s3 source: options', () => {
     expect(s3Source({ bucket: 'b', listInterval: '1m', emit: 'objects' }).expandedResources).toEqual([]);
   });
 
-  it("with notifications: 'eventbridge' it asks the deployment for a feed of the bucket's Object Created events under the prefix", () => {
+  it("with notifications: 'eventbridge' it asks the deployment for a feed of the bucket's Object Created events under the prefix, and to turn them on for the bucket", () => {
     expect(s3Source({ bucket: 'b', prefix: 'in/', notifications: 'eventbridge' }).feed).toEqual({
       kind: 'eventbridge',
       bus: 'default',
+      bucket: 'b',
       pattern: { source: ['aws.s3'], 'detail-type': ['Object Created'], detail: { bucket: { name: ['b'] }, object: { key: [{ prefix: 'in/' }] } } },
     });
   });
