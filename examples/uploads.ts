@@ -7,8 +7,9 @@
  *
  *   floe run examples/uploads.ts --aws-endpoint <url> -- --queue <queue-url> --output <dir|s3://bucket/prefix>
  *
- * The bucket's notification configuration sends `s3:ObjectCreated:*` to the queue (S3 first sends an `s3:TestEvent`,
- * which the job skips). `--window` sets the window size (default 1m); a window is written once an event at least
+ * The bucket's notification configuration sends `s3:ObjectCreated:*` to the queue, whose policy must allow
+ * `sqs:SendMessage` to the `s3.amazonaws.com` principal for the bucket (S3 first sends an `s3:TestEvent`, which the
+ * job skips). `--window` sets the window size (default 1m); a window is written once an event at least
  * `--lateness` (default 5s) past its end has arrived.
  */
 import { parseArgs } from 'node:util';
