@@ -8,7 +8,8 @@
  *
  *   floe run examples/uploads.ts --aws-endpoint <url> -- --bucket <name> --queue <queue-url> --output <dir|s3://bucket/prefix>
  *
- * The bucket's notification configuration sends `s3:ObjectCreated:*` to the queue. `--window` sets the window size
+ * The bucket's notification configuration sends `s3:ObjectCreated:*` to the queue, whose policy must allow
+ * `sqs:SendMessage` to the `s3.amazonaws.com` principal for the bucket. `--window` sets the window size
  * (default 1m); a window is written once an object at least `--lateness` (default 5s) past its end has arrived.
  */
 import { parseArgs } from 'node:util';

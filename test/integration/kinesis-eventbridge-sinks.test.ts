@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CreateStreamCommand, DescribeStreamCommand, GetRecordsCommand, GetShardIteratorCommand, KinesisClient } from '@aws-sdk/client-kinesis';
 import { EventBridgeClient, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
 import { kinesisSink } from '../../lib/connectors/kinesis-sink.js';
@@ -121,7 +121,19 @@ describe('eventBridgeSink on the emulator', () => {
     const queueUrl = await createQueue('events', false);
     const arn = (await aws.sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }))).Attributes!.QueueArn!;
     const rule = unique('rule');
-    await events.send(new PutRuleCommand({ Name: rule, EventPattern: JSON.stringify({ source: [source] }) }));
+    const { RuleArn } = await events.send(new PutRuleCommand({ Name: rule, EventPattern: JSON.stringify({ source: [source] }) }));
+    // EventBridge delivers to a queue only if the queue's policy lets the rule send to it.
+    await aws.sqs.send(
+      new SetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        Attributes: {
+          Policy: JSON.stringify({
+            Version: '2012-10-17',
+            Statement: [{ Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' }, Action: 'sqs:SendMessage', Resource: arn, Condition: { ArnEquals: { 'aws:SourceArn': RuleArn } } }],
+          }),
+        },
+      }),
+    );
     await events.send(new PutTargetsCommand({ Rule: rule, Targets: [{ Id: 'queue', Arn: arn }] }));
     return queueUrl;
   }

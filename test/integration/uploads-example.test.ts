@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { CreateQueueCommand, GetQueueAttributesCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { CreateBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
 import { loadJob } from '../../lib/embedded/load-job.js';
@@ -22,6 +22,18 @@ describe('examples/uploads.ts: S3 object-created notifications through SQS into 
     const queueArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queue, AttributeNames: ['QueueArn'] }))).Attributes!.QueueArn!;
     const bucket = `uploads-${tag}`;
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    // S3 sends to a queue only if the queue's policy lets it (and refuses the notification configuration otherwise).
+    await sqs.send(
+      new SetQueueAttributesCommand({
+        QueueUrl: queue,
+        Attributes: {
+          Policy: JSON.stringify({
+            Version: '2012-10-17',
+            Statement: [{ Effect: 'Allow', Principal: { Service: 's3.amazonaws.com' }, Action: 'sqs:SendMessage', Resource: queueArn, Condition: { ArnLike: { 'aws:SourceArn': `arn:aws:s3:::${bucket}` } } }],
+          }),
+        },
+      }),
+    );
     await s3.send(new PutBucketNotificationConfigurationCommand({ Bucket: bucket, NotificationConfiguration: { QueueConfigurations: [{ QueueArn: queueArn, Events: ['s3:ObjectCreated:*'] }] } }));
 
     const output = await scratch.dir();
