@@ -122,15 +122,36 @@ export function compareSequencers(a: string, b: string): number {
  * The objects an SQS message says were created: an S3 event notification (`Records`), an EventBridge "Object
  * Created" event, or S3's test event (none). Throws on anything else, which sends the message to the dead-letter queue.
  */
+/** The fields of a notification's object this source reads, as S3 (`eTag`, `versionId`) and EventBridge (`etag`, `version-id`) spell them. */
+interface NotifiedObject {
+  readonly key?: unknown;
+  readonly size?: unknown;
+  readonly eTag?: string;
+  readonly etag?: string;
+  readonly versionId?: unknown;
+  readonly 'version-id'?: unknown;
+  readonly sequencer?: unknown;
+}
+
+/** An S3 event notification's record, or an EventBridge S3 event's detail, as far as this source reads it. */
+interface NotifiedRecord {
+  readonly eventName?: unknown;
+  readonly eventTime?: unknown;
+  readonly s3?: { readonly bucket?: { readonly name?: unknown }; readonly object?: NotifiedObject };
+  readonly bucket?: { readonly name?: unknown };
+  readonly object?: NotifiedObject;
+}
+
 export function objectsInNotification(body: string): S3ObjectInfo[] {
   const n = JSON.parse(body) as Record<string, unknown>;
   if (n.Event === 's3:TestEvent') return [];
   if (Array.isArray(n.Records)) {
-    return (n.Records as Record<string, any>[]).filter((r) => typeof r.eventName === 'string' && r.eventName.startsWith('ObjectCreated:')).map((r) => {
-      const object = r.s3?.object ?? {};
-      if (typeof r.s3?.bucket?.name !== 'string' || typeof object.key !== 'string') throw new Error('an S3 event record without s3.bucket.name or s3.object.key');
+    return (n.Records as NotifiedRecord[]).filter((r) => typeof r.eventName === 'string' && r.eventName.startsWith('ObjectCreated:')).map((r) => {
+      const object: NotifiedObject = r.s3?.object ?? {};
+      const bucketName = r.s3?.bucket?.name;
+      if (typeof bucketName !== 'string' || typeof object.key !== 'string') throw new Error('an S3 event record without s3.bucket.name or s3.object.key');
       return {
-        bucket: r.s3.bucket.name,
+        bucket: bucketName,
         // Keys arrive URL-encoded, with '+' for a space.
         key: decodeURIComponent(String(object.key).replace(/\+/g, ' ')),
         size: Number(object.size ?? 0),
@@ -143,11 +164,12 @@ export function objectsInNotification(body: string): S3ObjectInfo[] {
   }
   if (n.source === 'aws.s3' && typeof n['detail-type'] === 'string') {
     if (n['detail-type'] !== 'Object Created') return [];
-    const d = n.detail as Record<string, any> | undefined;
-    if (typeof d?.bucket?.name !== 'string' || typeof d.object?.key !== 'string') throw new Error('an EventBridge S3 event without detail.bucket.name or detail.object.key');
+    const d = n.detail as NotifiedRecord | undefined;
+    const bucketName = d?.bucket?.name;
+    if (d?.object === undefined || typeof bucketName !== 'string' || typeof d.object.key !== 'string') throw new Error('an EventBridge S3 event without detail.bucket.name or detail.object.key');
     return [
       {
-        bucket: d.bucket.name,
+        bucket: bucketName,
         key: String(d.object.key),
         size: Number(d.object.size ?? 0),
         // (AWS writes `etag`; some emulators `eTag`.) An unversioned bucket's version id is the string "null".

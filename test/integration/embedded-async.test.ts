@@ -78,14 +78,14 @@ describe('mapAsync and flatMapAsync (ordered async I/O), embedded', () => {
     const values = Array.from({ length: 2_000 }, (_, i) => i);
     const sink = scratch.collector<number>();
     let rejected = false;
-    let runner!: EmbeddedRunner;
+    const completed = { count: () => 0 };
     const job = new Job('async-failure', { parallelism: 2 });
     job
       .source(listSource(values, 10), { uid: 'in' })
       .rebalance()
       .mapAsync(async (v) => {
         await sleep(2);
-        if (!rejected && runner.coordinatorState().counts.completed >= 1) {
+        if (!rejected && completed.count() >= 1) {
           rejected = true;
           throw new Error(`lookup failed for ${v}`);
         }
@@ -93,7 +93,8 @@ describe('mapAsync and flatMapAsync (ordered async I/O), embedded', () => {
       })
       .sinkTo(sink, { uid: 'out' });
     const { log, lines, text } = captureLog();
-    runner = new EmbeddedRunner(job, runOptions(await scratch.dir(), log, { restart: { type: 'fixed-delay', attempts: 2, delay: 20 } }));
+    const runner = new EmbeddedRunner(job, runOptions(await scratch.dir(), log, { restart: { type: 'fixed-delay', attempts: 2, delay: 20 } }));
+    completed.count = () => runner.coordinatorState().counts.completed;
 
     // When it runs
     const outcome = await runner.run();
