@@ -188,7 +188,8 @@ export class SourceOperator extends Operator {
   /**
    * The watermark this subtask's splits allow: the smallest over unfinished splits; the maximum once all are done
    * (or when it has none). An unbounded source whose splits are all done holds the highest watermark they reached
-   * instead: more splits may come (a finished shard's children), and their records must not be late.
+   * instead: more splits may come (a finished shard's children), and their records must not be late. Splits for which
+   * the connector's `holdsWatermark` is false (a repairing listing beside notifications) do not count.
    */
   currentSourceWatermark(): number {
     if (!this.watermarks) return MIN_WATERMARK;
