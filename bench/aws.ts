@@ -9,7 +9,7 @@ import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { awsClients, type AwsClients } from '../lib/adapters/aws/clients.js';
-import { EmulatorRunner } from '../lib/aws/emulator/emulator-runner.js';
+import { EmulatorRunner } from '../lib/hosts/emulator/emulator-runner.js';
 import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
 import { Job, generator, valueState } from '../lib/index.js';
 import startMoto from '../test/support/moto-global-setup.js';

@@ -4,11 +4,11 @@
  * and `GET .../savepoints/:triggerId`, `POST /jobs/:id/stop`, `PATCH /jobs/:id?mode=cancel`) for the deployed job,
  * behind a function URL with IAM auth (callers sign with SigV4). HTTP events in payload format 2.0 (a function URL,
  * or an API Gateway HTTP API) are answered by the same router as `floe run`'s server (lib/rest/router.ts); the job
- * is read from its job row for every request and triggers start coordinator executions (lib/aws/deployed-job-control.ts),
+ * is read from its job row for every request and triggers start coordinator executions (lib/hosts/lambda/deployed-job-control.ts),
  * so nothing is kept between invocations and any container answers any request.
  *
  * It needs neither the job's code nor its plan, so FloeJob bundles this module alone. Its environment (names as in
- * `FloeEnv` in infra/handler-contract.ts): `FLOE_JOB`, `FLOE_COORDINATOR_TABLE`, `FLOE_STATE_MACHINE_ARN`,
+ * `FloeEnv` in lib/hosts/lambda/handler-contract.ts): `FLOE_JOB`, `FLOE_COORDINATOR_TABLE`, `FLOE_STATE_MACHINE_ARN`,
  * `FLOE_SAVEPOINT_DIR` (the default savepoint directory), and `FLOE_CHECKPOINT_BUCKET`, `FLOE_CHECKPOINT_DIR`
  * (optional). A missing variable is answered with a 500 naming every one, for every request that reaches the job
  * (a malformed or unknown request is answered without it).
@@ -20,11 +20,11 @@
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context } from 'aws-lambda';
 import { awsClients, type AwsClients } from '../lib/adapters/aws/clients.js';
-import { createControlApiHandler, type HttpResultV2 } from '../lib/aws/control-api.js';
-import { DeployedJobControl } from '../lib/aws/deployed-job-control.js';
-import type { FloeStackOutputs } from '../lib/aws/stack-outputs.js';
+import { createControlApiHandler, type HttpResultV2 } from '../lib/hosts/lambda/control-api.js';
+import { DeployedJobControl } from '../lib/hosts/lambda/deployed-job-control.js';
+import type { FloeStackOutputs } from '../lib/hosts/lambda/stack-outputs.js';
 import { ErrorCode, ValidationError } from '../lib/core/errors.js';
-import { FloeEnv } from '../infra/handler-contract.js';
+import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { createTelemetry, withInvocation } from './telemetry.js';
 
 /** Reads the control API's environment as the stack outputs it stands for; every problem is reported at once. */

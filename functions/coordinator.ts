@@ -4,7 +4,7 @@
  * machine. It reads its configuration, builds the ports and hands each batch to the shared task handler; the work
  * is in lib/adapters/aws/coordinator-*.
  *
- * Bundling follows infra/handler-contract.ts: the bundle re-exports this module's `handler` and the job file's
+ * Bundling follows lib/hosts/lambda/handler-contract.ts: the bundle re-exports this module's `handler` and the job file's
  * default export, and `FLOE_JOB_MODULE` points at the bundle, so the job loads as `floe run` loads it. The rest comes
  * from the environment (names as in `FloeEnv` there): `FLOE_JOB_ARGS`, `FLOE_PARALLELISM`, `FLOE_JOB`,
  * `FLOE_PLAN_FINGERPRINT`, `FLOE_CHECKPOINT_OPTIONS`, `FLOE_SAVEPOINT_DIR`, `FLOE_COORDINATOR_TABLE`,
@@ -27,17 +27,17 @@ import { randomBytes } from 'node:crypto';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context } from 'aws-lambda';
 import { awsClients } from '../lib/adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions } from '../lib/adapters/aws/coordinator-executions.js';
-import { DynamoDbCoordinatorStore } from '../lib/adapters/aws/coordinator-store.js';
-import { createCoordinatorTaskRecordHandler } from '../lib/adapters/aws/coordinator-task-handler.js';
-import { CoordinatorTasks } from '../lib/adapters/aws/coordinator-tasks.js';
+import { StepFunctionsCheckpointExecutions } from '../lib/adapters/aws/step-functions-executions.js';
+import { DynamoDbCoordinatorStore } from '../lib/adapters/aws/dynamodb-coordinator-store.js';
+import { createCoordinatorTaskRecordHandler } from '../lib/hosts/lambda/coordinator-task-handler.js';
+import { CoordinatorTasks } from '../lib/coordination/host.js';
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
 import { DynamoDbStateStore } from '../lib/adapters/aws/dynamodb-state-store.js';
-import { SourceChains } from '../lib/aws/source-chains.js';
+import { SourceChains } from '../lib/hosts/lambda/source-chains.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
-import { FloeEnv } from '../infra/handler-contract.js';
+import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
 import { COORDINATOR_ALWAYS, CoordinatorMetric, coordinatorMetrics } from './metrics.js';
 import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';

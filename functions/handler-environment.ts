@@ -1,11 +1,11 @@
 /**
- * The configuration every Floe Lambda reads from its environment (names in infra/handler-contract.ts `FloeEnv`),
+ * The configuration every Floe Lambda reads from its environment (names in lib/hosts/lambda/handler-contract.ts `FloeEnv`),
  * and the plan it rebuilds from the bundled job, checked against the one that was deployed.
  */
-import { FloeEnv } from '../infra/handler-contract.js';
+import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { ErrorCode, ValidationError } from '../lib/core/errors.js';
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../lib/core/options.js';
-import { loadJob } from '../lib/embedded/load-job.js';
+import { loadJob } from '../lib/hosts/load-job.js';
 import { buildPlan, type PhysicalPlan } from '../lib/graph/plan.js';
 
 /** What every function knows of its job. */

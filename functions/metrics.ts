@@ -6,8 +6,8 @@
  * `numberOf…` are running totals; CloudWatch sums increments instead).
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { CoordinatorObservation, CoordinatorObserver } from '../lib/adapters/aws/coordinator-observer.js';
-import type { OperatorObserver } from '../lib/aws/operator-observer.js';
+import type { CoordinatorObservation, CoordinatorObserver } from '../lib/coordination/observer.js';
+import type { OperatorObserver } from '../lib/hosts/lambda/operator-observer.js';
 import type { HandlerTelemetry, InvocationMetrics } from './telemetry.js';
 
 /** Metrics of an operator function; dimensions `job` and `vertex`. */

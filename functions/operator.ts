@@ -1,9 +1,9 @@
 /**
  * Lambda handler of one vertex's SQS FIFO queue (event source with `ReportBatchItemFailures`): runs the vertex's
  * subtasks over each batch. It reads its configuration, builds the handler once per container and hands it every
- * batch; the work is in lib/aws/operator-handler.ts.
+ * batch; the work is in lib/hosts/lambda/operator-handler.ts.
  *
- * Bundling follows infra/handler-contract.ts: the bundle re-exports this module's `handler` and the job file's
+ * Bundling follows lib/hosts/lambda/handler-contract.ts: the bundle re-exports this module's `handler` and the job file's
  * default export, and `FLOE_JOB_MODULE` points at the bundle, so the job loads as `floe run` loads it. The rest comes
  * from the environment (names as in `FloeEnv` there): `FLOE_JOB_ARGS`, `FLOE_PARALLELISM`, `FLOE_JOB`,
  * `FLOE_PLAN_FINGERPRINT`, `FLOE_CHECKPOINT_OPTIONS` (its `dir` is the checkpoint root), `FLOE_SAVEPOINT_DIR`,
@@ -23,15 +23,15 @@
  * the groups concurrently: that is what keeps DynamoDB commits and acks per batch rather than per message, and lets
  * several wakes of a source collapse into one step. A per-record handler could only express that by buffering
  * records and stepping on the last one of a group, which would still report the group's failures from one record.
- * So lib/aws/operator-handler.ts slices the batch by `MessageGroupId` itself and answers the partial batch response
+ * So lib/hosts/lambda/operator-handler.ts slices the batch by `MessageGroupId` itself and answers the partial batch response
  * (a failed step returns every message of its group that was not dead-lettered, in order; other groups go on, as
  * they would with `skipGroupOnError`).
  */
 import type { Context } from 'aws-lambda';
 import type { SqsBatchResponse, SqsEvent } from '../lib/adapters/aws/sqs-poller.js';
-import { createOperatorHandler, type AwsJobResources } from '../lib/aws/operator-handler.js';
+import { createOperatorHandler, type AwsJobResources } from '../lib/hosts/lambda/operator-handler.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
-import { FloeEnv } from '../infra/handler-contract.js';
+import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
 import { OPERATOR_ALWAYS, operatorMetrics } from './metrics.js';
 import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';

@@ -4,7 +4,7 @@ import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ErrorCode, FloeError, ValidationError } from '../lib/core/errors.js';
-import { loadJob } from '../lib/embedded/load-job.js';
+import { loadJob } from '../lib/hosts/load-job.js';
 import { FloeJob } from './floe-job.js';
 
 /**

@@ -31,7 +31,7 @@ import { SQS_MAX_MESSAGE_BYTES } from '../lib/adapters/aws/envelope-codec.js';
 import type { Job } from '../lib/api/job.js';
 import { ValidationError } from '../lib/core/errors.js';
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type SavepointOptions } from '../lib/core/options.js';
-import { loadJob } from '../lib/embedded/load-job.js';
+import { loadJob } from '../lib/hosts/load-job.js';
 import { plannedResourceUses, type PlannedResourceUse } from '../lib/graph/connector-resources.js';
 import { buildPlan, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
@@ -39,7 +39,7 @@ import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessa
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
 import { connectorResourceProblems, grantConnectorResources, type ConnectorResourceConstruct } from './connector-grants.js';
 import { addFeedQueues } from './feed-queues.js';
-import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from './handler-contract.js';
+import { BUNDLE_MODULE_PATH, FloeEnv, FloeJobOutput } from '../lib/hosts/lambda/handler-contract.js';
 import { writeHandlerEntry } from './handler-entry.js';
 import { acknowledge, nagRef } from './nag.js';
 import { COORDINATOR_TABLE, STATE_TABLE, type TableSchema } from './table-schemas.js';

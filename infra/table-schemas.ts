@@ -1,4 +1,4 @@
-import { COORDINATOR_TABLE_SCHEMA } from '../lib/adapters/aws/coordinator-schema.js';
+import { COORDINATOR_TABLE_SCHEMA } from '../lib/adapters/aws/dynamodb-coordinator-schema.js';
 import { STATE_TABLE_SCHEMA } from '../lib/adapters/aws/dynamodb-state-schema.js';
 
 /** A DynamoDB key attribute: its name and scalar type. */

@@ -16,7 +16,7 @@ import { parsePort, validateRunFlags, type RunFlags } from './run-options.js';
 
 /** What the CLI reaches outside itself; tests replace parts of it. */
 export interface CliDeps {
-  /** Starts the embedded runner. @default `runJobFile` from `lib/embedded/run-job-file`, loaded on first use */
+  /** Starts the embedded runner. @default `runJobFile` from `lib/cli/run-job-file`, loaded on first use */
   readonly runJobFile?: RunJobFile;
   /** The fetch the REST client uses. @default globalThis.fetch */
   readonly fetch?: typeof fetch;
@@ -123,7 +123,7 @@ function restController(rest: RestClient): Controller {
  * there); checks first that a region and credentials are found, saying what to set when not.
  */
 async function configuredAwsClients(endpoint: string | undefined, deps: CliDeps) {
-  const [{ awsClients }, { checkAwsConfiguration, emulatorClientOptions }] = await Promise.all([import('../adapters/aws/clients.js'), import('../aws/aws-configuration.js')]);
+  const [{ awsClients }, { checkAwsConfiguration, emulatorClientOptions }] = await Promise.all([import('../adapters/aws/clients.js'), import('../adapters/aws/aws-configuration.js')]);
   const env = deps.env ?? process.env;
   const options = endpoint === undefined ? {} : emulatorClientOptions(endpoint, env);
   const clients = awsClients(options);
@@ -133,7 +133,7 @@ async function configuredAwsClients(endpoint: string | undefined, deps: CliDeps)
 
 /** A controller over a deployed stack's job row; loads the AWS modules only when used. */
 async function stackController(flags: ConnectionFlags, deps: CliDeps): Promise<Controller> {
-  const [{ AwsJobControl }, outputsModule] = await Promise.all([import('../aws/aws-job-control.js'), import('../aws/stack-outputs.js')]);
+  const [{ AwsJobControl }, outputsModule] = await Promise.all([import('../hosts/lambda/aws-job-control.js'), import('../hosts/lambda/stack-outputs.js')]);
   const endpoint = flags.awsEndpoint;
   // An outputs file that cannot be read is reported before the AWS configuration is looked at.
   const fromFile = flags.outputs !== undefined ? await outputsModule.readStackOutputsFile(flags.outputs, flags.stack) : undefined;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { parseDuration } from '../core/duration.js';
 import { ErrorCode, ValidationError } from '../core/errors.js';
 
-import type { RunJobFileOptions } from '../embedded/run-job-file.js';
+import type { RunJobFileOptions } from './run-job-file.js';
 
 export type { RunJobFileOptions };
 

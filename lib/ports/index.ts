@@ -1,4 +1,4 @@
-import type { Envelope } from '../runtime/envelope.js';
+import type { Envelope } from '../core/envelope.js';
 import type { StateHandle, SubtaskSnapshot } from '../core/manifest/model.js';
 
 /** The time source; the engine never reads the system clock directly. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import type { CheckpointStorage } from '../ports/index.js';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../core/envelope.js';
 
 /** What a subtask holds back: envelopes behind a barrier during alignment, and envelopes ahead of a gap. */
 export interface HeldEnvelopes {

@@ -4,7 +4,7 @@ import type { PendingCommit, SubtaskSnapshot } from '../core/manifest/model.js';
 import type { CheckpointMode } from '../core/options.js';
 import { inputChannels } from '../graph/plan.js';
 import { keyGroupOf, keyGroupRange, serializeKey, subtaskForKeyGroup } from '../graph/key-groups.js';
-import { channelKey, COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type Envelope, type StreamRecord } from './envelope.js';
+import { channelKey, COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type Envelope, type StreamRecord } from '../core/envelope.js';
 import { MAX_WATERMARK, MIN_WATERMARK } from './watermark.js';
 import { createOperator } from './operators/factory.js';
 import type { Operator, Output } from './operators/operator.js';

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QueueSender } from '../../lib/ports/index.js';
-import { channelKey, ENVELOPE_VERSION, EnvelopeKind, type ChannelEnd, type Envelope, type StreamRecord } from '../../lib/runtime/envelope.js';
+import { channelKey, ENVELOPE_VERSION, EnvelopeKind, type ChannelEnd, type Envelope, type StreamRecord } from '../../lib/core/envelope.js';
 import { MAX_WATERMARK, MIN_WATERMARK } from '../../lib/runtime/watermark.js';
 
 /** A queue transport under test: a sender and a way to take what arrived for one receiving subtask. */

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ListStateMachinesCommand } from '@aws-sdk/client-sfn';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
-import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
-import { emulatorResourceNames } from '../../lib/aws/emulator/provision.js';
+import { EmulatorRunner } from '../../lib/hosts/emulator/emulator-runner.js';
+import { emulatorResourceNames } from '../../lib/hosts/emulator/provision.js';
 import { floeInProcess } from '../support/cli-in-process.js';
-import { loadJob } from '../../lib/embedded/load-job.js';
+import { loadJob } from '../../lib/hosts/load-job.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 import { generateWordInput } from '../support/wordcount-oracle.js';
 

@@ -15,7 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { emulatorResourceNames } from '../../lib/aws/emulator/provision.js';
+import { emulatorResourceNames } from '../../lib/hosts/emulator/provision.js';
 import { RestClient } from '../../lib/rest/client.js';
 import { FloeProcess, REPO_ROOT } from '../support/floe-process.js';
 import { compareWithOracle, countWords, describeDiff, generateWordInput, readCommittedOutput } from '../support/wordcount-oracle.js';

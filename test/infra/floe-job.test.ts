@@ -14,13 +14,13 @@ import { SQS_MAX_MESSAGE_BYTES } from '../../lib/adapters/aws/envelope-codec.js'
 import { Job } from '../../lib/api/job.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
 import { generator } from '../../lib/connectors/generator.js';
-import { loadJob } from '../../lib/embedded/load-job.js';
+import { loadJob } from '../../lib/hosts/load-job.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from '../../infra/checkpoint-schedule.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from '../../infra/errors.js';
 import { createFloeApp, splitArgs } from '../../infra/floe-app.js';
 import { FloeJob, FloeJobOutput, type FloeJobProps } from '../../infra/floe-job.js';
-import { FloeEnv } from '../../infra/handler-contract.js';
+import { FloeEnv } from '../../lib/hosts/lambda/handler-contract.js';
 import { cfnLint } from './support/cfn-lint.js';
 import { allowedFor, json, stringLike, type Allowed } from './support/iam-policies.js';
 

@@ -6,13 +6,13 @@ import { CreateStateMachineCommand, DescribeExecutionCommand, ListExecutionsComm
 import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/coordinator-executions.js';
-import { DynamoDbCoordinatorGateway } from '../../lib/adapters/aws/coordinator-gateway.js';
-import { JobStatus } from '../../lib/adapters/aws/coordinator-job-row.js';
+import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/step-functions-executions.js';
+import { DynamoDbCoordinatorGateway } from '../../lib/coordination/gateway.js';
+import { JobStatus } from '../../lib/core/coordinator/job-row.js';
 import { checkpointExecutionInput, checkpointExecutionName, coordinatorStateMachineDefinition } from '../../lib/adapters/aws/coordinator-state-machine.js';
-import { DynamoDbCoordinatorStore, createCoordinatorTable, type AppliedStep, type EffectRunner } from '../../lib/adapters/aws/coordinator-store.js';
-import { createCoordinatorTaskHandler } from '../../lib/adapters/aws/coordinator-task-handler.js';
-import { CoordinatorTasks, type CoordinatorLogEntry } from '../../lib/adapters/aws/coordinator-tasks.js';
+import { DynamoDbCoordinatorStore, createCoordinatorTable, type AppliedStep, type EffectRunner } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
+import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
+import { CoordinatorTasks, type CoordinatorLogEntry } from '../../lib/coordination/host.js';
 import { decodeEnvelope } from '../../lib/adapters/aws/envelope-codec.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsEventSourcePoller } from '../../lib/adapters/aws/sqs-poller.js';
@@ -27,8 +27,8 @@ import type { PendingCommit, SubtaskSnapshot } from '../../lib/core/manifest/mod
 import { resolveCheckpointOptions, type CheckpointOptions } from '../../lib/core/options.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import type { CheckpointAck } from '../../lib/ports/index.js';
-import type { Envelope } from '../../lib/runtime/envelope.js';
-import { parseWake, type WakeMessage } from '../../lib/aws/operator-wake.js';
+import type { Envelope } from '../../lib/core/envelope.js';
+import { parseWake, type WakeMessage } from '../../lib/hosts/lambda/source-wakes.js';
 import { listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalog.js';
 
 // Runs against the emulator that test/support/moto-global-setup.ts points AWS_ENDPOINT_URL at (moto with Step

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { CreateQueueCommand, DeleteQueueCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
-import { DownstreamBacklogProbe } from '../../lib/aws/downstream-backlog.js';
+import { DownstreamBacklogProbe } from '../../lib/adapters/aws/downstream-backlog.js';
 import { ErrorCode } from '../../lib/core/errors.js';
 import { FakeClock } from '../support/builders.js';
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Job, valueState, type SinkConnector } from '../../lib/index.js';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { dynamoDbSink, type DynamoDbWrite } from '../../lib/connectors/dynamodb-sink.js';
 import type { PendingCommit } from '../../lib/core/manifest/model.js';
 import { armInTurn, createStaging, createTable, faultyDynamoDb, faultyS3, listKeys, scanRaw, scanTable, serviceError, stageEpochs, withCommitCount } from '../support/aws-sinks.js';

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { readdir } from 'node:fs/promises';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-storage.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
 import type { CheckpointStorage } from '../../lib/ports/index.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { Job } from '../../lib/api/job.js';
 import { tumblingEventTimeWindows } from '../../lib/api/windows.js';
 import { Scratch, captureLog, listSource, runOptions, sleep, sorted } from '../support/jobs.js';

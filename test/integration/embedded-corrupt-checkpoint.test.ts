@@ -5,7 +5,7 @@
  */
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-storage.js';
 import { ErrorCode } from '../../lib/core/errors.js';
 import { Layout, join, resolveRelative } from '../../lib/core/manifest/layout.js';

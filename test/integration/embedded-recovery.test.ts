@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-storage.js';
 import { listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalog.js';
 import { FloeError } from '../../lib/core/errors.js';

@@ -3,8 +3,8 @@ import { accessSync, chmodSync, constants, mkdirSync, symlinkSync, writeFileSync
 import { request } from 'node:http';
 import { join, relative, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
-import { runJobFile } from '../../lib/embedded/run-job-file.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
+import { runJobFile } from '../../lib/cli/run-job-file.js';
 import { startRestServer, type RestServer } from '../../lib/rest/server.js';
 import { Scratch, captureLog, runOptions, runningCountsJob, sourceRecordsRead, startRunner, waitFor } from '../support/jobs.js';
 

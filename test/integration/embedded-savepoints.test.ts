@@ -1,7 +1,7 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedRunner, type EmbeddedRunOptions } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner, type EmbeddedRunOptions } from '../../lib/hosts/embedded/embedded-runner.js';
 import { FileCheckpointStorage } from '../../lib/adapters/local/file-checkpoint-storage.js';
 import { loadManifest } from '../../lib/runtime/snapshot-catalog.js';
 import { ErrorCode, FloeError } from '../../lib/core/errors.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import clicksJob, { CLICK_DELAYS, CLICK_STEP_MS, CLICK_WINDOW, CLICKS_SEED, clickAt } from '../../examples/clicks.js';
 import { generator } from '../../lib/connectors/generator.js';
 import type { Job } from '../../lib/api/job.js';

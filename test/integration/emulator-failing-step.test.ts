@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { EmulatorRunner } from '../../lib/hosts/emulator/emulator-runner.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
 import { generator } from '../../lib/connectors/generator.js';
 import { Job, valueState } from '../../lib/index.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetQueueAttributesCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { EmulatorRunner } from '../../lib/hosts/emulator/emulator-runner.js';
 import { Job } from '../../lib/api/job.js';
 import { valueState } from '../../lib/api/state.js';
 import { feedQueueEnvName } from '../../lib/api/connector-resources.js';

@@ -3,7 +3,7 @@ import { CreateStreamCommand, DescribeStreamCommand, GetRecordsCommand, GetShard
 import { EventBridgeClient, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
 import { GetQueueAttributesCommand, SetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { kinesisSink } from '../../lib/connectors/kinesis-sink.js';
 import { eventBridgeSink } from '../../lib/connectors/eventbridge-sink.js';
 import { armInTurn, aws, createQueue, createStaging, drainQueue, faultyS3, listKeys, serviceError, stageEpochs, unique } from '../support/aws-sinks.js';

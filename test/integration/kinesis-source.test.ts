@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { CreateStreamCommand, KinesisClient, ListShardsCommand, PutRecordsCommand, SplitShardCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { Job } from '../../lib/api/job.js';
 import { valueState } from '../../lib/api/state.js';
 import { tumblingEventTimeWindows } from '../../lib/api/windows.js';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { EmbeddedRunner } from '../../lib/index.js';
-import { loadJob } from '../../lib/embedded/load-job.js';
+import { loadJob } from '../../lib/hosts/load-job.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
 import { generateWordInput, countWords } from '../support/wordcount-oracle.js';
 

@@ -18,7 +18,7 @@ import { decodeEnvelope, deduplicationId, encodedSize, encodeEnvelope, envelopeI
 import { failedIds, SqsEventSourcePoller, type SqsEvent, type SqsEventSourcePollerOptions, type SqsRecord } from '../../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { ErrorCode, FloeError } from '../../lib/core/errors.js';
-import { channelKey, type ChannelEnd, type Envelope } from '../../lib/runtime/envelope.js';
+import { channelKey, type ChannelEnd, type Envelope } from '../../lib/core/envelope.js';
 import { CONTRACT_VERTICES, describeQueueTransportContract, envelope, wordRecords, type QueueTransportFixture } from '../contract/queue.contract.js';
 
 const sqs = awsClients().sqs;

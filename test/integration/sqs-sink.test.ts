@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SQSClient, type Message } from '@aws-sdk/client-sqs';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
 import { sqsSink } from '../../lib/connectors/sqs-sink.js';
 import { armInTurn, createQueue, createStaging, drainQueue, faultyS3, listKeys, serviceError, stageEpochs, withCommitCount } from '../support/aws-sinks.js';
 import { FailOnce, Scratch, captureLog, countLine, expectedKeyedEvents, runOptions, runningCountsJob, type KeyedEvent, type KeyedEventsOptions } from '../support/jobs.js';

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient, type ReceiveMessageCommandOutput } from '@aws-sdk/client-sqs';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
-import { EmulatorRunner } from '../../lib/aws/emulator/emulator-runner.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
+import { EmulatorRunner } from '../../lib/hosts/emulator/emulator-runner.js';
 import { Job } from '../../lib/api/job.js';
 import { valueState } from '../../lib/api/state.js';
 import { sqsSource } from '../../lib/connectors/sqs-source.js';

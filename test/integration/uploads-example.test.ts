@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CreateQueueCommand, GetQueueAttributesCommand, SetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { CreateBucketCommand, PutBucketNotificationConfigurationCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { EmbeddedRunner } from '../../lib/embedded/embedded-runner.js';
-import { loadJob } from '../../lib/embedded/load-job.js';
+import { EmbeddedRunner } from '../../lib/hosts/embedded/embedded-runner.js';
+import { loadJob } from '../../lib/hosts/load-job.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 import { Scratch, captureLog, readCommittedLines, runOptions, sleep, startRunner, waitFor } from '../support/jobs.js';
 

@@ -18,10 +18,10 @@ import {
   type QueueAttributeName,
 } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
-import { createCoordinatorTable } from '../../lib/adapters/aws/coordinator-store.js';
+import { createCoordinatorTable } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createStateTable } from '../../lib/adapters/aws/dynamodb-state-store.js';
 import type { SqsEvent, SqsRecord, SqsRecordAttributes } from '../../lib/adapters/aws/sqs-poller.js';
-import type { AwsJobResources } from '../../lib/aws/operator-handler.js';
+import type { AwsJobResources } from '../../lib/hosts/lambda/operator-handler.js';
 import type { PhysicalPlan } from '../../lib/graph/plan.js';
 
 /** Options of {@link provisionAwsJob}. */

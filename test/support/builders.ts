@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckpointAck, Clock, CoordinatorGateway, QueueSender, TaskAddress } from '../../lib/ports/index.js';
-import { ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type ChannelEnd, type Envelope, type StreamRecord } from '../../lib/runtime/envelope.js';
+import { ENVELOPE_VERSION, EnvelopeKind, type BarrierInfo, type ChannelEnd, type Envelope, type StreamRecord } from '../../lib/core/envelope.js';
 import { keyGroupOf, serializeKey } from '../../lib/graph/key-groups.js';
 
 // Shared fixtures for unit tests of the runtime and its local adapters. Every builder has safe defaults;

@@ -6,7 +6,7 @@ import { Job, tumblingEventTimeWindows, valueState, type SinkConnector, type Sou
 import { generator } from '../../lib/connectors/generator.js';
 import { collectSink, resetCollector, type CollectSink } from '../../lib/connectors/collect-sink.js';
 import { generatedSequence } from './reference-generator.js';
-import type { EmbeddedRunner, EmbeddedRunOptions, RunOutcome } from '../../lib/embedded/embedded-runner.js';
+import type { EmbeddedRunner, EmbeddedRunOptions, RunOutcome } from '../../lib/hosts/embedded/embedded-runner.js';
 import type { TriggerStatus } from '../../lib/rest/job-control.js';
 import type { Manifest } from '../../lib/core/manifest/model.js';
 

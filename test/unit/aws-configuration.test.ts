@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, FloeError } from '../../lib/core/errors.js';
-import { EMULATOR_DEFAULTS, checkAwsConfiguration, emulatorClientOptions, emulatorEnvironment, useAwsEndpoint, type ConfiguredClient } from '../../lib/aws/aws-configuration.js';
+import { EMULATOR_DEFAULTS, checkAwsConfiguration, emulatorClientOptions, emulatorEnvironment, useAwsEndpoint, type ConfiguredClient } from '../../lib/adapters/aws/aws-configuration.js';
 
 const url = 'http://127.0.0.1:5000';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { connectionProblems, main, startProblems } from '../../lib/cli/main.js';
-import { readStackOutputsFile } from '../../lib/aws/stack-outputs.js';
+import { readStackOutputsFile } from '../../lib/hosts/lambda/stack-outputs.js';
 
 afterEach(() => vi.restoreAllMocks());
 

@@ -1,15 +1,15 @@
 /**
- * The control API's HTTP-event side (lib/aws/control-api.ts) over a fake job control: payload format 2.0 in, Flink's
+ * The control API's HTTP-event side (lib/hosts/lambda/control-api.ts) over a fake job control: payload format 2.0 in, Flink's
  * REST answers out, as `floe run`'s server gives them; plus the trigger ids and the environment of the function.
  */
 import { describe, expect, it } from 'vitest';
-import { createControlApiHandler, restRequestOf, type ControlApiLogEntry, type HttpEventV2 } from '../../lib/aws/control-api.js';
-import { checkpointIdOfTrigger, executionArn, triggerIdFor } from '../../lib/aws/deployed-job-control.js';
+import { createControlApiHandler, restRequestOf, type ControlApiLogEntry, type HttpEventV2 } from '../../lib/hosts/lambda/control-api.js';
+import { checkpointIdOfTrigger, executionArn, triggerIdFor } from '../../lib/hosts/lambda/deployed-job-control.js';
 import { ErrorCode, FloeError } from '../../lib/core/errors.js';
 import { checkS3SavepointTarget } from '../../lib/core/savepoint-target.js';
 import { MAX_BODY_BYTES } from '../../lib/rest/request-body.js';
 import { readControlApiEnvironment } from '../../functions/control-api.js';
-import { FloeEnv } from '../../infra/handler-contract.js';
+import { FloeEnv } from '../../lib/hosts/lambda/handler-contract.js';
 import { JobControlBuilder, type FakeJobControl } from '../support/job-control-builder.js';
 
 const JID = 'a5e0edd8e66b53f1b89c2041f91b8fd2';

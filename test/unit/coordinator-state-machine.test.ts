@@ -1,7 +1,7 @@
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
-import { barrierEnvelopes } from '../../lib/adapters/aws/coordinator-barriers.js';
-import { newCoordinatorRow, transitionRow, type CoordinatorRow } from '../../lib/adapters/aws/coordinator-job-row.js';
+import { barrierEnvelopes } from '../../lib/coordination/barriers.js';
+import { newCoordinatorRow, transitionRow, type CoordinatorRow } from '../../lib/core/coordinator/job-row.js';
 import {
   CoordinatorError,
   CoordinatorStateName,
@@ -14,9 +14,9 @@ import {
   type AslState,
   type CoordinatorStateMachineOptions,
 } from '../../lib/adapters/aws/coordinator-state-machine.js';
-import { CoordinatorAttr } from '../../lib/adapters/aws/coordinator-schema.js';
-import { createCoordinatorTaskRecordHandler } from '../../lib/adapters/aws/coordinator-task-handler.js';
-import type { CoordinatorTasks } from '../../lib/adapters/aws/coordinator-tasks.js';
+import { CoordinatorAttr } from '../../lib/adapters/aws/dynamodb-coordinator-schema.js';
+import { createCoordinatorTaskRecordHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
+import type { CoordinatorTasks } from '../../lib/coordination/host.js';
 import type { SqsRecord } from '../../lib/adapters/aws/sqs-poller.js';
 import { Job } from '../../lib/api/job.js';
 import { collectSink } from '../../lib/connectors/collect-sink.js';
@@ -26,7 +26,7 @@ import { ErrorCode, FloeError } from '../../lib/core/errors.js';
 import type { SubtaskSnapshot } from '../../lib/core/manifest/model.js';
 import { resolveCheckpointOptions } from '../../lib/core/options.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
-import { COORDINATOR_CHANNEL, EnvelopeKind } from '../../lib/runtime/envelope.js';
+import { COORDINATOR_CHANNEL, EnvelopeKind } from '../../lib/core/envelope.js';
 
 const OPTIONS: CoordinatorStateMachineOptions = {
   job: 'word-count',

@@ -10,7 +10,7 @@ import {
   SQS_MAX_MESSAGE_BYTES,
 } from '../../lib/adapters/aws/envelope-codec.js';
 import { ErrorCode, FloeError } from '../../lib/core/errors.js';
-import { ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../../lib/runtime/envelope.js';
+import { ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../../lib/core/envelope.js';
 import { MIN_WATERMARK } from '../../lib/runtime/watermark.js';
 
 /** A data envelope with safe defaults. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { generator } from '../../lib/connectors/generator.js';
 import { SourceOperator } from '../../lib/runtime/operators/source.js';
 import type { OperatorRuntime } from '../../lib/runtime/operators/operator.js';
-import type { StreamRecord } from '../../lib/runtime/envelope.js';
+import type { StreamRecord } from '../../lib/core/envelope.js';
 import type { SubtaskStateStore } from '../../lib/ports/index.js';
 
 /** A source subtask over a rate-limited generator, with its own clock and an operator state that can be copied. */

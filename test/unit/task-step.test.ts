@@ -15,7 +15,7 @@ import { CommitFencedError, ErrorCode } from '../../lib/core/errors.js';
 import type { CheckpointMode } from '../../lib/core/options.js';
 import { stateEntryKey, type Ports, type QueueSender } from '../../lib/ports/index.js';
 import { DEFAULT_MAX_ENVELOPES_AHEAD, SubtaskExecutor, type StepResult, type SubtaskConfig } from '../../lib/runtime/task-step.js';
-import { EnvelopeKind, type BarrierInfo, type ChannelEnd, type Envelope } from '../../lib/runtime/envelope.js';
+import { EnvelopeKind, type BarrierInfo, type ChannelEnd, type Envelope } from '../../lib/core/envelope.js';
 import { MAX_WATERMARK } from '../../lib/runtime/watermark.js';
 import {
   FakeClock,

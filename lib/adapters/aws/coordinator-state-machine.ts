@@ -30,7 +30,7 @@
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { CoordinatorAttr } from './coordinator-schema.js';
+import { CoordinatorAttr } from './dynamodb-coordinator-schema.js';
 
 /** Names of the state machine's states. */
 export const CoordinatorStateName = {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../../runtime/envelope.js';
+import { ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../../core/envelope.js';
 
 /**
  * Largest SQS message body, in bytes (1 MiB). AWS raised the limit from 256 KiB in August 2025; a queue's own

@@ -1,7 +1,7 @@
 import { SendMessageBatchCommand, type BatchResultErrorEntry, type SQSClient } from '@aws-sdk/client-sqs';
 import { ErrorCode, FloeError, ValidationError } from '../../core/errors.js';
 import type { QueueSender } from '../../ports/index.js';
-import type { Envelope } from '../../runtime/envelope.js';
+import type { Envelope } from '../../core/envelope.js';
 import {
   assertFitsInMessage,
   deduplicationId,

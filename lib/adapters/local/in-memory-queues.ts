@@ -1,6 +1,6 @@
 import type { QueueSender } from '../../ports/index.js';
-import type { Envelope } from '../../runtime/envelope.js';
-import { channelKey } from '../../runtime/envelope.js';
+import type { Envelope } from '../../core/envelope.js';
+import { channelKey } from '../../core/envelope.js';
 
 interface Slot {
   items: Envelope[];

@@ -1,4 +1,4 @@
-import type { StreamRecord } from '../envelope.js';
+import type { StreamRecord } from '../../core/envelope.js';
 import { Operator } from './operator.js';
 import { ErrorCode, FloeError, UserFunctionError } from '../../core/errors.js';
 

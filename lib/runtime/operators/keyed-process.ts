@@ -1,4 +1,4 @@
-import type { StreamRecord } from '../envelope.js';
+import type { StreamRecord } from '../../core/envelope.js';
 import type { Timer } from '../../ports/index.js';
 import type { Collector, KeyedContext, KeyedProcessFunction, OnTimerContext } from '../../api/functions.js';
 import type { StateSpec } from '../../api/state.js';

@@ -1,4 +1,4 @@
-import type { StreamRecord } from '../envelope.js';
+import type { StreamRecord } from '../../core/envelope.js';
 import type { Timer } from '../../ports/index.js';
 import { stateEntryKey } from '../../ports/index.js';
 import type { BoundState, ListState, MapState, StateSpec, ValueState } from '../../api/state.js';

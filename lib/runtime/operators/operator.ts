@@ -1,6 +1,6 @@
 import type { Clock, SubtaskStateStore } from '../../ports/index.js';
 import type { PendingCommit } from '../../core/manifest/model.js';
-import type { BarrierInfo, StreamRecord } from '../envelope.js';
+import type { BarrierInfo, StreamRecord } from '../../core/envelope.js';
 
 /** What an operator instance sees of its subtask. */
 export interface OperatorRuntime {

@@ -1,4 +1,4 @@
-import type { StreamRecord } from '../envelope.js';
+import type { StreamRecord } from '../../core/envelope.js';
 import type { AggregateFunction, ReduceFunction } from '../../api/functions.js';
 import { KeyedOperator } from './keyed.js';
 import { guard } from './stateless.js';

@@ -1,6 +1,6 @@
 import type { SinkConnector, SinkWriter } from '../../api/connector.js';
 import type { PendingCommit } from '../../core/manifest/model.js';
-import type { BarrierInfo, StreamRecord } from '../envelope.js';
+import type { BarrierInfo, StreamRecord } from '../../core/envelope.js';
 import { Operator } from './operator.js';
 
 /** Transactions a sink pre-committed for a snapshot that may not have completed: carried until one that did covers them. */

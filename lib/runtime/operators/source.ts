@@ -1,5 +1,5 @@
 import type { SourceConnector, SourceSplit, SourceSubtaskContext } from '../../api/connector.js';
-import type { BarrierInfo, StreamRecord } from '../envelope.js';
+import type { BarrierInfo, StreamRecord } from '../../core/envelope.js';
 import type { PendingCommit } from '../../core/manifest/model.js';
 import { Operator } from './operator.js';
 import { MAX_WATERMARK, MIN_WATERMARK } from '../watermark.js';

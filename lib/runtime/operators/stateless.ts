@@ -1,4 +1,4 @@
-import type { StreamRecord } from '../envelope.js';
+import type { StreamRecord } from '../../core/envelope.js';
 import type { Collector, ProcessFunction } from '../../api/functions.js';
 import { Operator } from './operator.js';
 import { UserFunctionError } from '../../core/errors.js';

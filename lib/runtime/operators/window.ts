@@ -1,4 +1,4 @@
-import type { StreamRecord } from '../envelope.js';
+import type { StreamRecord } from '../../core/envelope.js';
 import type { Timer } from '../../ports/index.js';
 import type { WindowFunction } from '../../api/job.js';
 import { assignWindows, type TimeWindow, type WindowAssigner } from '../../api/windows.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
-import { ErrorCode, FloeError } from '../core/errors.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
 
 /**
  * A wake-up message on a source vertex's queue: not an Envelope, it only asks source subtask `subtask` of generation

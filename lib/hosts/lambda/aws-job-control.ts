@@ -11,20 +11,20 @@
  * The reads of {@link JobControl} are synchronous: they answer the row as of the last {@link AwsJobControl.refresh}.
  */
 import { randomBytes } from 'node:crypto';
-import type { AwsClients } from '../adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../adapters/aws/coordinator-executions.js';
-import { cancelJob } from '../adapters/aws/coordinator-cancel.js';
-import { JobStatus, isCanceled, type CoordinatorRow } from '../adapters/aws/coordinator-job-row.js';
-import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
-import { Layout, join } from '../core/manifest/layout.js';
-import { checkS3SavepointTarget } from '../core/savepoint-target.js';
-import { listCheckpoints } from '../runtime/snapshot-catalog.js';
-import type { CheckpointRequestInput } from '../adapters/aws/coordinator-state-machine.js';
-import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
-import type { CoordinatorState, Termination } from '../core/coordinator/types.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import type { ResolvedCheckpointOptions } from '../core/options.js';
-import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../rest/job-control.js';
+import type { AwsClients } from '../../adapters/aws/clients.js';
+import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
+import { cancelJob } from '../../coordination/cancel.js';
+import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinator/job-row.js';
+import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
+import { Layout, join } from '../../core/manifest/layout.js';
+import { checkS3SavepointTarget } from '../../core/savepoint-target.js';
+import { listCheckpoints } from '../../runtime/snapshot-catalog.js';
+import type { CheckpointRequestInput } from '../../adapters/aws/coordinator-state-machine.js';
+import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
+import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import type { ResolvedCheckpointOptions } from '../../core/options.js';
+import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../../rest/job-control.js';
 import { startDeployedJob, type JobStartOptions, type JobStartOutcome } from './job-start.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
 

@@ -16,7 +16,7 @@ import { EventBridgeClient, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/c
 import type { AwsClients } from '../../adapters/aws/clients.js';
 import { feedQueueEnvName, type FeedQueue } from '../../api/connector-resources.js';
 import { coordinatorStateMachineDefinition } from '../../adapters/aws/coordinator-state-machine.js';
-import { createCoordinatorTable } from '../../adapters/aws/coordinator-store.js';
+import { createCoordinatorTable } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import { createStateTable } from '../../adapters/aws/dynamodb-state-schema.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import type { ResolvedCheckpointOptions } from '../../core/options.js';

@@ -1,11 +1,11 @@
 import { constants } from 'node:os';
-import { EmbeddedRunner, type RestoreSource } from './embedded-runner.js';
-import { loadJob } from './load-job.js';
+import { EmbeddedRunner, type RestoreSource } from '../hosts/embedded/embedded-runner.js';
+import { loadJob } from '../hosts/load-job.js';
 import { startRestServer } from '../rest/server.js';
-import { startProgress } from '../cli/progress.js';
+import { startProgress } from './progress.js';
 import { formatDuration } from '../core/duration.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
-import { checkAwsConfiguration, useAwsEndpoint } from '../aws/aws-configuration.js';
+import { checkAwsConfiguration, useAwsEndpoint } from '../adapters/aws/aws-configuration.js';
 import { plannedResourceUses } from '../graph/connector-resources.js';
 
 /** What `floe run` hands to the embedded runner. */
@@ -60,7 +60,7 @@ export async function runJobFile(options: RunJobFileOptions): Promise<number> {
   // Emulator mode loads the AWS SDK only when asked for.
   const runner =
     options.awsEndpoint !== undefined
-      ? new (await import('../aws/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
+      ? new (await import('../hosts/emulator/emulator-runner.js')).EmulatorRunner(job, { ...common, endpoint: options.awsEndpoint })
       : new EmbeddedRunner(job, common);
   // A job that reaches AWS (emulator mode, or connectors that declare AWS resources) fails now if the SDK finds no
   // region or no credentials, saying what to set, rather than with the SDK's words once the job runs.

@@ -26,7 +26,7 @@
  *   {@link SourceChainDriver}, it starts the sources of a generation nobody started yet (so a deployed job starts
  *   with its first tick) and lets the driver's watchdog re-wake stalled source chains. A generation `floe start`
  *   restored (`runtime.start`) is started only once its state is written, and after the snapshot's pending sink
- *   transactions are committed (lib/aws/job-start.ts).
+ *   transactions are committed (lib/hosts/lambda/job-start.ts).
  *
  * A `putIfAbsent` refused because `_metadata` exists means another writer of the same checkpoint won (a duplicate
  * or a re-run): the stored manifest is read back and, if it is this run's checkpoint `n`, adopted as written. The
@@ -34,17 +34,17 @@
  * comes back, and what was lost is recovered by the watchdog execution (barriers by Trigger, manifests by Abort,
  * commits by Complete, status items by Abort).
  */
-import { CheckpointStatus, type CoordinatorEffect, type CoordinatorEvent, type CoordinatorState, type PendingCheckpoint } from '../../core/coordinator/types.js';
-import { ErrorCode, FloeError } from '../../core/errors.js';
-import { Layout, join } from '../../core/manifest/layout.js';
-import { ManifestSerializer } from '../../core/manifest/serializer.js';
-import type { PhysicalPlan } from '../../graph/plan.js';
-import type { CheckpointStorage, Clock, QueueSender, SinkCommitter } from '../../ports/index.js';
-import { buildManifest, discardOldCheckpoints, loadManifest } from '../../runtime/snapshot-catalog.js';
-import { barrierEnvelopes } from './coordinator-barriers.js';
-import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './coordinator-commits.js';
-import type { CheckpointExecutions } from './coordinator-executions.js';
-import { guardedObserver, type CoordinatorObservation, type CoordinatorObserver } from './coordinator-observer.js';
+import { CheckpointStatus, type CoordinatorEffect, type CoordinatorEvent, type CoordinatorState, type PendingCheckpoint } from '../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
+import { Layout, join } from '../core/manifest/layout.js';
+import { ManifestSerializer } from '../core/manifest/serializer.js';
+import type { PhysicalPlan } from '../graph/plan.js';
+import type { CheckpointStorage, Clock, QueueSender, SinkCommitter } from '../ports/index.js';
+import { buildManifest, discardOldCheckpoints, loadManifest } from '../runtime/snapshot-catalog.js';
+import { barrierEnvelopes } from './barriers.js';
+import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './commits.js';
+import type { CheckpointExecutions } from '../adapters/aws/step-functions-executions.js';
+import { guardedObserver, type CoordinatorObservation, type CoordinatorObserver } from './observer.js';
 import {
   JobStatus,
   StartPhase,
@@ -61,10 +61,10 @@ import {
   type GenerationStart,
   type NewCoordinatorRowInput,
   type RowTransition,
-} from './coordinator-job-row.js';
-import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from './coordinator-state-machine.js';
-import { checkpointStatusKey } from './coordinator-schema.js';
-import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from './coordinator-store.js';
+} from '../core/coordinator/job-row.js';
+import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from '../adapters/aws/coordinator-state-machine.js';
+import { checkpointStatusKey } from '../adapters/aws/dynamodb-coordinator-schema.js';
+import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from '../adapters/aws/dynamodb-coordinator-store.js';
 
 /**
  * After this long a claim to prepare a started generation (phase `preparing`) is taken over by another tick, in ms:
@@ -96,7 +96,7 @@ export class TriggerRefusedError extends FloeError {
   }
 }
 
-/** The coordinator's part in driving the sources' wake-up chains (implemented in lib/aws/source-chains.ts). */
+/** The coordinator's part in driving the sources' wake-up chains (implemented in lib/hosts/lambda/source-chains.ts). */
 export interface SourceChainDriver {
   /** Sends the first wake to every source subtask of `generation`; sending it again is harmless (same deduplication ids). */
   start(generation: number): Promise<void>;

@@ -1,13 +1,13 @@
 /**
- * A deployed job's stack outputs (see `FloeJobOutput` in infra/handler-contract.ts), read from CloudFormation or from the JSON
+ * A deployed job's stack outputs (see `FloeJobOutput` in lib/hosts/lambda/handler-contract.ts), read from CloudFormation or from the JSON
  * file `cdk deploy --outputs-file` writes (`{ "<stack>": { "FloeJobName": … } }`): emulators cannot deploy the stack,
  * so tests and emulator users hand the same names over in a file.
  */
 import { readFile } from 'node:fs/promises';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import type { AwsClientOptions } from '../adapters/aws/clients.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import { FloeJobOutput } from '../../infra/handler-contract.js';
+import type { AwsClientOptions } from '../../adapters/aws/clients.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { FloeJobOutput } from './handler-contract.js';
 
 /** The outputs the CLI's control commands need. */
 export interface FloeStackOutputs {

@@ -1,25 +1,25 @@
 import { randomBytes } from 'node:crypto';
-import type { Job } from '../api/job.js';
-import type { SinkConnector } from '../api/connector.js';
-import type { CheckpointAck, CheckpointStorage, Clock, CoordinatorGateway, Ports, TaskAddress } from '../ports/index.js';
-import type { CoordinatorEffect, CoordinatorEvent, CoordinatorState, PendingCheckpoint, Termination } from '../core/coordinator/types.js';
-import type { PendingCommit } from '../core/manifest/model.js';
-import { initialCoordinatorState, reduceCoordinator } from '../core/coordinator/coordinator.js';
-import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../core/options.js';
-import { RestartBackoff } from '../core/restart-strategy.js';
-import { planRestore } from '../core/restore-planner.js';
-import { Layout, join } from '../core/manifest/layout.js';
-import { ManifestSerializer } from '../core/manifest/serializer.js';
-import { buildPlan, type PhysicalPlan } from '../graph/plan.js';
-import { SubtaskExecutor } from '../runtime/task-step.js';
-import { COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../runtime/envelope.js';
-import { buildManifest, describeSkippedCheckpoint, discardOldCheckpoints, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
-import { InMemoryQueues } from '../adapters/local/in-memory-queues.js';
-import { InMemoryStateStore } from '../adapters/local/in-memory-state-store.js';
-import { FileCheckpointStorage } from '../adapters/local/file-checkpoint-storage.js';
-import { checkLocalSavepointTarget } from '../adapters/local/local-savepoint-target.js';
-import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../rest/job-control.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
+import type { Job } from '../../api/job.js';
+import type { SinkConnector } from '../../api/connector.js';
+import type { CheckpointAck, CheckpointStorage, Clock, CoordinatorGateway, Ports, TaskAddress } from '../../ports/index.js';
+import type { CoordinatorEffect, CoordinatorEvent, CoordinatorState, PendingCheckpoint, Termination } from '../../core/coordinator/types.js';
+import type { PendingCommit } from '../../core/manifest/model.js';
+import { initialCoordinatorState, reduceCoordinator } from '../../core/coordinator/coordinator.js';
+import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../../core/options.js';
+import { RestartBackoff } from '../../core/restart-strategy.js';
+import { planRestore } from '../../core/restore-planner.js';
+import { Layout, join } from '../../core/manifest/layout.js';
+import { ManifestSerializer } from '../../core/manifest/serializer.js';
+import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
+import { SubtaskExecutor } from '../../runtime/task-step.js';
+import { COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../../core/envelope.js';
+import { buildManifest, describeSkippedCheckpoint, discardOldCheckpoints, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
+import { InMemoryQueues } from '../../adapters/local/in-memory-queues.js';
+import { InMemoryStateStore } from '../../adapters/local/in-memory-state-store.js';
+import { FileCheckpointStorage } from '../../adapters/local/file-checkpoint-storage.js';
+import { checkLocalSavepointTarget } from '../../adapters/local/local-savepoint-target.js';
+import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
 
 /** Where a run starts from. */
 export type RestoreSource =

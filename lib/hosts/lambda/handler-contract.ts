@@ -70,7 +70,7 @@ export const FloeEnv = {
 } as const;
 export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];
 
-/** Keys of the stack outputs a FloeJob writes; the CLI reads them (lib/aws/stack-outputs.ts). */
+/** Keys of the stack outputs a FloeJob writes; the CLI reads them (lib/hosts/lambda/stack-outputs.ts). */
 export const FloeJobOutput = {
   JobName: 'FloeJobName',
   PlanFingerprint: 'FloePlanFingerprint',

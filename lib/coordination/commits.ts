@@ -1,9 +1,9 @@
-import type { SinkConnector } from '../../api/connector.js';
-import type { CheckpointRecord } from '../../core/coordinator/types.js';
-import { ErrorCode, FloeError } from '../../core/errors.js';
-import type { Manifest, PendingCommit } from '../../core/manifest/model.js';
-import type { PhysicalPlan } from '../../graph/plan.js';
-import type { SinkCommitter } from '../../ports/index.js';
+import type { SinkConnector } from '../api/connector.js';
+import type { CheckpointRecord } from '../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
+import type { Manifest, PendingCommit } from '../core/manifest/model.js';
+import type { PhysicalPlan } from '../graph/plan.js';
+import type { SinkCommitter } from '../ports/index.js';
 
 /** A pre-committed sink transaction and the uid of the sink operator that made it. */
 export interface OwnedCommit {

@@ -1,10 +1,10 @@
 import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import type { SqsBatchHandler, SqsBatchResponse, SqsRecord } from './sqs-poller.js';
-import { isRetryable } from './sqs-queue-sender.js';
-import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from './coordinator-state-machine.js';
-import { TriggerRefusedError, jsonLineLog, type CoordinatorLog, type CoordinatorTasks } from './coordinator-tasks.js';
-import { guardedObserver, type CoordinatorObserver } from './coordinator-observer.js';
+import type { SqsBatchHandler, SqsBatchResponse, SqsRecord } from '../../adapters/aws/sqs-poller.js';
+import { isRetryable } from '../../adapters/aws/sqs-queue-sender.js';
+import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from '../../adapters/aws/coordinator-state-machine.js';
+import { TriggerRefusedError, jsonLineLog, type CoordinatorLog, type CoordinatorTasks } from '../../coordination/host.js';
+import { guardedObserver, type CoordinatorObserver } from '../../coordination/observer.js';
 
 /** Options of {@link createCoordinatorTaskHandler}. */
 export interface CoordinatorTaskHandlerOptions {

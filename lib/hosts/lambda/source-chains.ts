@@ -18,12 +18,12 @@
  *     wake n ─▶ DLQ          tick: control row says wake n-1 at t, now - t > stallMs ─▶ wake n (tagged) ─▶ chain goes on
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import type { CoordinatorRow } from '../adapters/aws/coordinator-job-row.js';
-import type { CoordinatorLog, SourceChainDriver } from '../adapters/aws/coordinator-tasks.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import type { PhysicalPlan } from '../graph/plan.js';
-import type { Clock, ControlRow, StateStore } from '../ports/index.js';
-import { sendWakes } from './operator-wake.js';
+import type { CoordinatorRow } from '../../core/coordinator/job-row.js';
+import type { CoordinatorLog, SourceChainDriver } from '../../coordination/host.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import type { PhysicalPlan } from '../../graph/plan.js';
+import type { Clock, ControlRow, StateStore } from '../../ports/index.js';
+import { sendWakes } from './source-wakes.js';
 
 /** Default of {@link SourceChainsOptions.stallMs}. */
 export const SOURCE_STALL_MS = 120_000;

@@ -39,8 +39,8 @@ import {
   type CoordinatorRuntime,
   type JobStatusRecord,
   type RowTransition,
-} from './coordinator-job-row.js';
-import { COORDINATOR_TABLE_SCHEMA, CoordinatorAttr, checkpointStatusKey, jobRowKey } from './coordinator-schema.js';
+} from '../../core/coordinator/job-row.js';
+import { COORDINATOR_TABLE_SCHEMA, CoordinatorAttr, checkpointStatusKey, jobRowKey } from './dynamodb-coordinator-schema.js';
 
 /** Largest encoded job row accepted; DynamoDB's limit is 400 KB including attribute names. */
 export const MAX_JOB_ROW_BYTES = 380_000;
@@ -322,7 +322,7 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
   /**
    * Replaces the whole row with a new generation's (state, runtime, and a RUNNING job status, the only write that
    * takes a FINISHED or CANCELED row back to RUNNING) if the stored row is at `expectedVersion`; throws a
-   * CoordinatorConflictError otherwise. Used by `floe start` (lib/aws/job-start.ts). Answers the stored row.
+   * CoordinatorConflictError otherwise. Used by `floe start` (lib/hosts/lambda/job-start.ts). Answers the stored row.
    */
   async replaceGeneration(row: CoordinatorRow, expectedVersion: number, now: number): Promise<CoordinatorRow> {
     const next: CoordinatorRow = { ...row, version: expectedVersion + 1, jobStatus: { status: JobStatus.Running, at: now } };
@@ -531,4 +531,4 @@ export async function createCoordinatorTable(client: DynamoDBClient, tableName: 
 }
 
 // The table's layout lives in coordinator-schema.ts (no SDK imports, for CDK); re-exported for callers of the store.
-export { COORDINATOR_TABLE_SCHEMA, CoordinatorAttr, checkpointStatusKey, jobRowKey } from './coordinator-schema.js';
+export { COORDINATOR_TABLE_SCHEMA, CoordinatorAttr, checkpointStatusKey, jobRowKey } from './dynamodb-coordinator-schema.js';

@@ -3,9 +3,9 @@
  * or an API Gateway HTTP API): the event becomes a {@link RestRequest}, lib/rest/router.ts answers it as `floe run`'s
  * server does, and the answer becomes the function's result.
  */
-import { ErrorCode, FloeError } from '../core/errors.js';
-import { MAX_BODY_BYTES, tooLarge } from '../rest/request-body.js';
-import { routeRestRequest, type JobControlSource, type RestRequest, type RestResponse } from '../rest/router.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { MAX_BODY_BYTES, tooLarge } from '../../rest/request-body.js';
+import { routeRestRequest, type JobControlSource, type RestRequest, type RestResponse } from '../../rest/router.js';
 
 /** The fields of an HTTP event (payload format 2.0) the control API reads. */
 export interface HttpEventV2 {

@@ -26,19 +26,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import type { AwsClients } from '../adapters/aws/clients.js';
-import { cancelJob } from '../adapters/aws/coordinator-cancel.js';
-import { JobStatus, StartPhase, isTerminal, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../adapters/aws/coordinator-job-row.js';
-import { COORDINATOR_TASK_MESSAGE_VERSION } from '../adapters/aws/coordinator-state-machine.js';
-import { CoordinatorConflictError, DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
-import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
-import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
-import { initialCoordinatorState } from '../core/coordinator/coordinator.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import { Layout } from '../core/manifest/layout.js';
-import { planRestore, type RestorePlan } from '../core/restore-planner.js';
-import { keyGroupRange } from '../graph/key-groups.js';
-import { describeSkippedCheckpoint, findLatestCheckpoint, loadRestorableManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
+import type { AwsClients } from '../../adapters/aws/clients.js';
+import { cancelJob } from '../../coordination/cancel.js';
+import { JobStatus, StartPhase, isTerminal, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../../core/coordinator/job-row.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../adapters/aws/coordinator-state-machine.js';
+import { CoordinatorConflictError, DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
+import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
+import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
+import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { Layout } from '../../core/manifest/layout.js';
+import { planRestore, type RestorePlan } from '../../core/restore-planner.js';
+import { keyGroupRange } from '../../graph/key-groups.js';
+import { describeSkippedCheckpoint, findLatestCheckpoint, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { RUN_REFRESH_MS } from './operator-handler.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
 

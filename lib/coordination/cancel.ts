@@ -11,10 +11,10 @@
  * finished checkpoints still saying IN_PROGRESS are written from the history, and the status attribute again. A
  * FINISHED job cannot be cancelled.
  */
-import { CheckpointStatus } from '../../core/coordinator/types.js';
-import { ErrorCode, FloeError } from '../../core/errors.js';
-import { JobStatus, checkpointStatusOf, isCanceled, type CoordinatorRow } from './coordinator-job-row.js';
-import type { CoordinatorStore } from './coordinator-store.js';
+import { CheckpointStatus } from '../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
+import { JobStatus, checkpointStatusOf, isCanceled, type CoordinatorRow } from '../core/coordinator/job-row.js';
+import type { CoordinatorStore } from '../adapters/aws/dynamodb-coordinator-store.js';
 
 /** What {@link cancelJob} did. */
 export interface CancelOutcome {

@@ -54,28 +54,28 @@
  * is not recognised as a replay.
  */
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import { awsClients, type AwsClients } from '../adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions } from '../adapters/aws/coordinator-executions.js';
-import { DynamoDbCoordinatorGateway } from '../adapters/aws/coordinator-gateway.js';
-import { guardedObserver } from '../adapters/aws/coordinator-observer.js';
-import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
-import { CoordinatorTasks, type CoordinatorLogEntry } from '../adapters/aws/coordinator-tasks.js';
-import { DynamoDbStateStore } from '../adapters/aws/dynamodb-state-store.js';
-import { decodeEnvelope, SQS_ENVELOPE_BYTES, SQS_RECORDS_PER_ENVELOPE } from '../adapters/aws/envelope-codec.js';
-import { S3CheckpointStorage } from '../adapters/aws/s3-checkpoint-storage.js';
-import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../adapters/aws/sqs-poller.js';
-import { SqsQueueSender, type SqsQueueSenderOptions } from '../adapters/aws/sqs-queue-sender.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import { Layout } from '../core/manifest/layout.js';
-import type { ResolvedCheckpointOptions } from '../core/options.js';
-import { vertexById, type PhysicalPlan, type Vertex } from '../graph/plan.js';
-import type { Clock, CoordinatorGateway, Ports } from '../ports/index.js';
-import type { Envelope } from '../runtime/envelope.js';
-import { SubtaskExecutor, type StepResult } from '../runtime/task-step.js';
+import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
+import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
+import { DynamoDbCoordinatorGateway } from '../../coordination/gateway.js';
+import { guardedObserver } from '../../coordination/observer.js';
+import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
+import { CoordinatorTasks, type CoordinatorLogEntry } from '../../coordination/host.js';
+import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
+import { decodeEnvelope, SQS_ENVELOPE_BYTES, SQS_RECORDS_PER_ENVELOPE } from '../../adapters/aws/envelope-codec.js';
+import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
+import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../../adapters/aws/sqs-poller.js';
+import { SqsQueueSender, type SqsQueueSenderOptions } from '../../adapters/aws/sqs-queue-sender.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { Layout } from '../../core/manifest/layout.js';
+import type { ResolvedCheckpointOptions } from '../../core/options.js';
+import { vertexById, type PhysicalPlan, type Vertex } from '../../graph/plan.js';
+import type { Clock, CoordinatorGateway, Ports } from '../../ports/index.js';
+import type { Envelope } from '../../core/envelope.js';
+import { SubtaskExecutor, type StepResult } from '../../runtime/task-step.js';
 import type { OperatorObservation, OperatorObserver } from './operator-observer.js';
-import { isCanceled } from '../adapters/aws/coordinator-job-row.js';
-import { parseWake, sendWakes, type WakeMessage } from './operator-wake.js';
-import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from './downstream-backlog.js';
+import { isCanceled } from '../../core/coordinator/job-row.js';
+import { parseWake, sendWakes, type WakeMessage } from './source-wakes.js';
+import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from '../../adapters/aws/downstream-backlog.js';
 
 /** The AWS resources of one job, by name or URL. */
 export interface AwsJobResources {

@@ -3,7 +3,7 @@
  * into metrics without lib/ knowing how metrics are published. Logs say the same things in words; an observer is for
  * counting and timing. Emulator mode and tests may leave it out.
  */
-import type { CoordinatorLog } from './coordinator-tasks.js';
+import type { CoordinatorLog } from './host.js';
 
 /** One thing the coordinator did, reported after the job row write it belongs to succeeded. */
 export type CoordinatorObservation =

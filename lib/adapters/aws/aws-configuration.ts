@@ -5,8 +5,8 @@
  * reach the emulator too. Against AWS, a missing region or missing credentials is one error saying what to set,
  * raised before the command does anything.
  */
-import type { AwsClientOptions } from '../adapters/aws/clients.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
+import type { AwsClientOptions } from './clients.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
 
 /** An environment, as `process.env`. */
 export type Environment = Readonly<Record<string, string | undefined>>;

@@ -10,10 +10,10 @@
  * Nothing here does I/O: `coordinator-store.ts` loads and conditionally writes rows, `coordinator-tasks.ts` carries
  * out the effects a committed step asks for.
  */
-import { initialCoordinatorState, reduceCoordinator } from '../../core/coordinator/coordinator.js';
-import { CheckpointStatus, type CoordinatorEvent, type CoordinatorState, type CoordinatorStep, type PendingCheckpoint } from '../../core/coordinator/types.js';
-import { Layout } from '../../core/manifest/layout.js';
-import type { ResolvedCheckpointOptions } from '../../core/options.js';
+import { initialCoordinatorState, reduceCoordinator } from './coordinator.js';
+import { CheckpointStatus, type CoordinatorEvent, type CoordinatorState, type CoordinatorStep, type PendingCheckpoint } from './types.js';
+import { Layout } from '../manifest/layout.js';
+import type { ResolvedCheckpointOptions } from '../options.js';
 import type { PhysicalPlan } from '../../graph/plan.js';
 
 /** Where a pending snapshot is written, and the `seq` its barrier carries on every coordinator channel. */

@@ -15,17 +15,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { DescribeExecutionCommand, ExecutionDoesNotExist } from '@aws-sdk/client-sfn';
-import type { AwsClients } from '../adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../adapters/aws/coordinator-executions.js';
-import type { CoordinatorRow } from '../adapters/aws/coordinator-job-row.js';
-import { checkpointExecutionName, type CheckpointRequestInput } from '../adapters/aws/coordinator-state-machine.js';
-import { DynamoDbCoordinatorStore } from '../adapters/aws/coordinator-store.js';
-import type { CoordinatorState, Termination } from '../core/coordinator/types.js';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import type { ResolvedCheckpointOptions } from '../core/options.js';
-import { HttpError } from '../rest/http-error.js';
-import { JobState, type JobOverview, type TriggerStatus } from '../rest/job-control.js';
-import type { RoutableJobControl } from '../rest/router.js';
+import type { AwsClients } from '../../adapters/aws/clients.js';
+import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
+import type { CoordinatorRow } from '../../core/coordinator/job-row.js';
+import { checkpointExecutionName, type CheckpointRequestInput } from '../../adapters/aws/coordinator-state-machine.js';
+import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
+import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import type { ResolvedCheckpointOptions } from '../../core/options.js';
+import { HttpError } from '../../rest/http-error.js';
+import { JobState, type JobOverview, type TriggerStatus } from '../../rest/job-control.js';
+import type { RoutableJobControl } from '../../rest/router.js';
 import { AwsJobControl } from './aws-job-control.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
 

@@ -1,7 +1,7 @@
-import { ErrorCode, FloeError } from '../../core/errors.js';
-import type { PhysicalPlan } from '../../graph/plan.js';
-import { COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../../runtime/envelope.js';
-import type { CoordinatorRow } from './coordinator-job-row.js';
+import { ErrorCode, FloeError } from '../core/errors.js';
+import type { PhysicalPlan } from '../graph/plan.js';
+import { COORDINATOR_CHANNEL, ENVELOPE_VERSION, EnvelopeKind, type Envelope } from '../core/envelope.js';
+import type { CoordinatorRow } from '../core/coordinator/job-row.js';
 
 /**
  * The barrier envelopes of pending checkpoint `checkpointId`, one per source subtask, shaped as the embedded runner

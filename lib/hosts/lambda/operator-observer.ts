@@ -4,8 +4,8 @@
  * operator's acks and source reports carry out (the last ack completes a checkpoint) are reported through the same
  * observer. Emulator mode and tests may leave it out.
  */
-import type { AckResult } from '../core/coordinator/ack-tracker.js';
-import type { CoordinatorObservation } from '../adapters/aws/coordinator-observer.js';
+import type { AckResult } from '../../core/coordinator/ack-tracker.js';
+import type { CoordinatorObservation } from '../../coordination/observer.js';
 
 /** One thing the operator handler did. */
 export type OperatorObservation =

@@ -13,8 +13,8 @@
  * the request rate), and the source reads as it would without backpressure.
  */
 import { GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { ErrorCode, FloeError } from '../core/errors.js';
-import type { Clock } from '../ports/index.js';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import type { Clock } from '../../ports/index.js';
 
 /** One downstream queue the probe watches. */
 export interface DownstreamQueue {
