@@ -4,8 +4,9 @@
  * coordinator-tasks queue); the ticker's, which drives sub-minute checkpoint intervals, is defined here.
  * Deploy-time values are `${Name}` placeholders that FloeJob fills with `DefinitionSubstitutions`.
  */
-import { COORDINATOR_TASK_MESSAGE_VERSION, coordinatorStateMachineDefinition } from '../lib/adapters/aws/coordinator-state-machine.js';
+import { coordinatorStateMachineDefinition } from '../lib/adapters/aws/coordinator-state-machine.js';
 import type { CheckpointSchedule } from './checkpoint-schedule.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../lib/coordination/checkpoint-tasks.js';
 
 /** The `DefinitionSubstitutions` FloeJob provides to both state machines. */
 export const Substitution = {

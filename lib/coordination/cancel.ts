@@ -14,7 +14,7 @@
 import { CheckpointStatus } from '../core/coordinator/types.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { JobStatus, checkpointStatusOf, isCanceled, type CoordinatorRow } from '../core/coordinator/job-row.js';
-import type { CoordinatorStore } from '../adapters/aws/dynamodb-coordinator-store.js';
+import type { CoordinatorStore } from '../ports/coordinator-store.js';
 
 /** What {@link cancelJob} did. */
 export interface CancelOutcome {

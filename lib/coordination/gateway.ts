@@ -1,7 +1,7 @@
 import type { AckResult } from '../core/coordinator/ack-tracker.js';
 import type { CoordinatorEvent, CoordinatorStep } from '../core/coordinator/types.js';
 import type { CheckpointAck, Clock, CoordinatorGateway, TaskAddress } from '../ports/index.js';
-import type { AppliedStep, CoordinatorStore, EffectRunner } from '../adapters/aws/dynamodb-coordinator-store.js';
+import type { AppliedStep, CoordinatorStore, EffectRunner } from '../ports/coordinator-store.js';
 
 /** Options of {@link DynamoDbCoordinatorGateway}. */
 export interface DynamoDbCoordinatorGatewayOptions {

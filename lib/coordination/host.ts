@@ -43,28 +43,11 @@ import type { CheckpointStorage, Clock, QueueSender, SinkCommitter } from '../po
 import { buildManifest, discardOldCheckpoints, loadManifest } from '../runtime/snapshot-catalog.js';
 import { barrierEnvelopes } from './barriers.js';
 import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './commits.js';
-import type { CheckpointExecutions } from '../adapters/aws/step-functions-executions.js';
-import { guardedObserver, type CoordinatorObservation, type CoordinatorObserver } from './observer.js';
-import {
-  JobStatus,
-  StartPhase,
-  checkpointStatusOf,
-  deployedPlanOf,
-  isTerminal,
-  newCoordinatorRow,
-  planTasks,
-  sameDeployment,
-  startedPlanMismatch,
-  startedPlanOf,
-  type CheckpointStatusChange,
-  type CoordinatorRow,
-  type GenerationStart,
-  type NewCoordinatorRowInput,
-  type RowTransition,
-} from '../core/coordinator/job-row.js';
-import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput } from '../adapters/aws/coordinator-state-machine.js';
-import { checkpointStatusKey } from '../adapters/aws/dynamodb-coordinator-schema.js';
-import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from '../adapters/aws/dynamodb-coordinator-store.js';
+import { guardedObserver, jsonLineLog, type CoordinatorLog, type CoordinatorObservation, type CoordinatorObserver } from './observer.js';
+import { JobStatus, StartPhase, checkpointStatusOf, isTerminal, planTasks, sameDeployment, startedPlanMismatch, startedPlanOf, type CheckpointStatusChange, type CoordinatorRow, type GenerationStart, type RowTransition } from '../core/coordinator/job-row.js';
+import { deployedPlanOf, newCoordinatorRow, type NewCoordinatorRowInput } from './generation.js';
+import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from '../ports/coordinator-store.js';
+import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput, type CheckpointExecutions } from './checkpoint-tasks.js';
 
 /**
  * After this long a claim to prepare a started generation (phase `preparing`) is taken over by another tick, in ms:
@@ -74,19 +57,6 @@ export const PREPARE_TAKEOVER_MS = 15 * 60_000;
 
 /** Most status checks one execution makes before its deadline; longer timeouts poll less often. */
 export const MAX_POLL_ROUNDS = 1000;
-
-/** One structured log entry; `message` says what happened, the other fields are for queries. */
-export interface CoordinatorLogEntry {
-  readonly level: 'info' | 'warn' | 'error';
-  readonly message: string;
-  readonly [field: string]: unknown;
-}
-
-/** Where the coordinator logs. */
-export type CoordinatorLog = (entry: CoordinatorLogEntry) => void;
-
-/** Structured JSON lines on stdout, which Lambda sends to CloudWatch Logs as they are. */
-export const jsonLineLog: CoordinatorLog = (entry) => console.log(JSON.stringify({ time: new Date().toISOString(), ...entry }));
 
 /** The Trigger task could not start the checkpoint its execution is named after. */
 export class TriggerRefusedError extends FloeError {
@@ -247,7 +217,7 @@ export class CoordinatorTasks implements EffectRunner {
     } else if (!pending) {
       await this.store.putCheckpointStatus(this.job, await this.finishedStatus(row, n));
     }
-    return { checkpointId: n, statusKey: checkpointStatusKey(this.job, n), ...countdown(row.state, pending, this.clock.now(), pollIntervalSeconds) };
+    return { checkpointId: n, statusKey: this.store.checkpointStatusKey(this.job, n), ...countdown(row.state, pending, this.clock.now(), pollIntervalSeconds) };
   }
 
   /** The Abort task: lets the reducer expire checkpoint `n` if it is overdue, recovers a stuck manifest write, and answers the status. */

@@ -3,7 +3,19 @@
  * into metrics without lib/ knowing how metrics are published. Logs say the same things in words; an observer is for
  * counting and timing. Emulator mode and tests may leave it out.
  */
-import type { CoordinatorLog } from './host.js';
+
+/** One structured log entry; `message` says what happened, the other fields are for queries. */
+export interface CoordinatorLogEntry {
+  readonly level: 'info' | 'warn' | 'error';
+  readonly message: string;
+  readonly [field: string]: unknown;
+}
+
+/** Where the coordinator logs. */
+export type CoordinatorLog = (entry: CoordinatorLogEntry) => void;
+
+/** Structured JSON lines on stdout, which Lambda sends to CloudWatch Logs as they are. */
+export const jsonLineLog: CoordinatorLog = (entry) => console.log(JSON.stringify({ time: new Date().toISOString(), ...entry }));
 
 /** One thing the coordinator did, reported after the job row write it belongs to succeeded. */
 export type CoordinatorObservation =

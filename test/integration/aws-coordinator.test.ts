@@ -9,10 +9,10 @@ import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/step-functions-executions.js';
 import { DynamoDbCoordinatorGateway } from '../../lib/coordination/gateway.js';
 import { JobStatus } from '../../lib/core/coordinator/job-row.js';
-import { checkpointExecutionInput, checkpointExecutionName, coordinatorStateMachineDefinition } from '../../lib/adapters/aws/coordinator-state-machine.js';
-import { DynamoDbCoordinatorStore, createCoordinatorTable, type AppliedStep, type EffectRunner } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
+import { coordinatorStateMachineDefinition } from '../../lib/adapters/aws/coordinator-state-machine.js';
+import { DynamoDbCoordinatorStore, createCoordinatorTable } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
-import { CoordinatorTasks, type CoordinatorLogEntry } from '../../lib/coordination/host.js';
+import { CoordinatorTasks } from '../../lib/coordination/host.js';
 import { decodeEnvelope } from '../../lib/adapters/aws/envelope-codec.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsEventSourcePoller } from '../../lib/adapters/aws/sqs-poller.js';
@@ -30,6 +30,9 @@ import type { CheckpointAck } from '../../lib/ports/index.js';
 import type { Envelope } from '../../lib/core/envelope.js';
 import { parseWake, type WakeMessage } from '../../lib/hosts/lambda/source-wakes.js';
 import { listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalog.js';
+import type { CoordinatorLogEntry } from '../../lib/coordination/observer.js';
+import type { AppliedStep, EffectRunner } from '../../lib/ports/coordinator-store.js';
+import { checkpointExecutionInput, checkpointExecutionName } from '../../lib/coordination/checkpoint-tasks.js';
 
 // Runs against the emulator that test/support/moto-global-setup.ts points AWS_ENDPOINT_URL at (moto with Step
 // Functions execution on). Emulator mode as Floe runs it: the state machine's tasks go through the tasks queue to an

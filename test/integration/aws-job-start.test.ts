@@ -11,7 +11,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { cancelJob } from '../../lib/coordination/cancel.js';
-import { JobStatus, StartPhase, deployedPlanOf } from '../../lib/core/coordinator/job-row.js';
+import { JobStatus, StartPhase } from '../../lib/core/coordinator/job-row.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { CoordinatorTasks, TriggerRefusedError } from '../../lib/coordination/host.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
@@ -30,6 +30,7 @@ import { keyGroupRange } from '../../lib/graph/key-groups.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import type { Clock } from '../../lib/ports/index.js';
 import { REPO_ROOT } from '../support/floe-process.js';
+import { deployedPlanOf } from '../../lib/coordination/generation.js';
 
 const clients = awsClients();
 let work: string;

@@ -12,7 +12,6 @@ import { writeFile } from 'node:fs/promises';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/step-functions-executions.js';
-import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../lib/adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
 import { CoordinatorTasks } from '../../lib/coordination/host.js';
@@ -25,6 +24,7 @@ import { SourceChains } from '../../lib/hosts/lambda/source-chains.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, type EmulatorJobResources } from '../../lib/hosts/emulator/provision.js';
 import type { ResolvedCheckpointOptions } from '../../lib/core/options.js';
 import type { PhysicalPlan } from '../../lib/graph/plan.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../lib/coordination/checkpoint-tasks.js';
 
 /** Options of {@link deployInProcess}. */
 export interface InProcessDeployOptions {

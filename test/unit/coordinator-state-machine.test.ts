@@ -1,19 +1,8 @@
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
 import { barrierEnvelopes } from '../../lib/coordination/barriers.js';
-import { newCoordinatorRow, transitionRow, type CoordinatorRow } from '../../lib/core/coordinator/job-row.js';
-import {
-  CoordinatorError,
-  CoordinatorStateName,
-  checkpointExecutionInput,
-  checkpointExecutionName,
-  coordinatorStateMachineDefinition,
-  parseCoordinatorTaskMessage,
-  type AslChoiceRule,
-  type AslDefinition,
-  type AslState,
-  type CoordinatorStateMachineOptions,
-} from '../../lib/adapters/aws/coordinator-state-machine.js';
+import { transitionRow, type CoordinatorRow } from '../../lib/core/coordinator/job-row.js';
+import { CoordinatorStateName, coordinatorStateMachineDefinition, type AslChoiceRule, type AslDefinition, type AslState, type CoordinatorStateMachineOptions } from '../../lib/adapters/aws/coordinator-state-machine.js';
 import { CoordinatorAttr } from '../../lib/adapters/aws/dynamodb-coordinator-schema.js';
 import { createCoordinatorTaskRecordHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
 import type { CoordinatorTasks } from '../../lib/coordination/host.js';
@@ -27,6 +16,8 @@ import type { SubtaskSnapshot } from '../../lib/core/manifest/model.js';
 import { resolveCheckpointOptions } from '../../lib/core/options.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import { COORDINATOR_CHANNEL, EnvelopeKind } from '../../lib/core/envelope.js';
+import { newCoordinatorRow } from '../../lib/coordination/generation.js';
+import { CoordinatorError, checkpointExecutionInput, checkpointExecutionName, parseCoordinatorTaskMessage } from '../../lib/coordination/checkpoint-tasks.js';
 
 const OPTIONS: CoordinatorStateMachineOptions = {
   job: 'word-count',

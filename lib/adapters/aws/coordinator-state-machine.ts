@@ -27,8 +27,7 @@
  * - Task errors: `Floe.Retryable` and `States.Timeout` (a task message lost, or its consumer died) are retried
  *   with backoff — every task is idempotent; `Floe.TriggerRefused` ends in NotTriggered; anything else in TaskFailed.
  */
-import { z } from 'zod';
-import { createHash } from 'node:crypto';
+import { COORDINATOR_TASK_MESSAGE_VERSION, CoordinatorError } from '../../coordination/checkpoint-tasks.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { CoordinatorAttr } from './dynamodb-coordinator-schema.js';
 
@@ -47,22 +46,6 @@ export const CoordinatorStateName = {
   NotTriggered: 'NotTriggered',
   TaskFailed: 'TaskFailed',
 } as const;
-
-/** Error names tasks report with SendTaskFailure, and the errors the execution fails with. */
-export const CoordinatorError = {
-  /** A task failed for a reason that may go away: Step Functions retries it. */
-  Retryable: 'Floe.Retryable',
-  /** The Trigger task could not start the checkpoint (no free slot, job not running, id not next). */
-  TriggerRefused: 'Floe.TriggerRefused',
-  /** A task failed for good. */
-  TaskFailed: 'Floe.TaskFailed',
-  /** The checkpoint was aborted (timeout, decline, failed manifest, subsumed). */
-  CheckpointAborted: 'Floe.CheckpointAborted',
-} as const;
-export type CoordinatorError = (typeof CoordinatorError)[keyof typeof CoordinatorError];
-
-/** Version of the task messages. */
-export const COORDINATOR_TASK_MESSAGE_VERSION = 1;
 
 /** Options of {@link coordinatorStateMachineDefinition}. */
 export interface CoordinatorStateMachineOptions {
@@ -134,107 +117,6 @@ export interface AslDefinition {
   readonly StartAt: string;
   readonly TimeoutSeconds: number;
   readonly States: Readonly<Record<string, AslState>>;
-}
-
-/** The execution input: the checkpoint to trigger and, for one the user asked for, what to take. */
-export interface CheckpointExecutionInput {
-  readonly checkpointId: number;
-  readonly request?: CheckpointRequestInput;
-}
-
-/** A user's request carried by an execution input (a savepoint, a stop-with-savepoint). */
-export interface CheckpointRequestInput {
-  readonly requestId?: string;
-  readonly kind: 'checkpoint' | 'savepoint';
-  readonly dir?: string;
-  readonly termination?: 'stop' | 'drain' | 'end';
-}
-
-/** What the Trigger task answers (`$.checkpoint` in the execution). */
-export interface TriggerTaskOutput {
-  readonly checkpointId: number;
-  /** Partition key of the checkpoint's status item. */
-  readonly statusKey: string;
-  /** Seconds between status checks. */
-  readonly pollSeconds: number;
-  /** One element per status check left before the checkpoint's deadline. */
-  readonly remaining: readonly number[];
-}
-
-/** What the Abort task answers (`$.abort`): the checkpoint's status once the reducer had its say. */
-export interface AbortTaskOutput {
-  readonly status: 'IN_PROGRESS' | 'COMPLETED' | 'FAILED';
-  readonly reason?: string;
-}
-
-/** What the Complete task answers (`$.completion`). */
-export interface CompleteTaskOutput {
-  /** Sink transactions committed (again: commits are idempotent). */
-  readonly committed: number;
-}
-
-const positiveInt = z.number().int().positive();
-const requestSchema = z.object({
-  requestId: z.string().min(1).optional(),
-  kind: z.enum(['checkpoint', 'savepoint']),
-  dir: z.string().min(1).optional(),
-  termination: z.enum(['stop', 'drain', 'end']).optional(),
-});
-const header = { v: z.literal(COORDINATOR_TASK_MESSAGE_VERSION), job: z.string().min(1) };
-const taskMessageSchema = z.discriminatedUnion('type', [
-  z.object({
-    ...header,
-    type: z.literal('trigger'),
-    input: z.object({ checkpointId: positiveInt, request: requestSchema.optional() }),
-    pollIntervalSeconds: positiveInt,
-    taskToken: z.string().min(1),
-  }),
-  z.object({ ...header, type: z.literal('abort'), checkpointId: positiveInt, taskToken: z.string().min(1) }),
-  z.object({ ...header, type: z.literal('complete'), checkpointId: positiveInt, taskToken: z.string().min(1) }),
-  /** Sent by a schedule, not by the state machine: the coordinator's periodic heartbeat; EventBridge Scheduler's carry the time they were scheduled for. */
-  z.object({ ...header, type: z.literal('tick'), scheduledTime: z.string().optional() }),
-]);
-
-/** A message on the coordinator-tasks queue. */
-export type CoordinatorTaskMessage = z.infer<typeof taskMessageSchema>;
-
-/** Parses a coordinator-tasks message body; anything else is a terminal MALFORMED_MESSAGE naming every problem. */
-export function parseCoordinatorTaskMessage(body: string, source = 'message'): CoordinatorTaskMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch {
-    // Not JSON.parse's message, nor the error as cause: V8 quotes the body in it, and a task message's body holds
-    // its task token, which must not reach the logs.
-    throw new FloeError(ErrorCode.MalformedMessage, `${source}: body is not JSON (${body.length} characters)`);
-  }
-  const parsed = taskMessageSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(body)'}: ${i.message}`);
-    throw new FloeError(ErrorCode.MalformedMessage, `${source}: body is not a coordinator task: ${problems.join('; ')}`, { cause: parsed.error });
-  }
-  return parsed.data;
-}
-
-/** Step Functions execution names: 1–80 characters of letters, digits, `-` and `_`. */
-const EXECUTION_NAME_MAX = 80;
-
-/** The execution name of checkpoint `id`: `<job>-chk-<n>`, the job name made safe (and shortened with a hash when too long). */
-export function checkpointExecutionName(job: string, checkpointId: number): string {
-  const suffix = `-chk-${checkpointId}`;
-  const safe = job.replace(/[^A-Za-z0-9_-]/g, '_');
-  const room = EXECUTION_NAME_MAX - suffix.length;
-  if (safe === job && safe.length <= room) return `${safe}${suffix}`;
-  // Changed or cut names get a hash of the real name, so two jobs cannot end up with one name.
-  const hash = createHash('sha256').update(job).digest('hex').slice(0, 8);
-  return `${safe.slice(0, room - hash.length - 1)}_${hash}${suffix}`;
-}
-
-/** The execution input of checkpoint `id`, with a fixed key order so that two starters send identical input. */
-export function checkpointExecutionInput(checkpointId: number, request?: CheckpointRequestInput): string {
-  if (request === undefined) return JSON.stringify({ checkpointId });
-  const { requestId, kind, dir, termination } = request;
-  return JSON.stringify({ checkpointId, request: { requestId, kind, dir, termination } });
 }
 
 /** Builds the coordinator's ASL definition; serialize it with `JSON.stringify` (CDK tokens in the options survive). */

@@ -1,11 +1,5 @@
 import { ExecutionAlreadyExists, StartExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
-import { checkpointExecutionInput, checkpointExecutionName, type CheckpointRequestInput } from './coordinator-state-machine.js';
-
-/** Starts the watchdog execution of a checkpoint. */
-export interface CheckpointExecutions {
-  /** Starts `<job>-chk-<n>`; resolves `started: false` when an execution of that name exists already (running or not). */
-  start(checkpointId: number, request?: CheckpointRequestInput): Promise<{ readonly started: boolean; readonly executionArn?: string }>;
-}
+import { checkpointExecutionInput, checkpointExecutionName, type CheckpointExecutions, type CheckpointRequestInput } from '../../coordination/checkpoint-tasks.js';
 
 /** Options of {@link StepFunctionsCheckpointExecutions}. */
 export interface StepFunctionsCheckpointExecutionsOptions {

@@ -7,14 +7,13 @@
  * task is byte-for-byte the envelope sent the first time (same FIFO deduplication id, dropped by the receiver's seq
  * check), and a retried manifest write targets the same directory.
  *
- * Nothing here does I/O: `coordinator-store.ts` loads and conditionally writes rows, `coordinator-tasks.ts` carries
- * out the effects a committed step asks for.
+ * Nothing here does I/O: a `CoordinatorStore` (lib/ports/coordinator-store.ts) loads and conditionally writes rows,
+ * the coordinator's host (lib/coordination/host.ts) carries out the effects a committed step asks for.
  */
-import { initialCoordinatorState, reduceCoordinator } from './coordinator.js';
+import { reduceCoordinator } from './coordinator.js';
 import { CheckpointStatus, type CoordinatorEvent, type CoordinatorState, type CoordinatorStep, type PendingCheckpoint } from './types.js';
 import { Layout } from '../manifest/layout.js';
 import type { ResolvedCheckpointOptions } from '../options.js';
-import type { PhysicalPlan } from '../../graph/plan.js';
 
 /** Where a pending snapshot is written, and the `seq` its barrier carries on every coordinator channel. */
 export interface SnapshotPlacement {
@@ -131,18 +130,6 @@ export function startedPlanMismatch(started: StartedPlan | undefined, running: S
   return problems.length === 0 ? undefined : problems.join('; ');
 }
 
-/** The deployed plan's shape as recorded in the job row. */
-export function deployedPlanOf(plan: PhysicalPlan, options: ResolvedCheckpointOptions, savepointDir: string, functionTimeoutMs?: number): DeployedPlan {
-  return {
-    fingerprint: plan.fingerprint,
-    maxParallelism: plan.maxParallelism,
-    vertices: plan.vertices.map((v) => ({ id: v.id, parallelism: v.parallelism, isSource: v.isSource, operators: v.operators.map((o) => ({ uid: o.uid, stateful: o.stateful })) })),
-    options,
-    savepointDir,
-    ...(functionTimeoutMs === undefined ? {} : { functionTimeoutMs }),
-  };
-}
-
 /** Whether two recorded plans are the same deployment (operators, parallelism, options). */
 export function sameDeployment(a: DeployedPlan | undefined, b: DeployedPlan): boolean {
   return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
@@ -207,59 +194,10 @@ export interface RowTransition {
   readonly statusChanges: readonly CheckpointStatusChange[];
 }
 
-/** What a new job row starts from. */
-export interface NewCoordinatorRowInput {
-  readonly plan: PhysicalPlan;
-  readonly options: ResolvedCheckpointOptions;
-  readonly jobId: string;
-  /** Default savepoint directory. */
-  readonly savepointDir: string;
-  readonly now: number;
-  /** @default 1 */
-  readonly generation?: number;
-  /** First id to allocate. @default latestCompletedId + 1, or 1 */
-  readonly nextCheckpointId?: number;
-  readonly latestCompletedId?: number;
-  /** @default false */
-  readonly restored?: boolean;
-  /** @default 20 */
-  readonly historySize?: number;
-  /** The functions' timeout in ms, recorded in the deployed plan. @default none (emulator mode) */
-  readonly functionTimeoutMs?: number;
-}
-
 /** Task keys (`<vertex>:<subtask>`) of every subtask of a plan, and of its source subtasks. */
 export function planTasks(plan: Pick<DeployedPlan, 'vertices'>): { tasks: string[]; sourceTasks: string[] } {
   const keys = (sourcesOnly: boolean) => plan.vertices.filter((v) => !sourcesOnly || v.isSource).flatMap((v) => Array.from({ length: v.parallelism }, (_, i) => `${v.id}:${i}`));
   return { tasks: keys(false), sourceTasks: keys(true) };
-}
-
-/** A RUNNING job row (version 0: not yet stored) for a plan, with nothing pending. */
-export function newCoordinatorRow(input: NewCoordinatorRowInput): CoordinatorRow {
-  const { tasks, sourceTasks } = planTasks(input.plan);
-  const state = initialCoordinatorState({
-    tasks,
-    sourceTasks,
-    options: input.options,
-    now: input.now,
-    ...(input.nextCheckpointId === undefined ? {} : { nextCheckpointId: input.nextCheckpointId }),
-    ...(input.latestCompletedId === undefined ? {} : { latestCompletedId: input.latestCompletedId }),
-    ...(input.restored === undefined ? {} : { restored: input.restored }),
-    ...(input.historySize === undefined ? {} : { historySize: input.historySize }),
-  });
-  return {
-    job: input.plan.job,
-    version: 0,
-    state,
-    runtime: {
-      jobId: input.jobId,
-      generation: input.generation ?? 1,
-      barrierSeq: 0,
-      savepointDir: input.savepointDir,
-      placements: {},
-      deployment: deployedPlanOf(input.plan, input.options, input.savepointDir, input.functionTimeoutMs),
-    },
-  };
 }
 
 /** Where checkpoint or savepoint `checkpoint` is written; deterministic, so a retried allocation lands in the same place. */

@@ -21,8 +21,7 @@ import type { SinkConnector } from '../../api/connector.js';
 import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
 import { cancelJob } from '../../coordination/cancel.js';
-import { JobStatus, isCanceled, newCoordinatorRow, type CoordinatorRow } from '../../core/coordinator/job-row.js';
-import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../adapters/aws/coordinator-state-machine.js';
+import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinator/job-row.js';
 import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
 import { SinkCommitRegistry } from '../../coordination/commits.js';
@@ -48,6 +47,8 @@ import { createOperatorHandler, type AwsJobResources } from '../lambda/operator-
 import { SourceChains } from '../lambda/source-chains.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, provisionFeedQueues, purgeJobQueues, type EmulatorJobResources } from './provision.js';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { newCoordinatorRow } from '../../coordination/generation.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
 
 /** Options of an emulator-mode run; the job's own options are the defaults. */
 export interface EmulatorRunOptions {

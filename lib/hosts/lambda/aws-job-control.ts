@@ -12,14 +12,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AwsClients } from '../../adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
+import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
 import { cancelJob } from '../../coordination/cancel.js';
 import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinator/job-row.js';
 import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
 import { Layout, join } from '../../core/manifest/layout.js';
 import { checkS3SavepointTarget } from '../../core/savepoint-target.js';
 import { listCheckpoints } from '../../runtime/snapshot-catalog.js';
-import type { CheckpointRequestInput } from '../../adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
@@ -27,6 +26,8 @@ import type { ResolvedCheckpointOptions } from '../../core/options.js';
 import { JobState, type JobControl, type JobOverview, type TriggerStatus } from '../../rest/job-control.js';
 import { startDeployedJob, type JobStartOptions, type JobStartOutcome } from './job-start.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
+import type { CheckpointRequestInput } from '../../coordination/checkpoint-tasks.js';
+import type { CheckpointExecutions } from '../../coordination/checkpoint-tasks.js';
 
 /** Attempts at getting a trigger its own checkpoint id, when others take the id first. */
 const MAX_TRIGGER_ATTEMPTS = 5;

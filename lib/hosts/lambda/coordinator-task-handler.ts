@@ -2,9 +2,9 @@ import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from '
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import type { SqsBatchHandler, SqsBatchResponse, SqsRecord } from '../../adapters/aws/sqs-poller.js';
 import { isRetryable } from '../../adapters/aws/sqs-queue-sender.js';
-import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from '../../adapters/aws/coordinator-state-machine.js';
-import { TriggerRefusedError, jsonLineLog, type CoordinatorLog, type CoordinatorTasks } from '../../coordination/host.js';
-import { guardedObserver, type CoordinatorObserver } from '../../coordination/observer.js';
+import { TriggerRefusedError, type CoordinatorTasks } from '../../coordination/host.js';
+import { guardedObserver, type CoordinatorObserver, jsonLineLog, type CoordinatorLog } from '../../coordination/observer.js';
+import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from '../../coordination/checkpoint-tasks.js';
 
 /** Options of {@link createCoordinatorTaskHandler}. */
 export interface CoordinatorTaskHandlerOptions {

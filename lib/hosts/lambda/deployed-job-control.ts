@@ -16,9 +16,8 @@
 import { randomBytes } from 'node:crypto';
 import { DescribeExecutionCommand, ExecutionDoesNotExist } from '@aws-sdk/client-sfn';
 import type { AwsClients } from '../../adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions, type CheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
+import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
 import type { CoordinatorRow } from '../../core/coordinator/job-row.js';
-import { checkpointExecutionName, type CheckpointRequestInput } from '../../adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
@@ -28,6 +27,7 @@ import { JobState, type JobOverview, type TriggerStatus } from '../../rest/job-c
 import type { RoutableJobControl } from '../../rest/router.js';
 import { AwsJobControl } from './aws-job-control.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
+import { checkpointExecutionName, type CheckpointRequestInput, type CheckpointExecutions } from '../../coordination/checkpoint-tasks.js';
 
 /** Attempts at getting a checkpoint id for one trigger, when others take the id first. */
 const MAX_TRIGGER_ATTEMPTS = 5;

@@ -29,8 +29,7 @@ import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../../adapters/aws/clients.js';
 import { cancelJob } from '../../coordination/cancel.js';
 import { JobStatus, StartPhase, isTerminal, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../../core/coordinator/job-row.js';
-import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../adapters/aws/coordinator-state-machine.js';
-import { CoordinatorConflictError, DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
+import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
 import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
 import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
@@ -41,6 +40,8 @@ import { keyGroupRange } from '../../graph/key-groups.js';
 import { describeSkippedCheckpoint, findLatestCheckpoint, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { RUN_REFRESH_MS } from './operator-handler.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
+import { CoordinatorConflictError } from '../../ports/coordinator-store.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
 
 /** What a new generation starts from: exactly one, so that starting with empty state is never an accident. */
 export type StartFrom =

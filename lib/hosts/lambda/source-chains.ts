@@ -19,11 +19,12 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
 import type { CoordinatorRow } from '../../core/coordinator/job-row.js';
-import type { CoordinatorLog, SourceChainDriver } from '../../coordination/host.js';
+import type { SourceChainDriver } from '../../coordination/host.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import type { PhysicalPlan } from '../../graph/plan.js';
 import type { Clock, ControlRow, StateStore } from '../../ports/index.js';
 import { sendWakes } from './source-wakes.js';
+import type { CoordinatorLog } from '../../coordination/observer.js';
 
 /** Default of {@link SourceChainsOptions.stallMs}. */
 export const SOURCE_STALL_MS = 120_000;
