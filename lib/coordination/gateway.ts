@@ -3,12 +3,12 @@ import type { CoordinatorEvent, CoordinatorStep } from '../core/coordinator/type
 import type { CheckpointAck, Clock, CoordinatorGateway, TaskAddress } from '../ports/index.js';
 import type { AppliedStep, CoordinatorStore, EffectRunner } from '../ports/coordinator-store.js';
 
-/** Options of {@link DynamoDbCoordinatorGateway}. */
-export interface DynamoDbCoordinatorGatewayOptions {
+/** Options of {@link CoordinatorStoreGateway}. */
+export interface CoordinatorStoreGatewayOptions {
   readonly job: string;
-  /** The job rows (a DynamoDbCoordinatorStore on AWS and in emulator mode). */
+  /** The job rows (DynamoDB on AWS and in emulator mode, in memory embedded). */
   readonly store: CoordinatorStore;
-  /** Carries out the effects of every step this gateway writes (`CoordinatorTasks`). */
+  /** Carries out the effects of every step this gateway writes (`CoordinatorHost`). */
   readonly effects: EffectRunner;
   /** @default the system clock */
   readonly clock?: Clock;
@@ -24,10 +24,10 @@ interface QueuedAck {
 }
 
 /**
- * How subtasks report to the coordinator on AWS: each report is an event applied to the job row with a conditional
- * write (re-applied on a lost race, so concurrent acks from many Lambdas all count), and the effects of the written
- * step — the manifest write once the last ack is in — are handed to the effect runner. The same gateway serves a
- * Lambda and emulator mode; only the effect runner's ports differ.
+ * How subtasks report to the coordinator, on every substrate: each report is an event applied to the job row with a conditional
+ * write (re-applied on a lost race, so concurrent acks from many Lambdas or subtask loops all count), and the effects of the written
+ * step — the manifest write once the last ack is in — are handed to the effect runner. The same gateway serves the
+ * embedded runner, emulator mode and a Lambda; only the store and the host's ports differ.
  *
  * Acks are group-committed: while one write of the job row is in flight, the acks that arrive meanwhile (from the
  * other slices of the batch, or other steps of the container) wait and then go into ONE write together
@@ -35,12 +35,12 @@ interface QueuedAck {
  * round trips on the row every ack contends for; grouped, an ack still counts only once its write succeeded, and a
  * caller still learns its own ack's result. Declines and end-of-input reports stay single writes, in call order.
  */
-export class DynamoDbCoordinatorGateway implements CoordinatorGateway {
+export class CoordinatorStoreGateway implements CoordinatorGateway {
   private readonly clock: Clock;
   private queued: QueuedAck[] = [];
   private writing = false;
 
-  constructor(private readonly options: DynamoDbCoordinatorGatewayOptions) {
+  constructor(private readonly options: CoordinatorStoreGatewayOptions) {
     this.clock = options.clock ?? systemClock;
   }
 

@@ -74,8 +74,8 @@ export interface SourceChainDriver {
   watch(row: CoordinatorRow): Promise<void>;
 }
 
-/** Options of {@link CoordinatorTasks}. */
-export interface CoordinatorTasksOptions {
+/** Options of {@link CoordinatorHost}. */
+export interface CoordinatorHostOptions {
   /** The job's physical plan: source vertices get barriers, manifests list its operators. */
   readonly plan: PhysicalPlan;
   readonly store: CoordinatorStore;
@@ -105,7 +105,7 @@ export interface EffectContext {
 const systemClock: Clock = { now: () => Date.now() };
 
 /** Carries out coordinator effects and runs the state machine's tasks for one job. */
-export class CoordinatorTasks implements EffectRunner {
+export class CoordinatorHost implements EffectRunner {
   readonly job: string;
   private readonly plan: PhysicalPlan;
   private readonly store: CoordinatorStore;
@@ -118,7 +118,7 @@ export class CoordinatorTasks implements EffectRunner {
   private readonly log: CoordinatorLog;
   private readonly observe: (observation: CoordinatorObservation) => void;
 
-  constructor(options: CoordinatorTasksOptions) {
+  constructor(options: CoordinatorHostOptions) {
     this.plan = options.plan;
     this.job = options.plan.job;
     this.store = options.store;

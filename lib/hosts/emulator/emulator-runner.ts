@@ -25,7 +25,7 @@ import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinat
 import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
 import { SinkCommitRegistry } from '../../coordination/commits.js';
-import { CoordinatorTasks } from '../../coordination/host.js';
+import { CoordinatorHost } from '../../coordination/host.js';
 import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
 import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
 import { SqsEventSourcePoller } from '../../adapters/aws/sqs-poller.js';
@@ -133,7 +133,7 @@ export class EmulatorRunner implements JobControl {
   private endTime: number | undefined;
   private row: CoordinatorRow | undefined;
   private resources: EmulatorJobResources | undefined;
-  private tasks: CoordinatorTasks | undefined;
+  private tasks: CoordinatorHost | undefined;
   private restoredFrom: JobOverview['restoredFrom'];
   private failureCause: string | undefined;
   private readonly triggers = new Map<string, { status: TriggerStatus; checkpointId?: number }>();
@@ -350,7 +350,7 @@ export class EmulatorRunner implements JobControl {
     }
 
     if (previous) await this.deleteRow(resources.coordinatorTable, previous);
-    this.tasks = new CoordinatorTasks({
+    this.tasks = new CoordinatorHost({
       plan: this.plan,
       store,
       storage,

@@ -2,14 +2,14 @@ import { SendTaskFailureCommand, SendTaskSuccessCommand, type SFNClient } from '
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import type { SqsBatchHandler, SqsBatchResponse, SqsRecord } from '../../adapters/aws/sqs-poller.js';
 import { isRetryable } from '../../adapters/aws/sqs-queue-sender.js';
-import { TriggerRefusedError, type CoordinatorTasks } from '../../coordination/host.js';
+import { TriggerRefusedError, type CoordinatorHost } from '../../coordination/host.js';
 import { guardedObserver, type CoordinatorObserver, jsonLineLog, type CoordinatorLog } from '../../coordination/observer.js';
 import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from '../../coordination/checkpoint-tasks.js';
 
 /** Options of {@link createCoordinatorTaskHandler}. */
 export interface CoordinatorTaskHandlerOptions {
   /** Runs the tasks of the one job this handler serves. */
-  readonly tasks: CoordinatorTasks;
+  readonly tasks: CoordinatorHost;
   /** Answers the state machine (SendTaskSuccess / SendTaskFailure). */
   readonly sfn: SFNClient;
   /** @default JSON lines on stdout */

@@ -56,10 +56,10 @@
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
-import { DynamoDbCoordinatorGateway } from '../../coordination/gateway.js';
+import { CoordinatorStoreGateway } from '../../coordination/gateway.js';
 import { guardedObserver, type CoordinatorLogEntry } from '../../coordination/observer.js';
 import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
-import { CoordinatorTasks } from '../../coordination/host.js';
+import { CoordinatorHost } from '../../coordination/host.js';
 import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
 import { decodeEnvelope, SQS_ENVELOPE_BYTES, SQS_RECORDS_PER_ENVELOPE } from '../../adapters/aws/envelope-codec.js';
 import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
@@ -656,7 +656,7 @@ function groupOf(item: Item): string {
 interface HandlerPorts {
   /** The ports of a task step, but for the coordinator gateway, which each executor wraps. */
   readonly task: Omit<Ports, 'coordinator'>;
-  readonly gateway: DynamoDbCoordinatorGateway;
+  readonly gateway: CoordinatorStoreGateway;
   readonly coordinatorStore: DynamoDbCoordinatorStore;
 }
 
@@ -671,7 +671,7 @@ function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock:
     tableName: resources.coordinatorTable,
     ...(options.serializeLocalWrites === undefined ? {} : { serializeLocalWrites: options.serializeLocalWrites }),
   });
-  const tasks = new CoordinatorTasks({
+  const tasks = new CoordinatorHost({
     plan,
     store: coordinatorStore,
     storage,
@@ -681,6 +681,6 @@ function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock:
     log: (entry: CoordinatorLogEntry) => log({ ...entry }),
     observer,
   });
-  const gateway = new DynamoDbCoordinatorGateway({ job: plan.job, store: coordinatorStore, effects: tasks, clock });
+  const gateway = new CoordinatorStoreGateway({ job: plan.job, store: coordinatorStore, effects: tasks, clock });
   return { task: { clock, queue, state, storage }, gateway, coordinatorStore };
 }

@@ -3,7 +3,7 @@
  * generation's chains and watches them.
  *
  * Start: wake 0 to every source subtask, with the chain's own deduplication ids, so starting twice sends nothing
- * new. `CoordinatorTasks` records in the job row that it was done, so the first tick after a deploy (or after a
+ * new. `CoordinatorHost` records in the job row that it was done, so the first tick after a deploy (or after a
  * restore into a new generation) starts the job, and later ticks do not.
  *
  * Watchdog: a chain is one wake message at a time; if that message reaches the dead-letter queue (or is lost), the
