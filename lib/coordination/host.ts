@@ -34,7 +34,7 @@
  * comes back, and what was lost is recovered by the watchdog execution (barriers by Trigger, manifests by Abort,
  * commits by Complete, status items by Abort).
  */
-import { CheckpointStatus, type CoordinatorEffect, type CoordinatorEvent, type CoordinatorState, type PendingCheckpoint } from '../core/coordinator/types.js';
+import { CheckpointStatus, type CoordinatorEffect, type CoordinatorEvent, type CoordinatorState, type PendingCheckpoint, type Termination } from '../core/coordinator/types.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { Layout, join } from '../core/manifest/layout.js';
 import { ManifestSerializer } from '../core/manifest/serializer.js';
@@ -44,8 +44,8 @@ import { buildManifest, discardOldCheckpoints, loadManifest } from '../runtime/s
 import { barrierEnvelopes } from './barriers.js';
 import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './commits.js';
 import { guardedObserver, jsonLineLog, type CoordinatorLog, type CoordinatorObservation, type CoordinatorObserver } from './observer.js';
-import { JobStatus, StartPhase, checkpointStatusOf, isTerminal, planTasks, sameDeployment, startedPlanMismatch, startedPlanOf, type CheckpointStatusChange, type CoordinatorRow, type GenerationStart, type RowTransition } from '../core/coordinator/job-row.js';
-import { deployedPlanOf, newCoordinatorRow, type NewCoordinatorRowInput } from './generation.js';
+import { JobStatus, StartPhase, checkpointStatusOf, isTerminal, planTasks, sameDeployment, startedPlanMismatch, startedPlanOf, type CheckpointStatusChange, type CoordinatorRow, type GenerationStart, type JobStatusRecord, type RowTransition } from '../core/coordinator/job-row.js';
+import { deployedPlanOf, newCoordinatorRow, removeUncommittedOutput, type NewCoordinatorRowInput } from './generation.js';
 import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from '../ports/coordinator-store.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput, type CheckpointExecutions } from './checkpoint-tasks.js';
 
@@ -95,6 +95,12 @@ export interface CoordinatorHostOptions {
   readonly log?: CoordinatorLog;
   /** Told of checkpoints triggered, completed and aborted and of fail-overs, for metrics. @default none */
   readonly observer?: CoordinatorObserver;
+  /**
+   * Told once the job row records a new job status (FAILING, FINISHED, CANCELED), after the write: how a host that
+   * runs the subtasks itself (the embedded runner) learns that its attempt ended. `termination` says how a FINISHED
+   * job ended. @default none (readers poll the row)
+   */
+  readonly onJobStatus?: (status: JobStatusRecord & { readonly termination?: Termination }) => void;
 }
 
 /** Where effects run: inside the Trigger task of checkpoint `insideExecution`, that execution need not be started. */
@@ -117,6 +123,7 @@ export class CoordinatorHost implements EffectRunner {
   private readonly clock: Clock;
   private readonly log: CoordinatorLog;
   private readonly observe: (observation: CoordinatorObservation) => void;
+  private readonly onJobStatus: CoordinatorHostOptions['onJobStatus'];
 
   constructor(options: CoordinatorHostOptions) {
     this.plan = options.plan;
@@ -130,6 +137,7 @@ export class CoordinatorHost implements EffectRunner {
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? jsonLineLog;
     this.observe = guardedObserver(options.observer, this.log);
+    this.onJobStatus = options.onJobStatus;
   }
 
   /** Creates the job row unless the job has one already; returns the stored row. */
@@ -323,7 +331,7 @@ export class CoordinatorHost implements EffectRunner {
     if (mismatch !== undefined) {
       const reason = `generation ${start.generation} was started for ${mismatch} (the plan changed while \`floe start\` ran); run \`floe start\` again`;
       this.log({ level: 'error', message: reason, job: this.job, generation: start.generation });
-      await this.store.setJobStatus(this.job, { status: JobStatus.Failing, detail: reason, at: this.clock.now() });
+      await this.recordStatus({ status: JobStatus.Failing, detail: reason, at: this.clock.now() });
       return false;
     }
     const claimedAt = this.clock.now();
@@ -349,13 +357,7 @@ export class CoordinatorHost implements EffectRunner {
       await this.commits.commitAll(commits);
       this.log({ level: 'info', message: `committed ${commits.length} pending sink transaction(s) of ${start.from}`, job: this.job, generation: start.generation });
     }
-    for (const v of this.plan.vertices) {
-      for (const op of v.operators) {
-        if (op.node.spec.kind !== 'sink') continue;
-        const connector = op.node.spec.connector as { cleanup?: (uid: string, keepRunId?: string) => Promise<void> };
-        await connector.cleanup?.(op.uid, row.runtime.jobId);
-      }
-    }
+    await removeUncommittedOutput(this.plan, row.runtime.jobId);
     const prepared = await this.store.updateRuntime(
       this.job,
       (r) => (ours(r) ? { ...r.runtime, start: { ...r.runtime.start!, phase: StartPhase.Prepared } } : undefined),
@@ -403,19 +405,25 @@ export class CoordinatorHost implements EffectRunner {
       case 'failJob':
         this.log({ level: 'error', message: `job failing over: ${effect.reason}`, job: this.job });
         this.observe({ type: 'jobFailing', generation: row.runtime.generation, reason: effect.reason });
-        await this.store.setJobStatus(this.job, { status: JobStatus.Failing, detail: effect.reason, at: this.clock.now() });
+        await this.recordStatus({ status: JobStatus.Failing, detail: effect.reason, at: this.clock.now() });
         return [];
       case 'jobFinished': {
         const path = row.state.history.find((h) => h.id === effect.checkpointId)?.externalPath;
         this.log({ level: 'info', message: `job finished (${effect.termination}) with checkpoint ${effect.checkpointId}`, job: this.job, path });
-        await this.store.setJobStatus(this.job, { status: JobStatus.Finished, ...(path === undefined ? {} : { detail: path }), at: this.clock.now() });
+        await this.recordStatus({ status: JobStatus.Finished, ...(path === undefined ? {} : { detail: path }), at: this.clock.now() }, effect.termination);
         return [];
       }
       case 'jobCanceled':
         this.log({ level: 'info', message: 'job cancelled', job: this.job, generation: row.runtime.generation });
-        await this.store.setJobStatus(this.job, { status: JobStatus.Canceled, at: this.clock.now() });
+        await this.recordStatus({ status: JobStatus.Canceled, at: this.clock.now() });
         return [];
     }
+  }
+
+  /** Records the job's status in its row and tells `onJobStatus`. */
+  private async recordStatus(record: JobStatusRecord, termination?: Termination): Promise<void> {
+    await this.store.setJobStatus(this.job, record);
+    this.onJobStatus?.({ ...record, ...(termination === undefined ? {} : { termination }) });
   }
 
   /** Writes a fully acknowledged checkpoint's manifest, create-only; answers the event that reports the outcome. */

@@ -95,3 +95,18 @@ export function vertexOverviews(plan: PhysicalPlan, metrics: ReadonlyMap<string,
     recordsOut: metrics.get(v.id)?.recordsOut ?? 0,
   }));
 }
+
+/**
+ * What the coordinator's state says of the trigger `requestId`: queued or pending (IN_PROGRESS), or finished as its
+ * history records it; undefined when the state does not know it (not yet applied, or out of the history).
+ */
+export function triggerStatusOf(state: CoordinatorState, requestId: string): TriggerStatus | undefined {
+  if (state.queued.some((q) => q.requestId === requestId)) return { status: 'IN_PROGRESS' };
+  const pending = state.pending.find((p) => p.requestId === requestId);
+  if (pending) return { status: 'IN_PROGRESS', checkpointId: pending.id };
+  const record = state.history.find((h) => h.requestId === requestId);
+  if (!record) return undefined;
+  return record.status === 'COMPLETED'
+    ? { status: 'COMPLETED', checkpointId: record.id, ...(record.externalPath === undefined ? {} : { location: record.externalPath }) }
+    : { status: 'FAILED', checkpointId: record.id, failureCause: record.failureReason ?? 'checkpoint failed' };
+}

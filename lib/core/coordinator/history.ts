@@ -24,6 +24,7 @@ function baseRecord(checkpoint: PendingCheckpoint, total: number, finishedAt: nu
     triggeredAt: checkpoint.triggeredAt,
     finishedAt,
     ...(checkpoint.termination === undefined ? {} : { termination: checkpoint.termination }),
+    ...(checkpoint.requestId === undefined ? {} : { requestId: checkpoint.requestId }),
     acknowledged: Object.keys(checkpoint.acks).length,
     total,
     ...snapshotSizes(checkpoint.acks),

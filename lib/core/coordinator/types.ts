@@ -53,6 +53,8 @@ export interface CheckpointRecord {
   /** Completion or failure time. */
   readonly finishedAt?: number;
   readonly termination?: Termination;
+  /** The request that asked for it (a user's trigger), if any. */
+  readonly requestId?: string;
   readonly acknowledged: number;
   readonly total: number;
   readonly failureReason?: string;
