@@ -110,3 +110,37 @@ export function triggerStatusOf(state: CoordinatorState, requestId: string): Tri
     ? { status: 'COMPLETED', checkpointId: record.id, ...(record.externalPath === undefined ? {} : { location: record.externalPath }) }
     : { status: 'FAILED', checkpointId: record.id, failureCause: record.failureReason ?? 'checkpoint failed' };
 }
+
+/**
+ * The triggers a job control was asked for (REST API, CLI), answered from the coordinator's state: a runner records
+ * each request id it hands out and a trigger that failed to apply; everything else is read from the job row.
+ */
+export class TriggerRequests {
+  /** Request id → why its trigger failed to apply, or undefined. */
+  private readonly requests = new Map<string, string | undefined>();
+
+  /** Records a request id handed out. */
+  add(requestId: string): void {
+    this.requests.set(requestId, undefined);
+  }
+
+  /** Records that the trigger of `requestId` failed before the coordinator took it. */
+  failed(requestId: string, reason: string): void {
+    this.requests.set(requestId, reason);
+  }
+
+  /** The status of `requestId` given the coordinator's state and whether the job has ended; undefined for an id never handed out. */
+  status(requestId: string, state: CoordinatorState | undefined, ended: JobState | undefined): TriggerStatus | undefined {
+    if (!this.requests.has(requestId)) return undefined;
+    const failure = this.requests.get(requestId);
+    if (failure !== undefined) return { status: 'FAILED', failureCause: failure };
+    const known = state && triggerStatusOf(state, requestId);
+    if (known) return known;
+    return ended === undefined ? { status: 'IN_PROGRESS' } : { status: 'FAILED', failureCause: `the job ended (${ended}) before it completed` };
+  }
+}
+
+/** The state a finished job ended in, or undefined while it has not. */
+export function endedState(state: JobState): JobState | undefined {
+  return state === JobState.Finished || state === JobState.Canceled || state === JobState.Failed ? state : undefined;
+}

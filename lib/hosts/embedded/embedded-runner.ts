@@ -29,7 +29,7 @@ import { InMemoryStateStore } from '../../adapters/local/in-memory-state-store.j
 import { InMemoryCoordinatorStore } from '../../adapters/local/in-memory-coordinator-store.js';
 import { FileCheckpointStorage } from '../../adapters/local/file-checkpoint-storage.js';
 import { checkLocalSavepointTarget } from '../../adapters/local/local-savepoint-target.js';
-import { JobState, triggerStatusOf, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
+import { JobState, TriggerRequests, endedState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
 
 export type { RestoreSource, RunOutcome } from '../../coordination/restarts.js';
 
@@ -93,8 +93,7 @@ export class EmbeddedRunner implements JobControl {
   private attempt: Attempt | undefined;
   private restoredFrom: JobOverview['restoredFrom'];
   private failureCause: string | undefined;
-  /** Triggers asked for through the REST API, and the failure of those whose trigger itself failed. */
-  private readonly requests = new Map<string, string | undefined>();
+  private readonly requests = new TriggerRequests();
   private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
   private cancelRequested = false;
 
@@ -326,10 +325,10 @@ export class EmbeddedRunner implements JobControl {
     if (!attempt || attempt.outcome || this.state !== JobState.Running) {
       throw new FloeError(ErrorCode.BadRequest, `job '${this.plan.job}' is ${this.state}; it takes ${kind}s only while RUNNING`);
     }
-    this.requests.set(requestId, undefined);
+    this.requests.add(requestId);
     const request = { requestId, kind, ...(dir === undefined ? {} : { dir }), ...(termination === undefined ? {} : { termination }) };
     // A trigger that fails to apply fails the request, not the job.
-    const applied = attempt.host.dispatch({ type: 'trigger', now: this.clock.now(), request }).catch((e: Error) => void this.requests.set(requestId, e.message));
+    const applied = attempt.host.dispatch({ type: 'trigger', now: this.clock.now(), request }).catch((e: Error) => this.requests.failed(requestId, e.message));
     attempt.inflight.add(applied);
     void applied.finally(() => attempt.inflight.delete(applied));
     return requestId;
@@ -350,14 +349,7 @@ export class EmbeddedRunner implements JobControl {
   }
 
   triggerStatus(requestId: string): TriggerStatus | undefined {
-    if (!this.requests.has(requestId)) return undefined;
-    const failure = this.requests.get(requestId);
-    if (failure !== undefined) return { status: 'FAILED', failureCause: failure };
-    const row = this.store.peek(this.plan.job);
-    const known = row && triggerStatusOf(row.state, requestId);
-    if (known) return known;
-    const ended = this.state === JobState.Finished || this.state === JobState.Canceled || this.state === JobState.Failed;
-    return ended ? { status: 'FAILED', failureCause: `the job ended (${this.state}) before it completed` } : { status: 'IN_PROGRESS' };
+    return this.requests.status(requestId, this.store.peek(this.plan.job)?.state, endedState(this.state));
   }
 
   async cancel(): Promise<void> {

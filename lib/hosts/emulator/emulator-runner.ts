@@ -14,41 +14,40 @@
  * triggers go through the coordinator store like every other event.
  */
 import { randomBytes } from 'node:crypto';
-import { DeleteItemCommand, ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { Job } from '../../api/job.js';
-import type { SinkConnector } from '../../api/connector.js';
-import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
-import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
-import { cancelJob } from '../../coordination/cancel.js';
-import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinator/job-row.js';
-import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../adapters/aws/dynamodb-coordinator-store.js';
-import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
-import { SinkCommitRegistry } from '../../coordination/commits.js';
-import { CoordinatorHost } from '../../coordination/host.js';
-import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
-import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
-import { SqsEventSourcePoller } from '../../adapters/aws/sqs-poller.js';
-import { SqsQueueSender } from '../../adapters/aws/sqs-queue-sender.js';
 import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
+import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinator/job-row.js';
 import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
 import { checkS3SavepointTarget } from '../../core/savepoint-target.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
 import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../../core/options.js';
 import { RestartBackoff } from '../../core/restart-strategy.js';
-import { planRestore } from '../../core/restore-planner.js';
 import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
 import type { Clock } from '../../ports/index.js';
-import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
-import { JobState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
-import type { RestoreSource, RunOutcome } from '../embedded/embedded-runner.js';
+import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
+import { cancelJob } from '../../coordination/cancel.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
+import { SinkCommitRegistry } from '../../coordination/commits.js';
+import { nextGenerationRow, removeUncommittedOutput, restartPoint } from '../../coordination/generation.js';
+import { CoordinatorHost } from '../../coordination/host.js';
+import { coordinatorLine } from '../../coordination/observer.js';
+import { restoreSnapshot } from '../../coordination/restore.js';
+import { runAttempts, type AttemptOutcome, type RestoreSource, type RunOutcome } from '../../coordination/restarts.js';
+import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
+import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
+import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
+import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
+import { SqsEventSourcePoller } from '../../adapters/aws/sqs-poller.js';
+import { SqsQueueSender } from '../../adapters/aws/sqs-queue-sender.js';
+import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
+import { JobState, TriggerRequests, endedState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
+import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
 import { createOperatorHandler, type AwsJobResources } from '../lambda/operator-handler.js';
 import { SourceChains } from '../lambda/source-chains.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, provisionFeedQueues, purgeJobQueues, type EmulatorJobResources } from './provision.js';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { newCoordinatorRow } from '../../coordination/generation.js';
-import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
 
 /** Options of an emulator-mode run; the job's own options are the defaults. */
 export interface EmulatorRunOptions {
@@ -113,9 +112,6 @@ export const EMULATOR_SQS_LIMITS = { maxMessageBytes: 262_144, maxBatchBytes: 26
 
 const systemClock: Clock = { now: () => Date.now() };
 
-/** How one attempt ended: as the run does, or with a failure the restart strategy handles. */
-type AttemptOutcome = RunOutcome | { readonly state: 'RESTART'; readonly error: Error };
-
 /**
  * Runs a job in emulator mode and serves {@link JobControl} from its job row: the REST API and the CLI work as with
  * the embedded runner.
@@ -136,7 +132,7 @@ export class EmulatorRunner implements JobControl {
   private tasks: CoordinatorHost | undefined;
   private restoredFrom: JobOverview['restoredFrom'];
   private failureCause: string | undefined;
-  private readonly triggers = new Map<string, { status: TriggerStatus; checkpointId?: number }>();
+  private readonly requests = new TriggerRequests();
   private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
   private cancelRequested = false;
   /** Messages last seen in each dead-letter queue, by URL. */
@@ -169,29 +165,27 @@ export class EmulatorRunner implements JobControl {
     this.startTime = this.clock.now();
     try {
       const storage = await this.provision();
-      let restore = await this.initialRestore(storage);
-      for (;;) {
-        const outcome = await this.runAttempt(restore);
-        if (outcome.state !== 'RESTART') return this.end(outcome);
-        const decision = this.backoff.onFailure(this.clock.now());
-        if (!decision.restart) {
-          const cause = `${outcome.error.message} (${decision.reason})`;
-          this.log(`job failed: ${cause}`);
-          return this.end({ state: 'FAILED', error: new FloeError(ErrorCode.JobFailed, cause, { cause: outcome.error }) });
-        }
-        this.state = JobState.Restarting;
-        this.log(`restarting in ${decision.delayMs}ms after: ${outcome.error.message}`);
-        await new Promise((r) => setTimeout(r, decision.delayMs));
-        if (this.cancelRequested) return this.end({ state: 'CANCELED' });
-        // Restore from the newest completed checkpoint, else from what this run started from.
-        restore = (await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job, { onSkip: (c) => this.log(`skipped ${describeSkippedCheckpoint(c)}`) })) ?? restore;
-      }
+      const first = await this.initialRestore(storage);
+      return this.end(
+        await runAttempts(
+          {
+            backoff: this.backoff,
+            clock: this.clock,
+            log: this.log,
+            attempt: (restore) => this.runAttempt(restore),
+            restartFrom: async (last) => {
+              const path = restartPoint(this.row, undefined);
+              return path === undefined ? last : loadManifest(storage, path);
+            },
+            cancelled: () => this.cancelRequested,
+            restarting: () => (this.state = JobState.Restarting),
+          },
+          first,
+        ),
+      );
     } catch (e) {
       return this.end({ state: 'FAILED', error: e instanceof Error ? e : new Error(String(e)) });
     } finally {
-      for (const t of this.triggers.values()) {
-        if (t.status.status === 'IN_PROGRESS') t.status = { ...t.status, status: 'FAILED', failureCause: `the job ended (${this.state}) before it completed` };
-      }
       this.stoppedResolve();
     }
   }
@@ -315,41 +309,28 @@ export class EmulatorRunner implements JobControl {
     const existing = await listCheckpoints(storage, root, this.plan.job);
     // Checkpoint directories without a manifest never completed: remove them.
     await storage.delete((await Promise.all(existing.filter((c) => !c.complete).map((c) => storage.list(c.dir)))).flat());
-    // Ids never go back: each names a checkpoint directory and a Step Functions execution, both of which must be new.
-    const nextCheckpointId = Math.max(
-      (existing[existing.length - 1]?.id ?? 0) + 1,
-      previous?.state.nextCheckpointId ?? 1,
-      (restore?.manifest.checkpointId ?? 0) + 1,
-    );
     // Every run is a new generation, restored or not, so whatever an older run left in flight is dropped.
     const generation = Math.max(previous?.runtime.generation ?? 0, restore?.manifest.generation ?? 0) + 1;
 
     const stateStore = new DynamoDbStateStore({ tableName: resources.stateTable, job: this.plan.job, client: clients.dynamodb });
     await stateStore.clear();
     if (restore) {
-      const source = `${restore.manifest.kind} ${restore.dir}`;
-      const restorePlan = planRestore(restore.manifest, this.plan, { allowNonRestoredState: this.options.allowNonRestoredState ?? false, source });
-      for (const note of restorePlan.notes) this.log(note);
-      await new SinkCommitRegistry(this.plan).commitAll(restorePlan.pendingCommits);
-      for (const [key, operators] of restorePlan.subtasks) {
-        const [vertex, subtask] = [key.slice(0, key.lastIndexOf(':')), Number(key.slice(key.lastIndexOf(':') + 1))];
-        const v = this.plan.vertices.find((x) => x.id === vertex)!;
-        const lo = Math.floor((subtask * this.plan.maxParallelism + v.parallelism - 1) / v.parallelism);
-        const hi = Math.floor(((subtask + 1) * this.plan.maxParallelism - 1) / v.parallelism) + 1;
-        await stateStore.forSubtask({ vertex, subtask }).restore({ storage, manifestDir: restore.dir, keyGroups: [lo, hi], operators });
-      }
+      const registry = new SinkCommitRegistry(this.plan);
+      await restoreSnapshot(restore, {
+        target: this.plan,
+        allowNonRestoredState: this.options.allowNonRestoredState ?? false,
+        state: stateStore,
+        storage,
+        commit: (commits) => registry.commitAll(commits),
+        log: this.log,
+      });
       this.restoredFrom = { id: restore.manifest.checkpointId, path: restore.dir, kind: restore.manifest.kind, restoredAt: this.clock.now() };
-      this.log(`restored from ${source} (checkpoint ${restore.manifest.checkpointId}, generation ${generation})`);
+      this.log(`restored from ${restore.manifest.kind} ${restore.dir} (checkpoint ${restore.manifest.checkpointId}, generation ${generation})`);
     }
     // Output a previous run wrote but no checkpoint committed is replayed by this one.
-    for (const v of this.plan.vertices) {
-      for (const op of v.operators) {
-        const connector = op.node.spec.kind === 'sink' ? (op.node.spec.connector as SinkConnector<unknown> & { cleanup?: (uid: string) => Promise<void> }) : undefined;
-        await connector?.cleanup?.(op.uid);
-      }
-    }
+    await removeUncommittedOutput(this.plan);
 
-    if (previous) await this.deleteRow(resources.coordinatorTable, previous);
+    if (previous) await store.remove(previous);
     this.tasks = new CoordinatorHost({
       plan: this.plan,
       store,
@@ -368,20 +349,19 @@ export class EmulatorRunner implements JobControl {
       clock: this.clock,
       log: (e) => this.onCoordinatorLog(e),
     });
-    const row = newCoordinatorRow({
+    const row = nextGenerationRow({
       plan: this.plan,
       options: this.checkpointOptions,
       jobId: this.jobIdValue,
       savepointDir: this.options.savepointDir ?? resources.savepointRoot,
       now: this.clock.now(),
       generation,
-      nextCheckpointId,
-      ...(restore ? { latestCompletedId: restore.manifest.checkpointId, restored: true } : {}),
+      usedIds: [existing[existing.length - 1]?.id ?? 0, (previous?.state.nextCheckpointId ?? 1) - 1],
+      ...(restore ? { restored: restore.manifest } : {}),
+      // A restart within this run keeps the counts and the history, as the embedded runner does.
+      ...(this.row ? { previous: this.row } : {}),
     });
-    // A restart within this run keeps the counts and the history, as the embedded runner does.
-    const earlier = this.row;
-    const state = earlier ? { ...row.state, counts: { ...earlier.state.counts, restored: earlier.state.counts.restored + (restore ? 1 : 0) }, history: earlier.state.history } : row.state;
-    this.row = await store.create({ ...row, state });
+    this.row = await store.create(row);
     return { resources, store, generation };
   }
 
@@ -396,26 +376,6 @@ export class EmulatorRunner implements JobControl {
     return loadRestorableManifest(storage, source.path);
   }
 
-  /** Deletes the previous run's job row (if it is still the one read), so the new run starts with a fresh row. */
-  private async deleteRow(tableName: string, previous: CoordinatorRow): Promise<void> {
-    try {
-      await this.clients.dynamodb.send(
-        new DeleteItemCommand({
-          TableName: tableName,
-          Key: { [CoordinatorAttr.pk]: { S: jobRowKey(previous.job) } },
-          ConditionExpression: '#v = :v',
-          ExpressionAttributeNames: { '#v': CoordinatorAttr.version },
-          ExpressionAttributeValues: { ':v': { N: String(previous.version) } },
-        }),
-      );
-    } catch (e) {
-      if (e instanceof ConditionalCheckFailedException) {
-        throw new FloeError(ErrorCode.CommitFenced, `the job row of '${previous.job}' changed while this run started: is another run of the job still going?`, { cause: e });
-      }
-      throw e;
-    }
-  }
-
   /** Reads the job row until it says the job ended, or the job is cancelled. */
   private async watch(store: DynamoDbCoordinatorStore): Promise<AttemptOutcome> {
     const refreshMs = this.options.refreshMs ?? 250;
@@ -428,10 +388,7 @@ export class EmulatorRunner implements JobControl {
       if (this.cancelRequested) return { state: 'CANCELED' };
       try {
         const row = await store.load(this.plan.job);
-        if (row) {
-          this.row = row;
-          this.updateTriggers(row);
-        }
+        if (row) this.row = row;
       } catch (e) {
         this.log(`reading the job row failed: ${(e as Error).message}`);
       }
@@ -479,33 +436,10 @@ export class EmulatorRunner implements JobControl {
     );
   }
 
-  private updateTriggers(row: CoordinatorRow): void {
-    for (const [requestId, t] of this.triggers) {
-      if (t.status.status !== 'IN_PROGRESS') continue;
-      const pending = row.state.pending.find((p) => p.requestId === requestId);
-      if (pending) {
-        t.checkpointId = pending.id;
-        t.status = { status: 'IN_PROGRESS', checkpointId: pending.id };
-        continue;
-      }
-      if (t.checkpointId === undefined) continue;
-      const record = row.state.history.find((h) => h.id === t.checkpointId);
-      if (!record) continue;
-      t.status =
-        record.status === 'COMPLETED'
-          ? { status: 'COMPLETED', checkpointId: record.id, ...(record.externalPath === undefined ? {} : { location: record.externalPath }) }
-          : { status: 'FAILED', checkpointId: record.id, failureCause: record.failureReason ?? 'checkpoint failed' };
-    }
-  }
-
-  /** Coordinator lines worth a human's eye: completions as the embedded runner prints them, warnings and errors. */
+  /** Coordinator lines worth a human's eye (completions, warnings and errors), as the embedded runner prints them. */
   private onCoordinatorLog(entry: Record<string, unknown>, where?: string): void {
-    const message = String(entry.message ?? JSON.stringify(entry));
-    if (entry.level === 'info') {
-      if (/^(checkpoint|savepoint) \d+ completed$/.test(message)) this.log(`${message}: ${String(entry.path ?? '')}`);
-      return;
-    }
-    this.log(where ? `${where}: ${message}` : message);
+    const line = coordinatorLine(entry);
+    if (line !== undefined) this.log(where && entry.level !== 'info' ? `${where}: ${line}` : line);
   }
 
   /** Counts records for the REST overview from the handler's step lines, and passes the coordinator's lines on. */
@@ -550,21 +484,9 @@ export class EmulatorRunner implements JobControl {
       throw new FloeError(ErrorCode.BadRequest, `job '${this.plan.job}' is ${this.state}; it takes ${kind}s only while RUNNING`);
     }
     const requestId = randomBytes(16).toString('hex');
-    const entry: { status: TriggerStatus; checkpointId?: number } = { status: { status: 'IN_PROGRESS' } };
-    this.triggers.set(requestId, entry);
+    this.requests.add(requestId);
     const request = { requestId, kind, ...(dir === undefined ? {} : { dir }), ...(termination === undefined ? {} : { termination }) };
-    tasks
-      .dispatch({ type: 'trigger', now: this.clock.now(), request })
-      .then((applied) => {
-        const started = applied.row.state.pending.find((p) => p.requestId === requestId);
-        if (started && entry.checkpointId === undefined) {
-          entry.checkpointId = started.id;
-          if (entry.status.status === 'IN_PROGRESS') entry.status = { status: 'IN_PROGRESS', checkpointId: started.id };
-        }
-      })
-      .catch((e: Error) => {
-        entry.status = { status: 'FAILED', failureCause: e.message };
-      });
+    tasks.dispatch({ type: 'trigger', now: this.clock.now(), request }).catch((e: Error) => this.requests.failed(requestId, e.message));
     return requestId;
   }
 
@@ -585,7 +507,7 @@ export class EmulatorRunner implements JobControl {
   }
 
   triggerStatus(requestId: string): TriggerStatus | undefined {
-    return this.triggers.get(requestId)?.status;
+    return this.requests.status(requestId, this.row?.state, endedState(this.state));
   }
 
   async cancel(): Promise<void> {

@@ -35,8 +35,8 @@ import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js
 import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
-import { planRestore, type RestorePlan } from '../../core/restore-planner.js';
-import { keyGroupRange } from '../../graph/key-groups.js';
+import type { RestorePlan } from '../../core/restore-planner.js';
+import { planSnapshotRestore, writeRestoredState } from '../../coordination/restore.js';
 import { describeSkippedCheckpoint, findLatestCheckpoint, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { RUN_REFRESH_MS } from './operator-handler.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
@@ -150,13 +150,7 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
   }
   if (outputs.stateTable === undefined) throw new FloeError(ErrorCode.InvalidOptions, `cannot start job '${job}': the stack outputs name no state table (FloeStateTable)`);
   const snapshot = await snapshotOf(storage, job, deployment, from, log);
-  let restorePlan: RestorePlan | undefined;
-  if (snapshot) {
-    restorePlan = planRestore(snapshot.manifest, deployment, {
-      allowNonRestoredState: options.allowNonRestoredState ?? false,
-      source: `${snapshot.manifest.kind} ${snapshot.dir}`,
-    });
-  }
+  const restorePlan: RestorePlan | undefined = snapshot && planSnapshotRestore(snapshot, { target: deployment, allowNonRestoredState: options.allowNonRestoredState ?? false });
 
   // 2. A failing generation may still be running: end it as a cancel does.
   if (!isTerminal(row) && row.runtime.start?.phase !== StartPhase.Restoring) {
@@ -193,14 +187,7 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
   await state.clear();
   if (snapshot && restorePlan) {
     for (const note of restorePlan.notes) log(note);
-    const vertices = new Map(deployment.vertices.map((v) => [v.id, v]));
-    for (const [key, operators] of restorePlan.subtasks) {
-      const at = key.lastIndexOf(':');
-      const vertex = key.slice(0, at);
-      const subtask = Number(key.slice(at + 1));
-      const keyGroups = keyGroupRange(subtask, vertices.get(vertex)!.parallelism, deployment.maxParallelism);
-      await state.forSubtask({ vertex, subtask }).restore({ storage, manifestDir: snapshot.dir, keyGroups, operators });
-    }
+    await writeRestoredState(snapshot, restorePlan, deployment, state, storage);
     log(`state of ${snapshot.manifest.kind} ${snapshot.manifest.checkpointId} written for ${restorePlan.subtasks.size} subtasks`);
   }
 
