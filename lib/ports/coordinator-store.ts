@@ -117,7 +117,7 @@ export abstract class CoordinatorStore {
    */
   abstract replaceGeneration(row: CoordinatorRow, expectedVersion: number, now: number): Promise<CoordinatorRow>;
 
-  /** Deletes a job's row if it is still at `row.version` (a run that starts afresh); throws COMMIT_FENCED if it changed. */
+  /** Deletes a job's row if it is still at `row.version` (a run that starts afresh); throws COMMIT_FENCED if it changed or is gone. */
   abstract remove(row: CoordinatorRow): Promise<void>;
 
   /** Where a poller finds checkpoint `checkpointId`'s status item (the watchdog's Check state reads it). */

@@ -436,6 +436,14 @@ export function describeCoordinatorStoreContract(name: string, makeStore: Coordi
       expect(await store.load(job)).toEqual(stored);
     });
 
+    it('remove of a row that is gone throws COMMIT_FENCED', async () => {
+      const created = await store.create(newRow(plan, job));
+      await store.remove(created);
+      const e = await rejection(store.remove(created));
+      expect(e).toBeInstanceOf(FloeError);
+      expect((e as FloeError).code).toBe(ErrorCode.CommitFenced);
+    });
+
     // ---- checkpoint status items ----
 
     const status = (checkpointId: number, s: CheckpointStatus, at: number, extra: Partial<CheckpointStatusChange> = {}): CheckpointStatusChange => ({

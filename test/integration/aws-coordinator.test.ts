@@ -7,12 +7,12 @@ import { CreateQueueCommand, DeleteMessageBatchCommand, ReceiveMessageCommand } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/step-functions-executions.js';
-import { DynamoDbCoordinatorGateway } from '../../lib/coordination/gateway.js';
+import { CoordinatorStoreGateway } from '../../lib/coordination/gateway.js';
 import { JobStatus } from '../../lib/core/coordinator/job-row.js';
 import { coordinatorStateMachineDefinition } from '../../lib/adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore, createCoordinatorTable } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
-import { CoordinatorTasks } from '../../lib/coordination/host.js';
+import { CoordinatorHost } from '../../lib/coordination/host.js';
 import { decodeEnvelope } from '../../lib/adapters/aws/envelope-codec.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsEventSourcePoller } from '../../lib/adapters/aws/sqs-poller.js';
@@ -132,15 +132,15 @@ interface Fixture {
   readonly plan: PhysicalPlan;
   readonly sink: CollectSink<string>;
   readonly store: DynamoDbCoordinatorStore;
-  readonly tasks: CoordinatorTasks;
+  readonly tasks: CoordinatorHost;
   readonly effects: RecordingEffects;
-  readonly gateway: DynamoDbCoordinatorGateway;
+  readonly gateway: CoordinatorStoreGateway;
   readonly sourceQueueUrl: string;
   readonly stateMachineArn: string;
   readonly storage: S3CheckpointStorage;
   readonly logs: CoordinatorLogEntry[];
   /** A second, independent gateway with its own clients and tasks, like another Lambda; its steps are recorded in `effects` too. */
-  otherGateway(): DynamoDbCoordinatorGateway;
+  otherGateway(): CoordinatorStoreGateway;
   /** Starts checkpoint `id`'s execution as the REST API or a scheduler would. */
   start(id: number): Promise<string>;
   dir(id: number): string;
@@ -178,7 +178,7 @@ async function fixture(label: string, checkpoint: CheckpointOptions = {}, parall
   const build = (c = clients) => {
     const store = new DynamoDbCoordinatorStore({ client: c.dynamodb, tableName, serializeLocalWrites: true });
     const storage = new S3CheckpointStorage({ client: c.s3 });
-    const tasks = new CoordinatorTasks({
+    const tasks = new CoordinatorHost({
       plan,
       store,
       storage,
@@ -208,14 +208,14 @@ async function fixture(label: string, checkpoint: CheckpointOptions = {}, parall
     store,
     tasks,
     effects,
-    gateway: new DynamoDbCoordinatorGateway({ job: name, store, effects }),
+    gateway: new CoordinatorStoreGateway({ job: name, store, effects }),
     sourceQueueUrl,
     stateMachineArn: stateMachineArn!,
     storage,
     logs,
     otherGateway() {
       const other = build(awsClients());
-      return new DynamoDbCoordinatorGateway({ job: name, store: other.store, effects: new RecordingEffects(other.tasks, effects.steps) });
+      return new CoordinatorStoreGateway({ job: name, store: other.store, effects: new RecordingEffects(other.tasks, effects.steps) });
     },
     async start(id: number) {
       const res = await clients.sfn.send(new StartExecutionCommand({ stateMachineArn, name: checkpointExecutionName(name, id), input: checkpointExecutionInput(id) }));
@@ -444,7 +444,7 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
       },
       { step: 'initialize', name: 'floeZombieRecorder' },
     );
-    const zombie = new CoordinatorTasks({
+    const zombie = new CoordinatorHost({
       plan: f.plan,
       store: new DynamoDbCoordinatorStore({ client: zombieClients.dynamodb, tableName, serializeLocalWrites: true }),
       storage: new S3CheckpointStorage({ client: zombieClients.s3 }),

@@ -13,7 +13,7 @@ import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { cancelJob } from '../../lib/coordination/cancel.js';
 import { JobStatus, StartPhase } from '../../lib/core/coordinator/job-row.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
-import { CoordinatorTasks, TriggerRefusedError } from '../../lib/coordination/host.js';
+import { CoordinatorHost, TriggerRefusedError } from '../../lib/coordination/host.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { provisionEmulatorJob } from '../../lib/hosts/emulator/provision.js';
@@ -71,7 +71,7 @@ async function deployed(functionTimeoutMs?: number) {
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable });
   /** A coordinator of the job, as another container runs it; `clock` for one whose ticks find a checkpoint due. */
   const coordinator = (clock?: Clock) =>
-    new CoordinatorTasks({
+    new CoordinatorHost({
       plan,
       store,
       storage: new S3CheckpointStorage({ client: clients.s3 }),

@@ -9,7 +9,7 @@ import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { JobStatus } from '../../lib/core/coordinator/job-row.js';
 import { coordinatorStateMachineDefinition } from '../../lib/adapters/aws/coordinator-state-machine.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
-import { CoordinatorTasks } from '../../lib/coordination/host.js';
+import { CoordinatorHost } from '../../lib/coordination/host.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsRecord } from '../../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
@@ -174,7 +174,7 @@ beforeAll(async () => {
   const { stateMachineArn } = await clients.sfn.send(new CreateStateMachineCommand({ name: `floe-${jobName}`, definition: JSON.stringify(definition), roleArn: ROLE, type: 'STANDARD' }));
   provisioned = { ...base, resources: { ...base.resources, stateMachineArn: stateMachineArn! } };
   store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: base.resources.coordinatorTable });
-  const tasks = new CoordinatorTasks({
+  const tasks = new CoordinatorHost({
     plan,
     store,
     storage: new S3CheckpointStorage({ client: clients.s3 }),

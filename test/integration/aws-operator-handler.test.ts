@@ -6,7 +6,7 @@ import { awsClients, type AwsClients } from '../../lib/adapters/aws/clients.js';
 import { CoordinatorAttr, DynamoDbCoordinatorStore, jobRowKey } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { SinkCommitRegistry } from '../../lib/coordination/commits.js';
 import { DynamoDbStateStore } from '../../lib/adapters/aws/dynamodb-state-store.js';
-import { CoordinatorTasks } from '../../lib/coordination/host.js';
+import { CoordinatorHost } from '../../lib/coordination/host.js';
 import { JobStatus } from '../../lib/core/coordinator/job-row.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent } from '../../lib/adapters/aws/sqs-poller.js';
@@ -36,7 +36,7 @@ import { generatedSequence } from '../support/reference-generator.js';
 // The operator handler over moto (AWS_ENDPOINT_URL from test/support/moto-global-setup.ts), driven by a tiny loop
 // that receives from the real vertex queues and calls the handlers with Lambda-shaped events, as Lambda's event
 // source mapping would: successes are deleted, failures come back (handed back at once: see `handBack`). The
-// coordinator's tasks run in-process (CoordinatorTasks). Outputs are compared with a plain-loop oracle.
+// coordinator's tasks run in-process (CoordinatorHost). Outputs are compared with a plain-loop oracle.
 
 const EVENTS = 20_000;
 const VOCABULARY = 40;
@@ -136,7 +136,7 @@ interface Harness {
   readonly job: ProvisionedAwsJob;
   readonly resources: AwsJobResources;
   readonly checkpoint: ResolvedCheckpointOptions;
-  readonly tasks: CoordinatorTasks;
+  readonly tasks: CoordinatorHost;
   readonly store: DynamoDbCoordinatorStore;
   /** The committed output lines. */
   readonly output: () => Promise<string[]>;
@@ -167,7 +167,7 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
   const logs: Record<string, unknown>[] = [];
   const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
-  const tasks = new CoordinatorTasks({
+  const tasks = new CoordinatorHost({
     plan,
     store,
     storage,
@@ -786,7 +786,7 @@ describe('operator handler on the emulator', () => {
       const { resources } = provisionedJob;
       const checkpoint = resolveCheckpointOptions({ dir: resources.checkpointRoot });
       const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
-      const tasks = new CoordinatorTasks({
+      const tasks = new CoordinatorHost({
         plan,
         store,
         storage: new S3CheckpointStorage({ client: clients.s3 }),

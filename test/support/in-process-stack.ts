@@ -14,7 +14,7 @@ import type { AwsClients } from '../../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/step-functions-executions.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
-import { CoordinatorTasks } from '../../lib/coordination/host.js';
+import { CoordinatorHost } from '../../lib/coordination/host.js';
 import { DynamoDbStateStore } from '../../lib/adapters/aws/dynamodb-state-store.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsEventSourcePoller } from '../../lib/adapters/aws/sqs-poller.js';
@@ -65,7 +65,7 @@ export async function deployInProcess(options: InProcessDeployOptions): Promise<
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
   const storage = new S3CheckpointStorage({ client: clients.s3 });
   const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
-  const tasks = new CoordinatorTasks({
+  const tasks = new CoordinatorHost({
     plan,
     store,
     storage,

@@ -5,7 +5,7 @@ import { transitionRow, type CoordinatorRow } from '../../lib/core/coordinator/j
 import { CoordinatorStateName, coordinatorStateMachineDefinition, type AslChoiceRule, type AslDefinition, type AslState, type CoordinatorStateMachineOptions } from '../../lib/adapters/aws/coordinator-state-machine.js';
 import { CoordinatorAttr } from '../../lib/adapters/aws/dynamodb-coordinator-schema.js';
 import { createCoordinatorTaskRecordHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
-import type { CoordinatorTasks } from '../../lib/coordination/host.js';
+import type { CoordinatorHost } from '../../lib/coordination/host.js';
 import type { SqsRecord } from '../../lib/adapters/aws/sqs-poller.js';
 import { Job } from '../../lib/api/job.js';
 import { collectSink } from '../../lib/connectors/collect-sink.js';
@@ -261,7 +261,7 @@ describe('parseCoordinatorTaskMessage', () => {
   ])('keeps the task token out of the error (and so out of the logs) for %s', async (_what, body) => {
     const lines: Record<string, unknown>[] = [];
     const handle = createCoordinatorTaskRecordHandler({
-      tasks: { job: 'j' } as CoordinatorTasks,
+      tasks: { job: 'j' } as CoordinatorHost,
       sfn: { send: () => Promise.reject(new Error('no answer expected')) } as unknown as SFNClient,
       log: (line) => lines.push(line),
     });

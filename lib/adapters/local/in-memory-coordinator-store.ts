@@ -58,7 +58,7 @@ export class InMemoryCoordinatorStore extends CoordinatorStore {
   async remove(row: CoordinatorRow): Promise<void> {
     await roundTrip();
     const stored = this.rows.get(row.job);
-    if (stored && stored.version !== row.version) {
+    if (!stored || stored.version !== row.version) {
       throw new FloeError(ErrorCode.CommitFenced, `the job row of '${row.job}' changed while this run started: is another run of the job still going?`);
     }
     this.rows.delete(row.job);
