@@ -21,13 +21,13 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { AwsClients } from '../lib/adapters/aws/clients.js';
 import { EmulatorRunner } from '../lib/hosts/emulator/emulator-runner.js';
-import type { RunOutcome } from '../lib/hosts/embedded/embedded-runner.js';
 import { emulatorResourceNames } from '../lib/hosts/emulator/provision.js';
 import { Job, kinesisSource, s3Source, sqsSource, valueState, type SourceConnector } from '../lib/index.js';
 import startMoto from '../test/support/moto-global-setup.js';
 import { AWS_PRICES, AwsUsage, diff, instrumentedClients, instrumentedKinesisClient, itemSize, sqsPayload, stepFunctionsWork, type AwsUsageSnapshot, type StepFunctionsWork } from './aws.js';
 import { median, sleep } from './harness.js';
 import { discardSink, sinkCounter, type SinkCounter } from './jobs.js';
+import type { RunOutcome } from '../lib/coordination/restarts.js';
 
 /** Options of the sources section. */
 export interface SourcesConfig {

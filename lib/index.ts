@@ -27,6 +27,7 @@ export type { EventBridgeSinkOptions } from './connectors/eventbridge-sink.js';
 export type { StagingOptions } from './connectors/staged-transactions.js';
 export type { RetryOptions } from './connectors/aws-calls.js';
 export { EmbeddedRunner } from './hosts/embedded/embedded-runner.js';
-export type { EmbeddedRunOptions, RunOutcome, RestoreSource } from './hosts/embedded/embedded-runner.js';
+export type { EmbeddedRunOptions } from './hosts/embedded/embedded-runner.js';
+export type { RunOutcome, RestoreSource } from './coordination/restarts.js';
 export { FloeError, ValidationError } from './core/errors.js';
 export type { CheckpointOptions, RestartOptions } from './core/options.js';

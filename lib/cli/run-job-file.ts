@@ -1,5 +1,5 @@
 import { constants } from 'node:os';
-import { EmbeddedRunner, type RestoreSource } from '../hosts/embedded/embedded-runner.js';
+import { EmbeddedRunner } from '../hosts/embedded/embedded-runner.js';
 import { loadJob } from '../hosts/load-job.js';
 import { startRestServer } from '../rest/server.js';
 import { startProgress } from './progress.js';
@@ -7,6 +7,7 @@ import { formatDuration } from '../core/duration.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import { checkAwsConfiguration, useAwsEndpoint } from '../adapters/aws/aws-configuration.js';
 import { plannedResourceUses } from '../graph/connector-resources.js';
+import type { RestoreSource } from '../coordination/restarts.js';
 
 /** What `floe run` hands to the embedded runner. */
 export interface RunJobFileOptions {

@@ -6,9 +6,10 @@ import { Job, tumblingEventTimeWindows, valueState, type SinkConnector, type Sou
 import { generator } from '../../lib/connectors/generator.js';
 import { collectSink, resetCollector, type CollectSink } from '../../lib/connectors/collect-sink.js';
 import { generatedSequence } from './reference-generator.js';
-import type { EmbeddedRunner, EmbeddedRunOptions, RunOutcome } from '../../lib/hosts/embedded/embedded-runner.js';
+import type { EmbeddedRunner, EmbeddedRunOptions } from '../../lib/hosts/embedded/embedded-runner.js';
 import type { TriggerStatus } from '../../lib/rest/job-control.js';
 import type { Manifest } from '../../lib/core/manifest/model.js';
+import type { RunOutcome } from '../../lib/coordination/restarts.js';
 
 // Shared jobs, sources and oracles for the embedded integration tests. Every builder has safe defaults; a test
 // overrides only what it is about. Oracles are plain loops over the input the job is defined to read (generated

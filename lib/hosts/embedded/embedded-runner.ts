@@ -5,59 +5,40 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Job } from '../../api/job.js';
-import type { CheckpointStorage, Clock, Ports, QueueSender } from '../../ports/index.js';
-import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
-import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
-import { JobStatus } from '../../core/coordinator/job-row.js';
-import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../../core/options.js';
-import { RestartBackoff } from '../../core/restart-strategy.js';
+import type { CheckpointStorage, Ports, QueueSender } from '../../ports/index.js';
+import type { Termination } from '../../core/coordinator/types.js';
+import { JobStatus, type CoordinatorRow } from '../../core/coordinator/job-row.js';
 import { Layout } from '../../core/manifest/layout.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
 import { SubtaskExecutor } from '../../runtime/task-step.js';
-import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
+import { listCheckpoints, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { cancelJob } from '../../coordination/cancel.js';
 import { SinkCommitRegistry } from '../../coordination/commits.js';
 import { CoordinatorStoreGateway } from '../../coordination/gateway.js';
-import { nextGenerationRow, removeUncommittedOutput, restartPoint } from '../../coordination/generation.js';
+import { nextGenerationRow, removeUncommittedOutput } from '../../coordination/generation.js';
 import { CoordinatorHost } from '../../coordination/host.js';
 import { coordinatorLine } from '../../coordination/observer.js';
 import { restoreSnapshot } from '../../coordination/restore.js';
-import { runAttempts, type AttemptOutcome, type RestoreSource, type RunOutcome } from '../../coordination/restarts.js';
+import type { AttemptOutcome, RunOutcome } from '../../coordination/restarts.js';
 import { InMemoryQueues } from '../../adapters/local/in-memory-queues.js';
 import { InMemoryStateStore } from '../../adapters/local/in-memory-state-store.js';
 import { InMemoryCoordinatorStore } from '../../adapters/local/in-memory-coordinator-store.js';
 import { FileCheckpointStorage } from '../../adapters/local/file-checkpoint-storage.js';
 import { checkLocalSavepointTarget } from '../../adapters/local/local-savepoint-target.js';
-import { JobState, TriggerRequests, endedState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
+import { JobState, type JobControl } from '../../rest/job-control.js';
+import { JobRun, type JobRunOptions } from '../job-run.js';
 
-export type { RestoreSource, RunOutcome } from '../../coordination/restarts.js';
 
 /** Options of an embedded run; the job's own options are the defaults. */
-export interface EmbeddedRunOptions {
-  /** Overrides of the job's checkpoint options. */
-  readonly checkpoint?: CheckpointOptions;
-  /** Overrides the job's restart strategy. */
-  readonly restart?: RestartOptions;
-  /** Default parallelism, overriding the job's. */
-  readonly parallelism?: number;
-  /** Where to start from. @default none */
-  readonly restore?: RestoreSource;
-  /** Drop state of operators the job no longer has. @default false */
-  readonly allowNonRestoredState?: boolean;
+export interface EmbeddedRunOptions extends JobRunOptions {
   /** Default savepoint directory, overriding the job's. */
   readonly savepointDir?: string;
-  /** @default the system clock */
-  readonly clock?: Clock;
   /** @default files on local disk */
   readonly storage?: CheckpointStorage;
   /** Envelopes an in-process channel holds before its sender waits. @default 16 */
   readonly queueCapacity?: number;
-  /** Receives one line per notable event (restores, checkpoints, restarts). */
-  readonly log?: (message: string) => void;
 }
 
-const systemClock: Clock = { now: () => Date.now() };
 const yieldToEventLoop = () => new Promise<void>((r) => setImmediate(r));
 
 interface Attempt {
@@ -76,82 +57,36 @@ interface Attempt {
  * Runs a job in this process: one async loop per subtask over bounded in-memory channels, the coordinator's host
  * driven by a timer, checkpoints on local disk, restarts by the restart strategy.
  */
-export class EmbeddedRunner implements JobControl {
+export class EmbeddedRunner extends JobRun implements JobControl {
   readonly jobId = randomBytes(16).toString('hex');
-  readonly plan: PhysicalPlan;
-  private readonly checkpointOptions: ResolvedCheckpointOptions;
-  private readonly backoff: RestartBackoff;
-  private readonly clock: Clock;
   private readonly storage: CheckpointStorage;
   private readonly savepointDir: string;
-  private readonly log: (m: string) => void;
   /** The job row, in memory: the coordinator's state, as every host keeps it. */
   private readonly store = new InMemoryCoordinatorStore();
-  private state: JobState = JobState.Created;
-  private startTime = 0;
-  private endTime: number | undefined;
   private attempt: Attempt | undefined;
-  private restoredFrom: JobOverview['restoredFrom'];
-  private failureCause: string | undefined;
-  private readonly requests = new TriggerRequests();
-  private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
-  private cancelRequested = false;
 
   constructor(
-    readonly job: Job,
+    job: Job,
     private readonly options: EmbeddedRunOptions = {},
   ) {
-    this.plan = buildPlan(job, { parallelism: options.parallelism, ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}) });
-    this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...options.checkpoint });
-    this.backoff = new RestartBackoff(resolveRestartOptions(options.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' }), Math.random);
-    this.clock = options.clock ?? systemClock;
+    super(job, options);
     this.storage = options.storage ?? new FileCheckpointStorage();
     this.savepointDir = options.savepointDir ?? job.options.savepoint?.dir ?? '.floe/savepoints';
-    this.log = options.log ?? (() => {});
-    for (const v of this.plan.vertices) this.metrics.set(v.id, { recordsIn: 0, recordsOut: 0 });
   }
 
   /** Runs the job until it finishes, is cancelled or stopped, or fails beyond its restart strategy. */
   async run(): Promise<RunOutcome> {
-    this.startTime = this.clock.now();
-    const first = await this.initialRestore();
-    const existing = await listCheckpoints(this.storage, this.checkpointOptions.dir, this.plan.job);
-    // Checkpoint directories without a manifest never completed: remove them.
-    await this.storage.delete((await Promise.all(existing.filter((c) => !c.complete).map((c) => this.storage.list(c.dir)))).flat());
-    const outcome = await runAttempts(
-      {
-        backoff: this.backoff,
-        clock: this.clock,
-        log: this.log,
-        attempt: (restore) => this.runAttempt(restore),
-        restartFrom: async (last) => {
-          const path = restartPoint(this.store.peek(this.plan.job), undefined);
-          return path === undefined ? last : loadManifest(this.storage, path);
-        },
-        cancelled: () => this.cancelRequested,
-        restarting: () => (this.state = JobState.Restarting),
-      },
-      first,
-    );
-    this.state = outcome.state === 'FINISHED' ? JobState.Finished : outcome.state === 'CANCELED' ? JobState.Canceled : JobState.Failed;
-    this.endTime = this.clock.now();
-    if (outcome.error) this.failureCause = outcome.error.message;
-    return outcome;
+    this.started();
+    await this.removeIncompleteCheckpoints(this.storage);
+    return this.runAttempts(this.storage);
   }
 
-  private async initialRestore(): Promise<LoadedManifest | undefined> {
-    const source = this.options.restore ?? { kind: 'none' };
-    if (source.kind === 'none') return undefined;
-    if (source.kind === 'latest-checkpoint') {
-      const latest = await findLatestCheckpoint(this.storage, this.checkpointOptions.dir, this.plan.job, { onSkip: (c) => this.log(`skipped ${describeSkippedCheckpoint(c)}`) });
-      if (!latest) this.log(`no completed checkpoint under ${Layout.checkpointsDir(this.checkpointOptions.dir, this.plan.job)}: starting from the beginning`);
-      return latest;
-    }
-    return loadRestorableManifest(this.storage, source.path);
+  protected currentRow(): CoordinatorRow | undefined {
+    return this.store.peek(this.plan.job);
   }
 
   /** One attempt: a new generation from `restore` (or empty), subtask loops and ticks until the job row says it ended. */
-  private async runAttempt(restore: LoadedManifest | undefined): Promise<AttemptOutcome> {
+  protected async runAttempt(restore: LoadedManifest | undefined): Promise<AttemptOutcome> {
     const plan = this.plan;
     const previous = this.store.peek(plan.job);
     // Every attempt is a new generation, so whatever an older one left in flight is dropped.
@@ -171,8 +106,7 @@ export class EmbeddedRunner implements JobControl {
         log: this.log,
       });
       restoredUids = restored.restoredUids;
-      this.restoredFrom = { id: restore.manifest.checkpointId, path: restore.dir, kind: restore.manifest.kind, restoredAt: this.clock.now() };
-      this.log(`restored from ${restore.manifest.kind} ${restore.dir} (checkpoint ${restore.manifest.checkpointId}, generation ${gen})`);
+      this.restored(restore, gen);
     }
     await removeUncommittedOutput(plan);
     const existing = await listCheckpoints(this.storage, this.checkpointOptions.dir, plan.job);
@@ -296,29 +230,6 @@ export class EmbeddedRunner implements JobControl {
 
   // JobControl
 
-  overview(): JobOverview {
-    return {
-      jid: this.jobId,
-      name: this.plan.job,
-      state: this.state,
-      startTime: this.startTime,
-      endTime: this.endTime,
-      maxParallelism: this.plan.maxParallelism,
-      vertices: vertexOverviews(this.plan, this.metrics),
-      restarts: this.backoff.restarts,
-      restoredFrom: this.restoredFrom,
-      failureCause: this.failureCause,
-    };
-  }
-
-  coordinatorState(): CoordinatorState {
-    return this.store.peek(this.plan.job)?.state ?? initialCoordinatorState({ tasks: [], sourceTasks: [], options: this.checkpointOptions });
-  }
-
-  checkpointConfig(): ResolvedCheckpointOptions {
-    return this.checkpointOptions;
-  }
-
   private trigger(kind: 'checkpoint' | 'savepoint', dir?: string, termination?: Termination): string {
     const requestId = randomBytes(16).toString('hex');
     const attempt = this.attempt;
@@ -348,10 +259,6 @@ export class EmbeddedRunner implements JobControl {
     return this.trigger('savepoint', options.dir ?? this.savepointDir, options.termination);
   }
 
-  triggerStatus(requestId: string): TriggerStatus | undefined {
-    return this.requests.status(requestId, this.store.peek(this.plan.job)?.state, endedState(this.state));
-  }
-
   async cancel(): Promise<void> {
     this.cancelRequested = true;
     const attempt = this.attempt;
@@ -363,9 +270,7 @@ export class EmbeddedRunner implements JobControl {
     if (!this.checkpointOptions.retainOnCancel) {
       // Snapshots still being written would land after the deletion: let the attempt wind down first.
       await attempt?.stopped;
-      const all = await listCheckpoints(this.storage, this.checkpointOptions.dir, this.plan.job);
-      await this.storage.delete((await Promise.all(all.map((c) => this.storage.list(c.dir)))).flat());
-      await this.storage.delete(await this.storage.list(Layout.sharedDir(this.checkpointOptions.dir, this.plan.job)));
+      await this.deleteCheckpoints(this.storage);
     }
   }
 }

@@ -17,25 +17,20 @@ import { randomBytes } from 'node:crypto';
 import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { Job } from '../../api/job.js';
-import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
 import { JobStatus, isCanceled, type CoordinatorRow } from '../../core/coordinator/job-row.js';
-import type { CoordinatorState, Termination } from '../../core/coordinator/types.js';
+import type { Termination } from '../../core/coordinator/types.js';
 import { checkS3SavepointTarget } from '../../core/savepoint-target.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { Layout } from '../../core/manifest/layout.js';
-import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../../core/options.js';
-import { RestartBackoff } from '../../core/restart-strategy.js';
-import { buildPlan, type PhysicalPlan } from '../../graph/plan.js';
-import type { Clock } from '../../ports/index.js';
-import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
+import { resolveCheckpointOptions, type CheckpointOptions } from '../../core/options.js';
+import { listCheckpoints, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
 import { cancelJob } from '../../coordination/cancel.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
 import { SinkCommitRegistry } from '../../coordination/commits.js';
-import { nextGenerationRow, removeUncommittedOutput, restartPoint } from '../../coordination/generation.js';
+import { nextGenerationRow, removeUncommittedOutput } from '../../coordination/generation.js';
 import { CoordinatorHost } from '../../coordination/host.js';
 import { coordinatorLine } from '../../coordination/observer.js';
 import { restoreSnapshot } from '../../coordination/restore.js';
-import { runAttempts, type AttemptOutcome, type RestoreSource, type RunOutcome } from '../../coordination/restarts.js';
+import { type AttemptOutcome, type RunOutcome } from '../../coordination/restarts.js';
 import { awsClients, type AwsClients } from '../../adapters/aws/clients.js';
 import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
@@ -43,26 +38,19 @@ import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js
 import { SqsEventSourcePoller } from '../../adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../../adapters/aws/sqs-queue-sender.js';
 import { StepFunctionsCheckpointExecutions } from '../../adapters/aws/step-functions-executions.js';
-import { JobState, TriggerRequests, endedState, type JobControl, type JobOverview, type TriggerStatus, vertexOverviews } from '../../rest/job-control.js';
+import { JobState, type JobControl } from '../../rest/job-control.js';
 import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
 import { createOperatorHandler, type AwsJobResources } from '../lambda/operator-handler.js';
 import { SourceChains } from '../lambda/source-chains.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, provisionFeedQueues, purgeJobQueues, type EmulatorJobResources } from './provision.js';
+import { JobRun, type JobRunOptions } from '../job-run.js';
 
 /** Options of an emulator-mode run; the job's own options are the defaults. */
-export interface EmulatorRunOptions {
+export interface EmulatorRunOptions extends JobRunOptions {
   /** Endpoint URL of the emulator, e.g. `http://127.0.0.1:5000`. */
   readonly endpoint: string;
   /** Overrides of the job's checkpoint options; `dir` must be an `s3://` URL when given. @default checkpoints in the job's bucket */
   readonly checkpoint?: CheckpointOptions;
-  /** Overrides the job's restart strategy. @default the job's, else fixed-delay, 3 attempts, 1s apart */
-  readonly restart?: RestartOptions;
-  /** Default parallelism, overriding the job's. */
-  readonly parallelism?: number;
-  /** Where to start from. @default none */
-  readonly restore?: RestoreSource;
-  /** Drop state of operators the job no longer has. @default false */
-  readonly allowNonRestoredState?: boolean;
   /** Default savepoint directory (`s3://…`). @default `s3://<bucket>/<job>/savepoints` */
   readonly savepointDir?: string;
   /** Mixed into the resource names, to keep runs of the same job apart (tests). @default '' */
@@ -71,10 +59,6 @@ export interface EmulatorRunOptions {
   readonly region?: string;
   /** AWS clients to use instead of ones built from `endpoint` and `region` (e.g. instrumented ones). @default `awsClients({ endpoint, region })` */
   readonly clients?: AwsClients;
-  /** @default the system clock */
-  readonly clock?: Clock;
-  /** Receives one line per notable event (provisioning, restores, checkpoints, failures). */
-  readonly log?: (message: string) => void;
   /** How often the job row is read for the REST API and the job's status, in ms. @default 250 */
   readonly refreshMs?: number;
   /**
@@ -110,31 +94,16 @@ export const EMULATOR_MAX_DOWNSTREAM_BACKLOG = 4;
  */
 export const EMULATOR_SQS_LIMITS = { maxMessageBytes: 262_144, maxBatchBytes: 262_144 } as const;
 
-const systemClock: Clock = { now: () => Date.now() };
-
 /**
  * Runs a job in emulator mode and serves {@link JobControl} from its job row: the REST API and the CLI work as with
  * the embedded runner.
  */
-export class EmulatorRunner implements JobControl {
-  readonly plan: PhysicalPlan;
-  private jobIdValue = randomBytes(16).toString('hex');
-  private readonly clock: Clock;
-  private readonly log: (m: string) => void;
+export class EmulatorRunner extends JobRun implements JobControl {
+  private readonly jobIdValue = randomBytes(16).toString('hex');
   private readonly clients: AwsClients;
-  private checkpointOptions: ResolvedCheckpointOptions;
-  private readonly backoff: RestartBackoff;
-  private state: JobState = JobState.Created;
-  private startTime = 0;
-  private endTime: number | undefined;
   private row: CoordinatorRow | undefined;
   private resources: EmulatorJobResources | undefined;
   private tasks: CoordinatorHost | undefined;
-  private restoredFrom: JobOverview['restoredFrom'];
-  private failureCause: string | undefined;
-  private readonly requests = new TriggerRequests();
-  private readonly metrics = new Map<string, { recordsIn: number; recordsOut: number }>();
-  private cancelRequested = false;
   /** Messages last seen in each dead-letter queue, by URL. */
   private readonly deadLetters = new Map<string, number>();
   private wake: () => void = () => {};
@@ -142,64 +111,37 @@ export class EmulatorRunner implements JobControl {
   private readonly stopped = new Promise<void>((r) => (this.stoppedResolve = r));
 
   constructor(
-    readonly job: Job,
+    job: Job,
     private readonly options: EmulatorRunOptions,
   ) {
-    this.plan = buildPlan(job, { parallelism: options.parallelism, ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}) });
-    this.clock = options.clock ?? systemClock;
-    this.log = options.log ?? (() => {});
+    // Checkpoint options are resolved again once the bucket is known; the first copy validates early and serves checkpointConfig() before.
+    super(job, options);
     this.clients = options.clients ?? awsClients({ endpoint: options.endpoint, region: options.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1') });
-    // Resolved again once the bucket is known; this copy only validates early and serves checkpointConfig() before.
-    this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...options.checkpoint });
-    this.backoff = new RestartBackoff(resolveRestartOptions(options.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' }), Math.random);
-    for (const v of this.plan.vertices) this.metrics.set(v.id, { recordsIn: 0, recordsOut: 0 });
   }
 
-  /** The run's job id (32 hex digits); a restore keeps the id of the row it replaces. */
+  /** The run's job id (32 hex digits). */
   get jobId(): string {
     return this.jobIdValue;
   }
 
+  protected currentRow(): CoordinatorRow | undefined {
+    return this.row;
+  }
+
   /** Provisions, restores, runs the job until its row says FINISHED or FAILING or it is cancelled, and stops the pollers. */
   async run(): Promise<RunOutcome> {
-    this.startTime = this.clock.now();
+    this.started();
     try {
-      const storage = await this.provision();
-      const first = await this.initialRestore(storage);
-      return this.end(
-        await runAttempts(
-          {
-            backoff: this.backoff,
-            clock: this.clock,
-            log: this.log,
-            attempt: (restore) => this.runAttempt(restore),
-            restartFrom: async (last) => {
-              const path = restartPoint(this.row, undefined);
-              return path === undefined ? last : loadManifest(storage, path);
-            },
-            cancelled: () => this.cancelRequested,
-            restarting: () => (this.state = JobState.Restarting),
-          },
-          first,
-        ),
-      );
+      return await this.runAttempts(await this.provision());
     } catch (e) {
-      return this.end({ state: 'FAILED', error: e instanceof Error ? e : new Error(String(e)) });
+      return this.ended({ state: 'FAILED', error: e instanceof Error ? e : new Error(String(e)) });
     } finally {
       this.stoppedResolve();
     }
   }
 
-  /** Records how the run ended. */
-  private end(outcome: RunOutcome): RunOutcome {
-    this.state = outcome.state === 'FINISHED' ? JobState.Finished : outcome.state === 'CANCELED' ? JobState.Canceled : JobState.Failed;
-    this.endTime = this.clock.now();
-    if (outcome.error) this.failureCause = outcome.error.message;
-    return outcome;
-  }
-
   /** One attempt: a new generation from `restore` (or empty), pollers and ticks until the job row says it ended. */
-  private async runAttempt(restore: LoadedManifest | undefined): Promise<AttemptOutcome> {
+  protected async runAttempt(restore: LoadedManifest | undefined): Promise<AttemptOutcome> {
     const pollers: SqsEventSourcePoller[] = [];
     let ticker: NodeJS.Timeout | undefined;
     try {
@@ -324,8 +266,7 @@ export class EmulatorRunner implements JobControl {
         commit: (commits) => registry.commitAll(commits),
         log: this.log,
       });
-      this.restoredFrom = { id: restore.manifest.checkpointId, path: restore.dir, kind: restore.manifest.kind, restoredAt: this.clock.now() };
-      this.log(`restored from ${restore.manifest.kind} ${restore.dir} (checkpoint ${restore.manifest.checkpointId}, generation ${generation})`);
+      this.restored(restore, generation);
     }
     // Output a previous run wrote but no checkpoint committed is replayed by this one.
     await removeUncommittedOutput(this.plan);
@@ -363,17 +304,6 @@ export class EmulatorRunner implements JobControl {
     });
     this.row = await store.create(row);
     return { resources, store, generation };
-  }
-
-  private async initialRestore(storage: S3CheckpointStorage): Promise<LoadedManifest | undefined> {
-    const source = this.options.restore ?? { kind: 'none' };
-    if (source.kind === 'none') return undefined;
-    if (source.kind === 'latest-checkpoint') {
-      const latest = await findLatestCheckpoint(storage, this.checkpointOptions.dir, this.plan.job, { onSkip: (c) => this.log(`skipped ${describeSkippedCheckpoint(c)}`) });
-      if (!latest) this.log(`no completed checkpoint under ${Layout.checkpointsDir(this.checkpointOptions.dir, this.plan.job)}: starting from the beginning`);
-      return latest;
-    }
-    return loadRestorableManifest(storage, source.path);
   }
 
   /** Reads the job row until it says the job ended, or the job is cancelled. */
@@ -455,29 +385,6 @@ export class EmulatorRunner implements JobControl {
 
   // JobControl
 
-  overview(): JobOverview {
-    return {
-      jid: this.jobIdValue,
-      name: this.plan.job,
-      state: this.state,
-      startTime: this.startTime,
-      endTime: this.endTime,
-      maxParallelism: this.plan.maxParallelism,
-      vertices: vertexOverviews(this.plan, this.metrics),
-      restarts: this.backoff.restarts,
-      restoredFrom: this.restoredFrom,
-      failureCause: this.failureCause,
-    };
-  }
-
-  coordinatorState(): CoordinatorState {
-    return this.row?.state ?? initialCoordinatorState({ tasks: [], sourceTasks: [], options: this.checkpointOptions });
-  }
-
-  checkpointConfig(): ResolvedCheckpointOptions {
-    return this.checkpointOptions;
-  }
-
   private trigger(kind: 'checkpoint' | 'savepoint', dir?: string, termination?: Termination): string {
     const tasks = this.tasks;
     if (!tasks || this.state !== JobState.Running) {
@@ -506,10 +413,6 @@ export class EmulatorRunner implements JobControl {
     return this.trigger('savepoint', options.dir ?? this.options.savepointDir ?? this.resources?.savepointRoot, options.termination);
   }
 
-  triggerStatus(requestId: string): TriggerStatus | undefined {
-    return this.requests.status(requestId, this.row?.state, endedState(this.state));
-  }
-
   async cancel(): Promise<void> {
     const resources = this.resources;
     if (resources && this.row && this.state === JobState.Running) {
@@ -522,10 +425,7 @@ export class EmulatorRunner implements JobControl {
     if (this.state === JobState.Created || this.checkpointOptions.retainOnCancel) return;
     // Snapshots still being written would land after the deletion: let the pollers wind down first.
     await this.stopped;
-    const storage = new S3CheckpointStorage({ client: this.clients.s3 });
-    const all = await listCheckpoints(storage, this.checkpointOptions.dir, this.plan.job);
-    await storage.delete((await Promise.all(all.map((c) => storage.list(c.dir)))).flat());
-    await storage.delete(await storage.list(Layout.sharedDir(this.checkpointOptions.dir, this.plan.job)));
+    await this.deleteCheckpoints(new S3CheckpointStorage({ client: this.clients.s3 }));
   }
 }
 
