@@ -1,8 +1,48 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * lib/'s layers, bottom first (docs/architecture.md): a folder imports only from the folders below it. `sdk: false`
+ * also keeps the AWS SDK out; `pure` keeps out the environment, the wall clock and node's I/O.
+ */
+const LAYERS = [
+  { dir: 'core', sdk: false, pure: true },
+  { dir: 'api', sdk: false },
+  { dir: 'graph', sdk: false },
+  { dir: 'ports', sdk: false },
+  { dir: 'runtime', sdk: false, clock: true },
+  { dir: 'coordination', sdk: false, clock: true },
+  { dir: 'adapters' },
+  { dir: 'connectors' },
+  { dir: 'rest', sdk: false },
+  { dir: 'hosts' },
+  { dir: 'cli' },
+];
+
+/** One config per layer: no import of a higher layer (at any depth below lib/), and the layer's own bans. */
+function layerRules() {
+  return LAYERS.map((layer, i) => {
+    const above = LAYERS.slice(i + 1).map((l) => l.dir);
+    const upward = above.flatMap((d) => ['../', '../../', '../../../'].map((up) => `${up}${d}/*`));
+    const patterns = ['@aws-lambda-powertools/*', ...(layer.sdk === false ? ['@aws-sdk/*'] : []), ...(layer.pure ? ['node:*', 'fs', 'path', 'http'] : []), ...upward];
+    const properties = layer.pure || layer.clock
+      ? [
+          { object: 'Date', property: 'now', message: `lib/${layer.dir} takes time from a Clock or from its events.` },
+          { object: 'process', property: 'env', message: `lib/${layer.dir} reads no environment.` },
+        ]
+      : [];
+    return {
+      files: [`lib/${layer.dir}/**/*.ts`],
+      rules: {
+        'no-restricted-imports': ['error', { patterns: [{ group: patterns, message: `lib/${layer.dir} may import only the layers below it (${LAYERS.slice(0, i).map((l) => l.dir).join(', ') || 'none'}); see docs/architecture.md.` }] }],
+        ...(properties.length > 0 ? { 'no-restricted-properties': ['error', ...properties] } : {}),
+      },
+    };
+  });
+}
+
 export default tseslint.config(
-  { ignores: ['node_modules', '.floe', 'cdk.out', 'dist', '.venv', '.cache'] },
+  { ignores: ['node_modules', '.floe', 'cdk.out', 'dist', '.venv', '.cache', '.scratch'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -15,28 +55,6 @@ export default tseslint.config(
     files: ['lib/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: ['@aws-lambda-powertools/*'] }] },
   },
-  {
-    // lib/core is the sans-I/O protocol core: no AWS SDK, no environment, no wall clock, no file system.
-    files: ['lib/core/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: ['@aws-sdk/*', '@aws-lambda-powertools/*', 'node:*', 'fs', 'path', 'http', '../../adapters/*', '../adapters/*'] }],
-      'no-restricted-properties': [
-        'error',
-        { object: 'Date', property: 'now', message: 'lib/core takes time from a Clock or from its events.' },
-        { object: 'process', property: 'env', message: 'lib/core reads no environment.' },
-      ],
-    },
-  },
-  {
-    files: ['lib/runtime/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: ['@aws-sdk/*', '@aws-lambda-powertools/*', '../adapters/*', '../../adapters/*'] }],
-      'no-restricted-properties': [
-        'error',
-        { object: 'Date', property: 'now', message: 'lib/runtime takes time from the Clock port.' },
-        { object: 'process', property: 'env', message: 'lib/runtime reads no environment.' },
-      ],
-    },
-  },
+  ...layerRules(),
   { files: ['bin/**/*.js'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
 );

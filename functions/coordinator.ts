@@ -30,7 +30,7 @@ import { awsClients } from '../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../lib/adapters/aws/step-functions-executions.js';
 import { DynamoDbCoordinatorStore } from '../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskRecordHandler } from '../lib/hosts/lambda/coordinator-task-handler.js';
-import { CoordinatorTasks } from '../lib/coordination/host.js';
+import { CoordinatorHost } from '../lib/coordination/host.js';
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
@@ -41,6 +41,7 @@ import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
 import { COORDINATOR_ALWAYS, CoordinatorMetric, coordinatorMetrics } from './metrics.js';
 import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';
+import { systemClock } from '../lib/adapters/local/system-clock.js';
 
 type RecordHandler = (record: SqsRecord) => Promise<void>;
 
@@ -55,7 +56,7 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
     return url;
   };
   const observer = coordinatorMetrics(telemetry);
-  const tasks = new CoordinatorTasks({
+  const tasks = new CoordinatorHost({ clock: systemClock,
     plan,
     store: new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: config.coordinatorTable }),
     storage: new S3CheckpointStorage({ client: clients.s3 }),

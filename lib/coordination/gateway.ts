@@ -10,11 +10,9 @@ export interface CoordinatorStoreGatewayOptions {
   readonly store: CoordinatorStore;
   /** Carries out the effects of every step this gateway writes (`CoordinatorHost`). */
   readonly effects: EffectRunner;
-  /** @default the system clock */
-  readonly clock?: Clock;
+  /** Where time comes from (the system clock, lib/adapters/local/system-clock.ts, unless a test fakes it). */
+  readonly clock: Clock;
 }
-
-const systemClock: Clock = { now: () => Date.now() };
 
 /** An ack waiting for the next group write. */
 interface QueuedAck {
@@ -41,7 +39,7 @@ export class CoordinatorStoreGateway implements CoordinatorGateway {
   private writing = false;
 
   constructor(private readonly options: CoordinatorStoreGatewayOptions) {
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock;
   }
 
   /** Records an ack. */

@@ -89,8 +89,8 @@ export interface CoordinatorHostOptions {
   readonly committers?: readonly SinkCommitter[];
   /** Starts and watches the sources' wake chains on ticks. @default none (the caller starts the sources) */
   readonly sources?: SourceChainDriver;
-  /** @default the system clock */
-  readonly clock?: Clock;
+  /** Where time comes from (the system clock, lib/adapters/local/system-clock.ts, unless a test fakes it). */
+  readonly clock: Clock;
   /** @default JSON lines on stdout */
   readonly log?: CoordinatorLog;
   /** Told of checkpoints triggered, completed and aborted and of fail-overs, for metrics. @default none */
@@ -107,8 +107,6 @@ export interface CoordinatorHostOptions {
 export interface EffectContext {
   readonly insideExecution?: number;
 }
-
-const systemClock: Clock = { now: () => Date.now() };
 
 /** Carries out coordinator effects and runs the state machine's tasks for one job. */
 export class CoordinatorHost implements EffectRunner {
@@ -134,7 +132,7 @@ export class CoordinatorHost implements EffectRunner {
     this.executions = options.executions;
     this.sources = options.sources;
     this.commits = new SinkCommitRegistry(options.plan, options.committers);
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock;
     this.log = options.log ?? jsonLineLog;
     this.observe = guardedObserver(options.observer, this.log);
     this.onJobStatus = options.onJobStatus;

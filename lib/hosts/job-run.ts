@@ -17,6 +17,7 @@ import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadM
 import { restartPoint } from '../coordination/generation.js';
 import { runAttempts, type AttemptOutcome, type RestoreSource, type RunOutcome } from '../coordination/restarts.js';
 import { JobState, TriggerRequests, endedState, vertexOverviews, type JobOverview, type TriggerStatus } from '../rest/job-control.js';
+import { systemClock } from '../adapters/local/system-clock.js';
 
 /** Options every runner takes; the job's own options are the defaults. */
 export interface JobRunOptions {
@@ -35,8 +36,6 @@ export interface JobRunOptions {
   /** Receives one line per notable event (restores, checkpoints, restarts). */
   readonly log?: (message: string) => void;
 }
-
-const systemClock: Clock = { now: () => Date.now() };
 
 /** A job run from this process: attempts, job control, and the REST API's view of the job row. */
 export abstract class JobRun {

@@ -33,6 +33,7 @@ import { listCheckpoints, loadManifest } from '../../lib/runtime/snapshot-catalo
 import type { CoordinatorLogEntry } from '../../lib/coordination/observer.js';
 import type { AppliedStep, EffectRunner } from '../../lib/ports/coordinator-store.js';
 import { checkpointExecutionInput, checkpointExecutionName } from '../../lib/coordination/checkpoint-tasks.js';
+import { systemClock } from '../../lib/adapters/local/system-clock.js';
 
 // Runs against the emulator that test/support/moto-global-setup.ts points AWS_ENDPOINT_URL at (moto with Step
 // Functions execution on). Emulator mode as Floe runs it: the state machine's tasks go through the tasks queue to an
@@ -178,7 +179,7 @@ async function fixture(label: string, checkpoint: CheckpointOptions = {}, parall
   const build = (c = clients) => {
     const store = new DynamoDbCoordinatorStore({ client: c.dynamodb, tableName, serializeLocalWrites: true });
     const storage = new S3CheckpointStorage({ client: c.s3 });
-    const tasks = new CoordinatorHost({
+    const tasks = new CoordinatorHost({ clock: systemClock,
       plan,
       store,
       storage,
@@ -208,14 +209,14 @@ async function fixture(label: string, checkpoint: CheckpointOptions = {}, parall
     store,
     tasks,
     effects,
-    gateway: new CoordinatorStoreGateway({ job: name, store, effects }),
+    gateway: new CoordinatorStoreGateway({ clock: systemClock, job: name, store, effects }),
     sourceQueueUrl,
     stateMachineArn: stateMachineArn!,
     storage,
     logs,
     otherGateway() {
       const other = build(awsClients());
-      return new CoordinatorStoreGateway({ job: name, store: other.store, effects: new RecordingEffects(other.tasks, effects.steps) });
+      return new CoordinatorStoreGateway({ clock: systemClock, job: name, store: other.store, effects: new RecordingEffects(other.tasks, effects.steps) });
     },
     async start(id: number) {
       const res = await clients.sfn.send(new StartExecutionCommand({ stateMachineArn, name: checkpointExecutionName(name, id), input: checkpointExecutionInput(id) }));
@@ -444,7 +445,7 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
       },
       { step: 'initialize', name: 'floeZombieRecorder' },
     );
-    const zombie = new CoordinatorHost({
+    const zombie = new CoordinatorHost({ clock: systemClock,
       plan: f.plan,
       store: new DynamoDbCoordinatorStore({ client: zombieClients.dynamodb, tableName, serializeLocalWrites: true }),
       storage: new S3CheckpointStorage({ client: zombieClients.s3 }),

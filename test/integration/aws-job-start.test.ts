@@ -31,6 +31,7 @@ import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import type { Clock } from '../../lib/ports/index.js';
 import { REPO_ROOT } from '../support/floe-process.js';
 import { deployedPlanOf } from '../../lib/coordination/generation.js';
+import { systemClock } from '../../lib/adapters/local/system-clock.js';
 
 const clients = awsClients();
 let work: string;
@@ -74,11 +75,11 @@ async function deployed(functionTimeoutMs?: number) {
     new CoordinatorHost({
       plan,
       store,
+      clock: clock ?? systemClock,
       storage: new S3CheckpointStorage({ client: clients.s3 }),
       sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
       sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs }),
       log: () => {},
-      ...(clock ? { clock } : {}),
     });
   const tasks = coordinator();
   await tasks.initialize({ options, jobId: randomBytes(16).toString('hex'), savepointDir: resources.savepointRoot, ...(functionTimeoutMs === undefined ? {} : { functionTimeoutMs }) });

@@ -22,6 +22,7 @@ import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import { CheckpointMetric, CoordinatorMetric, OperatorMetric } from '../../functions/metrics.js';
 import { deleteMessages, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
 import { Scratch, readCommittedLines, sleep, sorted } from '../support/jobs.js';
+import { systemClock } from '../../lib/adapters/local/system-clock.js';
 
 // The Lambda handlers (functions/operator.ts, functions/coordinator.ts) over moto, configured from their environment
 // as FloeJob configures them, with stdout captured: every line they print must be Powertools JSON (logs with the
@@ -174,7 +175,7 @@ beforeAll(async () => {
   const { stateMachineArn } = await clients.sfn.send(new CreateStateMachineCommand({ name: `floe-${jobName}`, definition: JSON.stringify(definition), roleArn: ROLE, type: 'STANDARD' }));
   provisioned = { ...base, resources: { ...base.resources, stateMachineArn: stateMachineArn! } };
   store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: base.resources.coordinatorTable });
-  const tasks = new CoordinatorHost({
+  const tasks = new CoordinatorHost({ clock: systemClock,
     plan,
     store,
     storage: new S3CheckpointStorage({ client: clients.s3 }),

@@ -32,6 +32,7 @@ import { keyGroupRange } from '../../lib/graph/key-groups.js';
 import { deleteMessages, expectQueueEmpty, handBack, provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
 import { Scratch, readCommittedLines, sleep, sorted } from '../support/jobs.js';
 import { generatedSequence } from '../support/reference-generator.js';
+import { systemClock } from '../../lib/adapters/local/system-clock.js';
 
 // The operator handler over moto (AWS_ENDPOINT_URL from test/support/moto-global-setup.ts), driven by a tiny loop
 // that receives from the real vertex queues and calls the handlers with Lambda-shaped events, as Lambda's event
@@ -167,7 +168,7 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
   const logs: Record<string, unknown>[] = [];
   const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
-  const tasks = new CoordinatorHost({
+  const tasks = new CoordinatorHost({ clock: systemClock,
     plan,
     store,
     storage,
@@ -786,7 +787,7 @@ describe('operator handler on the emulator', () => {
       const { resources } = provisionedJob;
       const checkpoint = resolveCheckpointOptions({ dir: resources.checkpointRoot });
       const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
-      const tasks = new CoordinatorHost({
+      const tasks = new CoordinatorHost({ clock: systemClock,
         plan,
         store,
         storage: new S3CheckpointStorage({ client: clients.s3 }),

@@ -25,6 +25,7 @@ import { enableMotoStepFunctionsExecution, provisionEmulatorJob, type EmulatorJo
 import type { ResolvedCheckpointOptions } from '../../lib/core/options.js';
 import type { PhysicalPlan } from '../../lib/graph/plan.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../lib/coordination/checkpoint-tasks.js';
+import { systemClock } from '../../lib/adapters/local/system-clock.js';
 
 /** Options of {@link deployInProcess}. */
 export interface InProcessDeployOptions {
@@ -65,7 +66,7 @@ export async function deployInProcess(options: InProcessDeployOptions): Promise<
   const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
   const storage = new S3CheckpointStorage({ client: clients.s3 });
   const state = new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb });
-  const tasks = new CoordinatorHost({
+  const tasks = new CoordinatorHost({ clock: systemClock,
     plan,
     store,
     storage,

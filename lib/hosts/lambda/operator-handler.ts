@@ -76,6 +76,7 @@ import type { OperatorObservation, OperatorObserver } from './operator-observer.
 import { isCanceled } from '../../core/coordinator/job-row.js';
 import { parseWake, sendWakes, type WakeMessage } from './source-wakes.js';
 import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from '../../adapters/aws/downstream-backlog.js';
+import { systemClock } from '../../adapters/local/system-clock.js';
 
 /** The AWS resources of one job, by name or URL. */
 export interface AwsJobResources {
@@ -204,7 +205,6 @@ export const DeadLetterAttr = { Code: 'FloeErrorCode', Reason: 'FloeErrorReason'
 /** Longest reason put in a dead-letter attribute. */
 const MAX_REASON = 4096;
 
-const systemClock: Clock = { now: () => Date.now() };
 const jsonLines = (line: Record<string, unknown>) => console.log(JSON.stringify({ time: new Date().toISOString(), ...line }));
 
 /** One decoded record of a slice. */

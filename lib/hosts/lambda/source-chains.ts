@@ -25,6 +25,7 @@ import type { PhysicalPlan } from '../../graph/plan.js';
 import type { Clock, ControlRow, StateStore } from '../../ports/index.js';
 import { sendWakes } from './source-wakes.js';
 import type { CoordinatorLog } from '../../coordination/observer.js';
+import { systemClock } from '../../adapters/local/system-clock.js';
 
 /** Default of {@link SourceChainsOptions.stallMs}. */
 export const SOURCE_STALL_MS = 120_000;
@@ -59,8 +60,6 @@ export interface RewokenChain {
   /** How long the chain had made no progress, in ms. */
   readonly stalledMs: number;
 }
-
-const systemClock: Clock = { now: () => Date.now() };
 
 /** Starts and watches the wake chains of a job's source subtasks. */
 export class SourceChains implements SourceChainDriver {
