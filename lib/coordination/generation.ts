@@ -4,7 +4,8 @@
  * way whatever runs it.
  */
 import { initialCoordinatorState } from '../core/coordinator/coordinator.js';
-import { planTasks, type CoordinatorRow, type DeployedPlan } from '../core/coordinator/job-row.js';
+import { StartPhase, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../core/coordinator/job-row.js';
+import type { RestartState } from '../core/restart-strategy.js';
 import type { ResolvedCheckpointOptions } from '../core/options.js';
 import type { PhysicalPlan } from '../graph/plan.js';
 
@@ -85,13 +86,13 @@ export function nextGenerationRow(input: {
   /** Ids used so far: the last checkpoint found in storage, the previous row's next id. */
   readonly usedIds: readonly number[];
   /** The snapshot the generation restores, if any. */
-  readonly restored?: { readonly checkpointId: number };
+  readonly restored?: { readonly checkpointId: number; readonly dir?: string };
   /** The previous generation of the same run: its counts and history carry over. */
   readonly previous?: CoordinatorRow;
 }): CoordinatorRow {
   const restoredId = input.restored?.checkpointId;
   const nextCheckpointId = Math.max(1, ...input.usedIds.map((id) => id + 1), (restoredId ?? 0) + 1);
-  const row = newCoordinatorRow({
+  let row = newCoordinatorRow({
     plan: input.plan,
     options: input.options,
     jobId: input.jobId,
@@ -101,6 +102,8 @@ export function nextGenerationRow(input: {
     nextCheckpointId,
     ...(restoredId === undefined ? {} : { latestCompletedId: restoredId, restored: true }),
   });
+  const origin = input.previous?.runtime.origin ?? input.restored?.dir;
+  if (origin !== undefined) row = { ...row, runtime: { ...row.runtime, origin } };
   const earlier = input.previous?.state;
   if (!earlier) return row;
   return { ...row, state: { ...row.state, counts: { ...earlier.counts, restored: earlier.counts.restored + (restoredId === undefined ? 0 : 1) }, history: earlier.history } };
@@ -127,4 +130,74 @@ export async function removeUncommittedOutput(plan: PhysicalPlan, keepRunId?: st
       await connector.cleanup?.(op.uid, keepRunId);
     }
   }
+}
+
+/**
+ * How often the operator handlers reread the job row at most, in ms (their view of the generation, the cancel): a
+ * generation the row moved past is left within this long. Default of `OperatorHandlerOptions.runRefreshMs`.
+ */
+export const RUN_REFRESH_MS = 5000;
+
+/**
+ * How long a new generation waits after fencing the old one before its state is written, in ms. A step of the old
+ * generation that began before the fence may run until the function's timeout and then commit its control row;
+ * after the state table is cleared that commit would find no claim to conflict with and land in the new
+ * generation's state. So the wait covers the functions' timeout, recorded by the coordinator in the deployed plan,
+ * plus the handlers' reread interval.
+ */
+export function settleMsOf(deployment: Pick<DeployedPlan, 'functionTimeoutMs'>): number {
+  return (deployment.functionTimeoutMs ?? 0) + RUN_REFRESH_MS + 1000;
+}
+
+/**
+ * The row of a generation whose state has been written (by `floe start`, or by the coordinator restarting a failed
+ * one): laid out for the deployed plan, phase `ready`, so the coordinator's next tick commits the snapshot's pending
+ * sink transactions, removes uncommitted output and starts the sources. `fenced` is the row as the fence left it
+ * (its history and counts carry over); ids never go back.
+ */
+export function readyGenerationRow(input: {
+  readonly fenced: CoordinatorRow;
+  readonly deployment: DeployedPlan;
+  readonly generation: number;
+  /** When the start began (the fence). */
+  readonly startedAt: number;
+  readonly now: number;
+  /** The run's id: a new one for `floe start`, the same for a restart. */
+  readonly jobId: string;
+  /** The snapshot restored, if any. */
+  readonly from?: { readonly dir: string; readonly manifest: { readonly checkpointId: number } };
+  /** The restart strategy's state to keep (a restart); absent for a new run. */
+  readonly restarts?: RestartState;
+  /** The snapshot the run started from. @default `from`'s directory */
+  readonly origin?: string;
+}): CoordinatorRow {
+  const origin = input.origin ?? input.from?.dir;
+  const { fenced, deployment, generation, from } = input;
+  const { tasks, sourceTasks } = planTasks(deployment);
+  const initial = initialCoordinatorState({
+    tasks,
+    sourceTasks,
+    options: deployment.options,
+    now: input.now,
+    // Ids never go back: each names a checkpoint directory and a Step Functions execution, both of which must be new.
+    nextCheckpointId: Math.max(fenced.state.nextCheckpointId, (from?.manifest.checkpointId ?? 0) + 1),
+    ...(from ? { latestCompletedId: from.manifest.checkpointId, restored: true } : {}),
+    historySize: fenced.state.historySize,
+  });
+  return {
+    job: fenced.job,
+    version: fenced.version,
+    state: { ...initial, history: fenced.state.history, counts: { ...fenced.state.counts, restored: fenced.state.counts.restored + (from ? 1 : 0) } },
+    runtime: {
+      jobId: input.jobId,
+      generation,
+      barrierSeq: 0,
+      savepointDir: deployment.savepointDir,
+      placements: {},
+      deployment,
+      start: { phase: StartPhase.Ready, generation, at: input.startedAt, ...(from ? { from: from.dir } : {}), plan: startedPlanOf(deployment) },
+      ...(input.restarts ? { restarts: input.restarts } : {}),
+      ...(origin === undefined ? {} : { origin }),
+    },
+  };
 }

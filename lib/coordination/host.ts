@@ -48,6 +48,7 @@ import { JobStatus, StartPhase, checkpointStatusOf, isTerminal, planTasks, sameD
 import { deployedPlanOf, newCoordinatorRow, removeUncommittedOutput, type NewCoordinatorRowInput } from './generation.js';
 import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from '../ports/coordinator-store.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput, type CheckpointExecutions } from './checkpoint-tasks.js';
+import { Restarter, type RestarterOptions } from './restarter.js';
 
 /**
  * After this long a claim to prepare a started generation (phase `preparing`) is taken over by another tick, in ms:
@@ -101,6 +102,11 @@ export interface CoordinatorHostOptions {
    * job ended. @default none (readers poll the row)
    */
   readonly onJobStatus?: (status: JobStatusRecord & { readonly termination?: Termination }) => void;
+  /**
+   * Restart a FAILING job by itself, by this strategy, writing the restored state into `state`
+   * (lib/coordination/restarter.ts). @default none: a failed job stays FAILING until `floe start`
+   */
+  readonly restarts?: Pick<RestarterOptions, 'restart' | 'state' | 'ticks' | 'random'>;
 }
 
 /** Where effects run: inside the Trigger task of checkpoint `insideExecution`, that execution need not be started. */
@@ -122,6 +128,7 @@ export class CoordinatorHost implements EffectRunner {
   private readonly log: CoordinatorLog;
   private readonly observe: (observation: CoordinatorObservation) => void;
   private readonly onJobStatus: CoordinatorHostOptions['onJobStatus'];
+  private readonly restarter: Restarter | undefined;
 
   constructor(options: CoordinatorHostOptions) {
     this.plan = options.plan;
@@ -136,6 +143,17 @@ export class CoordinatorHost implements EffectRunner {
     this.log = options.log ?? jsonLineLog;
     this.observe = guardedObserver(options.observer, this.log);
     this.onJobStatus = options.onJobStatus;
+    this.restarter =
+      options.restarts &&
+      new Restarter({
+        ...options.restarts,
+        plan: options.plan,
+        store: options.store,
+        storage: options.storage,
+        clock: options.clock,
+        log: this.log,
+        recordStatus: (status, detail) => this.recordStatus({ status, detail, at: this.clock.now() }),
+      });
   }
 
   /** Creates the job row unless the job has one already; returns the stored row. */
@@ -266,7 +284,8 @@ export class CoordinatorHost implements EffectRunner {
     const scheduled = scheduledTime === undefined ? NaN : Date.parse(scheduledTime);
     const at = Number.isFinite(scheduled) && Math.abs(now - scheduled) <= 60_000 ? scheduled : now;
     const applied = await this.dispatch({ type: 'tick', now: at });
-    await this.superviseSources(applied.row);
+    const row = this.restarter ? await this.restarter.supervise(applied.row) : applied.row;
+    await this.superviseSources(row);
     return applied;
   }
 

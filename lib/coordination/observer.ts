@@ -62,10 +62,10 @@ export function guardedObserver<O>(observer: ((observation: O) => void) | undefi
 
 /**
  * A coordinator log entry as one line for a person at a terminal (`floe run`): completions with their path,
- * warnings and errors; other info entries answer undefined.
+ * entries marked `notable` (a restart's restore), warnings and errors; other info entries answer undefined.
  */
 export function coordinatorLine(entry: Readonly<Record<string, unknown>>): string | undefined {
   const message = String(entry.message ?? JSON.stringify(entry));
-  if (entry.level !== 'info') return message;
+  if (entry.level !== 'info' || entry.notable === true) return message;
   return /^(checkpoint|savepoint) \d+ completed$/.test(message) ? `${message}: ${String(entry.path ?? '')}` : undefined;
 }

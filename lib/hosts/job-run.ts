@@ -9,7 +9,7 @@ import { initialCoordinatorState } from '../core/coordinator/coordinator.js';
 import type { CoordinatorRow } from '../core/coordinator/job-row.js';
 import type { CoordinatorState } from '../core/coordinator/types.js';
 import { Layout } from '../core/manifest/layout.js';
-import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type RestartOptions } from '../core/options.js';
+import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type ResolvedRestartOptions, type RestartOptions } from '../core/options.js';
 import { RestartBackoff } from '../core/restart-strategy.js';
 import { buildPlan, type PhysicalPlan } from '../graph/plan.js';
 import type { CheckpointStorage, Clock } from '../ports/index.js';
@@ -42,6 +42,8 @@ export abstract class JobRun {
   readonly plan: PhysicalPlan;
   protected checkpointOptions: ResolvedCheckpointOptions;
   protected readonly backoff: RestartBackoff;
+  /** The job's restart strategy, as the run applies it. */
+  protected readonly restartOptions: ResolvedRestartOptions;
   protected readonly clock: Clock;
   protected readonly log: (m: string) => void;
   protected state: JobState = JobState.Created;
@@ -60,7 +62,8 @@ export abstract class JobRun {
   ) {
     this.plan = buildPlan(job, { parallelism: runOptions.parallelism, ...(runOptions.checkpoint ? { checkpoint: runOptions.checkpoint } : {}) });
     this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...runOptions.checkpoint });
-    this.backoff = new RestartBackoff(resolveRestartOptions(runOptions.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' }), Math.random);
+    this.restartOptions = resolveRestartOptions(runOptions.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' });
+    this.backoff = new RestartBackoff(this.restartOptions, Math.random);
     this.clock = runOptions.clock ?? systemClock;
     this.log = runOptions.log ?? (() => {});
     for (const v of this.plan.vertices) this.metrics.set(v.id, { recordsIn: 0, recordsOut: 0 });
@@ -141,6 +144,11 @@ export abstract class JobRun {
     this.log(`restored from ${restore.manifest.kind} ${restore.dir} (checkpoint ${restore.manifest.checkpointId}, generation ${generation})`);
   }
 
+  /** Restarts so far, for the overview. */
+  protected restartCount(): number {
+    return this.backoff.restarts;
+  }
+
   // JobControl
 
   overview(): JobOverview {
@@ -152,7 +160,7 @@ export abstract class JobRun {
       endTime: this.endTime,
       maxParallelism: this.plan.maxParallelism,
       vertices: vertexOverviews(this.plan, this.metrics),
-      restarts: this.backoff.restarts,
+      restarts: this.restartCount(),
       restoredFrom: this.restoredFrom,
       failureCause: this.failureCause,
     };

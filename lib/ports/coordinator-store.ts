@@ -107,12 +107,12 @@ export abstract class CoordinatorStore {
   /** Reads a checkpoint's status item (strongly consistent). */
   abstract getCheckpointStatus(job: string, checkpointId: number): Promise<CheckpointStatusChange | undefined>;
 
-  /** Records the job's lifecycle status; FINISHED and CANCELED are final. */
+  /** Records the job's lifecycle status; FINISHED, CANCELED and FAILED are final. */
   abstract setJobStatus(job: string, record: JobStatusRecord): Promise<void>;
 
   /**
    * Replaces the whole row with a new generation's (state, runtime, and a RUNNING job status, the only write that
-   * takes a FINISHED or CANCELED row back to RUNNING) if the stored row is at `expectedVersion`; throws a
+   * takes a FINISHED, CANCELED or FAILED row back to RUNNING) if the stored row is at `expectedVersion`; throws a
    * CoordinatorConflictError otherwise. Answers the stored row.
    */
   abstract replaceGeneration(row: CoordinatorRow, expectedVersion: number, now: number): Promise<CoordinatorRow>;

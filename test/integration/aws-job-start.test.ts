@@ -17,8 +17,7 @@ import { CoordinatorHost, TriggerRefusedError } from '../../lib/coordination/hos
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
 import { SqsQueueSender } from '../../lib/adapters/aws/sqs-queue-sender.js';
 import { provisionEmulatorJob } from '../../lib/hosts/emulator/provision.js';
-import { settleMsOf, startDeployedJob, type StartFrom } from '../../lib/hosts/lambda/job-start.js';
-import { RUN_REFRESH_MS } from '../../lib/hosts/lambda/operator-handler.js';
+import { startDeployedJob, type StartFrom } from '../../lib/hosts/lambda/job-start.js';
 import { SourceChains } from '../../lib/hosts/lambda/source-chains.js';
 import type { FloeStackOutputs } from '../../lib/hosts/lambda/stack-outputs.js';
 import { ErrorCode } from '../../lib/core/errors.js';
@@ -30,7 +29,7 @@ import { keyGroupRange } from '../../lib/graph/key-groups.js';
 import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
 import type { Clock } from '../../lib/ports/index.js';
 import { REPO_ROOT } from '../support/floe-process.js';
-import { deployedPlanOf } from '../../lib/coordination/generation.js';
+import { deployedPlanOf, RUN_REFRESH_MS, settleMsOf } from '../../lib/coordination/generation.js';
 import { systemClock } from '../../lib/adapters/local/system-clock.js';
 
 const clients = awsClients();

@@ -74,7 +74,7 @@ describe('a failing step in emulator mode', () => {
     expect(outcome.state, text()).toBe('FAILED');
     expect(outcome.error?.message, text()).toMatch(/task count:\d failed: operator 'count' threw: cannot count event 1234 \(failed on all 5 deliveries its queue allows\)/);
     expect(runner.overview().restarts).toBe(1);
-    expect(text()).toMatch(/restarting in \d+ms after: task count:\d failed/);
+    expect(text()).toMatch(/restarting in \d+ms as generation \d+ \(restart 1\) from .+ after: task count:\d failed/);
   });
 
   it('user code that throws once is retried by redelivery, and the output is exact', async () => {
@@ -88,5 +88,26 @@ describe('a failing step in emulator mode', () => {
     expect(thrown).toBeGreaterThanOrEqual(2);
     expect(runner.overview().restarts).toBe(0);
     expect(sorted(await readCommittedLines(out))).toEqual(oracle());
+  });
+
+  it('a job whose step fails on every delivery restarts by itself from its latest checkpoint, with no floe start, and the output is exact', async () => {
+    // Given a count function that throws on event 1700 on every delivery the queue allows (5), and not after that:
+    // the first generation fails over, the coordinator restarts the job from its latest checkpoint, and the
+    // restored generation gets past the event.
+    let thrown = 0;
+    const { runner, out, text } = await aRunner('restart', (i) => i === 1700 && thrown++ < 5);
+
+    // When it runs, nobody intervening
+    const outcome = await runner.run();
+
+    // Then it finished after exactly one restart, and every count was committed exactly once
+    expect(outcome.state, text()).toBe('FINISHED');
+    expect(thrown, text()).toBeGreaterThanOrEqual(5);
+    expect(runner.overview().restarts, text()).toBe(1);
+    expect(text()).toMatch(/restarting in \d+ms as generation \d+ \(restart 1\) from s3:\/\/\S+\/chk-\d+ after: task count:\d failed: operator 'count' threw: cannot count event 1700/);
+    expect(text()).toMatch(/generation \d+ restored from s3:\/\/\S+; its sources start now/);
+    const committed = sorted(await readCommittedLines(out));
+    expect(committed.length).toBe(COUNT);
+    expect(committed).toEqual(oracle());
   });
 });

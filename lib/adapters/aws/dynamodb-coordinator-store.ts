@@ -248,13 +248,14 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
             TableName: this.tableName,
             Key: { pk: { S: jobRowKey(job) } },
             UpdateExpression: record.detail === undefined ? 'SET #js = :s, #ja = :a REMOVE #jd' : 'SET #js = :s, #ja = :a, #jd = :d',
-            ConditionExpression: 'attribute_exists(#pk) AND (attribute_not_exists(#js) OR (#js <> :finished AND #js <> :canceled))',
+            ConditionExpression: 'attribute_exists(#pk) AND (attribute_not_exists(#js) OR (#js <> :finished AND #js <> :canceled AND #js <> :failed))',
             ExpressionAttributeNames: { '#pk': CoordinatorAttr.pk, '#js': CoordinatorAttr.jobStatus, '#ja': CoordinatorAttr.jobStatusAt, '#jd': CoordinatorAttr.jobStatusDetail },
             ExpressionAttributeValues: {
               ':s': { S: record.status },
               ':a': { N: String(record.at) },
               ':finished': { S: JobStatus.Finished },
               ':canceled': { S: JobStatus.Canceled },
+              ':failed': { S: JobStatus.Failed },
               ...(record.detail === undefined ? {} : { ':d': { S: record.detail } }),
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -263,7 +264,7 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
       );
     } catch (e) {
       if (!(e instanceof ConditionalCheckFailedException)) throw e;
-      // The job already FINISHED or was CANCELED: that is final. No row at all is a caller's mistake.
+      // The job already FINISHED, was CANCELED or FAILED: that is final. No row at all is a caller's mistake.
       if (!e.Item) throw new FloeError(ErrorCode.NotFound, `job '${job}' has no coordinator row to record ${record.status} in`, { cause: e });
     }
   }

@@ -1,5 +1,5 @@
 import { CheckpointStatus } from '../../core/coordinator/types.js';
-import { JobStatus, type CheckpointStatusChange, type CoordinatorRow, type JobStatusRecord } from '../../core/coordinator/job-row.js';
+import { JobStatus, isFinalStatus, type CheckpointStatusChange, type CoordinatorRow, type JobStatusRecord } from '../../core/coordinator/job-row.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { CoordinatorConflictError, CoordinatorStore, type CoordinatorStoreOptions } from '../../ports/coordinator-store.js';
 
@@ -86,9 +86,8 @@ export class InMemoryCoordinatorStore extends CoordinatorStore {
     await roundTrip();
     const stored = this.rows.get(job);
     if (!stored) throw new FloeError(ErrorCode.NotFound, `job '${job}' has no coordinator row to record ${record.status} in`);
-    const current = stored.jobStatus?.status;
-    // FINISHED and CANCELED are final.
-    if (current === JobStatus.Finished || current === JobStatus.Canceled) return;
+    // FINISHED, CANCELED and FAILED are final.
+    if (isFinalStatus(stored.jobStatus?.status)) return;
     this.rows.set(job, { ...stored, jobStatus: record });
   }
 

@@ -14,6 +14,7 @@ import { reduceCoordinator } from './coordinator.js';
 import { CheckpointStatus, type CoordinatorEvent, type CoordinatorState, type CoordinatorStep, type PendingCheckpoint } from './types.js';
 import { Layout } from '../manifest/layout.js';
 import type { ResolvedCheckpointOptions } from '../options.js';
+import type { RestartState } from '../restart-strategy.js';
 
 /** Where a pending snapshot is written, and the `seq` its barrier carries on every coordinator channel. */
 export interface SnapshotPlacement {
@@ -54,6 +55,10 @@ export interface CoordinatorRuntime {
    * sources); removed when the sources are started. No checkpoint is triggered while it is set.
    */
   readonly start?: GenerationStart;
+  /** The restart strategy's memory of this run's failures; the coordinator restarts a FAILING job by it. @default none yet */
+  readonly restarts?: RestartState;
+  /** The snapshot the run started from, where a restart goes when the run has completed no checkpoint. @default empty state */
+  readonly origin?: string;
 }
 
 /** The shape of the deployed plan that a restore maps state onto (a {@link RestoreTarget}), with what a new generation's row needs. */
@@ -102,6 +107,14 @@ export interface GenerationStart {
    * redeployed coordinator.
    */
   readonly plan?: StartedPlan;
+  /**
+   * Set when the coordinator restarts a failed generation by itself (not `floe start`): not before this time, in ms
+   * since the epoch (the strategy's delay, and long enough for every step of the failed generation to have ended),
+   * a coordinator invocation writes the restored state.
+   */
+  readonly restoreAt?: number;
+  /** When a coordinator invocation claimed writing the restored state (a restart's `restoring` phase); the claim is its own. */
+  readonly restoringAt?: number;
 }
 
 /** What of a {@link DeployedPlan} a started generation's state depends on beyond its subtasks. */
@@ -140,13 +153,17 @@ export function sameDeployment(a: DeployedPlan | undefined, b: DeployedPlan): bo
  * restart supervisor. FINISHED and CANCELED are final for the row's generation: only a new generation (a restore)
  * runs again.
  */
-export const JobStatus = { Running: 'RUNNING', Failing: 'FAILING', Finished: 'FINISHED', Canceled: 'CANCELED' } as const;
+export const JobStatus = { Running: 'RUNNING', Failing: 'FAILING', Failed: 'FAILED', Finished: 'FINISHED', Canceled: 'CANCELED' } as const;
 export type JobStatus = (typeof JobStatus)[keyof typeof JobStatus];
 
-/** Whether a row's generation has ended for good: the reducer's state or the recorded status says FINISHED or CANCELED. */
+/** Whether a job status is final for its generation: FINISHED, CANCELED, or FAILED (the restart strategy gave up). */
+export function isFinalStatus(status: JobStatus | undefined): boolean {
+  return status === JobStatus.Finished || status === JobStatus.Canceled || status === JobStatus.Failed;
+}
+
+/** Whether a row's generation has ended for good: the reducer's state or the recorded status says FINISHED, CANCELED or FAILED. */
 export function isTerminal(row: Pick<CoordinatorRow, 'state' | 'jobStatus'>): boolean {
-  const s = row.jobStatus?.status;
-  return row.state.status === 'FINISHED' || row.state.status === 'CANCELED' || s === JobStatus.Finished || s === JobStatus.Canceled;
+  return row.state.status === 'FINISHED' || row.state.status === 'CANCELED' || isFinalStatus(row.jobStatus?.status);
 }
 
 /** Whether a row's generation was cancelled (the reducer's state is the truth; the status attribute follows it). */

@@ -128,6 +128,10 @@ export class EmulatorRunner extends JobRun implements JobControl {
     return this.row;
   }
 
+  protected override restartCount(): number {
+    return this.row?.runtime.restarts?.attempts ?? 0;
+  }
+
   /** Provisions, restores, runs the job until its row says FINISHED or FAILING or it is cancelled, and stops the pollers. */
   async run(): Promise<RunOutcome> {
     this.started();
@@ -287,6 +291,8 @@ export class EmulatorRunner extends JobRun implements JobControl {
       ),
       executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: this.plan.job }),
       sources: new SourceChains({ plan: this.plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state: stateStore, clock: this.clock, log: (e) => this.onCoordinatorLog(e) }),
+      // The coordinator restarts the job by its strategy, as a deployed one does (this runner's ticks come every second).
+      restarts: { restart: this.restartOptions, state: stateStore },
       clock: this.clock,
       log: (e) => this.onCoordinatorLog(e),
     });
@@ -331,9 +337,11 @@ export class EmulatorRunner extends JobRun implements JobControl {
         const lastTermination = this.row?.state.history.find((h) => h.status === 'COMPLETED' && h.termination !== undefined)?.termination;
         return { state: 'FINISHED', ...(status.detail !== undefined && lastTermination !== 'end' ? { savepoint: status.detail } : {}) };
       }
-      if (status?.status === JobStatus.Failing) {
-        return { state: 'RESTART', error: new FloeError(ErrorCode.JobFailed, status.detail ?? 'the coordinator failed the job') };
+      if (status?.status === JobStatus.Failed) {
+        return { state: 'FAILED', error: new FloeError(ErrorCode.JobFailed, status.detail ?? 'the coordinator failed the job') };
       }
+      // FAILING: the coordinator restarts the job by its restart strategy; RUNNING again once the new generation is.
+      if (this.state === JobState.Running || this.state === JobState.Restarting) this.state = status?.status === JobStatus.Failing ? JobState.Restarting : JobState.Running;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, refreshMs);
         this.wake = () => {

@@ -28,20 +28,19 @@ import { randomBytes } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { AwsClients } from '../../adapters/aws/clients.js';
 import { cancelJob } from '../../coordination/cancel.js';
-import { JobStatus, StartPhase, isTerminal, planTasks, startedPlanOf, type CoordinatorRow, type DeployedPlan } from '../../core/coordinator/job-row.js';
+import { JobStatus, StartPhase, isTerminal, type CoordinatorRow, type DeployedPlan } from '../../core/coordinator/job-row.js';
 import { DynamoDbCoordinatorStore } from '../../adapters/aws/dynamodb-coordinator-store.js';
 import { DynamoDbStateStore } from '../../adapters/aws/dynamodb-state-store.js';
 import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
-import { initialCoordinatorState } from '../../core/coordinator/coordinator.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
 import type { RestorePlan } from '../../core/restore-planner.js';
 import { planSnapshotRestore, writeRestoredState } from '../../coordination/restore.js';
 import { describeSkippedCheckpoint, findLatestCheckpoint, loadRestorableManifest, type LoadedManifest } from '../../runtime/snapshot-catalog.js';
-import { RUN_REFRESH_MS } from './operator-handler.js';
 import type { FloeStackOutputs } from './stack-outputs.js';
 import { CoordinatorConflictError } from '../../ports/coordinator-store.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
+import { RUN_REFRESH_MS, readyGenerationRow, settleMsOf } from '../../coordination/generation.js';
 
 /** What a new generation starts from: exactly one, so that starting with empty state is never an accident. */
 export type StartFrom =
@@ -86,17 +85,6 @@ export interface JobStartOutcome {
   readonly sourcesStarted: boolean;
   /** The job row as last read. */
   readonly row: CoordinatorRow;
-}
-
-/**
- * How long `floe start` waits after fencing the old generation before it clears the state table, in ms. A step of
- * the old generation that began before the fence may run until the function's timeout and then commit its control
- * row; after the clear that commit would find no claim to conflict with and land in the new generation's state. So
- * the wait covers the functions' timeout, recorded by the coordinator in the deployed plan, plus the handlers'
- * reread interval.
- */
-export function settleMsOf(deployment: Pick<DeployedPlan, 'functionTimeoutMs'>): number {
-  return (deployment.functionTimeoutMs ?? 0) + RUN_REFRESH_MS + 1000;
 }
 
 /** Why the row's current generation may not be replaced now, or undefined when it may. */
@@ -192,32 +180,8 @@ export async function startDeployedJob(options: JobStartOptions): Promise<JobSta
   }
 
   // 5. The new generation, laid out for the deployed plan; the coordinator's next tick starts it.
-  const { tasks, sourceTasks } = planTasks(deployment);
   const now = Date.now();
-  const initial = initialCoordinatorState({
-    tasks,
-    sourceTasks,
-    options: deployment.options,
-    now,
-    // Ids never go back: each names a checkpoint directory and a Step Functions execution, both of which must be new.
-    nextCheckpointId: Math.max(fenced.state.nextCheckpointId, (snapshot?.manifest.checkpointId ?? 0) + 1),
-    ...(snapshot ? { latestCompletedId: snapshot.manifest.checkpointId, restored: true } : {}),
-    historySize: fenced.state.historySize,
-  });
-  const next: CoordinatorRow = {
-    job,
-    version: fenced.version,
-    state: { ...initial, history: fenced.state.history, counts: { ...fenced.state.counts, restored: fenced.state.counts.restored + (snapshot ? 1 : 0) } },
-    runtime: {
-      jobId: randomBytes(16).toString('hex'),
-      generation,
-      barrierSeq: 0,
-      savepointDir: deployment.savepointDir,
-      placements: {},
-      deployment,
-      start: { phase: StartPhase.Ready, generation, at: startedAt, ...(snapshot ? { from: snapshot.dir } : {}), plan: startedPlanOf(deployment) },
-    },
-  };
+  const next = readyGenerationRow({ fenced, deployment, generation, startedAt, jobId: randomBytes(16).toString('hex'), now, ...(snapshot ? { from: snapshot } : {}) });
   try {
     row = await store.replaceGeneration(next, fenced.version, now);
   } catch (e) {

@@ -77,6 +77,7 @@ import { isCanceled } from '../../core/coordinator/job-row.js';
 import { parseWake, sendWakes, type WakeMessage } from './source-wakes.js';
 import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from '../../adapters/aws/downstream-backlog.js';
 import { systemClock } from '../../adapters/local/system-clock.js';
+import { RUN_REFRESH_MS } from '../../coordination/generation.js';
 
 /** The AWS resources of one job, by name or URL. */
 export interface AwsJobResources {
@@ -196,8 +197,6 @@ const HOPELESS_CODES: ReadonlySet<string> = new Set([ErrorCode.LimitExceeded, Er
 /** Default of {@link OperatorHandlerOptions.maxReceiveCount}. */
 export const DEFAULT_MAX_RECEIVE_COUNT = 5;
 
-/** Default of {@link OperatorHandlerOptions.runRefreshMs}. */
-export const RUN_REFRESH_MS = 5000;
 
 /** Message attributes a dead-lettered message carries. */
 export const DeadLetterAttr = { Code: 'FloeErrorCode', Reason: 'FloeErrorReason', MessageId: 'FloeSourceMessageId', Vertex: 'FloeVertex' } as const;
