@@ -38,7 +38,9 @@ import { DynamoDbStateStore } from '../lib/adapters/aws/dynamodb-state-store.js'
 import { SourceChains } from '../lib/hosts/lambda/source-chains.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
-import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
+import { loadDeployedJob, readEnvironment } from './handler-environment.js';
+import { DEFAULT_RESTART_OPTIONS, resolveRestartOptions } from '../lib/core/options.js';
+import { SqsTickRequester } from '../lib/hosts/lambda/tick-requester.js';
 import { COORDINATOR_ALWAYS, CoordinatorMetric, coordinatorMetrics } from './metrics.js';
 import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';
 import { systemClock } from '../lib/adapters/local/system-clock.js';
@@ -46,8 +48,11 @@ import { systemClock } from '../lib/adapters/local/system-clock.js';
 type RecordHandler = (record: SqsRecord) => Promise<void>;
 
 async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
-  const config = readEnvironment(process.env, 'coordinator function', () => ({ stateTable: process.env[FloeEnv.StateTable] || undefined }));
-  const plan = await loadDeployedPlan(config, 'coordinator function');
+  const config = readEnvironment(process.env, 'coordinator function', () => ({
+    stateTable: process.env[FloeEnv.StateTable] || undefined,
+    coordinatorQueueUrl: process.env[FloeEnv.CoordinatorQueueUrl] || undefined,
+  }));
+  const { job, plan } = await loadDeployedJob(config, 'coordinator function');
 
   const clients = awsClients();
   const queueUrlOf = (vertex: string): string => {
@@ -56,6 +61,7 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
     return url;
   };
   const observer = coordinatorMetrics(telemetry);
+  const state = config.stateTable === undefined ? undefined : new DynamoDbStateStore({ tableName: config.stateTable, job: plan.job, client: clients.dynamodb });
   const tasks = new CoordinatorHost({ clock: systemClock,
     plan,
     store: new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: config.coordinatorTable }),
@@ -66,11 +72,21 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
       plan,
       queueUrls: config.queueUrls,
       sqs: clients.sqs,
-      ...(config.stateTable === undefined ? {} : { state: new DynamoDbStateStore({ tableName: config.stateTable, job: plan.job, client: clients.dynamodb }) }),
+      ...(state === undefined ? {} : { state }),
       log: telemetry.log,
     }),
     log: telemetry.log,
     observer,
+    // A failed job restarts by its restart strategy, as it does embedded; without the state table it stays FAILING for `floe start`.
+    ...(state === undefined
+      ? {}
+      : {
+          restarts: {
+            restart: resolveRestartOptions(job.options.restart ?? DEFAULT_RESTART_OPTIONS),
+            state,
+            ...(config.coordinatorQueueUrl === undefined ? {} : { ticks: new SqsTickRequester(clients.sqs, config.coordinatorQueueUrl, plan.job) }),
+          },
+        }),
   });
   // A job's first task creates its row; later ones find it (and keep its job id, generation and history).
   const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir, ...(config.functionTimeoutMs === undefined ? {} : { functionTimeoutMs: config.functionTimeoutMs }) });

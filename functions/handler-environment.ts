@@ -7,6 +7,7 @@ import { ErrorCode, ValidationError } from '../lib/core/errors.js';
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../lib/core/options.js';
 import { loadJob } from '../lib/hosts/load-job.js';
 import { buildPlan, type PhysicalPlan } from '../lib/graph/plan.js';
+import type { Job } from '../lib/api/job.js';
 
 /** What every function knows of its job. */
 export interface JobEnvironment {
@@ -80,7 +81,13 @@ export function readEnvironment<X>(env: NodeJS.ProcessEnv, subject: string, extr
 
 /** Builds the job's plan from the bundled job module and refuses to run a plan other than the deployed one. */
 export async function loadDeployedPlan(config: JobEnvironment, subject: string, check: (plan: PhysicalPlan, problems: string[]) => void = () => {}): Promise<PhysicalPlan> {
-  const plan = buildPlan(await loadJob(config.jobModule, config.jobArgs), { parallelism: config.parallelism, checkTiming: false });
+  return (await loadDeployedJob(config, subject, check)).plan;
+}
+
+/** Loads the bundled job module and builds its plan, refusing to run a plan other than the deployed one. */
+export async function loadDeployedJob(config: JobEnvironment, subject: string, check: (plan: PhysicalPlan, problems: string[]) => void = () => {}): Promise<{ job: Job; plan: PhysicalPlan }> {
+  const job = await loadJob(config.jobModule, config.jobArgs);
+  const plan = buildPlan(job, { parallelism: config.parallelism, checkTiming: false });
   const problems: string[] = [];
   if (plan.job !== config.jobName) problems.push(`the job module builds job '${plan.job}', but this function was deployed for '${config.jobName}'`);
   if (config.planFingerprint !== undefined && plan.fingerprint !== config.planFingerprint) {
@@ -88,5 +95,5 @@ export async function loadDeployedPlan(config: JobEnvironment, subject: string, 
   }
   check(plan, problems);
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidJob, subject, problems);
-  return plan;
+  return { job, plan };
 }

@@ -379,6 +379,7 @@ export class FloeJob extends Construct {
       stateTable: this.stateTable.tableName,
       coordinatorTable: this.coordinatorTable.tableName,
       stateMachineArn: this.stateMachine.stateMachineArn,
+      coordinatorQueueUrl: this.coordinatorQueue.queueUrl,
       queueUrl: (id) => vertexQueues.get(id)!.queue.queueUrl,
       deadLetterQueueUrl: (id) => vertexQueues.get(id)!.deadLetterQueue.queueUrl,
     });
@@ -477,8 +478,14 @@ export class FloeJob extends Construct {
     );
     functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
     coordinatorGrants(this.coordinatorFunction, 'The coordinator');
-    // The sources' control rows tell the coordinator's watchdog how far each wake chain got (a BatchGetItem each).
-    grantStatePartitions(this.coordinatorFunction, ['BatchGetItem'], sources);
+    // The sources' control rows tell the coordinator's watchdog how far each wake chain got (a BatchGetItem each). A
+    // restart by the job's restart strategy (lib/coordination/restarter.ts) clears the job's state (a Scan of its keys,
+    // BatchWriteItem deletes) and writes every subtask's share of the checkpoint restored, so the coordinator writes
+    // every vertex's partitions.
+    grantStatePartitions(this.coordinatorFunction, ['BatchGetItem', 'Query', 'BatchWriteItem', 'PutItem', 'UpdateItem', 'DeleteItem'], r.plan.vertices.map((v) => v.id));
+    this.stateTable.grant(this.coordinatorFunction, 'dynamodb:Scan');
+    // It asks for its own next tick, delayed, when a restart is due (SendMessage with DelaySeconds).
+    this.coordinatorQueue.grant(this.coordinatorFunction, 'sqs:SendMessage');
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
 
     // ---- the connectors' own resources: a job's input and output (see infra/connector-grants.ts) ------------------
@@ -798,6 +805,7 @@ interface EnvironmentRefs {
   readonly stateTable: string;
   readonly coordinatorTable: string;
   readonly stateMachineArn: string;
+  readonly coordinatorQueueUrl: string;
   readonly queueUrl: (vertex: string) => string;
   readonly deadLetterQueueUrl: (vertex: string) => string;
 }
@@ -844,7 +852,7 @@ function functionEnvironments(
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
   return {
     operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id), [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount) }),
-    coordinator: { ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
+    coordinator: { ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.VertexQueueUrls]: queueUrls(sources), [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl },
     // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
     controlApi: {
       [FloeEnv.JobName]: jobName,
@@ -870,6 +878,7 @@ function environmentProblems(r: Resolved, props: FloeJobProps): FloeJobProblem[]
     stateTable: x(REF_ESTIMATE.tableName),
     coordinatorTable: x(REF_ESTIMATE.tableName),
     stateMachineArn: x(REF_ESTIMATE.arn),
+    coordinatorQueueUrl: x(REF_ESTIMATE.queueUrl),
     queueUrl: () => x(REF_ESTIMATE.queueUrl),
     deadLetterQueueUrl: () => x(REF_ESTIMATE.queueUrl),
   });

@@ -143,6 +143,9 @@ export function resolveCheckpointOptions(options: CheckpointOptions = {}): Resol
   return resolved;
 }
 
+/** The restart strategy of a job that names none: Flink's fixed-delay, 3 attempts, 1 s apart. */
+export const DEFAULT_RESTART_OPTIONS: RestartOptions = { type: 'fixed-delay', attempts: 3, delay: '1s' };
+
 /** Fills defaults into a restart strategy and validates it, reporting every problem at once. */
 export function resolveRestartOptions(options: RestartOptions = { type: 'fixed-delay' }): ResolvedRestartOptions {
   const problems: string[] = [];

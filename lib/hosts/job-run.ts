@@ -9,7 +9,7 @@ import { initialCoordinatorState } from '../core/coordinator/coordinator.js';
 import type { CoordinatorRow } from '../core/coordinator/job-row.js';
 import type { CoordinatorState } from '../core/coordinator/types.js';
 import { Layout } from '../core/manifest/layout.js';
-import { resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type ResolvedRestartOptions, type RestartOptions } from '../core/options.js';
+import { DEFAULT_RESTART_OPTIONS, resolveCheckpointOptions, resolveRestartOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type ResolvedRestartOptions, type RestartOptions } from '../core/options.js';
 import { RestartBackoff } from '../core/restart-strategy.js';
 import { buildPlan, type PhysicalPlan } from '../graph/plan.js';
 import type { CheckpointStorage, Clock } from '../ports/index.js';
@@ -62,7 +62,7 @@ export abstract class JobRun {
   ) {
     this.plan = buildPlan(job, { parallelism: runOptions.parallelism, ...(runOptions.checkpoint ? { checkpoint: runOptions.checkpoint } : {}) });
     this.checkpointOptions = resolveCheckpointOptions({ ...job.options.checkpoint, ...runOptions.checkpoint });
-    this.restartOptions = resolveRestartOptions(runOptions.restart ?? job.options.restart ?? { type: 'fixed-delay', attempts: 3, delay: '1s' });
+    this.restartOptions = resolveRestartOptions(runOptions.restart ?? job.options.restart ?? DEFAULT_RESTART_OPTIONS);
     this.backoff = new RestartBackoff(this.restartOptions, Math.random);
     this.clock = runOptions.clock ?? systemClock;
     this.log = runOptions.log ?? (() => {});

@@ -361,13 +361,17 @@ describe('FloeJob least privilege', () => {
     }
   });
 
-  it('lets the coordinator read the sources\' control rows only, answer its tasks and carry out its steps\' effects', () => {
+  it('lets the coordinator write every vertex\'s state (a restart restores it), answer its tasks, ask for its own ticks and carry out its steps\' effects', () => {
     const allowed = allowedFor(stack, template, floeJob.coordinatorFunction.role!);
     const state = allowed.filter((a) => a.resource === json(stack, floeJob.stateTable.tableArn));
-    expect(state.map((a) => a.action)).toEqual(['dynamodb:BatchGetItem']);
-    for (const other of plan.vertices) {
-      for (const key of partitionsOf(other.id)) expect(leadingKeys(state[0]!)!.some((p) => stringLike(p, key)), key).toBe(other.isSource);
+    expect(state.map((a) => a.action).sort()).toEqual(
+      ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:UpdateItem'].sort(),
+    );
+    // Every keyed action is held to the job's partitions, all of its vertices'; the Scan (clearing the job's state) names no keys.
+    for (const a of state.filter((x) => x.action !== 'dynamodb:Scan')) {
+      for (const other of plan.vertices) for (const key of partitionsOf(other.id)) expect(leadingKeys(a)!.some((p) => stringLike(p, key)), `${a.action} ${key}`).toBe(true);
     }
+    expect(allowed).toContainEqual({ action: 'sqs:SendMessage', resource: json(stack, floeJob.coordinatorQueue.queueArn) });
     expect([...new Set(allowed.filter((a) => a.action.startsWith('states:')).map((a) => a.action))].sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess', 'states:StartExecution']);
     expect(allowed.filter((a) => a.action.startsWith('s3:Delete') && onCheckpointBucket(a)).map((a) => a.resource)).toEqual([bucketObjects('wordcount/checkpoints/*')]);
   });

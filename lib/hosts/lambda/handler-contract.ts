@@ -67,6 +67,8 @@ export const FloeEnv = {
   DeadLetterQueueUrl: 'FLOE_DEAD_LETTER_QUEUE_URL',
   /** Receives of a message before the vertex's queue dead-letters it (operator functions): a step failing on the last one fails the job over. */
   MaxReceiveCount: 'FLOE_MAX_RECEIVE_COUNT',
+  /** The coordinator-tasks queue, where the coordinator function asks for a delayed tick of its own (a restart that is due later). */
+  CoordinatorQueueUrl: 'FLOE_COORDINATOR_QUEUE_URL',
 } as const;
 export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];
 
