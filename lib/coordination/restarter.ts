@@ -104,7 +104,7 @@ export class Restarter {
     if (fenced.runtime.start?.generation !== generation || fenced.runtime.start.at !== now) return fenced;
     log({
       level: 'warn',
-      message: `restarting in ${restoreAt - now}ms as generation ${generation} (restart ${state.attempts}) from ${from ?? 'empty state'} after: ${cause}`,
+      message: `restarting in ${restoreAt - now}ms as generation ${generation} (restart ${state.attempts}) from ${from ?? 'empty state'} after: ${cause.split('\n')[0]}`,
       job: this.job,
       generation,
     });

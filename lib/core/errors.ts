@@ -62,3 +62,29 @@ export class UserFunctionError extends FloeError {
     this.operatorUid = operatorUid;
   }
 }
+
+/** Most characters of a stack trace a failure cause carries (a job row holds the cause, and an item 400 KB). */
+const MAX_STACK_CHARS = 2_000;
+
+/**
+ * The stack trace of the code that threw, for a failure cause: user code's own error when Floe wrapped it (a
+ * `UserFunctionError`'s cause), else the error's; its frames only, cut to about 2,000 characters. Undefined when there
+ * is none.
+ */
+export function stackOf(error: unknown): string | undefined {
+  const root = error instanceof UserFunctionError && error.cause instanceof Error ? error.cause : error;
+  const stack = root instanceof Error ? root.stack : undefined;
+  if (stack === undefined) return undefined;
+  const frames = stack
+    .split('\n')
+    .filter((line) => /^\s+at /.test(line))
+    .join('\n');
+  if (frames === '') return undefined;
+  return frames.length <= MAX_STACK_CHARS ? frames : `${frames.slice(0, frames.lastIndexOf('\n', MAX_STACK_CHARS))}\n    …`;
+}
+
+/** A failure cause as the REST API and the CLI show it: the message, then the stack trace of the code that threw. */
+export function failureCause(message: string, error: unknown): string {
+  const stack = stackOf(error);
+  return stack === undefined ? message : `${message}\n${stack}`;
+}

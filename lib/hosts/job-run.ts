@@ -15,6 +15,7 @@ import { buildPlan, type PhysicalPlan } from '../graph/plan.js';
 import type { CheckpointStorage, Clock } from '../ports/index.js';
 import { describeSkippedCheckpoint, findLatestCheckpoint, listCheckpoints, loadManifest, loadRestorableManifest, type LoadedManifest } from '../runtime/snapshot-catalog.js';
 import { restartPoint } from '../coordination/generation.js';
+import { failureCause } from '../core/errors.js';
 import { runAttempts, type AttemptOutcome, type RestoreSource, type RunOutcome } from '../coordination/restarts.js';
 import { JobState, TriggerRequests, endedState, vertexOverviews, type JobOverview, type TriggerStatus } from '../rest/job-control.js';
 import { systemClock } from '../adapters/local/system-clock.js';
@@ -109,7 +110,8 @@ export abstract class JobRun {
   protected ended(outcome: RunOutcome): RunOutcome {
     this.state = outcome.state === 'FINISHED' ? JobState.Finished : outcome.state === 'CANCELED' ? JobState.Canceled : JobState.Failed;
     this.endTime = this.clock.now();
-    if (outcome.error) this.failureCause = outcome.error.message;
+    // With the stack trace of the code that threw, when the failure came from code (a user function, say).
+    if (outcome.error) this.failureCause = outcome.error.message.includes('\n    at ') ? outcome.error.message : failureCause(outcome.error.message, outcome.error.cause ?? outcome.error);
     return outcome;
   }
 

@@ -75,6 +75,8 @@ describe('a failing step in emulator mode', () => {
     expect(outcome.error?.message, text()).toMatch(/task count:\d failed: operator 'count' threw: cannot count event 1234 \(failed on all 5 deliveries its queue allows\)/);
     expect(runner.overview().restarts).toBe(1);
     expect(text()).toMatch(/restarting in \d+ms as generation \d+ \(restart 1\) from .+ after: task count:\d failed/);
+    // The failure cause carries the stack trace of the user code that threw
+    expect(runner.overview().failureCause, text()).toMatch(/cannot count event 1234[^]*\n\s+at (Object\.)?processElement \(.*emulator-failing-step\.test\.ts:\d+:\d+\)/);
   });
 
   it('user code that throws once is retried by redelivery, and the output is exact', async () => {

@@ -182,8 +182,17 @@ export class AwsJobControl implements JobControl {
     }
     const sources = new Set(row.state.sourceTasks.map((t) => t.slice(0, t.lastIndexOf(':'))));
     const status = isCanceled(row) ? JobStatus.Canceled : (row.jobStatus?.status ?? JobStatus.Running);
+    // FAILING: the coordinator restarts the job by its strategy (RESTARTING); FAILED: the strategy gave up.
     const state =
-      status === JobStatus.Finished ? JobState.Finished : status === JobStatus.Canceled ? JobState.Canceled : status === JobStatus.Failing ? JobState.Failed : JobState.Running;
+      status === JobStatus.Finished
+        ? JobState.Finished
+        : status === JobStatus.Canceled
+          ? JobState.Canceled
+          : status === JobStatus.Failed
+            ? JobState.Failed
+            : status === JobStatus.Failing
+              ? JobState.Restarting
+              : JobState.Running;
     return {
       jid: row.runtime.jobId,
       name: row.job,
@@ -192,8 +201,8 @@ export class AwsJobControl implements JobControl {
       ...(state === JobState.Running ? {} : { endTime: row.jobStatus?.at }),
       maxParallelism: 0,
       vertices: [...parallelism].map(([id, p]) => ({ id, name: id, parallelism: p, recordsIn: 0, recordsOut: 0, isSource: sources.has(id) })),
-      restarts: 0,
-      ...(status === JobStatus.Failing && row.jobStatus?.detail !== undefined ? { failureCause: row.jobStatus.detail } : {}),
+      restarts: row.runtime.restarts?.attempts ?? 0,
+      ...((status === JobStatus.Failing || status === JobStatus.Failed) && row.jobStatus?.detail !== undefined ? { failureCause: row.jobStatus.detail } : {}),
     };
   }
 

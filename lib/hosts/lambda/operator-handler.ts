@@ -65,7 +65,7 @@ import { decodeEnvelope, SQS_ENVELOPE_BYTES, SQS_RECORDS_PER_ENVELOPE } from '..
 import { S3CheckpointStorage } from '../../adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../../adapters/aws/sqs-poller.js';
 import { SqsQueueSender, type SqsQueueSenderOptions } from '../../adapters/aws/sqs-queue-sender.js';
-import { ErrorCode, FloeError } from '../../core/errors.js';
+import { ErrorCode, FloeError, failureCause } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
 import type { ResolvedCheckpointOptions } from '../../core/options.js';
 import { vertexById, type PhysicalPlan, type Vertex } from '../../graph/plan.js';
@@ -409,7 +409,8 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
     const why = terminal ? error.message : `${error.message} (failed on all ${deliveries} deliveries its queue allows)`;
     log({ level: 'error', message: `failing the job over: subtask ${vertex.id}:${subtask} cannot get past its input: ${why}`, ...context, code });
     try {
-      await ports.gateway.failTask({ vertex: vertex.id, subtask }, why, generation);
+      // The cause the job row records carries the stack trace of the code that threw (user code's, for a user function).
+      await ports.gateway.failTask({ vertex: vertex.id, subtask }, failureCause(why, error), generation);
     } catch (e) {
       log({ level: 'error', message: `recording the failure in the job row failed: ${(e as Error).message}`, ...context });
     }
