@@ -353,18 +353,22 @@ export class CoordinatorHost implements EffectRunner {
     }
     const claimedAt = this.clock.now();
     const ours = (r: CoordinatorRow) => r.runtime.start?.phase === StartPhase.Preparing && r.runtime.start.generation === start.generation && r.runtime.start.preparingAt === claimedAt;
+    // Whether this invocation's claim is the write that landed (two claims in the same millisecond look alike).
+    let wrote = false;
     const claimed = await this.store.updateRuntime(
       this.job,
       (r) => {
+        wrote = false;
         const s = r.runtime.start;
         if (r.runtime.generation !== start.generation || s?.generation !== start.generation) return undefined;
         const abandoned = s.phase === StartPhase.Preparing && claimedAt - (s.preparingAt ?? 0) >= PREPARE_TAKEOVER_MS;
         if (s.phase !== StartPhase.Ready && !abandoned) return undefined;
+        wrote = true;
         return { ...r.runtime, start: { ...s, phase: StartPhase.Preparing, preparingAt: claimedAt } };
       },
       claimedAt,
     );
-    if (!ours(claimed)) {
+    if (!wrote || !ours(claimed)) {
       // Another invocation prepares it (its sources start when it is done), or has prepared it: then start them too.
       const s = claimed.runtime.start;
       return claimed.runtime.generation === start.generation && s?.generation === start.generation && s.phase === StartPhase.Prepared;

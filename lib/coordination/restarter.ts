@@ -92,16 +92,20 @@ export class Restarter {
     const generation = row.runtime.generation + 1;
     const from = restartPoint(row, row.runtime.origin);
     const restoreAt = now + Math.max(decision.delayMs, settleMsOf(this.deployment(row)));
+    // Whether this invocation's write is the one that landed (the last call of `change` answers for the write).
+    let wrote = false;
     const fenced = await store.updateRuntime(
       this.job,
       (r) => {
+        wrote = false;
         if (r.version !== row.version) return undefined;
         const { sourcesStartedAt: _started, start: _start, ...runtime } = r.runtime;
+        wrote = true;
         return { ...runtime, generation, placements: {}, restarts: state, start: { phase: StartPhase.Restoring, generation, at: now, restoreAt, ...(from === undefined ? {} : { from }) } };
       },
       now,
     );
-    if (fenced.runtime.start?.generation !== generation || fenced.runtime.start.at !== now) return fenced;
+    if (!wrote) return fenced;
     log({
       level: 'warn',
       message: `restarting in ${restoreAt - now}ms as generation ${generation} (restart ${state.attempts}) from ${from ?? 'empty state'} after: ${cause.split('\n')[0]}`,
@@ -119,17 +123,21 @@ export class Restarter {
     const start = row.runtime.start!;
     const generation = start.generation;
     const ours = (r: CoordinatorRow) => r.runtime.start?.generation === generation && r.runtime.start.phase === StartPhase.Restoring && r.runtime.start.restoringAt === claimedAt;
+    let wrote = false;
     let claimed = await store.updateRuntime(
       this.job,
       (r) => {
+        wrote = false;
         const s = r.runtime.start;
         if (s?.generation !== generation || s.phase !== StartPhase.Restoring || s.restoreAt === undefined) return undefined;
         if (s.restoringAt !== undefined && claimedAt - s.restoringAt < RESTORE_TAKEOVER_MS) return undefined;
+        wrote = true;
         return { ...r.runtime, start: { ...s, restoringAt: claimedAt } };
       },
       claimedAt,
     );
-    if (!ours(claimed)) return claimed;
+    // Another invocation claimed it (its tick restores the generation), or made it ready already.
+    if (!wrote) return claimed;
     const deployment = this.deployment(claimed);
     try {
       const snapshot = start.from === undefined ? undefined : await loadRestorableManifest(this.options.storage, start.from);
