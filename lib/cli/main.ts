@@ -8,7 +8,8 @@ import { describeManifest } from '../core/manifest/inspect.js';
 import type { Manifest } from '../core/manifest/model.js';
 import { ManifestSerializer } from '../core/manifest/serializer.js';
 import { DEFAULT_REST_PORT, RestClient, RestError, type PollOptions } from '../rest/client.js';
-import type { CheckpointingStatistics } from '../rest/flink-types.js';
+import type { CheckpointingStatistics, JobDetailsInfo } from '../rest/flink-types.js';
+import { jobDetails } from '../rest/job-details.js';
 import { checkpointingStatistics } from '../rest/checkpoint-statistics.js';
 import { formatCheckpoints } from './checkpoints-table.js';
 import { loadRunJobFile, type RunJobFile } from './load-runner.js';
@@ -51,6 +52,8 @@ interface Controller {
   awaitSavepoint(job: string, trigger: string, poll: PollOptions): Promise<string>;
   cancel(job: string): Promise<void>;
   checkpoints(job: string): Promise<CheckpointingStatistics>;
+  /** The job's state, restarts and failure cause (`GET /jobs/:id`). */
+  status(job: string): Promise<JobDetailsInfo>;
   /** Starts a deployed job's next generation; only a stack controller can. */
   start?(job: string | undefined, options: StartFlags, log: (line: string) => void): Promise<string>;
 }
@@ -115,6 +118,7 @@ function restController(rest: RestClient): Controller {
     awaitSavepoint: (job, trigger, poll) => rest.awaitSavepoint(job, trigger, poll),
     cancel: (job) => rest.cancel(job),
     checkpoints: (job) => rest.checkpoints(job),
+    status: (job) => rest.job(job),
   };
 }
 
@@ -180,6 +184,10 @@ async function stackController(flags: ConnectionFlags, deps: CliDeps): Promise<C
     async checkpoints(job) {
       check(job);
       return checkpointingStatistics(control.overview(), control.coordinatorState());
+    },
+    async status(job) {
+      check(job);
+      return jobDetails(control.overview(), Date.now());
     },
     async start(job, o, log) {
       if (job !== undefined) check(job);
@@ -439,6 +447,17 @@ function buildProgram(deps: CliDeps, setExitCode: (code: number) => void): Comma
     out(flags.json ? `${JSON.stringify(stats, null, 2)}\n` : formatCheckpoints(job, stats));
   });
 
+  withConnection(
+    program
+      .command('status')
+      .description("Show a job's state, its restarts and, when it failed, the failure cause with the stack trace of the code that threw")
+      .argument('<job-id>', 'job id or job name')
+      .option('--json', "print the REST answer (Flink's shape) instead of text"),
+  ).action(async (job: string, flags: ConnectionFlags & { json?: boolean }) => {
+    const details = await (await controller(flags, deps)).status(job);
+    out(flags.json ? `${JSON.stringify(details, null, 2)}\n` : formatStatus(details));
+  });
+
   program
     .command('inspect')
     .description('Describe a checkpoint or savepoint from its _metadata file or its directory')
@@ -477,4 +496,12 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
     if (process.env['FLOE_DEBUG'] && e instanceof Error && e.stack) err(`${e.stack}\n`);
     return 2;
   }
+}
+
+/** `floe status`'s text: the job, its state and restarts, and the failure cause (with its stack trace) when there is one. */
+export function formatStatus(details: JobDetailsInfo): string {
+  const restarts = `${details.restarts} restart${details.restarts === 1 ? '' : 's'}`;
+  const lines = [`Job ${details.name} (${details.jid}): ${details.state}, ${restarts}`];
+  if (details['failure-cause'] !== undefined) lines.push('Failure cause:', details['failure-cause']);
+  return `${lines.join('\n')}\n`;
 }

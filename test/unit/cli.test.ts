@@ -141,7 +141,7 @@ describe('floe inspect', () => {
 describe('floe --help', () => {
   it('lists every subcommand', async () => {
     expect(await main(['--help'])).toBe(0);
-    for (const command of ['run', 'savepoint', 'stop', 'cancel', 'checkpoints', 'inspect']) expect(stdout).toMatch(new RegExp(`^\\s+${command} `, 'm'));
+    for (const command of ['run', 'savepoint', 'stop', 'cancel', 'checkpoints', 'status', 'inspect']) expect(stdout).toMatch(new RegExp(`^\\s+${command} `, 'm'));
   });
 
   it.each([
@@ -150,6 +150,7 @@ describe('floe --help', () => {
     ['stop', ['--savepoint', '--drain', '--port', '--url']],
     ['cancel', ['<job-id>', '--port', '--url']],
     ['checkpoints', ['<job-id>', '--port', '--url']],
+    ['status', ['<job-id>', '--port', '--url', '--stack', '--json']],
     ['inspect', ['<path>']],
   ])('documents %s', async (command, words) => {
     expect(await main([command, '--help'])).toBe(0);
@@ -163,6 +164,24 @@ describe('floe --help', () => {
     stderr = '';
     expect(await main(['cancel', 'x', '--bogus'])).toBe(1);
     expect(stderr).toMatch(/unknown option '--bogus'/);
+  });
+});
+
+describe('floe status', () => {
+  it('prints the state, the restarts and the failure cause with its stack trace', async () => {
+    const cause = "task count:0 failed: operator 'count' threw: boom\n    at Object.processElement (/app/job.ts:12:9)";
+    const url = await serve(new JobControlBuilder().withOverview({ state: 'FAILED', restarts: 3, failureCause: cause }).build());
+    expect(await main(['status', 'wordcount', '--url', url])).toBe(0);
+    expect(stdout).toMatch(/^Job wordcount \([0-9a-f]+\): FAILED, 3 restarts$/m);
+    expect(stdout).toContain(`Failure cause:\n${cause}\n`);
+  });
+
+  it("prints Flink's JSON with --json, and no failure cause for a running job", async () => {
+    const url = await serve(new JobControlBuilder().build());
+    expect(await main(['status', 'wordcount', '--url', url, '--json'])).toBe(0);
+    const details = JSON.parse(stdout) as { state: string; restarts: number };
+    expect(details).toMatchObject({ state: 'RUNNING', restarts: 0 });
+    expect(details).not.toHaveProperty('failure-cause');
   });
 });
 
