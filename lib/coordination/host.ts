@@ -44,7 +44,7 @@ import { buildManifest, discardOldCheckpoints, loadManifest } from '../runtime/s
 import { barrierEnvelopes } from './barriers.js';
 import { SinkCommitRegistry, commitsOfManifest, commitsOfRecord } from './commits.js';
 import { guardedObserver, jsonLineLog, type CoordinatorLog, type CoordinatorObservation, type CoordinatorObserver } from './observer.js';
-import { JobStatus, StartPhase, checkpointStatusOf, isTerminal, planTasks, sameDeployment, startedPlanMismatch, startedPlanOf, type CheckpointStatusChange, type CoordinatorRow, type GenerationStart, type JobStatusRecord, type RowTransition } from '../core/coordinator/job-row.js';
+import { JobStatus, StartPhase, checkpointStatusOf, isFinalStatus, isTerminal, planTasks, sameDeployment, startedPlanMismatch, startedPlanOf, type CheckpointStatusChange, type CoordinatorRow, type GenerationStart, type JobStatusRecord, type RowTransition } from '../core/coordinator/job-row.js';
 import { deployedPlanOf, newCoordinatorRow, removeUncommittedOutput, type NewCoordinatorRowInput } from './generation.js';
 import { CoordinatorConflictError, type AppliedStep, type CoordinatorStore, type EffectRunner } from '../ports/coordinator-store.js';
 import { checkpointExecutionName, type AbortTaskOutput, type CheckpointExecutionInput, type CompleteTaskOutput, type TriggerTaskOutput, type CheckpointExecutions } from './checkpoint-tasks.js';
@@ -195,10 +195,18 @@ export class CoordinatorHost implements EffectRunner {
       }
     };
     for (const change of applied.statusChanges) await attempt(() => this.store.putCheckpointStatus(this.job, change));
+    // Checkpoints whose sink commit failed here: a job is not FINISHED while its final transactions are not committed.
+    const uncommitted = new Set<number>();
     for (const effect of applied.step.effects) {
+      if (effect.type === 'jobFinished' && uncommitted.has(effect.checkpointId)) {
+        this.log({ level: 'warn', message: `job not recorded FINISHED: the sink commit of checkpoint ${effect.checkpointId} failed; its Complete task commits it again`, job: this.job, checkpointId: effect.checkpointId });
+        continue;
+      }
+      const before = errors.length;
       await attempt(async () => {
         for (const event of await this.carryOut(effect, applied.row, context)) await this.dispatch(event, context);
       });
+      if (effect.type === 'checkpointCompleted' && errors.length > before) uncommitted.add(effect.checkpointId);
     }
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) {
@@ -267,7 +275,15 @@ export class CoordinatorHost implements EffectRunner {
     if (status?.status !== CheckpointStatus.Completed || status.path === undefined) {
       throw new FloeError(ErrorCode.NotFound, `${checkpointId} is not a completed checkpoint of job '${this.job}' (${status?.status ?? 'unknown'})`);
     }
-    return { committed: await this.commitCheckpoint(row, checkpointId, status.path) };
+    const committed = await this.commitCheckpoint(row, checkpointId, status.path);
+    if (status.kind === 'checkpoint') await this.dispatch({ type: 'committed', now: this.clock.now(), checkpointId });
+    // The snapshot that ended the job: once its transactions are committed the job is FINISHED (recorded here too, in
+    // case the invocation that completed it failed to commit and so did not record it).
+    const record = row.state.history.find((h) => h.id === checkpointId);
+    if (row.state.status === 'FINISHED' && record?.termination !== undefined && !isFinalStatus(row.jobStatus?.status)) {
+      await this.recordStatus({ status: JobStatus.Finished, ...(record.externalPath === undefined ? {} : { detail: record.externalPath }), at: this.clock.now() }, record.termination);
+    }
+    return { committed };
   }
 
   /**
@@ -416,6 +432,8 @@ export class CoordinatorHost implements EffectRunner {
           await discardOldCheckpoints(this.storage, dir, this.job, retained).catch((e: Error) =>
             this.log({ level: 'warn', message: `checkpoint cleanup failed: ${e.message}`, job: this.job, checkpointId: effect.checkpointId }),
           );
+          // Only now may later barriers let the sinks drop these transactions (`committedThrough`).
+          return [{ type: 'committed', now: this.clock.now(), checkpointId: effect.checkpointId }];
         }
         return [];
       }

@@ -67,12 +67,14 @@ export class UserFunctionError extends FloeError {
 const MAX_STACK_CHARS = 2_000;
 
 /**
- * The stack trace of the code that threw, for a failure cause: user code's own error when Floe wrapped it (a
- * `UserFunctionError`'s cause), else the error's; its frames only, cut to about 2,000 characters. Undefined when there
- * is none.
+ * The stack trace of the user code that threw, for a failure cause: the error a user function threw, found through
+ * the causes of `error` (a `UserFunctionError` wraps it); its frames only, cut to about 2,000 characters. Undefined
+ * when the failure did not come from user code (Floe's own errors name their cause in their message).
  */
 export function stackOf(error: unknown): string | undefined {
-  const root = error instanceof UserFunctionError && error.cause instanceof Error ? error.cause : error;
+  let at: unknown = error;
+  for (let depth = 0; depth < 8 && at instanceof Error && !(at instanceof UserFunctionError); depth++) at = at.cause;
+  const root = at instanceof UserFunctionError ? at.cause : undefined;
   const stack = root instanceof Error ? root.stack : undefined;
   if (stack === undefined) return undefined;
   const frames = stack
@@ -83,7 +85,7 @@ export function stackOf(error: unknown): string | undefined {
   return frames.length <= MAX_STACK_CHARS ? frames : `${frames.slice(0, frames.lastIndexOf('\n', MAX_STACK_CHARS))}\n    …`;
 }
 
-/** A failure cause as the REST API and the CLI show it: the message, then the stack trace of the code that threw. */
+/** A failure cause as the REST API and the CLI show it: the message, then the stack trace of the user code that threw, if it did. */
 export function failureCause(message: string, error: unknown): string {
   const stack = stackOf(error);
   return stack === undefined ? message : `${message}\n${stack}`;

@@ -489,7 +489,11 @@ describe('operator handler on the emulator', () => {
 
     // When the job runs, it fails over instead of retrying for ever or dead-lettering the envelope (a gap downstream)
     const failure = await drive(h).then(() => undefined, (e: Error) => e);
-    expect(failure?.message).toMatch(/^job failing: task count:\d failed: operator 'count' threw: poisoned word w7 \(failed on all 5 deliveries its queue allows\)$/);
+    const [first, ...stack] = failure!.message.split('\n');
+    expect(first).toMatch(/^job failing: task count:\d failed: operator 'count' threw: poisoned word w7 \(failed on all 5 deliveries its queue allows\)$/);
+    // The cause in the job row carries the user code's stack trace
+    expect(stack.length).toBeGreaterThan(0);
+    expect(stack.every((line) => /^\s+at /.test(line) || line.trim() === '…')).toBe(true);
     expect((await h.store.require(h.plan.job)).state.status).toBe('FAILING');
     expect(await approximateMessages(h.resources.dlqUrls.count!)).toBe(0);
     expect(h.logs.some((l) => l.level === 'error' && String(l.message).startsWith('failing the job over: subtask count:'))).toBe(true);

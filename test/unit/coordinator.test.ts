@@ -49,6 +49,7 @@ const ack = (now: number, checkpointId: number, task: string): CoordinatorEvent 
 const decline = (now: number, checkpointId: number, task = 'map:0'): CoordinatorEvent => ({ type: 'decline', now, checkpointId, task, reason: 'disk full' });
 const sourceFinished = (now: number, task: string): CoordinatorEvent => ({ type: 'sourceFinished', now, task });
 const manifestWritten = (now: number, checkpointId: number): CoordinatorEvent => ({ type: 'manifestWritten', now, checkpointId, path: `/chk/chk-${checkpointId}` });
+const committed = (now: number, checkpointId: number): CoordinatorEvent => ({ type: 'committed', now, checkpointId });
 const manifestFailed = (now: number, checkpointId: number): CoordinatorEvent => ({ type: 'manifestFailed', now, checkpointId, reason: 'throttled' });
 const allAcks = (now: number, checkpointId: number, tasks: readonly string[] = TASKS): CoordinatorEvent[] => tasks.map((t) => ack(now, checkpointId, t));
 /** Every task acks, then the manifest is written. */
@@ -361,9 +362,9 @@ describe('subsumption', () => {
 describe('savepoints and user triggers', () => {
   it('a savepoint starts at once, ignoring interval and min pause', () => {
     // Given checkpoint 1 completed just now, with a long min pause.
-    const given = run(coordinator({ options: { minPause: 60_000 } }), [tick(1_000), ...complete(1_100, 1)]).state;
+    const given = run(coordinator({ options: { minPause: 60_000 } }), [tick(1_000), ...complete(1_100, 1), committed(1_150, 1)]).state;
     const { effects, state } = run(given, [trigger(1_200, savepoint('sp-1'))]);
-    // Its barrier says checkpoint 1 completed: sinks forget what it committed and carry the rest.
+    // Its barrier says checkpoint 1's transactions are committed: sinks forget them and carry the rest.
     expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'savepoint', timestamp: 1_200, committedThrough: 1 }]);
     expect(state.pending[0]).toMatchObject({ id: 2, kind: 'savepoint', requestId: 'sp-1', dir: '/savepoints' });
   });
@@ -488,7 +489,27 @@ describe('end of input', () => {
     expect(waiting.state.queued.map((r) => r.termination)).toEqual(['end']);
     // Then completing checkpoint 1 starts the final one.
     const { effects } = run(waiting.state, [...allAcks(3_100, 1, tasks), manifestWritten(3_200, 1)]);
-    expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'checkpoint', timestamp: 3_200, termination: 'end', committedThrough: 1 }]);
+    // Checkpoint 1's commit has not been reported yet: the final barrier lets the sinks drop nothing (they carry it).
+    expect(ofType(effects, 'injectBarrier')).toEqual([{ type: 'injectBarrier', checkpointId: 2, kind: 'checkpoint', timestamp: 3_200, termination: 'end' }]);
+  });
+
+  it('barriers let the sinks drop only transactions whose commit was reported, never beyond the latest completed checkpoint', () => {
+    // Given checkpoints 1 and 2 completed, and only 1's commit reported
+    const given = run(coordinator(), [tick(1_000), ...complete(1_100, 1), committed(1_150, 1), tick(2_000), ...complete(2_100, 2)]).state;
+    expect(given.latestCompletedId).toBe(2);
+    expect(given.latestCommittedId).toBe(1);
+    // A report of a checkpoint that did not complete, or an older one, changes nothing
+    expect(run(given, [committed(2_200, 3)]).state).toBe(given);
+    expect(run(given, [committed(2_200, 1)]).state).toBe(given);
+    // The next barrier carries 1 until 2's commit is reported, then 2
+    expect(ofType(run(given, [tick(3_000)]).effects, 'injectBarrier')[0]?.committedThrough).toBe(1);
+    expect(ofType(run(given, [committed(2_200, 2), tick(3_000)]).effects, 'injectBarrier')[0]?.committedThrough).toBe(2);
+  });
+
+  it('a restored run counts the snapshot\'s transactions as committed (the restore commits them first)', () => {
+    const restored = coordinator({ latestCompletedId: 7 });
+    expect(restored.latestCommittedId).toBe(7);
+    expect(ofType(run(restored, [tick(1_000)]).effects, 'injectBarrier')[0]?.committedThrough).toBe(7);
   });
 
   it('sources finishing while a stop-with-savepoint is pending add no final checkpoint: the stop ends the job', () => {

@@ -19,7 +19,7 @@ export function startCheckpoint(state: CoordinatorState, spec: StartSpec, now: n
     ...(request?.termination === undefined ? {} : { termination: request.termination }),
     acks: {},
     finalizing: false,
-    ...(state.latestCompletedId === undefined ? {} : { committedThrough: state.latestCompletedId }),
+    ...(state.latestCommittedId === undefined ? {} : { committedThrough: state.latestCommittedId }),
   };
   return step({ ...state, nextCheckpointId: id + 1, lastTriggeredAt: now, pending: [...state.pending, pending] }, [
     {

@@ -42,7 +42,8 @@ export function initialCoordinatorState(input: InitialCoordinatorInput): Coordin
     pending: [],
     queued: [],
     ...(input.now === undefined ? {} : { startedAt: input.now }),
-    ...(input.latestCompletedId === undefined ? {} : { latestCompletedId: input.latestCompletedId }),
+    // A restored run commits the snapshot's transactions before it starts: they count as committed.
+    ...(input.latestCompletedId === undefined ? {} : { latestCompletedId: input.latestCompletedId, latestCommittedId: input.latestCompletedId }),
     consecutiveFailures: 0,
     finishedSources: [],
     counts: { completed: 0, failed: 0, restored: input.restored === true ? 1 : 0 },
@@ -125,6 +126,12 @@ function onTaskFailed(state: CoordinatorState, task: string, reason: string, now
   return failJob(state, `task ${task} failed: ${reason}`, now);
 }
 
+/** A completed checkpoint's sink transactions were committed: later barriers let the sinks drop them. */
+function onCommitted(state: CoordinatorState, checkpointId: number): CoordinatorStep {
+  if (checkpointId > (state.latestCompletedId ?? 0) || checkpointId <= (state.latestCommittedId ?? 0)) return unchanged(state);
+  return step({ ...state, latestCommittedId: checkpointId }, []);
+}
+
 /** Cancels the job: a FAILING job may be cancelled too (its failover is then not wanted); pending checkpoints are aborted without charging the budget. */
 function onCancel(state: CoordinatorState, now: number): CoordinatorStep {
   const aborted = abortAllPending({ ...state, status: 'CANCELED', queued: [] }, 'the job was cancelled', now);
@@ -157,6 +164,8 @@ export function reduceCoordinator(state: CoordinatorState, event: CoordinatorEve
       return onTaskFailed(state, event.task, event.reason, event.now);
     case 'cancel':
       return onCancel(state, event.now);
+    case 'committed':
+      return onCommitted(state, event.checkpointId);
     default: {
       const _exhaustive: never = event;
       return unchanged(state);

@@ -86,6 +86,12 @@ export interface CoordinatorState {
   readonly lastTriggeredAt?: number;
   readonly lastCompletedAt?: number;
   readonly latestCompletedId?: number;
+  /**
+   * Latest checkpoint whose sink transactions were committed (the host reports it with `committed` after the commit
+   * succeeded). Barriers carry it as `committedThrough`, so sinks drop a transaction from their state only once it is
+   * committed: a commit that fails leaves it in every later snapshot, and restoring any of them commits it.
+   */
+  readonly latestCommittedId?: number;
   readonly consecutiveFailures: number;
   /** Source task keys that reported the end of their input. */
   readonly finishedSources: readonly string[];
@@ -108,7 +114,9 @@ export type CoordinatorEvent =
   /** A subtask's step failed for good (user code, a service limit, a channel gap): the job fails over. */
   | { readonly type: 'taskFailed'; readonly now: number; readonly task: string; readonly reason: string }
   /** End the job without a snapshot (Flink's cancel): pending checkpoints are aborted, nothing starts any more. */
-  | { readonly type: 'cancel'; readonly now: number };
+  | { readonly type: 'cancel'; readonly now: number }
+  /** The sink transactions of completed checkpoint `checkpointId` (and of every earlier one it carries) are committed. */
+  | { readonly type: 'committed'; readonly now: number; readonly checkpointId: number };
 
 /** What the runner must do after a reducer step; the runner feeds results back as events. */
 export type CoordinatorEffect =
