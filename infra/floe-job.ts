@@ -33,7 +33,7 @@ import { ValidationError } from '../lib/core/errors.js';
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type SavepointOptions } from '../lib/core/options.js';
 import { loadJob } from '../lib/hosts/load-job.js';
 import { plannedResourceUses, type PlannedResourceUse } from '../lib/graph/connector-resources.js';
-import { buildPlan, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
+import { buildPlan, hasProcessingTimers, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
 import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
@@ -381,6 +381,7 @@ export class FloeJob extends Construct {
       stateMachineArn: this.stateMachine.stateMachineArn,
       queueUrl: (id) => vertexQueues.get(id)!.queue.queueUrl,
       deadLetterQueueUrl: (id) => vertexQueues.get(id)!.deadLetterQueue.queueUrl,
+      coordinatorQueueUrl: this.coordinatorQueue.queueUrl,
     });
     const operatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'operator', jobFile: r.jobFile, handlerEntry: r.operatorEntry });
     const coordinatorEntry = writeHandlerEntry({ projectRoot: r.projectRoot, kind: 'coordinator', jobFile: r.jobFile, handlerEntry: r.coordinatorEntry });
@@ -458,6 +459,9 @@ export class FloeJob extends Construct {
       }
       // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
       deadLetterQueue.grant(fn, 'sqs:SendMessage');
+      // Processing-time timers: a step schedules its timer wake as a delayed message on the coordinator-tasks queue
+      // (lib/hosts/lambda/timer-wakes.ts); FIFO queues take no per-message delay.
+      if (hasProcessingTimers(vertex)) this.coordinatorQueue.grant(fn, 'sqs:SendMessage');
       coordinatorGrants(fn, `The function of vertex '${vertex.id}'`);
       // Its own subtasks' state only: batched reads and writes of leaves, the conditional control-row commit (PutItem,
       // UpdateItem), deletes of a replaced incarnation's leaves, and a Query of an incarnation's leaves.
@@ -477,8 +481,14 @@ export class FloeJob extends Construct {
     );
     functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
     coordinatorGrants(this.coordinatorFunction, 'The coordinator');
-    // The sources' control rows tell the coordinator's watchdog how far each wake chain got (a BatchGetItem each).
-    grantStatePartitions(this.coordinatorFunction, ['BatchGetItem'], sources);
+    // Timer wakes: the coordinator forwards a due one into its vertex's queue, sends one not yet due back to its own
+    // queue with the time left, and wakes those vertices when a generation starts.
+    const timerVertices = r.plan.vertices.filter(hasProcessingTimers).map((v) => v.id);
+    for (const id of timerVertices) vertexQueues.get(id)!.queue.grant(this.coordinatorFunction, 'sqs:SendMessage');
+    if (timerVertices.length > 0) this.coordinatorQueue.grant(this.coordinatorFunction, 'sqs:SendMessage');
+    // The control rows of the sources and of the vertices with timers tell the coordinator's watchdog how far each
+    // wake chain got and which timer is overdue (a BatchGetItem each).
+    grantStatePartitions(this.coordinatorFunction, ['BatchGetItem'], [...sources, ...timerVertices]);
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
 
     // ---- the connectors' own resources: a job's input and output (see infra/connector-grants.ts) ------------------
@@ -800,6 +810,7 @@ interface EnvironmentRefs {
   readonly stateMachineArn: string;
   readonly queueUrl: (vertex: string) => string;
   readonly deadLetterQueueUrl: (vertex: string) => string;
+  readonly coordinatorQueueUrl: string;
 }
 
 /** Where checkpoints and, by default, savepoints go in the bucket. */
@@ -842,9 +853,24 @@ function functionEnvironments(
   };
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
+  const timerVertices = r.plan.vertices.filter(hasProcessingTimers).map((v) => v.id);
+  const timerWakes = { [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl };
   return {
-    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id), [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount) }),
-    coordinator: { ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.VertexQueueUrls]: queueUrls(sources) },
+    operator: (v) => ({
+      ...common,
+      [FloeEnv.StateTable]: refs.stateTable,
+      [FloeEnv.Vertex]: v.id,
+      [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)),
+      [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id),
+      [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount),
+      ...(hasProcessingTimers(v) ? timerWakes : {}),
+    }),
+    coordinator: {
+      ...common,
+      [FloeEnv.StateTable]: refs.stateTable,
+      [FloeEnv.VertexQueueUrls]: queueUrls([...new Set([...sources, ...timerVertices])]),
+      ...(timerVertices.length > 0 ? timerWakes : {}),
+    },
     // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
     controlApi: {
       [FloeEnv.JobName]: jobName,
@@ -872,6 +898,7 @@ function environmentProblems(r: Resolved, props: FloeJobProps): FloeJobProblem[]
     stateMachineArn: x(REF_ESTIMATE.arn),
     queueUrl: () => x(REF_ESTIMATE.queueUrl),
     deadLetterQueueUrl: () => x(REF_ESTIMATE.queueUrl),
+    coordinatorQueueUrl: x(REF_ESTIMATE.queueUrl),
   });
   const size = (vars: Record<string, string>) => Object.entries(vars).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
   const problems: FloeJobProblem[] = [];
