@@ -44,6 +44,12 @@
  * so that a slow source takes fewer, larger steps. The wait holds the subtask's message group, so a barrier behind
  * the wake waits as long at most. Slices holding wakes share one read of the job row per batch.
  *
+ * Processing-time timers (timer-wakes.ts): a vertex with a keyed process function gets timer wakes
+ * `{"floe":"timer","gen","subtask","due","id"}` on its queue, forwarded by the coordinator from the delayed messages its
+ * steps schedule. A slice holding a current one steps with `timerWake` (the task step fires what is due, or does
+ * nothing when nothing is); one of an older generation is dropped here. Timer wakes use the cached job row, like
+ * envelopes.
+ *
  * Backpressure (SQS has none): before a source step, a cached probe of the vertex's downstream queues
  * (downstream-backlog.ts) says whether any holds more than `maxDownstreamBacklog` messages per downstream subtask. If
  * so, the step runs with `read: false` (it still takes barriers and records its wake) and the chain pauses
