@@ -8,8 +8,10 @@
  * default export, and `FLOE_JOB_MODULE` points at the bundle, so the job loads as `floe run` loads it. The rest comes
  * from the environment (names as in `FloeEnv` there): `FLOE_JOB_ARGS`, `FLOE_PARALLELISM`, `FLOE_JOB`,
  * `FLOE_PLAN_FINGERPRINT`, `FLOE_CHECKPOINT_OPTIONS`, `FLOE_SAVEPOINT_DIR`, `FLOE_COORDINATOR_TABLE`,
- * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the source vertices' queues), `FLOE_STATE_TABLE` (read for the
- * sources' control rows; without it the watchdog of stalled source chains is off). The job row is created on first
+ * `FLOE_STATE_MACHINE_ARN`, `FLOE_VERTEX_QUEUE_URLS` (the queues of the source vertices and of the vertices with
+ * processing-time timers), `FLOE_STATE_TABLE` (read for those vertices' control rows; without it the watchdog of
+ * stalled source chains and overdue timers is off), `FLOE_COORDINATOR_QUEUE_URL` (its own queue, for `timerWake`
+ * tasks not yet due; without it timer wakes come back and reach the dead-letter queue). The job row is created on first
  * use when the job has none, and the first tick of a generation sends its sources their first wakes: a deployed job
  * starts by itself.
  *
@@ -36,6 +38,7 @@ import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../lib/adapters/aws/
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
 import { DynamoDbStateStore } from '../lib/adapters/aws/dynamodb-state-store.js';
 import { SourceChains } from '../lib/hosts/lambda/source-chains.js';
+import { TimerWakeForwarder } from '../lib/hosts/lambda/timer-wakes.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { loadDeployedJob, readEnvironment } from './handler-environment.js';
@@ -91,7 +94,10 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
   // A job's first task creates its row; later ones find it (and keep its job id, generation and history).
   const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir, ...(config.functionTimeoutMs === undefined ? {} : { functionTimeoutMs: config.functionTimeoutMs }) });
   telemetry.logger.appendPersistentKeys({ generation: row.runtime.generation });
-  return createCoordinatorTaskRecordHandler({ tasks, sfn: clients.sfn, log: telemetry.log, observer });
+  // Timer wakes of vertices with processing-time timers come through the tasks queue, delayed; forwarded when due.
+  const timerWakes =
+    config.coordinatorQueueUrl === undefined ? undefined : new TimerWakeForwarder({ job: plan.job, sqs: clients.sqs, queueUrls: config.queueUrls, tasksQueueUrl: config.coordinatorQueueUrl, clock: systemClock });
+  return createCoordinatorTaskRecordHandler({ tasks, sfn: clients.sfn, log: telemetry.log, observer, ...(timerWakes ? { timerWakes } : {}) });
 }
 
 let built: Promise<RecordHandler> | undefined;

@@ -60,8 +60,9 @@ async function build(telemetry: HandlerTelemetry): Promise<Handler> {
     savepointRoot: config.savepointDir,
     queueUrls: config.queueUrls,
     dlqUrls: config.deadLetterQueueUrl ? { [config.vertex]: config.deadLetterQueueUrl } : {},
-    // Operators never send coordinator tasks: acks are applied to the job row, whose effects need no tasks queue.
-    tasksQueueUrl: '',
+    // Acks are applied to the job row, whose effects need no tasks queue; a vertex with processing-time timers
+    // schedules its timer wakes there (set only on those functions).
+    tasksQueueUrl: process.env[FloeEnv.CoordinatorQueueUrl] ?? '',
     stateMachineArn: config.stateMachineArn,
   };
   return createOperatorHandler({

@@ -33,7 +33,7 @@ import { ValidationError } from '../lib/core/errors.js';
 import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpointOptions, type SavepointOptions } from '../lib/core/options.js';
 import { loadJob } from '../lib/hosts/load-job.js';
 import { plannedResourceUses, type PlannedResourceUse } from '../lib/graph/connector-resources.js';
-import { buildPlan, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
+import { buildPlan, hasProcessingTimers, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
 import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
@@ -459,6 +459,9 @@ export class FloeJob extends Construct {
       }
       // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
       deadLetterQueue.grant(fn, 'sqs:SendMessage');
+      // Processing-time timers: a step schedules its timer wake as a delayed message on the coordinator-tasks queue
+      // (lib/hosts/lambda/timer-wakes.ts); FIFO queues take no per-message delay.
+      if (hasProcessingTimers(vertex)) this.coordinatorQueue.grant(fn, 'sqs:SendMessage');
       coordinatorGrants(fn, `The function of vertex '${vertex.id}'`);
       // Its own subtasks' state only: batched reads and writes of leaves, the conditional control-row commit (PutItem,
       // UpdateItem), deletes of a replaced incarnation's leaves, and a Query of an incarnation's leaves.
@@ -478,13 +481,18 @@ export class FloeJob extends Construct {
     );
     functionAlarms(coordinatorQueues.holder, this.coordinatorFunction, 'the coordinator function');
     coordinatorGrants(this.coordinatorFunction, 'The coordinator');
-    // The sources' control rows tell the coordinator's watchdog how far each wake chain got (a BatchGetItem each). A
-    // restart by the job's restart strategy (lib/coordination/restarter.ts) clears the job's state (a Scan of its keys,
-    // BatchWriteItem deletes) and writes every subtask's share of the checkpoint restored, so the coordinator writes
-    // every vertex's partitions.
+    // Timer wakes: the coordinator forwards a due one into its vertex's queue, sends one not yet due back to its own
+    // queue with the time left, and wakes those vertices when a generation starts.
+    const timerVertices = r.plan.vertices.filter(hasProcessingTimers).map((v) => v.id);
+    for (const id of timerVertices) vertexQueues.get(id)!.queue.grant(this.coordinatorFunction, 'sqs:SendMessage');
+    // The control rows of the sources and of the vertices with timers tell the coordinator's watchdog how far each wake
+    // chain got and which timer is overdue (a BatchGetItem each). A restart by the job's restart strategy
+    // (lib/coordination/restarter.ts) clears the job's state (a Scan of its keys, BatchWriteItem deletes) and writes
+    // every subtask's share of the checkpoint restored, so the coordinator writes every vertex's partitions.
     grantStatePartitions(this.coordinatorFunction, ['BatchGetItem', 'Query', 'BatchWriteItem', 'PutItem', 'UpdateItem', 'DeleteItem'], r.plan.vertices.map((v) => v.id));
     this.stateTable.grant(this.coordinatorFunction, 'dynamodb:Scan');
-    // It asks for its own next tick, delayed, when a restart is due (SendMessage with DelaySeconds).
+    // It asks for its own next tick, delayed, when a restart is due, and sends timer wakes not yet due back
+    // (SendMessage with DelaySeconds).
     this.coordinatorQueue.grant(this.coordinatorFunction, 'sqs:SendMessage');
     this.stateMachine.grantTaskResponse(this.coordinatorFunction);
 
@@ -850,9 +858,25 @@ function functionEnvironments(
   };
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
+  const timerVertices = r.plan.vertices.filter(hasProcessingTimers).map((v) => v.id);
+  const timerWakes = { [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl };
   return {
-    operator: (v) => ({ ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.Vertex]: v.id, [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)), [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id), [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount) }),
-    coordinator: { ...common, [FloeEnv.StateTable]: refs.stateTable, [FloeEnv.VertexQueueUrls]: queueUrls(sources), [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl },
+    operator: (v) => ({
+      ...common,
+      [FloeEnv.StateTable]: refs.stateTable,
+      [FloeEnv.Vertex]: v.id,
+      [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)),
+      [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id),
+      [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount),
+      ...(hasProcessingTimers(v) ? timerWakes : {}),
+    }),
+    // The coordinator always knows its own queue: it asks for delayed ticks of its own (restarts).
+    coordinator: {
+      ...common,
+      [FloeEnv.StateTable]: refs.stateTable,
+      [FloeEnv.VertexQueueUrls]: queueUrls([...new Set([...sources, ...timerVertices])]),
+      ...timerWakes,
+    },
     // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
     controlApi: {
       [FloeEnv.JobName]: jobName,

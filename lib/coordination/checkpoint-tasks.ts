@@ -62,6 +62,7 @@ export interface CompleteTaskOutput {
 }
 
 const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
 const requestSchema = z.object({
   requestId: z.string().min(1).optional(),
   kind: z.enum(['checkpoint', 'savepoint']),
@@ -81,10 +82,30 @@ const taskMessageSchema = z.discriminatedUnion('type', [
   z.object({ ...header, type: z.literal('complete'), checkpointId: positiveInt, taskToken: z.string().min(1) }),
   /** Sent by a schedule, not by the state machine: the coordinator's periodic heartbeat; EventBridge Scheduler's carry the time they were scheduled for. */
   z.object({ ...header, type: z.literal('tick'), scheduledTime: z.string().optional() }),
+  /**
+   * Sent by an operator's step with a delay (SQS FIFO queues take none per message): wake subtask `subtask` of vertex
+   * `vertex` at `dueAt`, when its earliest processing-time timer is due. `id` is the control-row version of the step
+   * that scheduled it (see TimerWakeRequest).
+   */
+  z.object({ ...header, type: z.literal('timerWake'), vertex: z.string().min(1), subtask: nonNegativeInt, gen: nonNegativeInt, dueAt: nonNegativeInt, id: nonNegativeInt }),
 ]);
 
 /** A message on the coordinator-tasks queue. */
 export type CoordinatorTaskMessage = z.infer<typeof taskMessageSchema>;
+
+/** A `timerWake` message on the coordinator-tasks queue. */
+export type TimerWakeTaskMessage = Extract<CoordinatorTaskMessage, { type: 'timerWake' }>;
+
+/** The longest delay SQS gives a message: 15 minutes. A timer further away is waited for in steps of this. */
+export const MAX_DELAY_SECONDS = 900;
+
+/**
+ * The DelaySeconds of a message that must not arrive before `dueAt`: the time left, rounded up to a second, at most
+ * {@link MAX_DELAY_SECONDS}. Rounding up makes a wake up to a second late, never early.
+ */
+export function delaySecondsUntil(dueAt: number, now: number): number {
+  return Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil((dueAt - now) / 1000)));
+}
 
 /** Parses a coordinator-tasks message body; anything else is a terminal MALFORMED_MESSAGE naming every problem. */
 export function parseCoordinatorTaskMessage(body: string, source = 'message'): CoordinatorTaskMessage {

@@ -121,3 +121,11 @@ export function vertexById(plan: PhysicalPlan, id: string): Vertex {
   if (!v) throw new Error(`no vertex '${id}' in the plan of job '${plan.job}'`);
   return v;
 }
+
+/**
+ * Whether a vertex's operators may register processing-time timers (a keyed process function): on AWS such a vertex
+ * is woken when a timer is due, since nothing else steps a subtask that receives no input.
+ */
+export function hasProcessingTimers(vertex: Vertex): boolean {
+  return vertex.operators.some((o) => o.node.spec.kind === 'keyedProcess');
+}

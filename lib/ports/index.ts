@@ -76,6 +76,14 @@ export interface ControlRow {
   readonly wake?: number;
   /** When the step of `wake` ran (ms since the epoch): how a watchdog tells a stalled wake chain. */
   readonly wakeAt?: number;
+  /** The earliest processing-time timer left after this commit (ms since the epoch); absent when none is registered. */
+  readonly timerAt?: number;
+  /**
+   * The due time of the last timer wake this subtask scheduled (AWS, see {@link TimerWakeScheduler}), committed with
+   * the step that scheduled it, after the request was sent: a later step schedules none while this one is still to come
+   * and no earlier timer needs one.
+   */
+  readonly timerWake?: number;
 }
 
 /** Position and status of one input channel. */
@@ -168,6 +176,8 @@ export interface SubtaskStateStore {
   deleteTimer(timer: Timer): void;
   /** Removes and returns the timers of `domain` with `timestamp <= upTo`, in timestamp order; the removal commits with the step. */
   popDueTimers(domain: Timer['domain'], upTo: number): Promise<readonly Timer[]>;
+  /** The earliest timer of `domain` as of now (this step's writes included), without reading any state; undefined when none. */
+  nextTimer(domain: Timer['domain']): number | undefined;
   /** Atomically applies the pending writes together with `control`, whose version must be exactly one above the stored one. */
   commit(control: ControlRow): Promise<void>;
   /** Captures keyed state, timers included, synchronously at the barrier, for the operators `uids`. */
@@ -247,6 +257,26 @@ export interface SinkCommitter {
   commit(commit: import('../core/manifest/model.js').PendingCommit): Promise<void>;
 }
 
+/** A request to step a subtask at a processing time: its earliest processing-time timer is due then. */
+export interface TimerWakeRequest {
+  readonly task: TaskAddress;
+  /** Generation of the run the subtask belongs to; a wake of a generation the job moved past does nothing. */
+  readonly gen: number;
+  /** When the timer is due (ms since the epoch); may be now or past (a timer registered behind the clock). */
+  readonly dueAt: number;
+  /** The control-row version of the step that asks: a replay of that step asks again with the same id, a later step with another. */
+  readonly id: number;
+}
+
+/**
+ * Steps a subtask when its earliest processing-time timer is due, where nothing else would (AWS: a subtask steps only
+ * when a message reaches its queue). The task step asks before it commits, once per due time; the request must be
+ * durable when `schedule` resolves. A host whose idle subtasks step on their own (embedded: every 50 ms) has none.
+ */
+export interface TimerWakeScheduler {
+  schedule(request: TimerWakeRequest): Promise<void>;
+}
+
 /** Everything the task step may touch. */
 export interface Ports {
   readonly clock: Clock;
@@ -254,4 +284,6 @@ export interface Ports {
   readonly state: StateStore;
   readonly storage: CheckpointStorage;
   readonly coordinator: CoordinatorGateway;
+  /** Wakes a quiet subtask when a processing-time timer is due. @default none: the host steps idle subtasks itself */
+  readonly timerWakes?: TimerWakeScheduler;
 }

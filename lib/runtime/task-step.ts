@@ -85,7 +85,18 @@ export interface StepResult {
   readonly sourceReadyAt?: number;
   /** For a step run for a wake (`StepOptions.wake`): whether that wake was new, the last one a step ran for, or older. */
   readonly wake?: WakeOutcome;
+  /**
+   * For a step asked for by a timer wake (`StepOptions.timerWake`): `step` (it ran: a timer was due, or a wake had to
+   * be scheduled again), `nothing-due` (no timer due and the next one's wake is on its way: nothing ran, nothing was
+   * committed), `stale` (the subtask's row belongs to another generation: nothing ran).
+   */
+  readonly timer?: TimerWakeOutcome;
+  /** The timer wake this step scheduled (its due time), if it scheduled one. */
+  readonly timerWakeScheduled?: number;
 }
+
+/** What became of a timer wake a step was asked to run for; see {@link StepResult.timer}. */
+export type TimerWakeOutcome = 'step' | 'nothing-due' | 'stale';
 
 /**
  * What became of a wake-up message a step was asked to run for: `new` (newer than any before: the step ran and
@@ -108,11 +119,20 @@ export interface StepOptions {
    * @default true
    */
   readonly read?: boolean;
+  /**
+   * The due time of the timer wake this step runs for (non-source subtasks on AWS, see `Ports.timerWakes`). Without
+   * envelopes, the step runs only when a processing-time timer is due (it fires it and commits) or the next timer's
+   * wake must be scheduled again; otherwise it reads the control row and does nothing. With envelopes it is an ordinary
+   * step that also counts the wake as arrived.
+   */
+  readonly timerWake?: number;
 }
 
 interface MutableControl {
   wake?: number;
   wakeAt?: number;
+  timerAt?: number;
+  timerWake?: number;
   version: number;
   gen: number;
   epoch: number;
@@ -238,7 +258,15 @@ export class SubtaskExecutor {
       this.committed = Promise.resolve(true);
       return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, wake };
     }
+    const timer = options.timerWake === undefined || wake !== undefined || envelopes.length > 0 ? undefined : this.timerWakeOutcome(stored, options.timerWake);
+    if (timer !== undefined && timer !== 'step') {
+      this.pendingSnapshots = [];
+      this.committed = Promise.resolve(true);
+      return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, timer };
+    }
     this.control = thaw(stored ?? initialControl(this.channels, this.config.gen));
+    // The wake this step runs for has arrived: it no longer counts as one to come, even if it came early.
+    if (options.timerWake !== undefined && this.control.timerWake === options.timerWake) delete this.control.timerWake;
     const spilled = await this.loadSpill();
     this.buffers.clear();
     this.bufferBytes.clear();
@@ -261,12 +289,49 @@ export class SubtaskExecutor {
     try {
       const result = await this.run(envelopes, options.read ?? true, spilled);
       settleCommitted(true);
-      return wake === undefined ? result : { ...result, wake };
+      return { ...result, ...(wake === undefined ? {} : { wake }), ...(timer === undefined ? {} : { timer }) };
     } catch (e) {
       // A step that did not commit will be replayed and snapshot again; its snapshots must not be acknowledged.
       settleCommitted(false);
       throw e;
     }
+  }
+
+  /**
+   * Whether a timer wake without envelopes needs a step: a processing-time timer is due, or the next one has no wake
+   * on its way (the one scheduled was this very wake, come early, or none was). A subtask with no control row yet (a
+   * generation's first wake, restored timers) steps. Reads nothing beyond the control row the step already read.
+   */
+  private timerWakeOutcome(stored: ControlRow | undefined, due: number): TimerWakeOutcome {
+    if (stored === undefined) return 'step';
+    if (stored.gen !== this.config.gen) return 'stale';
+    if (stored.finished) return 'nothing-due';
+    const next = this.store.nextTimer('processing');
+    const now = this.ports.clock.now();
+    if (next === undefined) return 'nothing-due';
+    if (next <= now) return 'step';
+    const pending = stored.timerWake;
+    return pending !== undefined && pending !== due && pending > now && pending <= next ? 'nothing-due' : 'step';
+  }
+
+  /**
+   * Records the earliest processing-time timer left in the control row and, when a scheduler is given, asks for a
+   * wake at that time unless one is on its way for it or earlier. Runs after the step's outputs are sent and before
+   * its commit: the row says a wake was scheduled only if the request was made, and a step that dies before committing
+   * asks again when it is replayed (same `id`: the control version it commits), so a wake is never lost. A wake for a
+   * time that passed without it arriving (a data step fired the timer first) counts as arrived.
+   */
+  private async scheduleTimerWake(c: MutableControl): Promise<number | undefined> {
+    const next = c.finished ? undefined : this.store.nextTimer('processing');
+    if (next === undefined) delete c.timerAt;
+    else c.timerAt = next;
+    const scheduler = this.ports.timerWakes;
+    if (scheduler === undefined || next === undefined) return undefined;
+    const pending = c.timerWake;
+    if (pending !== undefined && pending > this.ports.clock.now() && pending <= next) return undefined;
+    await scheduler.schedule({ task: this.address, gen: c.gen, dueAt: next, id: c.version });
+    c.timerWake = next;
+    return next;
   }
 
   /** Brings back the held-back envelopes a spilled control row keeps in storage. */
@@ -311,6 +376,7 @@ export class SubtaskExecutor {
     if (this.outbox.length > 0) await this.ports.queue.send(this.outbox);
     const c = this.control;
     c.version += 1;
+    const timerWakeScheduled = await this.scheduleTimerWake(c);
     const row = await this.rowToCommit(c, spilled);
     await this.store.commit(row);
     // The spill the previous commit referenced is garbage now; one left behind by a crash here only costs storage.
@@ -324,6 +390,7 @@ export class SubtaskExecutor {
       dropped: this.dropped,
       idle: idle && envelopes.length === 0,
       ...(readyAt === undefined ? {} : { sourceReadyAt: readyAt }),
+      ...(timerWakeScheduled === undefined ? {} : { timerWakeScheduled }),
     };
   }
 

@@ -15,7 +15,7 @@ import { Job } from '../../lib/api/job.js';
 import { filesSink } from '../../lib/connectors/files-sink.js';
 import { generator } from '../../lib/connectors/generator.js';
 import { loadJob } from '../../lib/hosts/load-job.js';
-import { buildPlan, type PhysicalPlan } from '../../lib/graph/plan.js';
+import { buildPlan, hasProcessingTimers, type PhysicalPlan } from '../../lib/graph/plan.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from '../../infra/checkpoint-schedule.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from '../../infra/errors.js';
 import { createFloeApp, splitArgs } from '../../infra/floe-app.js';
@@ -374,6 +374,27 @@ describe('FloeJob least privilege', () => {
     expect(allowed).toContainEqual({ action: 'sqs:SendMessage', resource: json(stack, floeJob.coordinatorQueue.queueArn) });
     expect([...new Set(allowed.filter((a) => a.action.startsWith('states:')).map((a) => a.action))].sort()).toEqual(['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess', 'states:StartExecution']);
     expect(allowed.filter((a) => a.action.startsWith('s3:Delete') && onCheckpointBucket(a)).map((a) => a.resource)).toEqual([bucketObjects('wordcount/checkpoints/*')]);
+  });
+
+  it('lets a vertex with processing-time timers schedule timer wakes on the coordinator-tasks queue, and the coordinator forward them into its queue', () => {
+    // (the word count's `count` is a keyed process function; its source and sink vertices have no timers)
+    expect(plan.vertices.filter(hasProcessingTimers).map((v) => v.id)).toEqual(['count']);
+    const tasksQueue = json(stack, floeJob.coordinatorQueue.queueArn);
+    const resources = template.toJSON().Resources as Record<string, { Properties: { Environment?: { Variables?: Record<string, unknown> } } }>;
+    const variables = (fn: lambda.IFunction) => resources[stack.getLogicalId(fn.node.defaultChild as CfnElement)]!.Properties.Environment!.Variables!;
+    for (const v of plan.vertices) {
+      const fn = floeJob.vertices.get(v.id)!.function;
+      const sends = allowedFor(stack, template, fn.role!).filter((a) => a.action === 'sqs:SendMessage' && a.resource === tasksQueue);
+      expect(sends.length > 0, v.id).toBe(hasProcessingTimers(v));
+      expect(FloeEnv.CoordinatorQueueUrl in variables(fn), v.id).toBe(hasProcessingTimers(v));
+    }
+    const coordinator = allowedFor(stack, template, floeJob.coordinatorFunction.role!);
+    const countQueue = json(stack, floeJob.vertices.get('count')!.queue.queueArn);
+    expect(coordinator).toEqual(expect.arrayContaining([{ action: 'sqs:SendMessage', resource: countQueue }, { action: 'sqs:SendMessage', resource: tasksQueue }]));
+    const env = variables(floeJob.coordinatorFunction);
+    expect(env[FloeEnv.CoordinatorQueueUrl]).toBeDefined();
+    // (its vertex queue URLs, a CloudFormation join, name the timer vertex besides the sources)
+    expect(JSON.stringify(env[FloeEnv.VertexQueueUrls])).toContain('\\"count\\":');
   });
 
   it('lets the state machines send to the coordinator-tasks queue and read status items, nothing more', () => {

@@ -340,6 +340,19 @@ export abstract class PackedSubtaskState implements SubtaskStateStore {
     return due.map((d) => d.timer);
   }
 
+  nextTimer(domain: Timer['domain']): number | undefined {
+    this.requireHead();
+    const slot = domain === 'event' ? 0 : 1;
+    let next: number | undefined;
+    const consider = (t: number | null | undefined) => {
+      if (t !== null && t !== undefined && (next === undefined || t < next)) next = t;
+    };
+    // The head's index is the committed earliest timer per leaf; leaves this step changed answer for themselves.
+    for (const [id, mins] of Object.entries(this.body.tmin)) if (!this.touched.has(id)) consider(mins[slot]);
+    for (const id of this.touched) consider(this.blobs.get(id)?.earliestTimer(domain));
+    return next;
+  }
+
   /*
    * Commit protocol. v = committed version read at step start, r = its claim counter, m = r + 1 our claim.
    * Leaf items carry cur rows `d`, `ver` (version being built by their writer), `c` (writer's claim) and undo `u`

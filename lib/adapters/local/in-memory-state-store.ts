@@ -139,6 +139,16 @@ export class InMemorySubtaskState implements SubtaskStateStore {
     return due;
   }
 
+  nextTimer(domain: Timer['domain']): number | undefined {
+    const heap = this.timers[domain];
+    // The heap is an index: a deleted (or fired) timer's entry stays in it until it comes to the top.
+    for (let top = heap.peek(); top; top = heap.peek()) {
+      if (this.entries.has(top.key)) return top.ts;
+      heap.pop();
+    }
+    return undefined;
+  }
+
   async commit(control: ControlRow): Promise<void> {
     const expected = (this.control?.version ?? 0) + 1;
     if (control.version !== expected) {

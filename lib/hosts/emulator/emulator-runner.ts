@@ -42,6 +42,7 @@ import { JobState, type JobControl } from '../../rest/job-control.js';
 import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
 import { createOperatorHandler, type AwsJobResources } from '../lambda/operator-handler.js';
 import { SourceChains } from '../lambda/source-chains.js';
+import { TimerWakeForwarder } from '../lambda/timer-wakes.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, provisionFeedQueues, purgeJobQueues, type EmulatorJobResources } from './provision.js';
 import { JobRun, type JobRunOptions } from '../job-run.js';
 
@@ -197,7 +198,12 @@ export class EmulatorRunner extends JobRun implements JobControl {
       pollers.push(
         new SqsEventSourcePoller(clients.sqs, {
           queueUrl: resources.tasksQueueUrl,
-          handler: createCoordinatorTaskHandler({ tasks: this.tasks!, sfn: clients.sfn, log: (e) => this.onCoordinatorLog(e) }),
+          handler: createCoordinatorTaskHandler({
+            tasks: this.tasks!,
+            sfn: clients.sfn,
+            log: (e) => this.onCoordinatorLog(e),
+            timerWakes: new TimerWakeForwarder({ job: this.plan.job, sqs: clients.sqs, queueUrls: resources.queueUrls, tasksQueueUrl: resources.tasksQueueUrl, clock: this.clock }),
+          }),
           waitTimeSeconds: 1,
           retryDelaySeconds: 1,
           concurrency: 2,

@@ -49,7 +49,7 @@ export const FloeEnv = {
   StateMachineArn: 'FLOE_STATE_MACHINE_ARN',
   /**
    * JSON object vertex id → input queue URL, for the queues this function may send to: the coordinator gets the
-   * sources (barriers); an operator gets its outputs and the sources (its coordinator gateway carries out the effects
+   * sources (barriers) and the vertices with processing-time timers (timer wakes); an operator gets its outputs and the sources (its coordinator gateway carries out the effects
    * of the steps it writes, barriers included).
    */
   VertexQueueUrls: 'FLOE_VERTEX_QUEUE_URLS',
@@ -67,7 +67,12 @@ export const FloeEnv = {
   DeadLetterQueueUrl: 'FLOE_DEAD_LETTER_QUEUE_URL',
   /** Receives of a message before the vertex's queue dead-letters it (operator functions): a step failing on the last one fails the job over. */
   MaxReceiveCount: 'FLOE_MAX_RECEIVE_COUNT',
-  /** The coordinator-tasks queue, where the coordinator function asks for a delayed tick of its own (a restart that is due later). */
+  /**
+   * The coordinator-tasks queue (standard): where a vertex with processing-time timers schedules its timer wakes
+   * (delayed messages), and where the coordinator sends a wake not yet due back with the time left and asks for a
+   * delayed tick of its own (a restart that is due later). The coordinator and the functions of vertices with
+   * processing-time timers.
+   */
   CoordinatorQueueUrl: 'FLOE_COORDINATOR_QUEUE_URL',
 } as const;
 export type FloeEnv = (typeof FloeEnv)[keyof typeof FloeEnv];

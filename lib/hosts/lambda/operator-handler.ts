@@ -44,6 +44,12 @@
  * so that a slow source takes fewer, larger steps. The wait holds the subtask's message group, so a barrier behind
  * the wake waits as long at most. Slices holding wakes share one read of the job row per batch.
  *
+ * Processing-time timers (timer-wakes.ts): a vertex with a keyed process function gets timer wakes
+ * `{"floe":"timer","gen","subtask","due","id"}` on its queue, forwarded by the coordinator from the delayed messages its
+ * steps schedule. A slice holding a current one steps with `timerWake` (the task step fires what is due, or does
+ * nothing when nothing is); one of an older generation is dropped here. Timer wakes use the cached job row, like
+ * envelopes.
+ *
  * Backpressure (SQS has none): before a source step, a cached probe of the vertex's downstream queues
  * (downstream-backlog.ts) says whether any holds more than `maxDownstreamBacklog` messages per downstream subtask. If
  * so, the step runs with `read: false` (it still takes barriers and records its wake) and the chain pauses
@@ -68,13 +74,15 @@ import { SqsQueueSender, type SqsQueueSenderOptions } from '../../adapters/aws/s
 import { ErrorCode, FloeError, failureCause } from '../../core/errors.js';
 import { Layout } from '../../core/manifest/layout.js';
 import type { ResolvedCheckpointOptions } from '../../core/options.js';
-import { vertexById, type PhysicalPlan, type Vertex } from '../../graph/plan.js';
+import { hasProcessingTimers, vertexById, type PhysicalPlan, type Vertex } from '../../graph/plan.js';
 import type { Clock, CoordinatorGateway, Ports } from '../../ports/index.js';
 import type { Envelope } from '../../core/envelope.js';
 import { SubtaskExecutor, type StepResult } from '../../runtime/task-step.js';
 import type { OperatorObservation, OperatorObserver } from './operator-observer.js';
 import { isCanceled } from '../../core/coordinator/job-row.js';
 import { parseWake, sendWakes, type WakeMessage } from './source-wakes.js';
+import { parseTimerWake, TIMER_WAKE_EARLY_MS, type TimerWakeMessage } from './timer-wakes.js';
+import { SqsTimerWakeScheduler } from '../../adapters/aws/sqs-timer-wakes.js';
 import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from '../../adapters/aws/downstream-backlog.js';
 import { systemClock } from '../../adapters/local/system-clock.js';
 import { RUN_REFRESH_MS } from '../../coordination/generation.js';
@@ -91,7 +99,11 @@ export interface AwsJobResources {
   readonly queueUrls: Readonly<Record<string, string>>;
   /** Vertex id → the dead-letter queue (FIFO) of its input queue. */
   readonly dlqUrls: Readonly<Record<string, string>>;
-  /** The coordinator-tasks queue (standard). */
+  /**
+   * The coordinator-tasks queue (standard): a vertex with processing-time timers schedules its timer wakes there
+   * (timer-wakes.ts). Empty: no timer wakes are scheduled, and a quiet subtask fires its processing-time timers only
+   * when some message reaches it.
+   */
   readonly tasksQueueUrl: string;
   /** The coordinator state machine; empty: no watchdog executions are started (tests). */
   readonly stateMachineArn: string;
@@ -210,6 +222,7 @@ const jsonLines = (line: Record<string, unknown>) => console.log(JSON.stringify(
 type Item =
   | { readonly record: SqsRecord; readonly kind: 'envelope'; readonly envelope: Envelope }
   | { readonly record: SqsRecord; readonly kind: 'wake'; readonly wake: WakeMessage }
+  | { readonly record: SqsRecord; readonly kind: 'timer'; readonly timer: TimerWakeMessage }
   | { readonly record: SqsRecord; readonly kind: 'malformed'; readonly error: FloeError };
 
 interface CachedExecutor {
@@ -350,13 +363,13 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   };
 
   /** Runs one step on an executor after its previous one; awaits the snapshots the step started. */
-  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[], wake: number | undefined, read = true): Promise<{ result: StepResult; ackFailures: string[] }> => {
+  const stepOn = (entry: CachedExecutor, envelopes: readonly Envelope[], wake: number | undefined, read = true, timerWake?: number): Promise<{ result: StepResult; ackFailures: string[] }> => {
     const next = entry.tail.then(async () => {
       let settle!: (committed: boolean) => void;
       entry.flags.committed = new Promise<boolean>((resolve) => (settle = resolve));
       let result: StepResult;
       try {
-        result = await entry.executor.step(envelopes, { ...(wake === undefined ? {} : { wake }), ...(read ? {} : { read }) });
+        result = await entry.executor.step(envelopes, { ...(wake === undefined ? {} : { wake }), ...(read ? {} : { read }), ...(timerWake === undefined ? {} : { timerWake }) });
       } catch (e) {
         settle(false);
         throw e;
@@ -445,10 +458,11 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
 
     const envelopes = live.flatMap((i) => (i.kind === 'envelope' ? [i.envelope] : []));
     const wakes = live.flatMap((i) => (i.kind === 'wake' ? [i.wake] : []));
+    const timers = live.flatMap((i) => (i.kind === 'timer' ? [i.timer] : []));
     /** The generation of the executor a step ran on, once one did: only such a step's failure may fail the job. */
     let stepGeneration: number | undefined;
     try {
-      const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen));
+      const newest = Math.max(...envelopes.map((e) => e.gen), ...wakes.map((w) => w.gen), ...timers.map((t) => t.gen));
       let info = await runFor(newest, wakes.length > 0 ? freshRun : undefined);
       // A cached "cancelled" may be stale: `floe start` takes a cancelled job to a new generation, whose messages must
       // not be dropped. Messages are dropped only on a read of the row begun after this batch arrived.
@@ -460,9 +474,12 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         return failedIds(rest);
       }
       const current = wakes.filter((w) => w.gen === info.generation);
+      // A timer wake of a generation the job moved past: its timers were restored into the new one, which wakes them.
+      const currentTimers = timers.filter((t) => t.gen === info.generation);
+      const staleWakes = wakes.length - current.length + timers.length - currentTimers.length;
       // Only stale wakes: nothing to do for this generation (its chain was started anew).
-      if (envelopes.length === 0 && current.length === 0) {
-        log({ level: 'info', message: 'stale wakes dropped', ...context, gen: info.generation, messages: live.length, dropped: wakes.length, durationMs: clock.now() - started });
+      if (envelopes.length === 0 && current.length === 0 && currentTimers.length === 0) {
+        log({ level: 'info', message: 'stale wakes dropped', ...context, gen: info.generation, messages: live.length, dropped: staleWakes, durationMs: clock.now() - started });
         return failedIds(rest);
       }
       const entry = await executorFor(subtask, info);
@@ -473,9 +490,14 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       let backlog: BacklogReading | undefined;
       if (probe?.enabled && !redelivered && !replaying.has(subtask)) backlog = await probe.read();
       const heldOff = backlog?.backedUp === true;
+      const timerWake = currentTimers.length > 0 ? Math.max(...currentTimers.map((t) => t.due)) : undefined;
+      // A timer wake the coordinator forwarded a little before it is due (it forwards within TIMER_WAKE_EARLY_MS, and
+      // clocks differ): wait it out, so the step finds the timer due.
+      const early = timerWake === undefined || envelopes.length > 0 ? 0 : Math.min(TIMER_WAKE_EARLY_MS, timerWake - clock.now());
+      if (early > 0) await new Promise((resolve) => setTimeout(resolve, early));
       let outcome;
       try {
-        outcome = await stepOn(entry, envelopes, wake, !heldOff);
+        outcome = await stepOn(entry, envelopes, wake, !heldOff, timerWake);
       } catch (e) {
         if (executors.get(subtask) === entry) executors.delete(subtask);
         if (probe) replaying.add(subtask);
@@ -500,7 +522,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         messages: live.length,
         recordsIn: result.recordsIn,
         recordsOut: result.recordsOut,
-        dropped: result.dropped + (wakes.length - current.length),
+        dropped: result.dropped + staleWakes,
         barriers: result.pendingSnapshots.length,
         ackFailures: ackFailures.length,
         durationMs: clock.now() - started,
@@ -513,10 +535,13 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         messages: live.length,
         envelopes: envelopes.length,
         wakes: wakes.length,
+        ...(timers.length > 0 ? { timerWakes: timers.length } : {}),
+        ...(result.timer === undefined ? {} : { timer: result.timer }),
+        ...(result.timerWakeScheduled === undefined ? {} : { timerWakeScheduled: result.timerWakeScheduled }),
         deadLettered,
         recordsIn: result.recordsIn,
         recordsOut: result.recordsOut,
-        dropped: result.dropped + (wakes.length - current.length),
+        dropped: result.dropped + staleWakes,
         snapshots: result.pendingSnapshots.length,
         finished: result.finished,
         idle: result.idle,
@@ -560,9 +585,9 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         group,
         items.map((item) => {
           if (item.kind === 'malformed') return item;
-          const to = item.kind === 'envelope' ? item.envelope.to : { op: vertex.id, subtask: item.wake.subtask };
+          const to = item.kind === 'envelope' ? item.envelope.to : { op: vertex.id, subtask: item.kind === 'wake' ? item.wake.subtask : item.timer.subtask };
           if (valid && to.op === vertex.id && to.subtask === subtask && (item.kind !== 'envelope' || item.envelope.job === plan.job)) return item;
-          const what = item.kind === 'envelope' ? `envelope for ${item.envelope.job}/${to.op}:${to.subtask}` : `wake for subtask ${to.subtask}`;
+          const what = item.kind === 'envelope' ? `envelope for ${item.envelope.job}/${to.op}:${to.subtask}` : `${item.kind === 'timer' ? 'timer wake' : 'wake'} for subtask ${to.subtask}`;
           return malformed(item.record, `message ${item.record.messageId} in group '${group}' of vertex '${vertex.id}' (parallelism ${vertex.parallelism}) is a misrouted ${what}`);
         }),
       );
@@ -639,6 +664,12 @@ function decodeRecord(record: SqsRecord, vertex: Vertex): Item {
       if (!vertex.isSource) return malformed(record, `${source}: a wake message reached vertex '${vertex.id}', which is not a source`);
       return { record, kind: 'wake', wake };
     }
+    const timer = parseTimerWake(record.body);
+    if (timer) {
+      // A source steps on its own wakes, and advances processing time in each.
+      if (vertex.isSource) return malformed(record, `${source}: a timer wake reached vertex '${vertex.id}', which is a source`);
+      return { record, kind: 'timer', timer };
+    }
     return { record, kind: 'envelope', envelope: decodeEnvelope(record.body, source) };
   } catch (e) {
     if (e instanceof FloeError && e.code === ErrorCode.MalformedMessage) return { record, kind: 'malformed', error: e };
@@ -650,6 +681,7 @@ function decodeRecord(record: SqsRecord, vertex: Vertex): Item {
 function groupOf(item: Item): string {
   if (item.kind === 'envelope') return String(item.envelope.to.subtask);
   if (item.kind === 'wake') return String(item.wake.subtask);
+  if (item.kind === 'timer') return String(item.timer.subtask);
   return '';
 }
 
@@ -682,5 +714,8 @@ function buildPorts(options: OperatorHandlerOptions, clients: AwsClients, clock:
     observer,
   });
   const gateway = new CoordinatorStoreGateway({ job: plan.job, store: coordinatorStore, effects: tasks, clock });
-  return { task: { clock, queue, state, storage }, gateway, coordinatorStore };
+  // A quiet subtask steps only when a message reaches it: one whose processing-time timers are due is woken.
+  const timers = hasProcessingTimers(vertexById(plan, options.vertex)) && resources.tasksQueueUrl !== '';
+  const timerWakes = timers ? new SqsTimerWakeScheduler({ sqs: clients.sqs, queueUrl: resources.tasksQueueUrl, job: plan.job, clock }) : undefined;
+  return { task: { clock, queue, state, storage, ...(timerWakes ? { timerWakes } : {}) }, gateway, coordinatorStore };
 }

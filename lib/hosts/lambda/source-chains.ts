@@ -24,6 +24,8 @@ import { ErrorCode, FloeError } from '../../core/errors.js';
 import type { PhysicalPlan } from '../../graph/plan.js';
 import type { Clock, ControlRow, StateStore } from '../../ports/index.js';
 import { sendWakes } from './source-wakes.js';
+import { sendTimerWakes } from './timer-wakes.js';
+import { hasProcessingTimers } from '../../graph/plan.js';
 import type { CoordinatorLog } from '../../coordination/observer.js';
 import { systemClock } from '../../adapters/local/system-clock.js';
 
@@ -51,11 +53,11 @@ export interface SourceChainsOptions {
   readonly log?: CoordinatorLog;
 }
 
-/** A chain the watchdog woke again. */
+/** A chain the watchdog woke again (or a subtask whose overdue timer it woke). */
 export interface RewokenChain {
   /** `<vertex>:<subtask>` */
   readonly task: string;
-  /** The wake number sent. */
+  /** The wake number sent (for a timer wake: the timer's due time). */
   readonly n: number;
   /** How long the chain had made no progress, in ms. */
   readonly stalledMs: number;
@@ -71,6 +73,8 @@ export class SourceChains implements SourceChainDriver {
   private readonly clock: Clock;
   private readonly log: CoordinatorLog;
   private readonly sources: readonly { readonly vertex: string; readonly parallelism: number; readonly queueUrl: string }[];
+  /** Vertices with processing-time timers whose queue this driver may send to: woken when a generation starts. */
+  private readonly timerVertices: readonly { readonly vertex: string; readonly parallelism: number; readonly queueUrl: string }[];
   private lastWatch = Number.NEGATIVE_INFINITY;
 
   constructor(options: SourceChainsOptions) {
@@ -92,12 +96,19 @@ export class SourceChains implements SourceChainDriver {
         return { vertex: v.id, parallelism: v.parallelism, queueUrl: queueUrl ?? '' };
       });
     if (problems.length > 0) throw new FloeError(ErrorCode.InvalidOptions, `source chains of '${options.plan.job}': ${problems.join('; ')}`);
+    this.timerVertices = options.plan.vertices
+      .filter((v) => hasProcessingTimers(v) && options.queueUrls[v.id] !== undefined)
+      .map((v) => ({ vertex: v.id, parallelism: v.parallelism, queueUrl: options.queueUrls[v.id]! }));
   }
 
-  /** Sends wake 0 to every source subtask of `generation`. */
+  /**
+   * Sends wake 0 to every source subtask of `generation`, and a first timer wake to every subtask of a vertex with
+   * processing-time timers: a restored one may hold timers, and nothing else steps it before input arrives (its
+   * step fires what is due and schedules the wake of the next one).
+   */
   async start(generation: number): Promise<void> {
-    await Promise.all(
-      this.sources.map((s) =>
+    await Promise.all([
+      ...this.sources.map((s) =>
         sendWakes(
           this.sqs,
           s.queueUrl,
@@ -105,7 +116,15 @@ export class SourceChains implements SourceChainDriver {
           Array.from({ length: s.parallelism }, (_, subtask) => ({ gen: generation, subtask, n: 0 })),
         ),
       ),
-    );
+      ...this.timerVertices.map((t) =>
+        sendTimerWakes(
+          this.sqs,
+          t.queueUrl,
+          this.plan.job,
+          Array.from({ length: t.parallelism }, (_, subtask) => ({ gen: generation, subtask, due: 0, id: 0 })),
+        ),
+      ),
+    ]);
   }
 
   /** The watchdog on a tick: reads the control rows (at most every `watchEveryMs`) and re-wakes stalled chains. */
@@ -114,6 +133,45 @@ export class SourceChains implements SourceChainDriver {
     if (!this.state || now - this.lastWatch < this.watchEveryMs) return;
     this.lastWatch = now;
     await this.rewakeStalled(row);
+    await this.rewakeOverdueTimers(row);
+  }
+
+  /**
+   * Sends a timer wake again to every subtask of the row's generation whose earliest processing-time timer (the
+   * control row's `timerAt`) is more than `stallMs` overdue: its wake was lost or dead-lettered, and a quiet subtask
+   * would never fire it. Harmless if the wake was only slow: the step finds nothing due, or fires the timer once.
+   */
+  async rewakeOverdueTimers(row: CoordinatorRow): Promise<RewokenChain[]> {
+    const state = this.state;
+    if (!state || row.runtime.sourcesStartedAt === undefined) return [];
+    const now = this.clock.now();
+    const generation = row.runtime.generation;
+    const rewoken: RewokenChain[] = [];
+    for (const t of this.timerVertices) {
+      const wakes: { gen: number; subtask: number; due: number; id: number }[] = [];
+      await Promise.all(
+        Array.from({ length: t.parallelism }, async (_, subtask) => {
+          const control = await state.forSubtask({ vertex: t.vertex, subtask }).readControl();
+          if (control === undefined || control.gen !== generation || control.finished || control.timerAt === undefined) return;
+          const overdueMs = now - control.timerAt;
+          if (overdueMs <= this.stallMs) return;
+          wakes.push({ gen: generation, subtask, due: Math.max(0, control.timerAt), id: control.version });
+          rewoken.push({ task: `${t.vertex}:${subtask}`, n: control.timerAt, stalledMs: overdueMs });
+        }),
+      );
+      if (wakes.length > 0) await sendTimerWakes(this.sqs, t.queueUrl, this.plan.job, wakes, `r${now}`);
+    }
+    for (const r of rewoken) {
+      this.log({
+        level: 'warn',
+        message: `processing-time timer of ${r.task} is ${Math.round(r.stalledMs / 1000)}s overdue (its wake may be in the dead-letter queue): sent a timer wake again`,
+        job: this.plan.job,
+        task: r.task,
+        timerAt: r.n,
+        generation,
+      });
+    }
+    return rewoken;
   }
 
   /**

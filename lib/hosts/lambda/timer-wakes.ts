@@ -1,0 +1,128 @@
+/**
+ * Timer wakes: how a quiet keyed subtask on AWS gets a step when a processing-time timer is due.
+ *
+ * A subtask steps only when a message reaches its FIFO queue, and FIFO queues take no per-message delay. So the step
+ * that leaves a processing-time timer behind asks for a wake before it commits (`Ports.timerWakes`,
+ * lib/adapters/aws/sqs-timer-wakes.ts): a `timerWake` message on the coordinator-tasks queue (standard) with
+ * DelaySeconds = the time left, rounded up, at most 900. The coordinator receives it when it is due and forwards a
+ * {@link TimerWakeMessage} into the vertex's FIFO queue (group = subtask), or, for a timer more than 15 minutes away,
+ * sends the task again with the time still left. The operator handler takes a timer wake as a step without envelopes,
+ * in which the task step fires the due timers and commits like any step; a wake of a generation the job moved past is
+ * dropped, one whose timers already fired (a data step fired them first) takes no step.
+ *
+ *     step (timer at T) ─▶ tasks queue, delay ⌈T − now⌉ s ─▶ coordinator ─▶ vertex FIFO {"floe":"timer",…,"due":T} ─▶ step fires T
+ *
+ * One wake per subtask per due time: the control row records the due time of the wake scheduled (`timerWake`), and a
+ * step schedules none while that one is still to come and no earlier timer needs one. The FIFO deduplication id is
+ * job, generation, subtask, due time and the scheduling step's control version, so a standard queue's duplicate, a
+ * re-sent long delay and a replayed step's repeated request forward one message.
+ */
+import { createHash } from 'node:crypto';
+import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { ErrorCode, FloeError } from '../../core/errors.js';
+import { delaySecondsUntil, type TimerWakeTaskMessage } from '../../coordination/checkpoint-tasks.js';
+import type { Clock } from '../../ports/index.js';
+
+/** A timer wake on a vertex's FIFO queue: step subtask `subtask` of generation `gen`, whose timer at `due` is due. */
+export interface TimerWakeMessage {
+  readonly floe: 'timer';
+  readonly gen: number;
+  readonly subtask: number;
+  /** The due time the wake was scheduled for (ms since the epoch); 0 for a generation's first wake. */
+  readonly due: number;
+  /** The control version of the step that scheduled it (see TimerWakeRequest.id). */
+  readonly id: number;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+/** Reads a timer wake from a body, or undefined when the body is not one (it may then be an envelope or a source wake). */
+export function parseTimerWake(body: string): TimerWakeMessage | undefined {
+  if (!body.includes('"timer"')) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null || (raw as { floe?: unknown }).floe !== 'timer') return undefined;
+  const { gen, subtask, due, id } = raw as Record<string, unknown>;
+  if (!isCount(gen) || !isCount(subtask) || !isCount(due) || !isCount(id)) {
+    throw new FloeError(ErrorCode.MalformedMessage, `timer wake needs non-negative integer gen, subtask, due and id, got ${body.slice(0, 200)}`);
+  }
+  return { floe: 'timer', gen, subtask, due, id };
+}
+
+/** The body of a timer wake. */
+export function encodeTimerWake(wake: Omit<TimerWakeMessage, 'floe'>): string {
+  return JSON.stringify({ floe: 'timer', gen: wake.gen, subtask: wake.subtask, due: wake.due, id: wake.id });
+}
+
+const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
+
+/** The FIFO deduplication id of a timer wake; `retry` tags a watchdog's re-send, which must not be dropped as a duplicate. */
+export function timerWakeDeduplicationId(job: string, wake: Omit<TimerWakeMessage, 'floe'>, retry?: string): string {
+  const id = `timer.${job}.${wake.gen}.${wake.subtask}.${wake.due}.${wake.id}${retry === undefined ? '' : `.${retry}`}`;
+  return DEDUP_ID.test(id) ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+}
+
+/** Sends timer wakes to one vertex's FIFO queue, 10 per request, `MessageGroupId` = subtask; throws if any is refused. */
+export async function sendTimerWakes(sqs: SQSClient, queueUrl: string, job: string, wakes: readonly Omit<TimerWakeMessage, 'floe'>[], retry?: string): Promise<void> {
+  for (let i = 0; i < wakes.length; i += 10) {
+    const chunk = wakes.slice(i, i + 10);
+    const res = await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: chunk.map((w, j) => ({ Id: String(j), MessageBody: encodeTimerWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: timerWakeDeduplicationId(job, w, retry) })),
+      }),
+    );
+    const failed = res.Failed ?? [];
+    if (failed.length > 0) {
+      const f = failed[0]!;
+      throw new FloeError(ErrorCode.Storage, `SQS refused ${failed.length} timer wakes for ${queueUrl}: ${f.Code ?? 'error'} ${f.Message ?? ''}`.trim(), { retryable: !f.SenderFault });
+    }
+  }
+}
+
+/** Default of {@link TimerWakeForwarderOptions.earlyMs}. */
+export const TIMER_WAKE_EARLY_MS = 1000;
+
+/** Options of {@link TimerWakeForwarder}. */
+export interface TimerWakeForwarderOptions {
+  readonly job: string;
+  readonly sqs: SQSClient;
+  /** Vertex id → its FIFO input queue URL, for every vertex with processing-time timers. */
+  readonly queueUrls: Readonly<Record<string, string>>;
+  /** The coordinator-tasks queue, where a wake not yet due is sent again with the time left. */
+  readonly tasksQueueUrl: string;
+  readonly clock: Clock;
+  /**
+   * A wake due within this long is forwarded now rather than delayed again (a delay costs a whole second at least);
+   * the operator handler waits out the rest before its step.
+   * @default 1000
+   */
+  readonly earlyMs?: number;
+}
+
+/** The coordinator's side of timer wakes: forwards a due `timerWake` task into its vertex's FIFO queue. */
+export class TimerWakeForwarder {
+  private readonly earlyMs: number;
+
+  constructor(private readonly options: TimerWakeForwarderOptions) {
+    this.earlyMs = options.earlyMs ?? TIMER_WAKE_EARLY_MS;
+  }
+
+  /** Forwards the wake (`forwarded`), or sends the task again with the time left when it is not due yet (`delayed`). */
+  async forward(message: TimerWakeTaskMessage): Promise<'forwarded' | 'delayed'> {
+    const { sqs, job, queueUrls, tasksQueueUrl, clock } = this.options;
+    const now = clock.now();
+    if (message.dueAt - now > this.earlyMs) {
+      await sqs.send(new SendMessageCommand({ QueueUrl: tasksQueueUrl, MessageBody: JSON.stringify(message), DelaySeconds: delaySecondsUntil(message.dueAt, now) }));
+      return 'delayed';
+    }
+    const url = queueUrls[message.vertex];
+    if (!url) throw new FloeError(ErrorCode.InvalidOptions, `timer wake for vertex '${message.vertex}' of job '${job}': no queue URL for it`);
+    await sendTimerWakes(sqs, url, job, [{ gen: message.gen, subtask: message.subtask, due: message.dueAt, id: message.id }]);
+    return 'forwarded';
+  }
+}
