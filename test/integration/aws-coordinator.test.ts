@@ -265,9 +265,9 @@ describe('checkpoint coordinator on Step Functions, DynamoDB, SQS and S3 (emulat
     // Then every ack counts, and the acks that arrived while the first one's write was in flight shared one write
     expect(results).toEqual(tasks.map(() => 'accepted'));
     const row = await f.store.require(f.plan.job);
-    expect(row.state).toMatchObject({ latestCompletedId: 1, counts: { completed: 1, failed: 0 }, pending: [] });
+    expect(row.state).toMatchObject({ latestCompletedId: 1, latestCommittedId: 1, counts: { completed: 1, failed: 0 }, pending: [] });
     expect(row.state.history[0]).toMatchObject({ id: 1, status: 'COMPLETED', acknowledged: tasks.length, total: tasks.length, externalPath: f.dir(1) });
-    expect(row.version).toBe(1 + 1 + 2 + 1); // created, triggered, the first ack, the other acks together, manifest written
+    expect(row.version).toBe(1 + 1 + 2 + 1 + 1); // created, triggered, the first ack, the other acks together, manifest written, committed
     expect(f.effects.steps.filter((s) => s.step.effects.some((e) => e.type === 'writeManifest'))).toHaveLength(1);
 
     // And the manifest exists and loads
