@@ -95,9 +95,9 @@ describe('a failing step in emulator mode', () => {
   it('a job whose step fails on every delivery restarts by itself from its latest checkpoint, with no floe start, and the output is exact', async () => {
     // Given a count function that throws on event 1700 on every delivery until the job has restarted: the first
     // generation fails over, the coordinator restarts the job, and the restored generation gets past the event.
-    let runner: EmulatorRunner | undefined;
-    const { runner: r, out, text } = await aRunner('restart', (i) => i === 1700 && runner!.overview().restarts === 0);
-    runner = r;
+    const holder: { runner?: EmulatorRunner } = {};
+    const { runner, out, text } = await aRunner('restart', (i) => i === 1700 && holder.runner!.overview().restarts === 0);
+    holder.runner = runner;
 
     // When it runs, nobody intervening
     const outcome = await runner.run();
