@@ -102,20 +102,23 @@ export function nextGenerationRow(input: {
     nextCheckpointId,
     ...(restoredId === undefined ? {} : { latestCompletedId: restoredId, restored: true }),
   });
+  // A restart within the run: it keeps what the run started from and the newest checkpoint it completed.
   const origin = input.previous?.runtime.origin ?? input.restored?.dir;
-  if (origin !== undefined) row = { ...row, runtime: { ...row.runtime, origin } };
+  const latestCheckpoint = input.previous?.runtime.latestCheckpoint;
+  if (origin !== undefined || latestCheckpoint !== undefined) {
+    row = { ...row, runtime: { ...row.runtime, ...(origin === undefined ? {} : { origin }), ...(latestCheckpoint === undefined ? {} : { latestCheckpoint }) } };
+  }
   const earlier = input.previous?.state;
   if (!earlier) return row;
   return { ...row, state: { ...row.state, counts: { ...earlier.counts, restored: earlier.counts.restored + (restoredId === undefined ? 0 : 1) }, history: earlier.history } };
 }
 
 /**
- * Where a restart of the run restores from: the newest checkpoint the row's history records as completed, else
- * what the run started from (undefined: empty state). Not the newest in storage, which may belong to another run.
+ * Where a restart of the run restores from: the newest checkpoint this run completed, else what the run started from
+ * (undefined: empty state). Not the newest in storage, nor in the row's history: either may belong to an earlier run.
  */
 export function restartPoint(row: CoordinatorRow | undefined, startedFrom: string | undefined): string | undefined {
-  const latest = row?.state.history.find((h) => h.kind === 'checkpoint' && h.status === 'COMPLETED' && h.externalPath !== undefined);
-  return latest?.externalPath ?? startedFrom;
+  return row?.runtime.latestCheckpoint ?? row?.runtime.origin ?? startedFrom;
 }
 
 /**
@@ -170,6 +173,8 @@ export function readyGenerationRow(input: {
   readonly restarts?: RestartState;
   /** The snapshot the run started from. @default `from`'s directory */
   readonly origin?: string;
+  /** The newest checkpoint the run completed (a restart keeps it); absent for a new run. */
+  readonly latestCheckpoint?: string;
 }): CoordinatorRow {
   const origin = input.origin ?? input.from?.dir;
   const { fenced, deployment, generation, from } = input;
@@ -198,6 +203,7 @@ export function readyGenerationRow(input: {
       start: { phase: StartPhase.Ready, generation, at: input.startedAt, ...(from ? { from: from.dir } : {}), plan: startedPlanOf(deployment) },
       ...(input.restarts ? { restarts: input.restarts } : {}),
       ...(origin === undefined ? {} : { origin }),
+      ...(input.latestCheckpoint === undefined ? {} : { latestCheckpoint: input.latestCheckpoint }),
     },
   };
 }

@@ -18,7 +18,7 @@
  * of the row, so ticks that come at once (the schedule's, a requested one, duplicates of the standard queue) restart
  * the job once; a claim to write the state whose invocation died is taken over after {@link RESTORE_TAKEOVER_MS}.
  */
-import { JobStatus, StartPhase, type CoordinatorRow, type DeployedPlan } from '../core/coordinator/job-row.js';
+import { JobStatus, StartPhase, isTerminal, type CoordinatorRow, type DeployedPlan } from '../core/coordinator/job-row.js';
 import { ErrorCode, FloeError } from '../core/errors.js';
 import type { ResolvedRestartOptions } from '../core/options.js';
 import { INITIAL_RESTART_STATE, decideRestart } from '../core/restart-strategy.js';
@@ -67,9 +67,29 @@ export class Restarter {
   /** Looks at the row after a tick: decides a restart of a FAILING job, or writes a due one's state. Answers the row as it now is. */
   async supervise(row: CoordinatorRow): Promise<CoordinatorRow> {
     const start = row.runtime.start;
-    if (row.jobStatus?.status === JobStatus.Failing && start === undefined) return this.decide(row);
-    if (start?.phase === StartPhase.Restoring && start.restoreAt !== undefined && this.options.clock.now() >= start.restoreAt) return this.restore(row);
+    const restarting = start?.phase === StartPhase.Restoring && start.restoreAt !== undefined;
+    // Cancelled (or failed for good) while a restart was pending: the restart is dropped, nothing runs again.
+    if (isTerminal(row)) return restarting ? this.dropRestart(row) : row;
+    // FAILING by the status or by the reducer (the truth: a failover whose status write was lost still restarts).
+    if ((row.state.status === 'FAILING' || row.jobStatus?.status === JobStatus.Failing) && start === undefined) return this.decide(row);
+    if (restarting && this.options.clock.now() >= start.restoreAt!) return this.restore(row);
     return row;
+  }
+
+  /** Removes a pending restart's start from a row that ended (a cancel came while it waited). */
+  private async dropRestart(row: CoordinatorRow): Promise<CoordinatorRow> {
+    const generation = row.runtime.start!.generation;
+    this.options.log({ level: 'info', message: `restart as generation ${generation} dropped: the job is ${row.jobStatus?.status ?? row.state.status}`, job: this.job, generation });
+    return this.options.store.updateRuntime(
+      this.job,
+      (r) => {
+        const s = r.runtime.start;
+        if (!isTerminal(r) || s?.phase !== StartPhase.Restoring || s.restoreAt === undefined || s.generation !== generation) return undefined;
+        const { start: _dropped, ...runtime } = r.runtime;
+        return runtime;
+      },
+      this.options.clock.now(),
+    );
   }
 
   /** The deployed plan as the row records it, else as these functions run it. */
@@ -81,7 +101,7 @@ export class Restarter {
   private async decide(row: CoordinatorRow): Promise<CoordinatorRow> {
     const { store, clock, log } = this.options;
     const now = clock.now();
-    const cause = row.jobStatus?.detail ?? 'the job failed';
+    const cause = row.jobStatus?.status === JobStatus.Failing ? (row.jobStatus.detail ?? 'the job failed over') : 'the job failed over';
     const { decision, state } = decideRestart(this.options.restart, row.runtime.restarts ?? INITIAL_RESTART_STATE, now, this.options.random ?? Math.random);
     if (!decision.restart) {
       const detail = `${cause} (${decision.reason})`;
@@ -122,14 +142,14 @@ export class Restarter {
     const claimedAt = clock.now();
     const start = row.runtime.start!;
     const generation = start.generation;
-    const ours = (r: CoordinatorRow) => r.runtime.start?.generation === generation && r.runtime.start.phase === StartPhase.Restoring && r.runtime.start.restoringAt === claimedAt;
+    const ours = (r: CoordinatorRow) => !isTerminal(r) && r.runtime.start?.generation === generation && r.runtime.start.phase === StartPhase.Restoring && r.runtime.start.restoringAt === claimedAt;
     let wrote = false;
     let claimed = await store.updateRuntime(
       this.job,
       (r) => {
         wrote = false;
         const s = r.runtime.start;
-        if (s?.generation !== generation || s.phase !== StartPhase.Restoring || s.restoreAt === undefined) return undefined;
+        if (isTerminal(r) || s?.generation !== generation || s.phase !== StartPhase.Restoring || s.restoreAt === undefined) return undefined;
         if (s.restoringAt !== undefined && claimedAt - s.restoringAt < RESTORE_TAKEOVER_MS) return undefined;
         wrote = true;
         return { ...r.runtime, start: { ...s, restoringAt: claimedAt } };
@@ -158,6 +178,7 @@ export class Restarter {
           ...(snapshot ? { from: snapshot } : {}),
           ...(claimed.runtime.restarts ? { restarts: claimed.runtime.restarts } : {}),
           ...(claimed.runtime.origin === undefined ? {} : { origin: claimed.runtime.origin }),
+          ...(claimed.runtime.latestCheckpoint === undefined ? {} : { latestCheckpoint: claimed.runtime.latestCheckpoint }),
         });
         try {
           const ready = await store.replaceGeneration(next, claimed.version, clock.now());
@@ -174,6 +195,16 @@ export class Restarter {
       if (!retryable) {
         const detail = `restarting as generation ${generation} failed: ${(e as Error).message}`;
         log({ level: 'error', message: detail, job: this.job, generation });
+        // The restart is over (no later tick takes it up again), then the job is FAILED for good.
+        await store.updateRuntime(
+          this.job,
+          (r) => {
+            if (!ours(r)) return undefined;
+            const { start: _failed, ...runtime } = r.runtime;
+            return runtime;
+          },
+          clock.now(),
+        );
         await this.options.recordStatus(JobStatus.Failed, detail);
         return store.require(this.job);
       }

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Job } from '../../lib/api/job.js';
 import { newCoordinatorRow, settleMsOf } from '../../lib/coordination/generation.js';
 import { RESTORE_TAKEOVER_MS, Restarter } from '../../lib/coordination/restarter.js';
+import { cancelJob } from '../../lib/coordination/cancel.js';
 import { collectSink } from '../../lib/connectors/collect-sink.js';
 import { generator } from '../../lib/connectors/generator.js';
 import { InMemoryCoordinatorStore } from '../../lib/adapters/local/in-memory-coordinator-store.js';
@@ -187,5 +188,41 @@ describe('Restarter: a failed job restarts by its restart strategy', () => {
     const ready = await restarter.supervise(await store.require(JOB));
     expect(state.clears).toBe(1);
     expect(ready.runtime.start?.phase).toBe(StartPhase.Ready);
+  });
+
+  it('drops a pending restart when the job is cancelled while it waits, and never writes state', async () => {
+    const { store, clock, state, restarter, row0 } = await aFailingJob({ type: 'fixed-delay', attempts: 2, delay: 0 });
+    const fenced = await restarter.supervise(row0);
+    // floe cancel while the restart waits for its settle time
+    await cancelJob(store, JOB, clock.t + 1);
+    clock.t = fenced.runtime.start!.restoreAt!;
+    const row = await restarter.supervise(await store.require(JOB));
+    expect(state.clears).toBe(0);
+    expect(row.runtime.start).toBeUndefined();
+    expect(row.jobStatus?.status).toBe(JobStatus.Canceled);
+    expect(row.state.status).toBe('CANCELED');
+    // and a later tick does nothing more
+    expect((await restarter.supervise(row)).version).toBe(row.version);
+  });
+
+  it('restarts a job whose reducer failed over even when its FAILING status write was lost', async () => {
+    const { store, restarter } = await aFailingJob({ type: 'fixed-delay', attempts: 2, delay: 0 });
+    // The reducer says FAILING (a task failed), the status attribute still RUNNING
+    await store.replaceGeneration({ ...(await store.require(JOB)), state: { ...(await store.require(JOB)).state, status: 'FAILING' } }, (await store.require(JOB)).version, T0);
+    const row = await store.require(JOB);
+    expect(row.jobStatus?.status).toBe(JobStatus.Running);
+    const fenced = await restarter.supervise(row);
+    expect(fenced.runtime.start).toMatchObject({ phase: StartPhase.Restoring, generation: 2 });
+  });
+
+  it('restarts from the newest checkpoint of this run, not from one an earlier run left in the history', async () => {
+    const { store, restarter, row0 } = await aFailingJob({ type: 'fixed-delay', attempts: 2, delay: 0 }, { from: '/savepoints/savepoint-9' });
+    // An earlier run's completed checkpoint is in the history; this run completed none
+    const old = { id: 7, kind: 'checkpoint' as const, status: 'COMPLETED' as const, triggeredAt: 1, finishedAt: 2, acknowledged: 4, total: 4, externalPath: '/chk/chk-7', stateSize: 0, fullSize: 0, acks: {} };
+    const withHistory = { ...row0, state: { ...row0.state, history: [old] } };
+    await store.replaceGeneration(withHistory, row0.version, T0);
+    await store.setJobStatus(JOB, { status: JobStatus.Failing, detail: 'boom', at: T0 });
+    const fenced = await restarter.supervise(await store.require(JOB));
+    expect(fenced.runtime.start?.from).toBe('/savepoints/savepoint-9');
   });
 });

@@ -59,6 +59,8 @@ export interface CoordinatorRuntime {
   readonly restarts?: RestartState;
   /** The snapshot the run started from, where a restart goes when the run has completed no checkpoint. @default empty state */
   readonly origin?: string;
+  /** The newest checkpoint this run completed (its directory), where a restart goes; a new run (`floe start`) starts without. */
+  readonly latestCheckpoint?: string;
 }
 
 /** The shape of the deployed plan that a restore maps state onto (a {@link RestoreTarget}), with what a new generation's row needs. */
@@ -249,7 +251,10 @@ export function transitionRow(row: CoordinatorRow, event: CoordinatorEvent): Row
     if (!pending) continue;
     placements[String(pending.id)] = placeSnapshot(row, pending, ++barrierSeq);
   }
-  const next: CoordinatorRow = { ...row, state: step.state, runtime: { ...row.runtime, barrierSeq, placements } };
+  // The run's newest completed checkpoint, where a restart goes (the history holds only the last few records, and those of earlier runs).
+  const completed = step.effects.filter((e) => e.type === 'checkpointCompleted' && e.kind === 'checkpoint');
+  const latest = completed.length === 0 ? undefined : (completed[completed.length - 1] as { path: string }).path;
+  const next: CoordinatorRow = { ...row, state: step.state, runtime: { ...row.runtime, barrierSeq, placements, ...(latest === undefined ? {} : { latestCheckpoint: latest }) } };
   return { row: next, step, changed, statusChanges: statusChanges(row.state, step.state, event.now) };
 }
 

@@ -41,6 +41,7 @@ import type { FloeStackOutputs } from './stack-outputs.js';
 import { CoordinatorConflictError } from '../../ports/coordinator-store.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
 import { RUN_REFRESH_MS, readyGenerationRow, settleMsOf } from '../../coordination/generation.js';
+import { RESTORE_TAKEOVER_MS } from '../../coordination/restarter.js';
 
 /** What a new generation starts from: exactly one, so that starting with empty state is never an accident. */
 export type StartFrom =
@@ -91,6 +92,18 @@ export interface JobStartOutcome {
 function refusal(row: CoordinatorRow, now: number): string | undefined {
   const g = row.runtime.generation;
   const start = row.runtime.start;
+  // The coordinator is restarting the job by its restart strategy: scheduled, or writing the state under a live claim.
+  if (start?.phase === StartPhase.Restoring && start.restoreAt !== undefined) {
+    if (start.restoringAt === undefined) {
+      // A cancelled job's pending restart is dropped by the coordinator's next tick; a start may replace it.
+      if (isTerminal(row)) return undefined;
+      return `the coordinator restarts generation ${start.generation} by the job's restart strategy at ${new Date(start.restoreAt).toISOString()}; wait for it, or cancel the job (floe cancel) first`;
+    }
+    if (now - start.restoringAt < RESTORE_TAKEOVER_MS) {
+      return `the coordinator is writing the restored state of generation ${start.generation} since ${new Date(start.restoringAt).toISOString()}; wait for it, or run this again ${RESTORE_TAKEOVER_MS / 60_000} minutes after it began, to take it over`;
+    }
+    return undefined;
+  }
   if (start?.phase === StartPhase.Restoring && now - start.at < START_TAKEOVER_MS) {
     return `another start is writing the state of generation ${start.generation} since ${new Date(start.at).toISOString()}; wait for it (or run this again ${START_TAKEOVER_MS / 60_000} minutes after it began, to take it over)`;
   }
