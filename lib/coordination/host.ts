@@ -301,8 +301,22 @@ export class CoordinatorHost implements EffectRunner {
     const at = Number.isFinite(scheduled) && Math.abs(now - scheduled) <= 60_000 ? scheduled : now;
     const applied = await this.dispatch({ type: 'tick', now: at });
     const row = this.restarter ? await this.restarter.supervise(applied.row) : applied.row;
+    await this.finishCommitted(row);
     await this.superviseSources(row);
     return applied;
+  }
+
+  /**
+   * A job whose snapshot ended it (the reducer says FINISHED) but whose status is not FINISHED a checkpoint timeout
+   * later: its final sink commit failed where it completed, and the Complete task's retries may have run out too.
+   * Every tick commits it again (commits are idempotent) and records FINISHED once that succeeds, so the job ends as
+   * soon as the sink takes it rather than staying RUNNING for ever.
+   */
+  private async finishCommitted(row: CoordinatorRow): Promise<void> {
+    if (row.state.status !== 'FINISHED' || isFinalStatus(row.jobStatus?.status)) return;
+    const final = row.state.history.find((h) => h.status === CheckpointStatus.Completed && h.termination !== undefined);
+    // Not while the invocation that completed it may still be committing: after the checkpoint timeout, as a stuck manifest write.
+    if (final && this.clock.now() - (final.finishedAt ?? final.triggeredAt) >= row.state.options.timeout) await this.complete(final.id);
   }
 
   /** Starts the sources of the row's generation if that was not done, else lets the watchdog look at their chains; only while RUNNING. */
@@ -389,12 +403,20 @@ export class CoordinatorHost implements EffectRunner {
       const s = claimed.runtime.start;
       return claimed.runtime.generation === start.generation && s?.generation === start.generation && s.phase === StartPhase.Prepared;
     }
-    if (start.from !== undefined) {
-      const commits = commitsOfManifest((await loadManifest(this.storage, start.from)).manifest);
-      await this.commits.commitAll(commits);
-      this.log({ level: 'info', message: `committed ${commits.length} pending sink transaction(s) of ${start.from}`, job: this.job, generation: start.generation });
+    try {
+      if (start.from !== undefined) {
+        const commits = commitsOfManifest((await loadManifest(this.storage, start.from)).manifest);
+        await this.commits.commitAll(commits);
+        this.log({ level: 'info', message: `committed ${commits.length} pending sink transaction(s) of ${start.from}`, job: this.job, generation: start.generation });
+      }
+      await removeUncommittedOutput(this.plan, row.runtime.jobId);
+    } catch (e) {
+      // Give the claim back, so the next tick prepares again instead of waiting for the claim to expire.
+      await this.store
+        .updateRuntime(this.job, (r) => (ours(r) ? { ...r.runtime, start: { ...r.runtime.start!, phase: StartPhase.Ready } } : undefined), this.clock.now())
+        .catch(() => undefined);
+      throw e;
     }
-    await removeUncommittedOutput(this.plan, row.runtime.jobId);
     const prepared = await this.store.updateRuntime(
       this.job,
       (r) => (ours(r) ? { ...r.runtime, start: { ...r.runtime.start!, phase: StartPhase.Prepared } } : undefined),

@@ -97,15 +97,26 @@ export class EmbeddedRunner extends JobRun implements JobControl {
     let restoredUids: ReadonlySet<string> = new Set();
     if (restore) {
       const registry = new SinkCommitRegistry(plan);
-      const restored = await restoreSnapshot(restore, {
-        target: plan,
-        allowNonRestoredState: this.options.allowNonRestoredState ?? false,
-        state,
-        storage: this.storage,
-        commit: (commits) => registry.commitAll(commits),
-        log: this.log,
-      });
-      restoredUids = restored.restoredUids;
+      let commitFailure: Error | undefined;
+      try {
+        const restored = await restoreSnapshot(restore, {
+          target: plan,
+          allowNonRestoredState: this.options.allowNonRestoredState ?? false,
+          state,
+          storage: this.storage,
+          commit: (commits) =>
+            registry.commitAll(commits).catch((e: unknown) => {
+              throw (commitFailure = e instanceof Error ? e : new Error(String(e)));
+            }),
+          log: this.log,
+        });
+        restoredUids = restored.restoredUids;
+      } catch (e) {
+        // The snapshot's transactions could not be committed (the sink is unavailable, say): the restart strategy
+        // tries again, as after any failure. A snapshot the plan cannot take fails the run at once.
+        if (commitFailure !== undefined && e === commitFailure) return { state: 'RESTART', error: commitFailure };
+        throw e;
+      }
       this.restored(restore, gen);
     }
     await removeUncommittedOutput(plan);

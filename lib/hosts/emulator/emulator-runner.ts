@@ -429,7 +429,7 @@ export class EmulatorRunner extends JobRun implements JobControl {
 
   async cancel(): Promise<void> {
     const resources = this.resources;
-    if (resources && this.row && this.state === JobState.Running) {
+    if (resources && this.row && (this.state === JobState.Running || this.state === JobState.Restarting)) {
       // Recorded in the job row as well, so that readers of the row (`floe checkpoints --outputs`) see it.
       const store = new DynamoDbCoordinatorStore({ client: this.clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
       await cancelJob(store, this.plan.job, this.clock.now()).catch((e: Error) => this.log(`recording the cancel in the job row failed: ${e.message}`));
