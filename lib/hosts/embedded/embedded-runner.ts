@@ -106,6 +106,8 @@ export class EmbeddedRunner extends JobRun implements JobControl {
           storage: this.storage,
           commit: (commits) =>
             registry.commitAll(commits).catch((e: unknown) => {
+              // A pending commit no sink of the plan can carry out is a restore the plan cannot take: refused below.
+              if (e instanceof FloeError && e.code === ErrorCode.IncompatibleRestore) throw e;
               throw (commitFailure = e instanceof Error ? e : new Error(String(e)));
             }),
           log: this.log,
