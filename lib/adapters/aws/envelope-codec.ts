@@ -139,6 +139,10 @@ const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
  * too long or has characters SQS refuses is replaced by its SHA-256.
  */
 export function deduplicationId(e: Envelope): string {
-  const id = envelopeIdentity(e);
-  return DEDUP_ID.test(id) ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+  return fifoDeduplicationId(envelopeIdentity(e));
+}
+
+/** A FIFO deduplication id for `identity`: itself when SQS takes it, else its SHA-256 (too long, or characters SQS refuses). */
+export function fifoDeduplicationId(identity: string): string {
+  return DEDUP_ID.test(identity) ? identity : `sha256:${createHash('sha256').update(identity).digest('hex')}`;
 }

@@ -245,3 +245,31 @@ function describe(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
 }
+
+/** A message for one FIFO message group, with its deduplication id. */
+export interface GroupedMessage {
+  readonly body: string;
+  readonly groupId: string;
+  readonly deduplicationId: string;
+}
+
+/**
+ * Sends messages to a FIFO queue, 10 per SendMessageBatch, in order; throws if SQS refuses any (retryable unless the
+ * sender was at fault). `what` names the messages in the error.
+ */
+export async function sendGroupedMessages(sqs: SQSClient, queueUrl: string, messages: readonly GroupedMessage[], what: string): Promise<void> {
+  for (let i = 0; i < messages.length; i += 10) {
+    const chunk = messages.slice(i, i + 10);
+    const res = await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: queueUrl,
+        Entries: chunk.map((m, j) => ({ Id: String(j), MessageBody: m.body, MessageGroupId: m.groupId, MessageDeduplicationId: m.deduplicationId })),
+      }),
+    );
+    const failed = res.Failed ?? [];
+    if (failed.length > 0) {
+      const f = failed[0]!;
+      throw new FloeError(ErrorCode.Storage, `SQS refused ${failed.length} ${what} for ${queueUrl}: ${f.Code ?? 'error'} ${f.Message ?? ''}`.trim(), { retryable: !f.SenderFault });
+    }
+  }
+}

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { ErrorCode, FloeError } from '../../core/errors.js';
+import { fifoDeduplicationId } from '../../adapters/aws/envelope-codec.js';
+import { sendGroupedMessages } from '../../adapters/aws/sqs-queue-sender.js';
 
 /**
  * A wake-up message on a source vertex's queue: not an Envelope, it only asks source subtask `subtask` of generation
@@ -40,7 +40,6 @@ export function encodeWake(wake: Omit<WakeMessage, 'floe'>): string {
   return JSON.stringify({ floe: 'wake', gen: wake.gen, subtask: wake.subtask, n: wake.n });
 }
 
-const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
 
 /**
  * The FIFO deduplication id of a wake: deterministic from job, generation, subtask and chain position, so the same
@@ -48,8 +47,7 @@ const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
  * `retry` tag, or SQS would drop the re-send as a duplicate for five minutes.
  */
 export function wakeDeduplicationId(job: string, wake: Omit<WakeMessage, 'floe'>, retry?: string): string {
-  const id = `wake.${job}.${wake.gen}.${wake.subtask}.${wake.n}${retry === undefined ? '' : `.${retry}`}`;
-  return DEDUP_ID.test(id) ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+  return fifoDeduplicationId(`wake.${job}.${wake.gen}.${wake.subtask}.${wake.n}${retry === undefined ? '' : `.${retry}`}`);
 }
 
 /**
@@ -57,18 +55,6 @@ export function wakeDeduplicationId(job: string, wake: Omit<WakeMessage, 'floe'>
  * refused. `retry` tags the deduplication ids (see {@link wakeDeduplicationId}).
  */
 export async function sendWakes(sqs: SQSClient, queueUrl: string, job: string, wakes: readonly Omit<WakeMessage, 'floe'>[], retry?: string): Promise<void> {
-  for (let i = 0; i < wakes.length; i += 10) {
-    const chunk = wakes.slice(i, i + 10);
-    const res = await sqs.send(
-      new SendMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: chunk.map((w, j) => ({ Id: String(j), MessageBody: encodeWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: wakeDeduplicationId(job, w, retry) })),
-      }),
-    );
-    const failed = res.Failed ?? [];
-    if (failed.length > 0) {
-      const f = failed[0]!;
-      throw new FloeError(ErrorCode.Storage, `SQS refused ${failed.length} wake messages for ${queueUrl}: ${f.Code ?? 'error'} ${f.Message ?? ''}`.trim(), { retryable: !f.SenderFault });
-    }
-  }
+  const messages = wakes.map((w) => ({ body: encodeWake(w), groupId: String(w.subtask), deduplicationId: wakeDeduplicationId(job, w, retry) }));
+  await sendGroupedMessages(sqs, queueUrl, messages, 'wake messages');
 }

@@ -17,11 +17,12 @@
  * job, generation, subtask, due time and the scheduling step's control version, so a standard queue's duplicate, a
  * re-sent long delay and a replayed step's repeated request forward one message.
  */
-import { createHash } from 'node:crypto';
-import { SendMessageBatchCommand, SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import { delaySecondsUntil, type TimerWakeTaskMessage } from '../../coordination/checkpoint-tasks.js';
 import type { Clock } from '../../ports/index.js';
+import { fifoDeduplicationId } from '../../adapters/aws/envelope-codec.js';
+import { sendGroupedMessages } from '../../adapters/aws/sqs-queue-sender.js';
 
 /** A timer wake on a vertex's FIFO queue: step subtask `subtask` of generation `gen`, whose timer at `due` is due. */
 export interface TimerWakeMessage {
@@ -58,30 +59,15 @@ export function encodeTimerWake(wake: Omit<TimerWakeMessage, 'floe'>): string {
   return JSON.stringify({ floe: 'timer', gen: wake.gen, subtask: wake.subtask, due: wake.due, id: wake.id });
 }
 
-const DEDUP_ID = /^[\x21-\x7E]{1,128}$/;
-
 /** The FIFO deduplication id of a timer wake; `retry` tags a watchdog's re-send, which must not be dropped as a duplicate. */
 export function timerWakeDeduplicationId(job: string, wake: Omit<TimerWakeMessage, 'floe'>, retry?: string): string {
-  const id = `timer.${job}.${wake.gen}.${wake.subtask}.${wake.due}.${wake.id}${retry === undefined ? '' : `.${retry}`}`;
-  return DEDUP_ID.test(id) ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+  return fifoDeduplicationId(`timer.${job}.${wake.gen}.${wake.subtask}.${wake.due}.${wake.id}${retry === undefined ? '' : `.${retry}`}`);
 }
 
 /** Sends timer wakes to one vertex's FIFO queue, 10 per request, `MessageGroupId` = subtask; throws if any is refused. */
 export async function sendTimerWakes(sqs: SQSClient, queueUrl: string, job: string, wakes: readonly Omit<TimerWakeMessage, 'floe'>[], retry?: string): Promise<void> {
-  for (let i = 0; i < wakes.length; i += 10) {
-    const chunk = wakes.slice(i, i + 10);
-    const res = await sqs.send(
-      new SendMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: chunk.map((w, j) => ({ Id: String(j), MessageBody: encodeTimerWake(w), MessageGroupId: String(w.subtask), MessageDeduplicationId: timerWakeDeduplicationId(job, w, retry) })),
-      }),
-    );
-    const failed = res.Failed ?? [];
-    if (failed.length > 0) {
-      const f = failed[0]!;
-      throw new FloeError(ErrorCode.Storage, `SQS refused ${failed.length} timer wakes for ${queueUrl}: ${f.Code ?? 'error'} ${f.Message ?? ''}`.trim(), { retryable: !f.SenderFault });
-    }
-  }
+  const messages = wakes.map((w) => ({ body: encodeTimerWake(w), groupId: String(w.subtask), deduplicationId: timerWakeDeduplicationId(job, w, retry) }));
+  await sendGroupedMessages(sqs, queueUrl, messages, 'timer wakes');
 }
 
 /** Default of {@link TimerWakeForwarderOptions.earlyMs}. */
