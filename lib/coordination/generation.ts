@@ -117,8 +117,8 @@ export function nextGenerationRow(input: {
  * Where a restart of the run restores from: the newest checkpoint this run completed, else what the run started from
  * (undefined: empty state). Not the newest in storage, nor in the row's history: either may belong to an earlier run.
  */
-export function restartPoint(row: CoordinatorRow | undefined, startedFrom: string | undefined): string | undefined {
-  return row?.runtime.latestCheckpoint ?? row?.runtime.origin ?? startedFrom;
+export function restartPoint(row: CoordinatorRow | undefined): string | undefined {
+  return row?.runtime.latestCheckpoint ?? row?.runtime.origin;
 }
 
 /**

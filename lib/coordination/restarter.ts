@@ -110,7 +110,7 @@ export class Restarter {
       return store.require(this.job);
     }
     const generation = row.runtime.generation + 1;
-    const from = restartPoint(row, row.runtime.origin);
+    const from = restartPoint(row);
     const restoreAt = now + Math.max(decision.delayMs, settleMsOf(this.deployment(row)));
     // Whether this invocation's write is the one that landed (the last call of `change` answers for the write).
     let wrote = false;

@@ -90,7 +90,7 @@ export abstract class JobRun {
           log: this.log,
           attempt: (restore) => this.runAttempt(restore),
           restartFrom: async (last) => {
-            const path = restartPoint(this.currentRow(), undefined);
+            const path = restartPoint(this.currentRow());
             return path === undefined ? last : loadManifest(storage, path);
           },
           cancelled: () => this.cancelRequested,
