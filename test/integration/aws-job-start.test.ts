@@ -68,7 +68,8 @@ async function deployed(functionTimeoutMs?: number) {
   const checkpoint = resolveCheckpointOptions({ interval: '1h' });
   const resources = await provisionEmulatorJob({ plan, clients, checkpoint, namespace: `start-${randomUUID().slice(0, 8)}` });
   const options = { ...checkpoint, dir: resources.checkpointRoot };
-  const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable });
+  // Every writer of the row is in this process: serialize its conditional writes, which moto does not make atomic (as emulator mode does).
+  const store = new DynamoDbCoordinatorStore({ client: clients.dynamodb, tableName: resources.coordinatorTable, serializeLocalWrites: true });
   /** A coordinator of the job, as another container runs it; `clock` for one whose ticks find a checkpoint due. */
   const coordinator = (clock?: Clock) =>
     new CoordinatorHost({
