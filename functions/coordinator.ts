@@ -33,12 +33,13 @@ import { StepFunctionsCheckpointExecutions } from '../lib/adapters/aws/step-func
 import { DynamoDbCoordinatorStore } from '../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskRecordHandler } from '../lib/hosts/lambda/coordinator-task-handler.js';
 import { CoordinatorHost } from '../lib/coordination/host.js';
+import { QUIET_AFTER_MS } from '../lib/coordination/generation.js';
 import { S3CheckpointStorage } from '../lib/adapters/aws/s3-checkpoint-storage.js';
 import type { SqsBatchResponse, SqsEvent, SqsRecord } from '../lib/adapters/aws/sqs-poller.js';
 import { SqsQueueSender } from '../lib/adapters/aws/sqs-queue-sender.js';
 import { DynamoDbStateStore } from '../lib/adapters/aws/dynamodb-state-store.js';
 import { SourceChains } from '../lib/hosts/lambda/source-chains.js';
-import { TimerWakeForwarder } from '../lib/hosts/lambda/timer-wakes.js';
+import { WakeForwarder } from '../lib/hosts/lambda/wake-forwarder.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
 import { loadDeployedJob, readEnvironment } from './handler-environment.js';
@@ -92,12 +93,12 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
         }),
   });
   // A job's first task creates its row; later ones find it (and keep its job id, generation and history).
-  const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir, ...(config.functionTimeoutMs === undefined ? {} : { functionTimeoutMs: config.functionTimeoutMs }) });
+  const row = await tasks.initialize({ options: config.checkpoint, jobId: randomBytes(16).toString('hex'), savepointDir: config.savepointDir, quietAfterMs: QUIET_AFTER_MS, ...(config.functionTimeoutMs === undefined ? {} : { functionTimeoutMs: config.functionTimeoutMs }) });
   telemetry.logger.appendPersistentKeys({ generation: row.runtime.generation });
   // Timer wakes of vertices with processing-time timers come through the tasks queue, delayed; forwarded when due.
-  const timerWakes =
-    config.coordinatorQueueUrl === undefined ? undefined : new TimerWakeForwarder({ job: plan.job, sqs: clients.sqs, queueUrls: config.queueUrls, tasksQueueUrl: config.coordinatorQueueUrl, clock: systemClock });
-  return createCoordinatorTaskRecordHandler({ tasks, sfn: clients.sfn, log: telemetry.log, observer, ...(timerWakes ? { timerWakes } : {}) });
+  const wakes =
+    config.coordinatorQueueUrl === undefined ? undefined : new WakeForwarder({ job: plan.job, sqs: clients.sqs, queueUrls: config.queueUrls, tasksQueueUrl: config.coordinatorQueueUrl, clock: systemClock });
+  return createCoordinatorTaskRecordHandler({ tasks, sfn: clients.sfn, log: telemetry.log, observer, ...(wakes ? { wakes } : {}) });
 }
 
 let built: Promise<RecordHandler> | undefined;

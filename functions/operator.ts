@@ -60,8 +60,8 @@ async function build(telemetry: HandlerTelemetry): Promise<Handler> {
     savepointRoot: config.savepointDir,
     queueUrls: config.queueUrls,
     dlqUrls: config.deadLetterQueueUrl ? { [config.vertex]: config.deadLetterQueueUrl } : {},
-    // Acks are applied to the job row, whose effects need no tasks queue; a vertex with processing-time timers
-    // schedules its timer wakes there (set only on those functions).
+    // Acks are applied to the job row, whose effects need no tasks queue; timer wakes, an idle source's backed-off
+    // wakes and reports of work while the job is quiet go there.
     tasksQueueUrl: process.env[FloeEnv.CoordinatorQueueUrl] ?? '',
     stateMachineArn: config.stateMachineArn,
   };

@@ -7,6 +7,7 @@
 import { coordinatorStateMachineDefinition } from '../lib/adapters/aws/coordinator-state-machine.js';
 import type { CheckpointSchedule } from './checkpoint-schedule.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../lib/coordination/checkpoint-tasks.js';
+import { CoordinatorAttr, jobRowKey } from '../lib/adapters/aws/dynamodb-coordinator-schema.js';
 
 /** The `DefinitionSubstitutions` FloeJob provides to both state machines. */
 export const Substitution = {
@@ -53,15 +54,48 @@ export function tickMessage(jobName: string, extra: Record<string, unknown> = {}
 /**
  * The ticker (an Express state machine the schedule starts once a minute when `checkpoint.interval` is below a
  * minute): sends `ticksPerExecution` ticks to the coordinator-tasks queue, `tickSeconds` apart. Each tick lets the
- * coordinator's trigger decider look at the clock; it alone decides whether a checkpoint starts.
+ * coordinator's trigger decider look at the clock; it alone decides whether a checkpoint starts. It first reads the
+ * job row's `quiet` attribute (one `dynamodb:getItem`): a quiet job (periodic checkpoints paused,
+ * lib/core/coordinator/quiet.ts) gets one tick and the execution ends, so an idle job pays for a short execution a
+ * minute rather than a minute-long one. If the read fails the ticker ticks as usual.
  */
 export function tickerDefinition(jobName: string, schedule: CheckpointSchedule): string {
+  const last = schedule.ticksPerExecution - 1;
   return JSON.stringify({
-    Comment: `Floe job '${jobName}': ${schedule.ticksPerExecution} coordinator ticks, ${schedule.tickSeconds}s apart`,
+    Comment: `Floe job '${jobName}': ${schedule.ticksPerExecution} coordinator ticks, ${schedule.tickSeconds}s apart (one when the job is quiet)`,
     QueryLanguage: 'JSONPath',
     StartAt: 'Init',
     States: {
-      Init: { Type: 'Pass', Parameters: { tick: 0, 'execution.$': '$$.Execution.Name' }, Next: 'Tick' },
+      Init: { Type: 'Pass', Parameters: { tick: 0, 'execution.$': '$$.Execution.Name' }, Next: 'ReadQuiet' },
+      ReadQuiet: {
+        Type: 'Task',
+        Resource: 'arn:aws:states:::dynamodb:getItem',
+        Parameters: {
+          TableName: placeholder(Substitution.CoordinatorTableName),
+          Key: { [CoordinatorAttr.pk]: { S: jobRowKey(jobName) } },
+          ProjectionExpression: '#q',
+          ExpressionAttributeNames: { '#q': CoordinatorAttr.quiet },
+        },
+        ResultSelector: { 'item.$': '$.Item' },
+        ResultPath: '$.row',
+        Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: 'Tick' }],
+        Next: 'Quiet',
+      },
+      Quiet: {
+        Type: 'Choice',
+        Choices: [
+          {
+            And: [
+              { Variable: `$.row.item.${CoordinatorAttr.quiet}.BOOL`, IsPresent: true },
+              { Variable: `$.row.item.${CoordinatorAttr.quiet}.BOOL`, BooleanEquals: true },
+            ],
+            Next: 'Once',
+          },
+        ],
+        Default: 'Tick',
+      },
+      // The last tick of the execution: one tick, then Done.
+      Once: { Type: 'Pass', Parameters: { tick: last, 'execution.$': '$.execution' }, Next: 'Tick' },
       Tick: {
         Type: 'Task',
         Resource: 'arn:aws:states:::sqs:sendMessage',

@@ -459,9 +459,10 @@ export class FloeJob extends Construct {
       }
       // A malformed message is moved to the dead-letter queue by the handler itself, with its reason attached.
       deadLetterQueue.grant(fn, 'sqs:SendMessage');
-      // Processing-time timers: a step schedules its timer wake as a delayed message on the coordinator-tasks queue
-      // (lib/hosts/lambda/timer-wakes.ts); FIFO queues take no per-message delay.
-      if (hasProcessingTimers(vertex)) this.coordinatorQueue.grant(fn, 'sqs:SendMessage');
+      // Delayed messages to the coordinator-tasks queue (FIFO queues take no per-message delay): a step schedules its
+      // processing-time timer's wake there (lib/hosts/lambda/timer-wakes.ts), an idle source its backed-off next wake
+      // (source-wakes.ts); and any step that did work while the job row says quiet reports it there (quiet checkpoints).
+      this.coordinatorQueue.grant(fn, 'sqs:SendMessage');
       coordinatorGrants(fn, `The function of vertex '${vertex.id}'`);
       // Its own subtasks' state only: batched reads and writes of leaves, the conditional control-row commit (PutItem,
       // UpdateItem), deletes of a replaced incarnation's leaves, and a Query of an incarnation's leaves.
@@ -569,12 +570,14 @@ export class FloeJob extends Construct {
         this.ticker = new sfn.StateMachine(this, 'Ticker', {
           stateMachineType: sfn.StateMachineType.EXPRESS,
           definitionBody: sfn.DefinitionBody.fromString(tickerDefinition(jobName, r.schedule)),
-          definitionSubstitutions: { [Substitution.CoordinatorQueueUrl]: this.coordinatorQueue.queueUrl },
+          definitionSubstitutions: { [Substitution.CoordinatorQueueUrl]: this.coordinatorQueue.queueUrl, [Substitution.CoordinatorTableName]: this.coordinatorTable.tableName },
           timeout: Duration.seconds(90),
           tracingEnabled: true,
           logs: stateMachineLogging('TickerLogs', false),
         });
         this.coordinatorQueue.grant(this.ticker, 'sqs:SendMessage');
+        // The job row's `quiet` attribute: a quiet job gets one tick a minute.
+        this.coordinatorTable.grant(this.ticker, 'dynamodb:GetItem');
         acknowledge(this.ticker.role, [logsAndTracingFinding]);
         executionAlarms(this.ticker, 'Ticker', 'the ticker (periodic checkpoints and the coordinator watchdog may stall)');
         target = new schedulerTargets.StepFunctionsStartExecution(this.ticker, { ...delivery, input: scheduler.ScheduleTargetInput.fromObject({}) });
@@ -859,7 +862,7 @@ function functionEnvironments(
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
   const timerVertices = r.plan.vertices.filter(hasProcessingTimers).map((v) => v.id);
-  const timerWakes = { [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl };
+  const tasksQueue = { [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl };
   return {
     operator: (v) => ({
       ...common,
@@ -868,14 +871,14 @@ function functionEnvironments(
       [FloeEnv.VertexQueueUrls]: queueUrls(vertexSendsTo(r.plan, v)),
       [FloeEnv.DeadLetterQueueUrl]: refs.deadLetterQueueUrl(v.id),
       [FloeEnv.MaxReceiveCount]: String(r.maxReceiveCount),
-      ...(hasProcessingTimers(v) ? timerWakes : {}),
+      ...tasksQueue,
     }),
     // The coordinator always knows its own queue: it asks for delayed ticks of its own (restarts).
     coordinator: {
       ...common,
       [FloeEnv.StateTable]: refs.stateTable,
       [FloeEnv.VertexQueueUrls]: queueUrls([...new Set([...sources, ...timerVertices])]),
-      ...timerWakes,
+      ...tasksQueue,
     },
     // The control API runs no job code: it needs the job's name and resources, not its module, plan or options.
     controlApi: {

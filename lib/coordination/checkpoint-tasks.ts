@@ -88,6 +88,22 @@ const taskMessageSchema = z.discriminatedUnion('type', [
    * that scheduled it (see TimerWakeRequest).
    */
   z.object({ ...header, type: z.literal('timerWake'), vertex: z.string().min(1), subtask: nonNegativeInt, gen: nonNegativeInt, dueAt: nonNegativeInt, id: nonNegativeInt }),
+  /**
+   * Sent by an idle source subtask's step with a delay (the chain backs off, see source-wakes.ts): forward wake `n`
+   * (`idle` idle steps in a row so far) of its chain into the vertex's queue at `dueAt`.
+   */
+  z.object({
+    ...header,
+    type: z.literal('sourceWake'),
+    vertex: z.string().min(1),
+    subtask: nonNegativeInt,
+    gen: nonNegativeInt,
+    n: nonNegativeInt,
+    idle: nonNegativeInt,
+    dueAt: nonNegativeInt,
+  }),
+  /** Sent by a step that did work while the job row said the job was quiet: periodic checkpoints resume (quiet.ts). */
+  z.object({ ...header, type: z.literal('activity'), vertex: z.string().min(1), subtask: nonNegativeInt, gen: nonNegativeInt }),
 ]);
 
 /** A message on the coordinator-tasks queue. */
@@ -95,6 +111,12 @@ export type CoordinatorTaskMessage = z.infer<typeof taskMessageSchema>;
 
 /** A `timerWake` message on the coordinator-tasks queue. */
 export type TimerWakeTaskMessage = Extract<CoordinatorTaskMessage, { type: 'timerWake' }>;
+
+/** A `sourceWake` message on the coordinator-tasks queue. */
+export type SourceWakeTaskMessage = Extract<CoordinatorTaskMessage, { type: 'sourceWake' }>;
+
+/** A message on the coordinator-tasks queue that wakes a subtask when due: forwarded into its vertex's queue. */
+export type DelayedWakeTaskMessage = TimerWakeTaskMessage | SourceWakeTaskMessage;
 
 /** The longest delay SQS gives a message: 15 minutes. A timer further away is waited for in steps of this. */
 export const MAX_DELAY_SECONDS = 900;

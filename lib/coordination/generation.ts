@@ -40,6 +40,8 @@ export interface NewCoordinatorRowInput {
   readonly historySize?: number;
   /** The functions' timeout in ms, recorded in the deployed plan. @default none (emulator mode) */
   readonly functionTimeoutMs?: number;
+  /** Quiet checkpoints (lib/core/coordinator/quiet.ts): {@link QUIET_AFTER_MS} for hosts whose steps cache the row. @default off */
+  readonly quietAfterMs?: number;
 }
 
 /** A RUNNING job row (version 0: not yet stored) for a plan, with nothing pending. */
@@ -54,6 +56,7 @@ export function newCoordinatorRow(input: NewCoordinatorRowInput): CoordinatorRow
     ...(input.latestCompletedId === undefined ? {} : { latestCompletedId: input.latestCompletedId }),
     ...(input.restored === undefined ? {} : { restored: input.restored }),
     ...(input.historySize === undefined ? {} : { historySize: input.historySize }),
+    ...(input.quietAfterMs === undefined ? {} : { quietAfterMs: input.quietAfterMs }),
   });
   return {
     job: input.plan.job,
@@ -89,6 +92,8 @@ export function nextGenerationRow(input: {
   readonly restored?: { readonly checkpointId: number; readonly dir?: string };
   /** The previous generation of the same run: its counts and history carry over. */
   readonly previous?: CoordinatorRow;
+  /** See {@link NewCoordinatorRowInput.quietAfterMs}. */
+  readonly quietAfterMs?: number;
 }): CoordinatorRow {
   const restoredId = input.restored?.checkpointId;
   const nextCheckpointId = Math.max(1, ...input.usedIds.map((id) => id + 1), (restoredId ?? 0) + 1);
@@ -101,6 +106,7 @@ export function nextGenerationRow(input: {
     generation: input.generation,
     nextCheckpointId,
     ...(restoredId === undefined ? {} : { latestCompletedId: restoredId, restored: true }),
+    ...(input.quietAfterMs === undefined ? {} : { quietAfterMs: input.quietAfterMs }),
   });
   // A restart within the run: it keeps what the run started from and the newest checkpoint it completed.
   const origin = input.previous?.runtime.origin ?? input.restored?.dir;
@@ -140,6 +146,18 @@ export async function removeUncommittedOutput(plan: PhysicalPlan, keepRunId?: st
  * generation the row moved past is left within this long. Default of `OperatorHandlerOptions.runRefreshMs`.
  */
 export const RUN_REFRESH_MS = 5000;
+
+/**
+ * Quiet checkpoints on AWS (lib/core/coordinator/quiet.ts): how long a step's view of the job row may lag behind the
+ * row, in ms: the handlers' row refresh and a second for clocks.
+ */
+export const QUIET_AFTER_MS = RUN_REFRESH_MS + 1000;
+
+/**
+ * How often a quiet job is ticked, in ms: its schedule's once a minute, whatever the checkpoint interval (the ticker
+ * reads the row's `quiet` attribute and sends one tick instead of a minute's worth).
+ */
+export const QUIET_TICK_MS = 60_000;
 
 /**
  * How long a new generation waits after fencing the old one before its state is written, in ms. A step of the old
@@ -188,6 +206,7 @@ export function readyGenerationRow(input: {
     nextCheckpointId: Math.max(fenced.state.nextCheckpointId, (from?.manifest.checkpointId ?? 0) + 1),
     ...(from ? { latestCompletedId: from.manifest.checkpointId, restored: true } : {}),
     historySize: fenced.state.historySize,
+    ...(fenced.state.quietAfterMs === undefined ? {} : { quietAfterMs: fenced.state.quietAfterMs }),
   });
   return {
     job: fenced.job,

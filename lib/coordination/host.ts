@@ -307,6 +307,18 @@ export class CoordinatorHost implements EffectRunner {
   }
 
   /**
+   * A subtask did work since its last barrier while its view of the job row showed the job quiet
+   * (lib/core/coordinator/quiet.ts): the quiet ends and a periodic checkpoint may start at once. Writes the row only
+   * while it is quiet, so the repeats of other subtasks cost a read.
+   */
+  async activity(task: string): Promise<void> {
+    const row = await this.store.load(this.job);
+    if (row?.state.quiet === undefined) return;
+    this.log({ level: 'info', message: `${task} did work while the job was quiet: periodic checkpoints resume`, job: this.job, task });
+    await this.dispatch({ type: 'activity', now: this.clock.now(), task });
+  }
+
+  /**
    * A job whose snapshot ended it (the reducer says FINISHED) but whose status is not FINISHED a checkpoint timeout
    * later: its final sink commit failed where it completed, and the Complete task's retries may have run out too.
    * Every tick commits it again (commits are idempotent) and records FINISHED once that succeeds, so the job ends as

@@ -40,7 +40,7 @@ export type CoordinatorObservation =
   /** Too many checkpoints failed, or a terminating one did: the job fails over. */
   | { readonly type: 'jobFailing'; readonly generation: number; readonly reason: string }
   /** A coordinator-tasks message was handled; `failed` when its task failed (answered or not) or its message comes back. */
-  | { readonly type: 'coordinatorTask'; readonly task: 'trigger' | 'abort' | 'complete' | 'tick' | 'timerWake' | 'malformed'; readonly failed: boolean; readonly durationMs: number };
+  | { readonly type: 'coordinatorTask'; readonly task: 'trigger' | 'abort' | 'complete' | 'tick' | 'timerWake' | 'sourceWake' | 'activity' | 'malformed'; readonly failed: boolean; readonly durationMs: number };
 
 /** Receives coordinator observations; must be quick, and is not awaited. */
 export type CoordinatorObserver = (observation: CoordinatorObservation) => void;

@@ -76,6 +76,11 @@ export interface ControlRow {
   readonly wake?: number;
   /** When the step of `wake` ran (ms since the epoch): how a watchdog tells a stalled wake chain. */
   readonly wakeAt?: number;
+  /**
+   * Records taken in and sent out since the subtask's last barrier (absent: none). Reported with the next barrier's
+   * acknowledgement, so the coordinator can tell a checkpoint that captured no change (quiet checkpoints).
+   */
+  readonly work?: number;
   /** The earliest processing-time timer left after this commit (ms since the epoch); absent when none is registered. */
   readonly timerAt?: number;
   /**

@@ -93,6 +93,8 @@ export interface StepResult {
   readonly timer?: TimerWakeOutcome;
   /** The timer wake this step scheduled (its due time), if it scheduled one. */
   readonly timerWakeScheduled?: number;
+  /** Records taken in and sent out since the subtask's last barrier, after this step (`ControlRow.work`). */
+  readonly workSinceBarrier: number;
 }
 
 /** What became of a timer wake a step was asked to run for; see {@link StepResult.timer}. */
@@ -131,6 +133,7 @@ export interface StepOptions {
 interface MutableControl {
   wake?: number;
   wakeAt?: number;
+  work?: number;
   timerAt?: number;
   timerWake?: number;
   version: number;
@@ -256,13 +259,13 @@ export class SubtaskExecutor {
     if (wake !== undefined && wake !== 'new' && envelopes.length === 0) {
       this.pendingSnapshots = [];
       this.committed = Promise.resolve(true);
-      return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, wake };
+      return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, wake, workSinceBarrier: stored?.work ?? 0 };
     }
     const timer = options.timerWake === undefined || wake !== undefined || envelopes.length > 0 ? undefined : this.timerWakeOutcome(stored, options.timerWake);
     if (timer !== undefined && timer !== 'step') {
       this.pendingSnapshots = [];
       this.committed = Promise.resolve(true);
-      return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, timer };
+      return { pendingSnapshots: [], finished: stored?.finished ?? false, recordsIn: 0, recordsOut: 0, dropped: 0, idle: true, timer, workSinceBarrier: stored?.work ?? 0 };
     }
     this.control = thaw(stored ?? initialControl(this.channels, this.config.gen));
     // The wake this step runs for has arrived: it no longer counts as one to come, even if it came early.
@@ -391,7 +394,13 @@ export class SubtaskExecutor {
       idle: idle && envelopes.length === 0,
       ...(readyAt === undefined ? {} : { sourceReadyAt: readyAt }),
       ...(timerWakeScheduled === undefined ? {} : { timerWakeScheduled }),
+      workSinceBarrier: c.work ?? 0,
     };
+  }
+
+  /** Counts records taken in or sent out toward the next barrier's acknowledgement (`ControlRow.work`). */
+  private countWork(n: number): void {
+    if (n > 0) this.control.work = (this.control.work ?? 0) + n;
   }
 
   /**
@@ -412,6 +421,7 @@ export class SubtaskExecutor {
     const source = this.source!;
     const n = await source.read(this.chunk);
     this.recordsIn += n;
+    this.countWork(n);
     await this.advanceWatermark(source.currentSourceWatermark());
     if (source.isFinished() && !this.reportedSourceFinished) {
       this.reportedSourceFinished = true;
@@ -508,6 +518,7 @@ export class SubtaskExecutor {
       case EnvelopeKind.Data: {
         const records = env.records ?? [];
         this.recordsIn += records.length;
+        this.countWork(records.length);
         const head = this.operators[0]!;
         if (records.length > 0 && records[0]!.k !== undefined && this.store.prefetchRequired !== false) {
           await this.store.prefetch(records.map((r) => ({ keyGroup: r.g!, key: r.k! })));
@@ -582,6 +593,8 @@ export class SubtaskExecutor {
     const operatorState: Record<string, readonly unknown[]> = {};
     for (const uid of uids) operatorState[uid] = this.store.getOperatorState(uid);
     const syncMs = clock.now() - alignedAt;
+    const records = c.work ?? 0;
+    delete c.work;
 
     const kind = endOfInput ? EnvelopeKind.End : EnvelopeKind.Barrier;
     this.broadcast((to, seq) => ({ ...this.header(to, seq), kind, barrier }));
@@ -607,7 +620,7 @@ export class SubtaskExecutor {
               keyedState: w.handles,
               operatorState: [...operatorState[uid]!],
               pendingCommits: commits[uid]!,
-              stats: { ackTimestamp: clock.now(), alignmentMs, syncMs, asyncMs, startDelayMs, stateSize: w.bytesWritten, fullSize: w.fullSize },
+              stats: { ackTimestamp: clock.now(), alignmentMs, syncMs, asyncMs, startDelayMs, stateSize: w.bytesWritten, fullSize: w.fullSize, records },
             };
           }
           await this.ports.coordinator.acknowledge({ checkpointId: barrier.checkpointId, task: this.address, operators });
@@ -703,6 +716,7 @@ export class SubtaskExecutor {
     if (!buf) this.buffers.set(key, (buf = []));
     buf.push(record);
     this.recordsOut++;
+    this.countWork(1);
     if (buf.length >= this.maxRecords) this.seal(key, buf);
   }
 

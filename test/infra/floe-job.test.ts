@@ -376,7 +376,7 @@ describe('FloeJob least privilege', () => {
     expect(allowed.filter((a) => a.action.startsWith('s3:Delete') && onCheckpointBucket(a)).map((a) => a.resource)).toEqual([bucketObjects('wordcount/checkpoints/*')]);
   });
 
-  it('lets a vertex with processing-time timers schedule timer wakes on the coordinator-tasks queue, and the coordinator forward them into its queue', () => {
+  it('lets every vertex send delayed wakes and activity reports to the coordinator-tasks queue, and the coordinator forward wakes into the timer vertex queue', () => {
     // (the word count's `count` is a keyed process function; its source and sink vertices have no timers)
     expect(plan.vertices.filter(hasProcessingTimers).map((v) => v.id)).toEqual(['count']);
     const tasksQueue = json(stack, floeJob.coordinatorQueue.queueArn);
@@ -385,8 +385,9 @@ describe('FloeJob least privilege', () => {
     for (const v of plan.vertices) {
       const fn = floeJob.vertices.get(v.id)!.function;
       const sends = allowedFor(stack, template, fn.role!).filter((a) => a.action === 'sqs:SendMessage' && a.resource === tasksQueue);
-      expect(sends.length > 0, v.id).toBe(hasProcessingTimers(v));
-      expect(FloeEnv.CoordinatorQueueUrl in variables(fn), v.id).toBe(hasProcessingTimers(v));
+      // Timer wakes (a vertex with timers), an idle source's backed-off wakes, and any vertex's activity reports.
+      expect(sends.length > 0, v.id).toBe(true);
+      expect(FloeEnv.CoordinatorQueueUrl in variables(fn), v.id).toBe(true);
     }
     const coordinator = allowedFor(stack, template, floeJob.coordinatorFunction.role!);
     const countQueue = json(stack, floeJob.vertices.get('count')!.queue.queueArn);
@@ -397,7 +398,7 @@ describe('FloeJob least privilege', () => {
     expect(JSON.stringify(env[FloeEnv.VertexQueueUrls])).toContain('\\"count\\":');
   });
 
-  it('lets the state machines send to the coordinator-tasks queue and read status items, nothing more', () => {
+  it('lets the state machines send to the coordinator-tasks queue and read the coordinator table (status items; the ticker the job row), nothing more', () => {
     const queue = json(stack, floeJob.coordinatorQueue.queueArn);
     expect(allowedFor(stack, template, floeJob.stateMachine.role).filter(notLogs)).toEqual(
       expect.arrayContaining([
@@ -406,7 +407,10 @@ describe('FloeJob least privilege', () => {
       ]),
     );
     expect(allowedFor(stack, template, floeJob.stateMachine.role).filter(notLogs)).toHaveLength(2);
-    expect(allowedFor(stack, template, floeJob.ticker!.role).filter(notLogs)).toEqual([{ action: 'sqs:SendMessage', resource: queue }]);
+    expect(allowedFor(stack, template, floeJob.ticker!.role).filter(notLogs)).toEqual([
+      { action: 'sqs:SendMessage', resource: queue },
+      { action: 'dynamodb:GetItem', resource: json(stack, floeJob.coordinatorTable.tableArn) },
+    ]);
   });
 
   it('matches IAM StringLike as IAM does, for the partition checks above', () => {

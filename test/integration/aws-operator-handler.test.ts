@@ -174,7 +174,7 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
     storage,
     sender: new SqsQueueSender(clients.sqs, (v) => resources.queueUrls[v]!),
     // The coordinator starts the sources and watches their chains, as on AWS.
-    sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state, stallMs: tuning.stallMs ?? 600_000, watchEveryMs: 0, log: (entry) => logs.push({ ...entry }) }),
+    sources: new SourceChains({ plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state, stallMs: tuning.stallMs ?? 600_000, idleMaxDelayMs: 0, watchEveryMs: 0, log: (entry) => logs.push({ ...entry }) }),
     log: (entry) => logs.push({ ...entry }),
   });
   await tasks.initialize({ options: checkpoint, jobId: randomUUID(), savepointDir: resources.savepointRoot! });
@@ -188,6 +188,8 @@ async function harness(sinkKind: 'files' | 'collect' = 'files', tuning: HarnessT
       checkpoint,
       serializeLocalWrites: true,
       sourceChunkSize: 1000,
+      // This harness delivers the vertex queues' messages itself, not the coordinator-tasks queue's: no backoff.
+      sourceIdleMaxDelayMs: 0,
       ...(tuning.runRefreshMs === undefined ? {} : { runRefreshMs: tuning.runRefreshMs }),
       ...tuning.handler,
       ...options,

@@ -26,7 +26,8 @@ import { keyGroupOf, serializeKey } from '../../lib/graph/key-groups.js';
 import { buildPlan } from '../../lib/graph/plan.js';
 import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
 import { createOperatorHandler } from '../../lib/hosts/lambda/operator-handler.js';
-import { encodeTimerWake, parseTimerWake, TimerWakeForwarder } from '../../lib/hosts/lambda/timer-wakes.js';
+import { encodeTimerWake, parseTimerWake } from '../../lib/hosts/lambda/timer-wakes.js';
+import { WakeForwarder } from '../../lib/hosts/lambda/wake-forwarder.js';
 import { provisionAwsJob, receiveMessages, sqsEventOf, type ProvisionedAwsJob } from '../support/aws-job.js';
 
 const M = 16;
@@ -88,8 +89,8 @@ async function setUp() {
   const scheduled: { body: string; delay: number }[] = [];
   const logs: Record<string, unknown>[] = [];
   const handler = createOperatorHandler({ plan, vertex: 'timers', resources, clients: recordingSends(resources.tasksQueueUrl, scheduled), checkpoint, serializeLocalWrites: true, log: (l) => logs.push(l) });
-  const forwarder = new TimerWakeForwarder({ job: plan.job, sqs: clients.sqs, queueUrls: resources.queueUrls, tasksQueueUrl: resources.tasksQueueUrl, clock: systemClock });
-  const coordinator = createCoordinatorTaskHandler({ tasks, sfn: clients.sfn, timerWakes: forwarder, log: () => {} });
+  const forwarder = new WakeForwarder({ job: plan.job, sqs: clients.sqs, queueUrls: resources.queueUrls, tasksQueueUrl: resources.tasksQueueUrl, clock: systemClock });
+  const coordinator = createCoordinatorTaskHandler({ tasks, sfn: clients.sfn, wakes: forwarder, log: () => {} });
   const control = () => new DynamoDbStateStore({ tableName: resources.stateTable, job: plan.job, client: clients.dynamodb }).forSubtask({ vertex: 'timers', subtask: 0 }).readControl();
   const vertexQueue = resources.queueUrls.timers!;
   let seq = 0;
@@ -186,7 +187,7 @@ describe('timer wakes on the emulator', () => {
   it('forwards a wake due more than a second away back to the tasks queue with the time left, not into the vertex queue', async () => {
     const h = await setUp();
     const sent: { body: string; delay: number }[] = [];
-    const forwarder = new TimerWakeForwarder({ job: h.plan.job, sqs: recordingSends(h.resources.tasksQueueUrl, sent).sqs, queueUrls: h.resources.queueUrls, tasksQueueUrl: h.resources.tasksQueueUrl, clock: { now: () => 1_000_000 } });
+    const forwarder = new WakeForwarder({ job: h.plan.job, sqs: recordingSends(h.resources.tasksQueueUrl, sent).sqs, queueUrls: h.resources.queueUrls, tasksQueueUrl: h.resources.tasksQueueUrl, clock: { now: () => 1_000_000 } });
     const message: TimerWakeTaskMessage = { v: 1, job: h.plan.job, type: 'timerWake', vertex: 'timers', subtask: 0, gen: h.generation, dueAt: 1_000_000 + 3_600_000, id: 4 };
 
     expect(await forwarder.forward(message)).toBe('delayed');

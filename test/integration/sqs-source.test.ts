@@ -7,7 +7,8 @@ import { Job } from '../../lib/api/job.js';
 import { valueState } from '../../lib/api/state.js';
 import { sqsSource } from '../../lib/connectors/sqs-source.js';
 import type { CollectSink } from '../../lib/connectors/collect-sink.js';
-import { Scratch, captureLog, runOptions, startRunner, waitFor, FailOnce } from '../support/jobs.js';
+import { Scratch, captureLog, runOptions, sleep, startRunner, waitFor, FailOnce } from '../support/jobs.js';
+import { awsClients } from '../../lib/adapters/aws/clients.js';
 import { buildPlan } from '../../lib/graph/plan.js';
 import { ValidationError } from '../../lib/core/errors.js';
 
@@ -259,6 +260,67 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     const dead = await client.send(new ReceiveMessageCommand({ QueueUrl: dlq, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }));
     expect([...new Set((dead.Messages ?? []).map((m) => m.Body))]).toEqual(['not json']);
   }, 120_000);
+
+  it('in emulator mode, an idle job backs its source off and stops checkpointing (scale to zero), and input that comes later is committed exactly once', async () => {
+    const client = sqs();
+    const queueUrl = await createQueue(client, false);
+    const first = orders(30, 3);
+    const later = orders(40, 4).map((o) => ({ ...o, amount: o.amount + 10 }));
+    await sendAll(client, queueUrl, first.map((o) => JSON.stringify(o)), false);
+    const sink = scratch.collector<string>();
+    const { log, text } = captureLog();
+    // What the runtime sends to the coordinator-tasks queue: backed-off source wakes and reports of work while quiet.
+    const clients = awsClients({ endpoint: process.env.AWS_ENDPOINT_URL!, region: 'us-east-1' });
+    const sent = { sourceWake: 0, activity: 0 };
+    clients.sqs.middlewareStack.add(
+      (next) => async (args) => {
+        const body = (args.input as { MessageBody?: string }).MessageBody ?? '';
+        if (body.includes('"sourceWake"')) sent.sourceWake++;
+        if (body.includes('"activity"')) sent.activity++;
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const job = totalsJob({ queueUrl, sink, client, sourceParallelism: 1 });
+    const runner = new EmulatorRunner(job, {
+      endpoint: process.env.AWS_ENDPOINT_URL!,
+      namespace: `sqs-idle-${randomUUID().slice(0, 8)}`,
+      checkpoint: { interval: '1s' },
+      clients,
+      // Backoff sooner and capped lower than deployed (10 steps, 60 s), so the test is short.
+      sourceIdleStepsBeforeBackoff: 2,
+      sourceIdleMaxDelayMs: 4000,
+      log,
+    });
+    const done = runner.run();
+    try {
+      await drained({ sink, expected: first.length, client, queueUrl, log: text }, 60_000, 250);
+      // Quiet: two checkpoints without work, the second triggered QUIET_AFTER_MS after the first completed.
+      await waitFor('the job to go quiet', () => runner.coordinatorState().quiet?.confirmed === true, 60_000, 250).catch((e: Error) => {
+        throw new Error(`${e.message}: ${JSON.stringify(runner.coordinatorState().quiet)}\n${text()}`);
+      });
+      const quietAt = runner.coordinatorState().counts.completed;
+      const backedOff = sent.sourceWake;
+      await sleep(8000);
+      // No periodic checkpoint while quiet, and the source's wakes went through the tasks queue, delayed.
+      expect(runner.coordinatorState().counts.completed, text()).toBe(quietAt);
+      expect(runner.coordinatorState().pending).toEqual([]);
+      expect(sent.sourceWake, 'backed-off wakes').toBeGreaterThan(0);
+      // Capped at 4 s, 8 s bring about 2 more; far fewer than the 8 a one-second chain would take.
+      expect(sent.sourceWake - backedOff).toBeLessThanOrEqual(4);
+      expect(sent.activity).toBe(0);
+
+      await sendAll(client, queueUrl, later.map((o) => JSON.stringify(o)), false);
+      await drained({ sink, expected: first.length + later.length, client, queueUrl, log: text }, 60_000, 250);
+    } finally {
+      await runner.cancel();
+    }
+    await done;
+    // The source read the later input while the row said quiet, and said so; checkpoints resumed and committed it.
+    expect(sent.activity, text()).toBeGreaterThan(0);
+    expectExactlyOnce(sink.committed, [...first, ...later]);
+    expect(sink.committed).toHaveLength(first.length + later.length);
+  }, 150_000);
 
   it('refuses a job whose timing cannot hold messages until their checkpoint, saying what to change', () => {
     const job = new Job('timing');

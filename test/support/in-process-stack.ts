@@ -14,6 +14,7 @@ import type { AwsClients } from '../../lib/adapters/aws/clients.js';
 import { StepFunctionsCheckpointExecutions } from '../../lib/adapters/aws/step-functions-executions.js';
 import { DynamoDbCoordinatorStore } from '../../lib/adapters/aws/dynamodb-coordinator-store.js';
 import { createCoordinatorTaskHandler } from '../../lib/hosts/lambda/coordinator-task-handler.js';
+import { WakeForwarder } from '../../lib/hosts/lambda/wake-forwarder.js';
 import { CoordinatorHost } from '../../lib/coordination/host.js';
 import { DynamoDbStateStore } from '../../lib/adapters/aws/dynamodb-state-store.js';
 import { S3CheckpointStorage } from '../../lib/adapters/aws/s3-checkpoint-storage.js';
@@ -103,7 +104,12 @@ export async function deployInProcess(options: InProcessDeployOptions): Promise<
   pollers.push(
     new SqsEventSourcePoller(clients.sqs, {
       queueUrl: resources.tasksQueueUrl,
-      handler: createCoordinatorTaskHandler({ tasks, sfn: clients.sfn, log }),
+      handler: createCoordinatorTaskHandler({
+        tasks,
+        sfn: clients.sfn,
+        log,
+        wakes: new WakeForwarder({ job: plan.job, sqs: clients.sqs, queueUrls: resources.queueUrls, tasksQueueUrl: resources.tasksQueueUrl, clock: systemClock }),
+      }),
       waitTimeSeconds: 1,
       retryDelaySeconds: 1,
       concurrency: 2,

@@ -575,6 +575,26 @@ describe('SubtaskExecutor: barrier alignment', () => {
     expect(state.get(countKey(PEAR))).toBe(1);
   });
 
+  it('reports with each barrier the records taken in and sent out since the previous one (quiet checkpoints), counting work after the barrier toward the next', async () => {
+    const h = aCounterSubtask();
+
+    // APPLE (1 in, 1 out) before barrier 1; PEAR (1 in, 1 out) after it, in the same step.
+    const first = await stepAndSettle(h, [data(A, 1, APPLE), barrierOn(A, 2, 1), barrierOn(B, 1, 1), data(A, 3, PEAR)]);
+    expect(h.coordinator.acks.map((a) => [a.checkpointId, a.operators['counter']!.stats.records])).toEqual([[1, 2]]);
+    expect(first.workSinceBarrier).toBe(2);
+    expect((await h.store.forSubtask({ vertex: 'counter', subtask: 0 }).readControl())?.work).toBe(2);
+
+    // Barrier 2 with nothing after it: PEAR's work counts toward it; barrier 3 right behind reports none.
+    const second = await stepAndSettle(h, [barrierOn(A, 4, 2), barrierOn(B, 2, 2), barrierOn(A, 5, 3), barrierOn(B, 3, 3)]);
+    expect(h.coordinator.acks.map((a) => [a.checkpointId, a.operators['counter']!.stats.records])).toEqual([
+      [1, 2],
+      [2, 2],
+      [3, 0],
+    ]);
+    expect(second.workSinceBarrier).toBe(0);
+    expect((await h.store.forSubtask({ vertex: 'counter', subtask: 0 }).readControl())?.work).toBeUndefined();
+  });
+
   it.each([1, 2])('ignores a stale barrier %i once it has passed barrier 2 (id <= epoch)', async (stale) => {
     const h = aCounterSubtask();
     await stepAndSettle(h, [barrierOn(A, 1, 2), barrierOn(B, 1, 2)]);

@@ -7,6 +7,7 @@
  * | job row           | `job#<job>`             | `version` N · `state` B deflated JSON `CoordinatorState` ·                  |
  * |                   |                         | `runtime` S JSON `CoordinatorRuntime` · `updatedAt` N ·                     |
  * |                   |                         | `jobStatus` S · `jobStatusDetail` S · `jobStatusAt` N (written by effects)  |
+ * |                   |                         | · `quiet` BOOL: periodic checkpoints paused (the ticker reads it)          |
  * | checkpoint status | `job#<job>#chk#<n>`     | `status` S IN_PROGRESS/COMPLETED/FAILED · `kind` S · `at` N · `reason` S ·  |
  * |                   |                         | `path` S · `expiresAt` N (TTL, set once the checkpoint finished)            |
  *
@@ -34,6 +35,8 @@ export const CoordinatorAttr = {
   jobStatus: 'jobStatus',
   jobStatusDetail: 'jobStatusDetail',
   jobStatusAt: 'jobStatusAt',
+  /** True while the job is quiet and periodic checkpoints are paused (lib/core/coordinator/quiet.ts): the ticker's Choice reads it. */
+  quiet: 'quiet',
   checkpointStatus: 'status',
   kind: 'kind',
   at: 'at',

@@ -167,13 +167,14 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
           new UpdateItemCommand({
             TableName: this.tableName,
             Key: { pk: { S: jobRowKey(row.job) } },
-            UpdateExpression: `SET #version = :next, #state = :state, #runtime = :runtime, #updatedAt = :updatedAt${extra.set}`,
+            UpdateExpression: `SET #version = :next, #state = :state, #runtime = :runtime, #updatedAt = :updatedAt, #quiet = :quiet${extra.set}`,
             ConditionExpression: '#version = :expected',
             ExpressionAttributeNames: {
               '#version': CoordinatorAttr.version,
               '#state': CoordinatorAttr.state,
               '#runtime': CoordinatorAttr.runtime,
               '#updatedAt': CoordinatorAttr.updatedAt,
+              '#quiet': CoordinatorAttr.quiet,
               ...extra.names,
             },
             ExpressionAttributeValues: {
@@ -182,6 +183,7 @@ export class DynamoDbCoordinatorStore extends CoordinatorStore {
               ':state': item[CoordinatorAttr.state]!,
               ':runtime': item[CoordinatorAttr.runtime]!,
               ':updatedAt': item[CoordinatorAttr.updatedAt]!,
+              ':quiet': item[CoordinatorAttr.quiet]!,
               ...extra.values,
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -288,6 +290,7 @@ function encodeRow(row: CoordinatorRow, now: number): Record<string, AttributeVa
     [CoordinatorAttr.state]: { B: state },
     [CoordinatorAttr.runtime]: { S: runtime },
     [CoordinatorAttr.updatedAt]: { N: String(now) },
+    [CoordinatorAttr.quiet]: { BOOL: row.state.quiet?.confirmed === true },
   };
 }
 

@@ -2,6 +2,7 @@ import { abortAllPending, abortCheckpoint } from './abort.js';
 import { serveQueue } from './checkpoint-starter.js';
 import { addToHistory, completedRecord } from './history.js';
 import { andThen, step, unchanged } from './step.js';
+import { quietAfterCompletion } from './quiet.js';
 import type { CoordinatorEffect, CoordinatorState, CoordinatorStep, PendingCheckpoint } from './types.js';
 
 /** True for a pending checkpoint that a newer completed checkpoint makes useless: an older, plain checkpoint whose manifest was not yet requested. */
@@ -14,8 +15,11 @@ export function completeCheckpoint(state: CoordinatorState, checkpointId: number
   const checkpoint = state.pending.find((p) => p.id === checkpointId);
   if (checkpoint === undefined || !checkpoint.finalizing) return unchanged(state);
   const isCheckpoint = checkpoint.kind === 'checkpoint';
+  const { quiet: _quiet, ...rest } = state;
+  const quiet = quietAfterCompletion(state, checkpoint, now);
   const next: CoordinatorState = {
-    ...state,
+    ...rest,
+    ...(quiet === undefined ? {} : { quiet }),
     pending: state.pending.filter((p) => p.id !== checkpointId),
     counts: { ...state.counts, completed: state.counts.completed + 1 },
     consecutiveFailures: 0,

@@ -3,6 +3,7 @@ import { abortAllPending, abortCheckpoint, failJob } from './abort.js';
 import { classifyNotPending, findPending, recordAck } from './ack-tracker.js';
 import { serveQueue, startCheckpoint, submitRequest } from './checkpoint-starter.js';
 import { completeCheckpoint } from './completion.js';
+import { endQuiet } from './quiet.js';
 import { DEFAULT_HISTORY_SIZE } from './history.js';
 import { andThen, step, unchanged } from './step.js';
 import { allSourcesFinished, decidePeriodicTrigger, terminationInFlight } from './trigger-decider.js';
@@ -28,6 +29,8 @@ export interface InitialCoordinatorInput {
   readonly restored?: boolean;
   /** Finished checkpoints kept in the history. @default 20 */
   readonly historySize?: number;
+  /** Quiet checkpoints (quiet.ts): how long a step's view of the job row may lag, in ms. @default off */
+  readonly quietAfterMs?: number;
 }
 
 /** Builds a RUNNING coordinator with nothing pending; ids continue after a restored run's, never reusing one. */
@@ -49,6 +52,7 @@ export function initialCoordinatorState(input: InitialCoordinatorInput): Coordin
     counts: { completed: 0, failed: 0, restored: input.restored === true ? 1 : 0 },
     history: [],
     historySize: input.historySize ?? DEFAULT_HISTORY_SIZE,
+    ...(input.quietAfterMs === undefined ? {} : { quietAfterMs: input.quietAfterMs }),
   };
 }
 
@@ -166,6 +170,10 @@ export function reduceCoordinator(state: CoordinatorState, event: CoordinatorEve
       return onCancel(state, event.now);
     case 'committed':
       return onCommitted(state, event.checkpointId);
+    case 'activity':
+      // The quiet ends, and the tick that follows lets a periodic checkpoint start at once if one is due.
+      if (!state.tasks.includes(event.task)) return unchanged(state);
+      return onTick(endQuiet(state), event.now);
     default: {
       const _exhaustive: never = event;
       return unchanged(state);

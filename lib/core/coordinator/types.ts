@@ -100,6 +100,21 @@ export interface CoordinatorState {
   /** Most recent finished checkpoints, newest first, at most `historySize`. */
   readonly history: readonly CheckpointRecord[];
   readonly historySize: number;
+  /**
+   * Quiet checkpoints, off when absent: how long a step's view of the job row may lag behind it, in ms (the hosts'
+   * row refresh and a margin). With it, a job whose subtasks did no work between two barriers goes quiet, and once a
+   * checkpoint triggered that long after goes by without work too, periodic checkpoints stop until a subtask reports
+   * work (`activity`). See quiet.ts.
+   */
+  readonly quietAfterMs?: number;
+  /** The job is quiet since `since` (a completion time); `confirmed`: periodic checkpoints are skipped. */
+  readonly quiet?: QuietState;
+}
+
+/** See {@link CoordinatorState.quiet}. */
+export interface QuietState {
+  readonly since: number;
+  readonly confirmed: boolean;
 }
 
 /** Inputs to the reducer. Every event carries the current time; the reducer reads no clock. */
@@ -116,7 +131,9 @@ export type CoordinatorEvent =
   /** End the job without a snapshot (Flink's cancel): pending checkpoints are aborted, nothing starts any more. */
   | { readonly type: 'cancel'; readonly now: number }
   /** The sink transactions of completed checkpoint `checkpointId` (and of every earlier one it carries) are committed. */
-  | { readonly type: 'committed'; readonly now: number; readonly checkpointId: number };
+  | { readonly type: 'committed'; readonly now: number; readonly checkpointId: number }
+  /** A subtask did work since its last barrier while the job row said the job was quiet: periodic checkpoints resume. */
+  | { readonly type: 'activity'; readonly now: number; readonly task: string };
 
 /** What the runner must do after a reducer step; the runner feeds results back as events. */
 export type CoordinatorEffect =

@@ -40,6 +40,8 @@ export const SubtaskStatsSchema = z.object({
   stateSize: z.number().int().nonnegative(),
   /** Bytes of all state files the subtask's snapshot references. */
   fullSize: z.number().int().nonnegative(),
+  /** Records the subtask took in and sent out between its previous barrier and this one (0: it did no work). */
+  records: z.number().int().nonnegative().optional(),
 });
 export type SubtaskStats = z.infer<typeof SubtaskStatsSchema>;
 

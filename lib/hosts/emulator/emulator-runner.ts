@@ -26,7 +26,7 @@ import { listCheckpoints, type LoadedManifest } from '../../runtime/snapshot-cat
 import { cancelJob } from '../../coordination/cancel.js';
 import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
 import { SinkCommitRegistry } from '../../coordination/commits.js';
-import { nextGenerationRow, removeUncommittedOutput } from '../../coordination/generation.js';
+import { nextGenerationRow, QUIET_AFTER_MS, QUIET_TICK_MS, removeUncommittedOutput } from '../../coordination/generation.js';
 import { CoordinatorHost } from '../../coordination/host.js';
 import { coordinatorLine } from '../../coordination/observer.js';
 import { restoreSnapshot } from '../../coordination/restore.js';
@@ -42,7 +42,7 @@ import { JobState, type JobControl } from '../../rest/job-control.js';
 import { createCoordinatorTaskHandler } from '../lambda/coordinator-task-handler.js';
 import { createOperatorHandler, type AwsJobResources } from '../lambda/operator-handler.js';
 import { SourceChains } from '../lambda/source-chains.js';
-import { TimerWakeForwarder } from '../lambda/timer-wakes.js';
+import { WakeForwarder } from '../lambda/wake-forwarder.js';
 import { enableMotoStepFunctionsExecution, provisionEmulatorJob, provisionFeedQueues, purgeJobQueues, type EmulatorJobResources } from './provision.js';
 import { JobRun, type JobRunOptions } from '../job-run.js';
 
@@ -83,6 +83,10 @@ export interface EmulatorRunOptions extends JobRunOptions {
    * @default 4 (EMULATOR_MAX_DOWNSTREAM_BACKLOG)
    */
   readonly maxDownstreamBacklog?: number;
+  /** Idle source backoff: steps in a row that read nothing before it starts (`OperatorHandlerOptions.sourceIdleStepsBeforeBackoff`). @default 10, as deployed */
+  readonly sourceIdleStepsBeforeBackoff?: number;
+  /** Idle source backoff: the longest delay between two wakes of an idle source, in ms; 0 turns it off (`OperatorHandlerOptions.sourceIdleMaxDelayMs`). @default 60000, as deployed */
+  readonly sourceIdleMaxDelayMs?: number;
 }
 
 /** Default of {@link EmulatorRunOptions.maxDownstreamBacklog}. */
@@ -177,6 +181,8 @@ export class EmulatorRunner extends JobRun implements JobControl {
           sourceChunkSize: this.options.sourceChunkSize ?? 1000,
           sourceLingerMs: this.options.sourceLingerMs ?? 500,
           maxDownstreamBacklog: this.options.maxDownstreamBacklog ?? EMULATOR_MAX_DOWNSTREAM_BACKLOG,
+          ...(this.options.sourceIdleStepsBeforeBackoff === undefined ? {} : { sourceIdleStepsBeforeBackoff: this.options.sourceIdleStepsBeforeBackoff }),
+          ...(this.options.sourceIdleMaxDelayMs === undefined ? {} : { sourceIdleMaxDelayMs: this.options.sourceIdleMaxDelayMs }),
           sqsLimits: EMULATOR_SQS_LIMITS,
           log: (line) => this.onHandlerLog(v.id, line),
         });
@@ -202,7 +208,7 @@ export class EmulatorRunner extends JobRun implements JobControl {
             tasks: this.tasks!,
             sfn: clients.sfn,
             log: (e) => this.onCoordinatorLog(e),
-            timerWakes: new TimerWakeForwarder({ job: this.plan.job, sqs: clients.sqs, queueUrls: resources.queueUrls, tasksQueueUrl: resources.tasksQueueUrl, clock: this.clock }),
+            wakes: new WakeForwarder({ job: this.plan.job, sqs: clients.sqs, queueUrls: resources.queueUrls, tasksQueueUrl: resources.tasksQueueUrl, clock: this.clock }),
           }),
           waitTimeSeconds: 1,
           retryDelaySeconds: 1,
@@ -214,11 +220,16 @@ export class EmulatorRunner extends JobRun implements JobControl {
       this.state = JobState.Running;
       this.row = await this.tasks!.startSources();
 
-      // EventBridge Scheduler does not fire on emulators: send the coordinator the tick the schedule would send.
+      // EventBridge Scheduler does not fire on emulators: send the coordinator the tick the schedule would send. A
+      // quiet job (lib/core/coordinator/quiet.ts) is ticked once a minute, as the deployed ticker does.
       const tick = JSON.stringify({ v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'tick', job: this.plan.job });
       const interval = this.checkpointOptions.interval;
       const tickMs = Math.max(200, Math.min(1000, interval > 0 ? interval / 4 : 1000));
+      let tickedAt = Number.NEGATIVE_INFINITY;
       ticker = setInterval(() => {
+        const now = this.clock.now();
+        if (this.row?.state.quiet?.confirmed === true && now - tickedAt < QUIET_TICK_MS) return;
+        tickedAt = now;
         clients.sqs.send(new SendMessageCommand({ QueueUrl: resources.tasksQueueUrl, MessageBody: tick })).catch(onError('sending a tick'));
       }, tickMs);
 
@@ -296,7 +307,15 @@ export class EmulatorRunner extends JobRun implements JobControl {
         EMULATOR_SQS_LIMITS,
       ),
       executions: new StepFunctionsCheckpointExecutions({ client: clients.sfn, stateMachineArn: resources.stateMachineArn, job: this.plan.job }),
-      sources: new SourceChains({ plan: this.plan, queueUrls: resources.queueUrls, sqs: clients.sqs, state: stateStore, clock: this.clock, log: (e) => this.onCoordinatorLog(e) }),
+      sources: new SourceChains({
+        plan: this.plan,
+        queueUrls: resources.queueUrls,
+        sqs: clients.sqs,
+        state: stateStore,
+        clock: this.clock,
+        log: (e) => this.onCoordinatorLog(e),
+        ...(this.options.sourceIdleMaxDelayMs === undefined ? {} : { idleMaxDelayMs: this.options.sourceIdleMaxDelayMs }),
+      }),
       // The coordinator restarts the job by its strategy, as a deployed one does (this runner's ticks come every second).
       restarts: { restart: this.restartOptions, state: stateStore },
       clock: this.clock,
@@ -313,6 +332,8 @@ export class EmulatorRunner extends JobRun implements JobControl {
       ...(restore ? { restored: restore.manifest } : {}),
       // A restart within this run keeps the counts and the history, as the embedded runner does.
       ...(this.row ? { previous: this.row } : {}),
+      // The handlers cache the job row as deployed ones do: an idle job stops its periodic checkpoints.
+      quietAfterMs: QUIET_AFTER_MS,
     });
     this.row = await store.create(row);
     return { resources, store, generation };

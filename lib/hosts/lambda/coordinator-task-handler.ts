@@ -5,7 +5,7 @@ import { isRetryable } from '../../adapters/aws/sqs-queue-sender.js';
 import { TriggerRefusedError, type CoordinatorHost } from '../../coordination/host.js';
 import { guardedObserver, type CoordinatorObserver, jsonLineLog, type CoordinatorLog } from '../../coordination/observer.js';
 import { CoordinatorError, parseCoordinatorTaskMessage, type CoordinatorTaskMessage } from '../../coordination/checkpoint-tasks.js';
-import type { TimerWakeForwarder } from './timer-wakes.js';
+import type { WakeForwarder } from './wake-forwarder.js';
 
 /** Options of {@link createCoordinatorTaskHandler}. */
 export interface CoordinatorTaskHandlerOptions {
@@ -18,10 +18,10 @@ export interface CoordinatorTaskHandlerOptions {
   /** Told of every task message handled (`coordinatorTask`), for metrics. @default none */
   readonly observer?: CoordinatorObserver;
   /**
-   * Forwards `timerWake` tasks into their vertex's FIFO queue when due (timer-wakes.ts). @default none: a timer wake
-   * comes back and, after its receives, reaches the dead-letter queue
+   * Forwards `timerWake` and `sourceWake` tasks into their vertex's FIFO queue when due (wake-forwarder.ts). @default
+   * none: such a wake comes back and, after its receives, reaches the dead-letter queue
    */
-  readonly timerWakes?: Pick<TimerWakeForwarder, 'forward'>;
+  readonly wakes?: Pick<WakeForwarder, 'forward'>;
 }
 
 /** A coordinator-tasks message that must come back (its task or its answer failed, or it is malformed); the reason is logged. */
@@ -84,8 +84,12 @@ export function createCoordinatorTaskRecordHandler(options: CoordinatorTaskHandl
         await tasks.tick(message.scheduledTime);
         return {};
       case 'timerWake':
-        if (!options.timerWakes) throw new FloeError(ErrorCode.InvalidOptions, `the coordinator of '${tasks.job}' has no timer-wake forwarder`);
-        return { timerWake: await options.timerWakes.forward(message) };
+      case 'sourceWake':
+        if (!options.wakes) throw new FloeError(ErrorCode.InvalidOptions, `the coordinator of '${tasks.job}' has no wake forwarder`);
+        return { [message.type]: await options.wakes.forward(message) };
+      case 'activity':
+        await tasks.activity(`${message.vertex}:${message.subtask}`);
+        return {};
     }
   };
 

@@ -80,7 +80,9 @@ import type { Envelope } from '../../core/envelope.js';
 import { SubtaskExecutor, type StepResult } from '../../runtime/task-step.js';
 import type { OperatorObservation, OperatorObserver } from './operator-observer.js';
 import { isCanceled } from '../../core/coordinator/job-row.js';
-import { parseWake, sendWakes, type WakeMessage } from './source-wakes.js';
+import { IDLE_STEPS_BEFORE_BACKOFF, idleWakeDelayMs, parseWake, SOURCE_IDLE_MAX_DELAY_MS, sendWakes, type WakeMessage } from './source-wakes.js';
+import { reportActivity, sendDelayedWake } from './wake-forwarder.js';
+import { MAX_DELAY_SECONDS } from '../../coordination/checkpoint-tasks.js';
 import { parseTimerWake, TIMER_WAKE_EARLY_MS, type TimerWakeMessage } from './timer-wakes.js';
 import { SqsTimerWakeScheduler } from '../../adapters/aws/sqs-timer-wakes.js';
 import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from '../../adapters/aws/downstream-backlog.js';
@@ -133,6 +135,20 @@ export interface OperatorHandlerOptions {
    * @default 1000
    */
   readonly sourceIdleWaitMs?: number;
+  /**
+   * Scale to zero: after this many steps in a row read nothing, an idle source chain backs off — its next wake goes
+   * through the coordinator-tasks queue with a delay of 1 s, then 2 s, 4 s … up to `sourceIdleMaxDelayMs`, instead of
+   * waiting in the invocation (see `idleWakeDelayMs`). The first step that reads ends the backoff.
+   * @default 10 (IDLE_STEPS_BEFORE_BACKOFF)
+   */
+  readonly sourceIdleStepsBeforeBackoff?: number;
+  /**
+   * Longest delay of a backed-off idle source's next wake, in ms: how late an idle source notices new input at most
+   * (plus two queue hops). 0 turns the backoff off (an idle source steps about once a `sourceIdleWaitMs`). The
+   * coordinator's watchdog must allow for it (`SourceChainsOptions.idleMaxDelayMs`).
+   * @default 60000 (SOURCE_IDLE_MAX_DELAY_MS)
+   */
+  readonly sourceIdleMaxDelayMs?: number;
   /**
    * Shortest time from the start of a rate-limited source subtask's wake step to its next one: a step after which
    * the source must wait for its rate waits (within `sourceIdleWaitMs`) until this long after it started before
@@ -233,6 +249,8 @@ interface CachedExecutor {
     sourceExhausted: boolean;
     /** Resolves once the running step has committed (true) or failed (false); acks of its snapshots wait for it. */
     committed: Promise<boolean>;
+    /** The quiet (its `since`) this executor reported `activity` for already. */
+    reportedQuiet?: number;
   };
   /** Steps of one executor run one at a time. */
   tail: Promise<unknown>;
@@ -243,6 +261,8 @@ interface RunInfo {
   readonly jobId: string;
   /** The generation was cancelled: its messages are dropped. */
   readonly canceled: boolean;
+  /** The job is quiet since then (lib/core/coordinator/quiet.ts): a step that did work reports `activity`. */
+  readonly quietSince?: number;
 }
 
 /** Builds the handler of one vertex's queue; executors, clients and ports live as long as the handler (a Lambda container). */
@@ -258,8 +278,16 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
   const idleWaitMs = options.sourceIdleWaitMs ?? SOURCE_IDLE_WAIT_MS;
   const refreshMs = options.runRefreshMs ?? RUN_REFRESH_MS;
   const lingerMs = options.sourceLingerMs ?? 0;
-  if (!(idleWaitMs >= 0) || !(refreshMs >= 0) || !(lingerMs >= 0)) {
-    throw new FloeError(ErrorCode.InvalidOptions, `sourceIdleWaitMs, sourceLingerMs and runRefreshMs must be >= 0, got ${idleWaitMs}, ${lingerMs} and ${refreshMs}`);
+  const idleSteps = options.sourceIdleStepsBeforeBackoff ?? IDLE_STEPS_BEFORE_BACKOFF;
+  const idleMaxDelayMs = options.sourceIdleMaxDelayMs ?? SOURCE_IDLE_MAX_DELAY_MS;
+  if (!(idleWaitMs >= 0) || !(refreshMs >= 0) || !(lingerMs >= 0) || !(idleSteps >= 0) || !(idleMaxDelayMs >= 0)) {
+    throw new FloeError(
+      ErrorCode.InvalidOptions,
+      `sourceIdleWaitMs, sourceLingerMs, runRefreshMs, sourceIdleStepsBeforeBackoff and sourceIdleMaxDelayMs must be >= 0, got ${idleWaitMs}, ${lingerMs}, ${refreshMs}, ${idleSteps} and ${idleMaxDelayMs}`,
+    );
+  }
+  if (idleMaxDelayMs > MAX_DELAY_SECONDS * 1000) {
+    throw new FloeError(ErrorCode.InvalidOptions, `sourceIdleMaxDelayMs must be at most ${MAX_DELAY_SECONDS * 1000} (SQS's longest delay), got ${idleMaxDelayMs}`);
   }
   const ports = buildPorts(options, clients, clock, log, observe);
   const probe = vertex.isSource ? backlogProbe(options, vertex, clients, clock, log) : undefined;
@@ -271,7 +299,14 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
 
   const loadRun = (): Promise<RunInfo> => {
     runLoadedAt = clock.now();
-    const p = ports.coordinatorStore.require(plan.job).then((row) => ({ generation: row.runtime.generation, jobId: row.runtime.jobId, canceled: isCanceled(row) }));
+    const p = ports.coordinatorStore.require(plan.job).then(
+      (row): RunInfo => ({
+        generation: row.runtime.generation,
+        jobId: row.runtime.jobId,
+        canceled: isCanceled(row),
+        ...(row.state.quiet === undefined ? {} : { quietSince: row.state.quiet.since }),
+      }),
+    );
     run = p;
     p.catch(() => {
       if (run === p) run = undefined;
@@ -507,12 +542,29 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
       const { result, ackFailures } = outcome;
       let wakeSent: number | undefined;
       let pausedMs = 0;
+      let delayedMs = 0;
+      let idle = 0;
       // A stale wake's chain has moved on; a repeated one re-sends the next wake (same deduplication id) in case it was lost.
       if (wake !== undefined && result.wake !== 'stale' && !result.finished && !entry.flags.sourceExhausted) {
-        pausedMs = result.wake !== 'new' ? 0 : heldOff ? idleWaitMs : pauseOf(result, started, clock.now(), idleWaitMs, lingerMs);
+        const before = current.find((w) => w.n === wake)?.idle ?? 0;
+        // Steps in a row that read nothing (held off by backpressure is not idle): an idle chain backs off.
+        idle = result.wake !== 'new' ? before : result.idle && !heldOff ? before + 1 : 0;
+        delayedMs = result.wake === 'new' && resources.tasksQueueUrl !== '' ? idleWakeDelayMs(idle, idleSteps, idleMaxDelayMs) : 0;
+        pausedMs = result.wake !== 'new' || delayedMs > 0 ? 0 : heldOff ? idleWaitMs : pauseOf(result, started, clock.now(), idleWaitMs, lingerMs);
         if (pausedMs > 0) await new Promise((resolve) => setTimeout(resolve, pausedMs));
         wakeSent = wake + 1;
-        await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent }]);
+        if (delayedMs > 0) {
+          await sendDelayedWake(clients.sqs, resources.tasksQueueUrl, { job: plan.job, vertex: vertex.id, gen: info.generation, subtask, n: wakeSent, idle }, clock.now(), delayedMs);
+        } else {
+          await sendWakes(clients.sqs, queueUrlOf(resources, vertex.id), plan.job, [{ gen: info.generation, subtask, n: wakeSent, ...(idle > 0 ? { idle } : {}) }]);
+        }
+      }
+      // Work since the last barrier while the job looks quiet: periodic checkpoints must resume to commit it. A send
+      // that fails fails the batch; its redelivery finds the work still counted in the control row and reports again.
+      if (info.quietSince !== undefined && result.workSinceBarrier > 0 && entry.flags.reportedQuiet !== info.quietSince && resources.tasksQueueUrl !== '') {
+        await reportActivity(clients.sqs, resources.tasksQueueUrl, { job: plan.job, vertex: vertex.id, subtask, gen: info.generation });
+        entry.flags.reportedQuiet = info.quietSince;
+        log({ level: 'info', message: 'work while the job is quiet: activity reported', ...context, gen: info.generation, work: result.workSinceBarrier });
       }
       for (const reason of ackFailures) log({ level: 'error', message: `checkpoint acknowledgement failed after the step committed: ${reason}`, ...context });
       observe({
@@ -548,6 +600,7 @@ export function createOperatorHandler(options: OperatorHandlerOptions): (event: 
         ...(result.wake === undefined ? {} : { wake: result.wake }),
         ...(wakeSent === undefined ? {} : { nextWake: wakeSent }),
         ...(pausedMs > 0 ? { pausedMs } : {}),
+        ...(delayedMs > 0 ? { delayedMs, idle } : {}),
         ...(heldOff ? { heldOff, backlog: backlog!.messages } : {}),
         durationMs: clock.now() - started,
       });

@@ -9,7 +9,8 @@
  * Watchdog: a chain is one wake message at a time; if that message reaches the dead-letter queue (or is lost), the
  * source stops for good. Every step of a wake records the wake's number and time in the subtask's control row, so
  * the coordinator can read how far each chain got. A running, unfinished source subtask whose last wake step is older
- * than `stallMs` (or that never took one since the generation's sources were started) is sent its next wake again,
+ * than `stallMs` plus the longest backoff of an idle chain (or that never took one since the generation's sources were
+ * started) is sent its next wake again,
  * with a deduplication id of its own (a re-send inside SQS's 5-minute window would be dropped otherwise). This is
  * safe however wrong the guess: if the chain was alive after all, the copy waits behind the live wake in the
  * subtask's message group and is refused by the control row's fence (a wake that is not newer takes no step), or
@@ -23,7 +24,7 @@ import type { SourceChainDriver } from '../../coordination/host.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
 import type { PhysicalPlan } from '../../graph/plan.js';
 import type { Clock, ControlRow, StateStore } from '../../ports/index.js';
-import { sendWakes } from './source-wakes.js';
+import { sendWakes, SOURCE_IDLE_MAX_DELAY_MS } from './source-wakes.js';
 import { sendTimerWakes } from './timer-wakes.js';
 import { hasProcessingTimers } from '../../graph/plan.js';
 import type { CoordinatorLog } from '../../coordination/observer.js';
@@ -43,8 +44,13 @@ export interface SourceChainsOptions {
   readonly sqs: SQSClient;
   /** The operators' state, whose control rows tell how far each chain got. Without it the watchdog does nothing. @default none */
   readonly state?: StateStore;
-  /** A chain whose last wake step is older than this is woken again, in ms. @default 120000 */
+  /** A chain whose last wake step is older than this (plus `idleMaxDelayMs`) is woken again, in ms. @default 120000 */
   readonly stallMs?: number;
+  /**
+   * The longest delay a backed-off idle chain puts between two wakes (the operator handler's `sourceIdleMaxDelayMs`):
+   * such a chain is not stalled until its last step is `stallMs` older than that. @default 60000
+   */
+  readonly idleMaxDelayMs?: number;
   /** The control rows are read at most this often (ticks may come every second), in ms. @default 30000 */
   readonly watchEveryMs?: number;
   /** @default the system clock */
@@ -69,6 +75,7 @@ export class SourceChains implements SourceChainDriver {
   private readonly sqs: SQSClient;
   private readonly state: StateStore | undefined;
   private readonly stallMs: number;
+  private readonly idleMaxDelayMs: number;
   private readonly watchEveryMs: number;
   private readonly clock: Clock;
   private readonly log: CoordinatorLog;
@@ -82,11 +89,13 @@ export class SourceChains implements SourceChainDriver {
     this.sqs = options.sqs;
     this.state = options.state;
     this.stallMs = options.stallMs ?? SOURCE_STALL_MS;
+    this.idleMaxDelayMs = options.idleMaxDelayMs ?? SOURCE_IDLE_MAX_DELAY_MS;
     this.watchEveryMs = options.watchEveryMs ?? SOURCE_WATCH_EVERY_MS;
     this.clock = options.clock ?? systemClock;
     this.log = options.log ?? (() => {});
     const problems: string[] = [];
     if (!(this.stallMs > 0)) problems.push(`stallMs must be > 0, got ${this.stallMs}`);
+    if (!(this.idleMaxDelayMs >= 0)) problems.push(`idleMaxDelayMs must be >= 0, got ${this.idleMaxDelayMs}`);
     if (!(this.watchEveryMs >= 0)) problems.push(`watchEveryMs must be >= 0, got ${this.watchEveryMs}`);
     this.sources = options.plan.vertices
       .filter((v) => v.isSource)
@@ -199,7 +208,8 @@ export class SourceChains implements SourceChainDriver {
           const lastWake = mine?.wake;
           const progressAt = Math.max(mine?.wakeAt ?? startedAt, startedAt);
           const stalledMs = now - progressAt;
-          if (stalledMs < this.stallMs) return;
+          // A backed-off idle chain's next wake may be up to idleMaxDelayMs away by design.
+          if (stalledMs < this.stallMs + this.idleMaxDelayMs) return;
           const n = lastWake === undefined ? 0 : lastWake + 1;
           wakes.push({ gen: generation, subtask, n });
           rewoken.push({ task, n, stalledMs });

@@ -14,6 +14,26 @@ export interface WakeMessage {
   readonly gen: number;
   readonly subtask: number;
   readonly n: number;
+  /** Steps in a row before this wake that read nothing: how far an idle chain has backed off (see {@link idleWakeDelayMs}). @default 0 */
+  readonly idle?: number;
+}
+
+/** Default of the operator handler's `sourceIdleStepsBeforeBackoff`. */
+export const IDLE_STEPS_BEFORE_BACKOFF = 10;
+
+/** Default of the operator handler's `sourceIdleMaxDelayMs`. */
+export const SOURCE_IDLE_MAX_DELAY_MS = 60_000;
+
+/**
+ * How long an idle source chain waits before wake `idle` steps in (the wake after `idle` steps in a row read
+ * nothing): nothing extra for the first `before` (the step's own short wait applies), then 1 s, 2 s, 4 s … doubling
+ * up to `maxMs`. Such a wait is not spent in the invocation: the wake goes to the coordinator-tasks queue with a delay
+ * (FIFO queues take none per message), and the coordinator forwards it when due (wake-forwarder.ts). The watchdog
+ * allows for `maxMs` (source-chains.ts). 0 turns the backoff off.
+ */
+export function idleWakeDelayMs(idle: number, before: number, maxMs: number): number {
+  if (maxMs <= 0 || idle <= before) return 0;
+  return Math.min(maxMs, 1000 * 2 ** Math.min(30, idle - before - 1));
 }
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
@@ -28,16 +48,16 @@ export function parseWake(body: string): WakeMessage | undefined {
     return undefined;
   }
   if (typeof raw !== 'object' || raw === null || (raw as { floe?: unknown }).floe !== 'wake') return undefined;
-  const { gen, subtask, n } = raw as Record<string, unknown>;
-  if (!isCount(gen) || !isCount(subtask) || !isCount(n)) {
-    throw new FloeError(ErrorCode.MalformedMessage, `wake message needs non-negative integer gen, subtask and n, got ${body.slice(0, 200)}`);
+  const { gen, subtask, n, idle } = raw as Record<string, unknown>;
+  if (!isCount(gen) || !isCount(subtask) || !isCount(n) || !(idle === undefined || isCount(idle))) {
+    throw new FloeError(ErrorCode.MalformedMessage, `wake message needs non-negative integer gen, subtask and n (and idle, if any), got ${body.slice(0, 200)}`);
   }
-  return { floe: 'wake', gen, subtask, n };
+  return { floe: 'wake', gen, subtask, n, ...(idle === undefined || idle === 0 ? {} : { idle }) };
 }
 
 /** The body of a wake message. */
 export function encodeWake(wake: Omit<WakeMessage, 'floe'>): string {
-  return JSON.stringify({ floe: 'wake', gen: wake.gen, subtask: wake.subtask, n: wake.n });
+  return JSON.stringify({ floe: 'wake', gen: wake.gen, subtask: wake.subtask, n: wake.n, ...(wake.idle ? { idle: wake.idle } : {}) });
 }
 
 

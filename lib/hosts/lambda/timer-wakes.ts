@@ -17,10 +17,8 @@
  * job, generation, subtask, due time and the scheduling step's control version, so a standard queue's duplicate, a
  * re-sent long delay and a replayed step's repeated request forward one message.
  */
-import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { delaySecondsUntil, type TimerWakeTaskMessage } from '../../coordination/checkpoint-tasks.js';
-import type { Clock } from '../../ports/index.js';
 import { fifoDeduplicationId } from '../../adapters/aws/envelope-codec.js';
 import { sendGroupedMessages } from '../../adapters/aws/sqs-queue-sender.js';
 
@@ -70,45 +68,8 @@ export async function sendTimerWakes(sqs: SQSClient, queueUrl: string, job: stri
   await sendGroupedMessages(sqs, queueUrl, messages, 'timer wakes');
 }
 
-/** Default of {@link TimerWakeForwarderOptions.earlyMs}. */
+/**
+ * A timer wake due within this long is forwarded at once rather than delayed again (a delay costs a whole second at
+ * least); the operator handler waits out the rest before its step.
+ */
 export const TIMER_WAKE_EARLY_MS = 1000;
-
-/** Options of {@link TimerWakeForwarder}. */
-export interface TimerWakeForwarderOptions {
-  readonly job: string;
-  readonly sqs: SQSClient;
-  /** Vertex id → its FIFO input queue URL, for every vertex with processing-time timers. */
-  readonly queueUrls: Readonly<Record<string, string>>;
-  /** The coordinator-tasks queue, where a wake not yet due is sent again with the time left. */
-  readonly tasksQueueUrl: string;
-  readonly clock: Clock;
-  /**
-   * A wake due within this long is forwarded now rather than delayed again (a delay costs a whole second at least);
-   * the operator handler waits out the rest before its step.
-   * @default 1000
-   */
-  readonly earlyMs?: number;
-}
-
-/** The coordinator's side of timer wakes: forwards a due `timerWake` task into its vertex's FIFO queue. */
-export class TimerWakeForwarder {
-  private readonly earlyMs: number;
-
-  constructor(private readonly options: TimerWakeForwarderOptions) {
-    this.earlyMs = options.earlyMs ?? TIMER_WAKE_EARLY_MS;
-  }
-
-  /** Forwards the wake (`forwarded`), or sends the task again with the time left when it is not due yet (`delayed`). */
-  async forward(message: TimerWakeTaskMessage): Promise<'forwarded' | 'delayed'> {
-    const { sqs, job, queueUrls, tasksQueueUrl, clock } = this.options;
-    const now = clock.now();
-    if (message.dueAt - now > this.earlyMs) {
-      await sqs.send(new SendMessageCommand({ QueueUrl: tasksQueueUrl, MessageBody: JSON.stringify(message), DelaySeconds: delaySecondsUntil(message.dueAt, now) }));
-      return 'delayed';
-    }
-    const url = queueUrls[message.vertex];
-    if (!url) throw new FloeError(ErrorCode.InvalidOptions, `timer wake for vertex '${message.vertex}' of job '${job}': no queue URL for it`);
-    await sendTimerWakes(sqs, url, job, [{ gen: message.gen, subtask: message.subtask, due: message.dueAt, id: message.id }]);
-    return 'forwarded';
-  }
-}
