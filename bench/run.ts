@@ -22,6 +22,7 @@ import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
 import { keyedStateJob, sinkCounter, wordCountJob } from './jobs.js';
 import { formatSummary, summarizeProfile, type CpuProfile, type HotSpot } from './profile-summary.js';
 import { AWS_PRICES, CHECKPOINT_RUN_LINES_PER_SECOND, awsSection } from './aws.js';
+import { ESM_IDLE_RECEIVES_PER_MINUTE, IDLE_PRICES, idleSection } from './idle.js';
 import { scaleCost, sourcesSection } from './sources.js';
 import { bytes, checkpointNow, fmt, median, range, sleep, stop, tempDir, waitUntil } from './harness.js';
 
@@ -43,9 +44,9 @@ const HELP = `usage: npm run bench -- [options]
   --restore-runs <n>      restores timed (from the same checkpoint)            [quick 2, full 3]
   --incremental-keys <n>  keys of state for the incremental checkpoint         [1000000]
   --changed <fraction>    fraction of those keys updated between the two checkpoints [0.005]
-  --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws,sources [all]
+  --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws,sources,idle [all]
   --aws / --no-aws        run the sections on moto server (emulator mode; moto is started by the bench):
-                          aws and sources                                      [on]
+                          aws, sources and idle                                [on]
   --aws-words <n>         words the AWS cost run counts at steady state        [quick 100000, full 300000]
   --aws-fill <n>          words counted first, to create the keys (reported apart) [5 x vocabulary]
   --aws-source-chunk <n>  lines a source subtask reads per step in the AWS cost run [1000, emulator mode's default]
@@ -56,9 +57,11 @@ const HELP = `usage: npm run bench -- [options]
   --no-aws-cost           skip the AWS cost run (checkpoint durations only)
   --sources-messages <n>  messages (records) the sources section's drain runs read from an SQS queue and from a
                           2-shard Kinesis stream                                  [quick 800, full 2000]
-  --sources-idle <ms>     the sources section's idle window, after the first checkpoint   [quick 30000, full 120000]
+  --sources-idle <ms>     the sources section's idle window, once the job is quiet and backed off [quick 30000, full 120000]
   --sources-runs <n>      drain and idle runs of the sources section, each (medians)      [quick 1, full 3]
   --sources-interval <ms> checkpoint interval of the sources section's job                [2000]
+  --idle-window <ms>      the idle section's measured window: the orders job over an empty queue, once it is
+                          quiet and its source backed off (scale to zero)                 [quick 300000, full 3600000]
   --out <file>            JSON results                                         [bench/results/latest.json]
   --profile               CPU-profile each section: bench/results/profile-<section>.cpuprofile, plus a
                           summary of the hottest functions (profiling slows the runs; ratios stay comparable)
@@ -95,6 +98,7 @@ interface Config {
   readonly sourcesIdleMs: number;
   readonly sourcesRuns: number;
   readonly sourcesIntervalMs: number;
+  readonly idleWindowMs: number;
 }
 
 function readConfig(): Config {
@@ -130,6 +134,7 @@ function readConfig(): Config {
       'sources-idle': { type: 'string' },
       'sources-runs': { type: 'string' },
       'sources-interval': { type: 'string' },
+      'idle-window': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -147,7 +152,7 @@ function readConfig(): Config {
   const vocabulary = num('vocabulary', values.vocabulary, 10_000, 1);
   const sink = values.sink ?? 'discard';
   if (sink !== 'discard' && sink !== 'files') throw new Error(`--sink must be discard or files, got '${sink}'`);
-  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws', 'sources'];
+  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws', 'sources', 'idle'];
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : all;
   for (const s of only) if (!all.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${all.join(', ')})`);
   const changedFraction = num('changed', values.changed, 0.005, 0);
@@ -169,7 +174,7 @@ function readConfig(): Config {
     changedFraction,
     probeMs: quick ? 2000 : 3000,
     // --no-aws leaves out everything that runs on moto.
-    sections: new Set(only.filter((s) => s !== 'sources' || (values.aws && !values['no-aws']))),
+    sections: new Set(only.filter((s) => (s !== 'sources' && s !== 'idle') || (values.aws && !values['no-aws']))),
     out: values.out ?? join(BENCH_DIR, 'results', 'latest.json'),
     profile: values.profile,
     aws: values.aws && !values['no-aws'] && (values.only === undefined || only.includes('aws')),
@@ -188,6 +193,7 @@ function readConfig(): Config {
     sourcesIdleMs: num('sources-idle', values['sources-idle'], quick ? 30_000 : 120_000, 1000),
     sourcesRuns: num('sources-runs', values['sources-runs'], quick ? 1 : 3, 1),
     sourcesIntervalMs: num('sources-interval', values['sources-interval'], 2000, 100),
+    idleWindowMs: num('idle-window', values['idle-window'], quick ? 300_000 : 3_600_000, 10_000),
   };
 }
 
@@ -874,9 +880,9 @@ async function main(): Promise<void> {
         metric: `${S}drain, $ per million objects: ${S3_COSTS} = total (per million lines after the semicolon; the producer's PUTs apart)`,
         value: `${s3Costs(scaleCost(so.cost, 1000))} = ${usd(so.cost.total * 1000)}; ${usd(sl.cost.total * 1000)}`,
       },
-      { section: 'sources', metric: 'idle: empty queue, window after the first checkpoint; checkpoints completed in it', value: `${fmt(r.idle.windowMs / 1000, 1)} s; ${fmt(r.idle.checkpoints)}` },
-      { section: 'sources', metric: `${K}idle: empty stream, window after the first checkpoint; checkpoints completed in it`, value: `${fmt(k.idle.windowMs / 1000, 1)} s; ${fmt(k.idle.checkpoints)}` },
-      { section: 'sources', metric: `${S}idle: empty bucket (and notification queue), window after the first checkpoint; checkpoints completed in it`, value: `${fmt(s3.idle.windowMs / 1000, 1)} s; ${fmt(s3.idle.checkpoints)}` },
+      { section: 'sources', metric: 'idle: empty queue, window once quiet and backed off; checkpoints completed in it', value: `${fmt(r.idle.windowMs / 1000, 1)} s; ${fmt(r.idle.checkpoints)}` },
+      { section: 'sources', metric: `${K}idle: empty stream, window once quiet and backed off; checkpoints completed in it`, value: `${fmt(k.idle.windowMs / 1000, 1)} s; ${fmt(k.idle.checkpoints)}` },
+      { section: 'sources', metric: `${S}idle: empty bucket (and notification queue), window once quiet and backed off; checkpoints completed in it`, value: `${fmt(s3.idle.windowMs / 1000, 1)} s; ${fmt(s3.idle.checkpoints)}` },
       { section: 'sources', metric: "idle, per hour: the source's own SQS requests", value: list(h.source.requests, 0) },
       { section: 'sources', metric: `${K}idle, per hour: the source's own Kinesis requests (GetRecords per shard-hour ${fmt((kh.source.requests.GetRecords ?? 0) / k.shards)})`, value: list(kh.source.requests, 0) },
       { section: 'sources', metric: `${S}idle, per hour: the source's own S3 and SQS requests (the listing's ListObjectsV2 every minute, when the window held one)`, value: list(sh.source.requests, 0, 7) },
@@ -921,6 +927,53 @@ async function main(): Promise<void> {
         section: 'sources',
         metric: `${K}the stream's ${fmt(k.shards)} shards, $ per month at $${AWS_PRICES.kinesisPerShardHour} per shard-hour (provisioned; the user's whether Floe reads it or not)`,
         value: usd(k.idle.shardHoursPerMonth),
+      },
+    );
+  }
+
+  if (cfg.sections.has('idle')) {
+    const r = await section('idle', () =>
+      idleSection({ windowMs: cfg.idleWindowMs, parallelism: cfg.parallelism, intervalMs: cfg.sourcesIntervalMs, settleTimeoutMs: 180_000 }, (m) => process.stderr.write(`[bench] idle: ${m}\n`)),
+    );
+    results.idle = { ...r, prices: { ...AWS_PRICES, ...IDLE_PRICES, esmIdleReceivesPerMinute: ESM_IDLE_RECEIVES_PER_MINUTE } };
+    const usd = (n: number) => `$${n < 0.1 ? n.toFixed(4) : n.toFixed(2)}`;
+    const top = (o: Record<string, number>, digits = 0) =>
+      Object.entries(o)
+        .filter(([, n]) => n > 0.05)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, n]) => `${k.replace(/Command$/, '')} ${fmt(n, digits)}`)
+        .join('; ') || 'none';
+    const h = r.perHour;
+    const m = r.perMonth;
+    const fns = Object.entries(h.functions)
+      .sort((a, b) => b[1].invocations - a[1].invocations)
+      .map(([fn, f]) => `${fn} ${fmt(f.invocations)} (${fmt(f.meanMs)} ms mean, ${fmt(f.lambdaSeconds, 1)} s)`)
+      .join('; ');
+    const I = 'idle: ';
+    rows.push(
+      { section: 'idle', metric: `${I}window measured (the orders job, parallelism ${cfg.parallelism}, checkpoint every ${fmt(cfg.sourcesIntervalMs / 1000)} s, after it went quiet at ${fmt(r.quietAfterMs / 1000)} s); checkpoints in it`, value: `${fmt(r.windowMs / 1000)} s; ${fmt(r.checkpoints)}`, target: '0 checkpoints', pass: r.checkpoints === 0 },
+      { section: 'idle', metric: `${I}per hour, invocations by function (mean duration, Lambda-seconds)`, value: fns || 'none' },
+      { section: 'idle', metric: `${I}per hour, runtime SQS requests by purpose (emulator mode's pollers and checks left out)`, value: top(h.sqsByPurpose) },
+      { section: 'idle', metric: `${I}per hour, the source's own SQS requests`, value: top(h.sourceRequests) },
+      { section: 'idle', metric: `${I}per hour, DynamoDB requests; write / read units`, value: `${top(h.dynamodb)}; ${fmt(h.writeUnits, 1)} / ${fmt(h.readUnits, 1)}` },
+      { section: 'idle', metric: `${I}per hour, S3 requests; Step Functions executions / transitions`, value: `${top(h.s3)}; ${fmt(h.stepFunctions.executions)} / ${fmt(h.stepFunctions.transitions)}` },
+      {
+        section: 'idle',
+        metric: `${I}$ per month measured: SQS / source queue / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
+        value: [m.sqsMeasured, m.sqsSourceQueue, m.dynamodb, m.s3, m.stepFunctionsStandard, m.lambdaRequests, m.lambdaDuration].map(usd).join(' / '),
+      },
+      {
+        section: 'idle',
+        metric: `${I}$ per month modelled: Lambda's pollers of ${r.polledQueues.fifo} FIFO and ${r.polledQueues.standard} standard queues (${ESM_IDLE_RECEIVES_PER_MINUTE} receives a minute each; at AWS's fewest, 2 pollers, 6) / schedule and ticker (one a minute)`,
+        value: `${usd(m.esmPolling)} (${usd((m.esmPolling * 6) / ESM_IDLE_RECEIVES_PER_MINUTE)}) / ${usd(m.ticker)}`,
+      },
+      { section: 'idle', metric: `${I}$ per month, Floe's own (measured)`, value: usd(m.floe), target: '<= $1', pass: m.floe <= 1 },
+      {
+        section: 'idle',
+        metric: `${I}$ per month, whole idle job (measured and modelled; no storage, logs or free tier; with 2 pollers a queue)`,
+        value: `${usd(m.total)} (${usd(m.total - m.esmPolling + (m.esmPolling * 6) / ESM_IDLE_RECEIVES_PER_MINUTE)})`,
+        target: '<= $1',
+        pass: m.total <= 1,
       },
     );
   }

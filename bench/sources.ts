@@ -8,9 +8,10 @@
  *   deleted every message, which it does once the checkpoint after its record completed; Kinesis: every record
  *   reached the sink and a checkpoint triggered after that completed): requests per 1,000 records by service and
  *   operation, the source's own SQS or Kinesis calls apart from the runtime's;
- * - idle: the same job over an empty queue (a stream with nothing in it) for a fixed window after its first
- *   checkpoint: requests, handler invocations (each a Lambda invocation when deployed) and their durations per hour,
- *   and what that costs a month.
+ * - idle: the same job over an empty queue (a stream with nothing in it) for a fixed window once it is quiet and its
+ *   source backed off (`untilIdle`): requests, handler invocations (each a Lambda invocation when deployed) and their
+ *   durations per hour, and what that costs a month. (The idle section, idle.ts, measures the SQS one for longer and
+ *   models what emulator mode cannot run.)
  */
 import { randomUUID } from 'node:crypto';
 import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -20,7 +21,7 @@ import { CreateBucketCommand, PutBucketNotificationConfigurationCommand, PutObje
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { AwsClients } from '../lib/adapters/aws/clients.js';
-import { EmulatorRunner } from '../lib/hosts/emulator/emulator-runner.js';
+import { EmulatorRunner, type EmulatorRunOptions } from '../lib/hosts/emulator/emulator-runner.js';
 import { emulatorResourceNames } from '../lib/hosts/emulator/provision.js';
 import { Job, kinesisSource, s3Source, sqsSource, valueState, type SourceConnector } from '../lib/index.js';
 import startMoto from '../test/support/moto-global-setup.js';
@@ -28,6 +29,7 @@ import { AWS_PRICES, AwsUsage, diff, instrumentedClients, instrumentedKinesisCli
 import { median, sleep } from './harness.js';
 import { discardSink, sinkCounter, type SinkCounter } from './jobs.js';
 import type { RunOutcome } from '../lib/coordination/restarts.js';
+import { SOURCE_IDLE_MAX_DELAY_MS } from '../lib/hosts/lambda/source-wakes.js';
 
 /** Options of the sources section. */
 export interface SourcesConfig {
@@ -115,7 +117,7 @@ export interface Invocation {
  * queue type (FIFO vertex queues, the standard coordinator-tasks queue), handler invocations timed from outside,
  * and committed steps (control row writes) by vertex.
  */
-class RuntimeProbe {
+export class RuntimeProbe {
   readonly sqsByPurpose = new Tally();
   readonly sqsBilled = new Tally();
   readonly steps = new Tally();
@@ -308,7 +310,7 @@ export interface SourcesUsage {
   readonly cost: SourcesCost;
 }
 
-interface Marks {
+export interface Marks {
   readonly source: AwsUsageSnapshot;
   readonly runtime: AwsUsageSnapshot;
   readonly purpose: Record<string, number>;
@@ -319,7 +321,7 @@ interface Marks {
   readonly at: number;
 }
 
-function mark(sourceUsage: AwsUsage, usage: AwsUsage, probe: RuntimeProbe, runner: EmulatorRunner): Marks {
+export function mark(sourceUsage: AwsUsage, usage: AwsUsage, probe: RuntimeProbe, runner: EmulatorRunner): Marks {
   return {
     source: sourceUsage.snapshot(),
     runtime: usage.snapshot(),
@@ -332,7 +334,7 @@ function mark(sourceUsage: AwsUsage, usage: AwsUsage, probe: RuntimeProbe, runne
   };
 }
 
-function usageBetween(a: Marks, b: Marks, probe: RuntimeProbe, sfn: StepFunctionsWork): SourcesUsage {
+export function usageBetween(a: Marks, b: Marks, probe: RuntimeProbe, sfn: StepFunctionsWork): SourcesUsage {
   const source = diff(a.source, b.source);
   const runtime = diff(a.runtime, b.runtime);
   const billed = tallyDiff(a.billed, b.billed);
@@ -428,7 +430,7 @@ export interface IdleResult {
   readonly perHour: SourcesUsage;
 }
 
-async function createQueue(client: SQSClient): Promise<string> {
+export async function createQueue(client: SQSClient): Promise<string> {
   return (await client.send(new CreateQueueCommand({ QueueName: `bench-orders-${randomUUID().slice(0, 8)}` }))).QueueUrl!;
 }
 
@@ -442,9 +444,9 @@ function orders(n: number, customers: number): Order[] {
 }
 
 /** The job's source over its own client, which counts into the usage given. */
-type SourceOf<C> = (endpoint: string, usage: AwsUsage) => { readonly source: SourceConnector<Order>; readonly client: C };
+export type SourceOf<C> = (endpoint: string, usage: AwsUsage) => { readonly source: SourceConnector<Order>; readonly client: C };
 
-const sqsOrders =
+export const sqsOrders =
   (queueUrl: string): SourceOf<SQSClient> =>
   (endpoint, usage) => {
     const client = instrumentedClients(endpoint, usage).sqs;
@@ -462,21 +464,21 @@ const kinesisOrders =
   };
 
 /** Builds a runner over instrumented clients: the source's own client apart from the runtime's. */
-function setUp<C>(cfg: SourcesConfig, endpoint: string, sourceOf: SourceOf<C>, namespace: string) {
+export function setUp<C>(cfg: Pick<SourcesConfig, 'parallelism' | 'intervalMs'>, endpoint: string, sourceOf: SourceOf<C>, namespace: string, runnerOptions: Partial<EmulatorRunOptions> = {}) {
   const sourceUsage = new AwsUsage();
   const usage = new AwsUsage();
   const { source, client: sourceClient } = sourceOf(endpoint, sourceUsage);
   const clients = instrumentedClients(endpoint, usage);
   const counter = sinkCounter();
   const job = ordersJob({ source, counter, parallelism: cfg.parallelism, intervalMs: cfg.intervalMs });
-  const runner = new EmulatorRunner(job, { endpoint, clients, namespace, log: (m) => logLine(`${namespace}: ${m}`) });
+  const runner = new EmulatorRunner(job, { endpoint, clients, namespace, log: (m) => logLine(`${namespace}: ${m}`), ...runnerOptions });
   const probe = new RuntimeProbe(runner, namespace);
   probe.install(clients);
   return { sourceUsage, usage, sourceClient, clients, counter, runner, probe };
 }
 
 /** Checkpoints completed so far (the row's history keeps only the last few). */
-const completed = (runner: EmulatorRunner) => runner.coordinatorState().counts.completed;
+export const completed = (runner: EmulatorRunner) => runner.coordinatorState().counts.completed;
 
 /**
  * Message ids the source deleted, from its client's successful DeleteMessageBatch entries. The queue's own counters
@@ -552,12 +554,7 @@ async function idleRun<C>(cfg: SourcesConfig, endpoint: string, sourceOf: Source
   const run = runner.run();
   try {
     await waitRunning(runner, run);
-    // Start-up (first wakes, pollers backing off, the first snapshot of every subtask) ends with the first checkpoint.
-    const deadline = performance.now() + 60_000;
-    while (completed(runner) === 0) {
-      if (performance.now() > deadline) throw new Error('sources idle: no checkpoint completed within 60 s of the start');
-      await sleep(50);
-    }
+    await untilIdle(runner, 180_000, (m) => logLine(`${namespace}: ${m}`));
     await stepFunctionsWork(sfn, seen);
     const start = mark(sourceUsage, usage, probe, runner);
     await sleep(cfg.idleWindowMs);
@@ -572,6 +569,25 @@ async function idleRun<C>(cfg: SourcesConfig, endpoint: string, sourceOf: Source
     await runner.cancel();
     await run;
   }
+}
+
+/** Backoff of an idle source chain: ten idle steps, then 1, 2 … 32 s, then the cap; about 75 s from the first idle step. */
+const BACKOFF_SETTLE_MS = SOURCE_IDLE_MAX_DELAY_MS + 60_000;
+
+/**
+ * Waits until an idle job is in its steady state: quiet (periodic checkpoints paused, lib/core/coordinator/quiet.ts)
+ * and its source chains backed off to their longest delay. Answers how long the job took to go quiet, in ms.
+ */
+export async function untilIdle(runner: EmulatorRunner, timeoutMs: number, log: (m: string) => void): Promise<number> {
+  const started = performance.now();
+  while (runner.coordinatorState().quiet?.confirmed !== true) {
+    if (performance.now() - started > timeoutMs) throw new Error(`idle: the job was not quiet within ${timeoutMs} ms (${completed(runner)} checkpoints)`);
+    await sleep(250);
+  }
+  const quietAfterMs = performance.now() - started;
+  log(`quiet after ${Math.round(quietAfterMs / 1000)} s and ${completed(runner)} checkpoints; waiting ${Math.round(BACKOFF_SETTLE_MS / 1000)} s for the source chains to back off fully`);
+  await sleep(BACKOFF_SETTLE_MS);
+  return quietAfterMs;
 }
 
 /** A Kinesis drain run's figures. */

@@ -42,7 +42,7 @@ import { SourceChains } from '../lib/hosts/lambda/source-chains.js';
 import { WakeForwarder } from '../lib/hosts/lambda/wake-forwarder.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
-import { loadDeployedJob, readEnvironment } from './handler-environment.js';
+import { idleSourceMaxDelayMs, loadDeployedJob, readEnvironment } from './handler-environment.js';
 import { DEFAULT_RESTART_OPTIONS, resolveRestartOptions } from '../lib/core/options.js';
 import { SqsTickRequester } from '../lib/hosts/lambda/tick-requester.js';
 import { COORDINATOR_ALWAYS, CoordinatorMetric, coordinatorMetrics } from './metrics.js';
@@ -55,6 +55,7 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
   const config = readEnvironment(process.env, 'coordinator function', () => ({
     stateTable: process.env[FloeEnv.StateTable] || undefined,
     coordinatorQueueUrl: process.env[FloeEnv.CoordinatorQueueUrl] || undefined,
+    idleSourceMaxDelayMs: idleSourceMaxDelayMs(process.env, 'coordinator function'),
   }));
   const { job, plan } = await loadDeployedJob(config, 'coordinator function');
 
@@ -77,6 +78,7 @@ async function build(telemetry: HandlerTelemetry): Promise<RecordHandler> {
       queueUrls: config.queueUrls,
       sqs: clients.sqs,
       ...(state === undefined ? {} : { state }),
+      ...(config.idleSourceMaxDelayMs === undefined ? {} : { idleMaxDelayMs: config.idleSourceMaxDelayMs }),
       log: telemetry.log,
     }),
     log: telemetry.log,

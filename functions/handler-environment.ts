@@ -3,13 +3,25 @@
  * and the plan it rebuilds from the bundled job, checked against the one that was deployed.
  */
 import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
-import { ErrorCode, ValidationError } from '../lib/core/errors.js';
+import { ErrorCode, FloeError, ValidationError } from '../lib/core/errors.js';
+import { MAX_DELAY_SECONDS } from '../lib/coordination/checkpoint-tasks.js';
 import { resolveCheckpointOptions, type ResolvedCheckpointOptions } from '../lib/core/options.js';
 import { loadJob } from '../lib/hosts/load-job.js';
 import { buildPlan, type PhysicalPlan } from '../lib/graph/plan.js';
 import type { Job } from '../lib/api/job.js';
 
 /** What every function knows of its job. */
+/** `FLOE_SOURCE_IDLE_MAX_DELAY_MS` (FloeJob `idleSourceMaxDelay`): the longest delay of an idle source's wake, in ms; undefined when unset. */
+export function idleSourceMaxDelayMs(env: NodeJS.ProcessEnv, subject: string): number | undefined {
+  const raw = env[FloeEnv.IdleSourceMaxDelayMs];
+  if (raw === undefined || raw === '') return undefined;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 0 || ms > MAX_DELAY_SECONDS * 1000) {
+    throw new FloeError(ErrorCode.InvalidOptions, `${subject}: ${FloeEnv.IdleSourceMaxDelayMs} must be an integer from 0 to ${MAX_DELAY_SECONDS * 1000}, got '${raw}'`);
+  }
+  return ms;
+}
+
 export interface JobEnvironment {
   readonly jobModule: string;
   readonly jobName: string;

@@ -32,7 +32,7 @@ import type { SqsBatchResponse, SqsEvent } from '../lib/adapters/aws/sqs-poller.
 import { createOperatorHandler, type AwsJobResources } from '../lib/hosts/lambda/operator-handler.js';
 import { ErrorCode, FloeError } from '../lib/core/errors.js';
 import { FloeEnv } from '../lib/hosts/lambda/handler-contract.js';
-import { loadDeployedPlan, readEnvironment } from './handler-environment.js';
+import { idleSourceMaxDelayMs, loadDeployedPlan, readEnvironment } from './handler-environment.js';
 import { OPERATOR_ALWAYS, operatorMetrics } from './metrics.js';
 import { createTelemetry, withInvocation, type HandlerTelemetry } from './telemetry.js';
 
@@ -44,6 +44,7 @@ async function build(telemetry: HandlerTelemetry): Promise<Handler> {
     vertex: required(FloeEnv.Vertex),
     deadLetterQueueUrl: process.env[FloeEnv.DeadLetterQueueUrl] || undefined,
     maxReceiveCount: process.env[FloeEnv.MaxReceiveCount] ? Number(process.env[FloeEnv.MaxReceiveCount]) : undefined,
+    idleSourceMaxDelayMs: idleSourceMaxDelayMs(process.env, 'operator function'),
   }));
   if (config.maxReceiveCount !== undefined && !(Number.isInteger(config.maxReceiveCount) && config.maxReceiveCount >= 1)) {
     throw new FloeError(ErrorCode.InvalidOptions, `operator function: ${FloeEnv.MaxReceiveCount} must be a positive integer, got '${process.env[FloeEnv.MaxReceiveCount]}'`);
@@ -71,6 +72,7 @@ async function build(telemetry: HandlerTelemetry): Promise<Handler> {
     resources,
     checkpoint: config.checkpoint,
     ...(config.maxReceiveCount === undefined ? {} : { maxReceiveCount: config.maxReceiveCount }),
+    ...(config.idleSourceMaxDelayMs === undefined ? {} : { sourceIdleMaxDelayMs: config.idleSourceMaxDelayMs }),
     log: telemetry.log,
     observer: operatorMetrics(telemetry),
   });

@@ -30,6 +30,8 @@ export const FloeJobErrorId = {
   UnsupportedRuntime: 'FloeJob.UnsupportedRuntime',
   /** `maxReceiveCount` is not a positive integer. */
   MaxReceiveCountOutOfRange: 'FloeJob.MaxReceiveCountOutOfRange',
+  /** `idleSourceMaxDelay` is not a whole number of seconds from 0 to 15 minutes (SQS's longest delay). */
+  IdleSourceMaxDelayOutOfRange: 'FloeJob.IdleSourceMaxDelayOutOfRange',
   /** A function's environment would exceed Lambda's 4 KB (too many output vertices, say). */
   EnvironmentTooLarge: 'FloeJob.EnvironmentTooLarge',
   /** A reserved concurrency is not an integer, or below what its function's event source can be capped to. */

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
-import { App, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ErrorCode, FloeError, ValidationError } from '../lib/core/errors.js';
 import { loadJob } from '../lib/hosts/load-job.js';
+import { parseDuration } from '../lib/core/duration.js';
 import { FloeJob } from './floe-job.js';
 
 /**
@@ -32,6 +33,8 @@ export const FloeContext = {
   AlarmTopicArn: 'alarmTopicArn',
   /** FloeJob `reservedConcurrency`: a number, or JSON of vertex id → number. @default none */
   ReservedConcurrency: 'reservedConcurrency',
+  /** FloeJob `idleSourceMaxDelay`, a duration (`30s`, `2m`; `0` keeps idle sources stepping about once a second). @default 60s */
+  IdleSourceMaxDelay: 'idleSourceMaxDelay',
 } as const;
 
 /** Splits a command line into words: whitespace separates, single or double quotes group, backslash escapes. */
@@ -105,6 +108,15 @@ export async function createFloeApp(app: App = new App()): Promise<FloeApp> {
     problems.push(`${FloeContext.AlarmTopicArn} must be an SNS topic ARN, got '${String(alarmTopicArn)}'`);
   }
   const reservedConcurrency = parseReservedConcurrency(ctx(FloeContext.ReservedConcurrency), problems);
+  const rawIdleDelay = ctx(FloeContext.IdleSourceMaxDelay);
+  let idleSourceMaxDelayMs: number | undefined;
+  if (rawIdleDelay !== undefined) {
+    try {
+      idleSourceMaxDelayMs = parseDuration(rawIdleDelay as string | number, FloeContext.IdleSourceMaxDelay);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
   if (problems.length > 0) throw new ValidationError(ErrorCode.InvalidOptions, 'Floe CDK context', problems);
 
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
@@ -127,6 +139,7 @@ export async function createFloeApp(app: App = new App()): Promise<FloeApp> {
     ...(ctx(FloeContext.CoordinatorEntry) !== undefined ? { coordinatorEntry: String(ctx(FloeContext.CoordinatorEntry)) } : {}),
     ...(typeof alarmTopicArn === 'string' ? { alarmActions: [new cloudwatchActions.SnsAction(sns.Topic.fromTopicArn(stack, 'AlarmTopic', alarmTopicArn))] } : {}),
     ...(reservedConcurrency !== undefined ? { reservedConcurrency } : {}),
+    ...(idleSourceMaxDelayMs !== undefined ? { idleSourceMaxDelay: Duration.millis(idleSourceMaxDelayMs) } : {}),
   });
   return { app, stack, job: floeJob };
 }

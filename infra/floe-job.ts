@@ -34,6 +34,8 @@ import { resolveCheckpointOptions, type CheckpointOptions, type ResolvedCheckpoi
 import { loadJob } from '../lib/hosts/load-job.js';
 import { plannedResourceUses, type PlannedResourceUse } from '../lib/graph/connector-resources.js';
 import { buildPlan, hasProcessingTimers, type PhysicalPlan, type Vertex } from '../lib/graph/plan.js';
+import { SOURCE_IDLE_MAX_DELAY_MS } from '../lib/hosts/lambda/source-wakes.js';
+import { MAX_DELAY_SECONDS } from '../lib/coordination/checkpoint-tasks.js';
 import { planCheckpointSchedule, type CheckpointSchedule } from './checkpoint-schedule.js';
 import { defaultCoordinatorDefinition, Substitution, tickerDefinition, tickMessage, type CoordinatorDefinitionFactory } from './coordinator-definition.js';
 import { FloeJobErrorId, FloeJobValidationError, type FloeJobProblem } from './errors.js';
@@ -77,6 +79,13 @@ export interface FloeJobProps {
   readonly memorySize?: number;
   /** Timeout of every function (1 s – 15 min); queues hide a received message for 6× this. @default Duration.minutes(1) */
   readonly timeout?: Duration;
+  /**
+   * Scale to zero: the longest an idle source waits between two looks at its input (its backed-off wake chain,
+   * lib/hosts/lambda/source-wakes.ts), so also how late it notices input after a quiet spell, at most (plus two queue
+   * hops). Whole seconds, 0 – 15 minutes; `Duration.seconds(0)` keeps idle sources stepping about once a second.
+   * @default Duration.seconds(60)
+   */
+  readonly idleSourceMaxDelay?: Duration;
   /** Receives of a message before its queue moves it to the dead-letter queue. @default 5 */
   readonly maxReceiveCount?: number;
   /** What happens to the bucket, the access-log bucket and the tables when they leave the stack. @default RemovalPolicy.RETAIN */
@@ -166,6 +175,8 @@ interface Resolved {
   readonly timeout: Duration;
   readonly memorySize: number;
   readonly maxReceiveCount: number;
+  /** `idleSourceMaxDelay` in ms. */
+  readonly idleSourceMaxDelayMs: number;
   readonly runtime: lambda.Runtime;
   /** Reserved concurrency per vertex id, of the vertices that have one. */
   readonly reservedConcurrency: ReadonlyMap<string, number>;
@@ -752,6 +763,13 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
   if (!Number.isInteger(maxReceiveCount) || maxReceiveCount < 1) {
     problems.push({ id: FloeJobErrorId.MaxReceiveCountOutOfRange, message: `maxReceiveCount must be a positive integer, got ${maxReceiveCount}` });
   }
+  const idleSourceMaxDelayMs = (props.idleSourceMaxDelay ?? Duration.seconds(SOURCE_IDLE_MAX_DELAY_MS / 1000)).toMilliseconds();
+  if (!Token.isUnresolved(idleSourceMaxDelayMs) && (idleSourceMaxDelayMs < 0 || idleSourceMaxDelayMs > MAX_DELAY_SECONDS * 1000 || idleSourceMaxDelayMs % 1000 !== 0)) {
+    problems.push({
+      id: FloeJobErrorId.IdleSourceMaxDelayOutOfRange,
+      message: `idleSourceMaxDelay must be a whole number of seconds from 0 to 15 minutes (SQS's longest message delay), got ${props.idleSourceMaxDelay!.toHumanString()}`,
+    });
+  }
   if (runtime.family !== lambda.RuntimeFamily.NODEJS) problems.push({ id: FloeJobErrorId.UnsupportedRuntime, message: `runtime must be a Node.js runtime, got ${runtime.name}` });
   const reservedConcurrency = plan ? resolveReservedConcurrency(plan, props, problems) : new Map<string, number>();
   // The connectors' own AWS resources, and the constructs given for them.
@@ -771,6 +789,7 @@ function resolveFloeJob(scope: Construct, props: FloeJobProps): Resolved {
     timeout,
     memorySize,
     maxReceiveCount,
+    idleSourceMaxDelayMs,
     runtime,
     reservedConcurrency,
     resourceUses,
@@ -862,7 +881,7 @@ function functionEnvironments(
   const queueUrls = (ids: readonly string[]) => JSON.stringify(Object.fromEntries(ids.map((id) => [id, refs.queueUrl(id)])));
   const sources = r.plan.vertices.filter((v) => v.isSource).map((v) => v.id);
   const timerVertices = r.plan.vertices.filter(hasProcessingTimers).map((v) => v.id);
-  const tasksQueue = { [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl };
+  const tasksQueue = { [FloeEnv.CoordinatorQueueUrl]: refs.coordinatorQueueUrl, [FloeEnv.IdleSourceMaxDelayMs]: String(r.idleSourceMaxDelayMs) };
   return {
     operator: (v) => ({
       ...common,

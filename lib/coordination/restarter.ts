@@ -101,7 +101,8 @@ export class Restarter {
   private async decide(row: CoordinatorRow): Promise<CoordinatorRow> {
     const { store, clock, log } = this.options;
     const now = clock.now();
-    const cause = row.jobStatus?.status === JobStatus.Failing ? (row.jobStatus.detail ?? 'the job failed over') : 'the job failed over';
+    // The FAILING status's detail, or the reducer's reason when that write has not landed (or was lost).
+    const cause = (row.jobStatus?.status === JobStatus.Failing ? row.jobStatus.detail : undefined) ?? row.state.failure ?? 'the job failed over';
     const { decision, state } = decideRestart(this.options.restart, row.runtime.restarts ?? INITIAL_RESTART_STATE, now, this.options.random ?? Math.random);
     if (!decision.restart) {
       const detail = `${cause} (${decision.reason})`;

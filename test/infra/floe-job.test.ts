@@ -388,12 +388,15 @@ describe('FloeJob least privilege', () => {
       // Timer wakes (a vertex with timers), an idle source's backed-off wakes, and any vertex's activity reports.
       expect(sends.length > 0, v.id).toBe(true);
       expect(FloeEnv.CoordinatorQueueUrl in variables(fn), v.id).toBe(true);
+      expect(variables(fn)[FloeEnv.IdleSourceMaxDelayMs], v.id).toBe('60000');
     }
     const coordinator = allowedFor(stack, template, floeJob.coordinatorFunction.role!);
     const countQueue = json(stack, floeJob.vertices.get('count')!.queue.queueArn);
     expect(coordinator).toEqual(expect.arrayContaining([{ action: 'sqs:SendMessage', resource: countQueue }, { action: 'sqs:SendMessage', resource: tasksQueue }]));
     const env = variables(floeJob.coordinatorFunction);
     expect(env[FloeEnv.CoordinatorQueueUrl]).toBeDefined();
+    // The watchdog allows an idle chain its backoff.
+    expect(env[FloeEnv.IdleSourceMaxDelayMs]).toBe('60000');
     // (its vertex queue URLs, a CloudFormation join, name the timer vertex besides the sources)
     expect(JSON.stringify(env[FloeEnv.VertexQueueUrls])).toContain('\\"count\\":');
   });
@@ -754,6 +757,7 @@ describe('FloeJob validation', () => {
       timeout: Duration.minutes(20),
       memorySize: 64,
       maxReceiveCount: 0,
+      idleSourceMaxDelay: Duration.minutes(16),
       operatorEntry: 'functions/missing-operator.ts',
       savepoint: { dir: '/local/savepoints' },
     });
@@ -764,11 +768,13 @@ describe('FloeJob validation', () => {
         FloeJobErrorId.FunctionTimeoutOutOfRange,
         FloeJobErrorId.MemorySizeOutOfRange,
         FloeJobErrorId.MaxReceiveCountOutOfRange,
+        FloeJobErrorId.IdleSourceMaxDelayOutOfRange,
         FloeJobErrorId.HandlerEntryNotFound,
         FloeJobErrorId.SavepointDirNotS3,
       ].sort(),
     );
     expect(problems.find((p) => p.id === FloeJobErrorId.ParallelismAboveMaxParallelism)!.message).toMatch(/parallelism 16 is above maxParallelism 8/);
+    expect(problems.find((p) => p.id === FloeJobErrorId.IdleSourceMaxDelayOutOfRange)!.message).toMatch(/from 0 to 15 minutes .* got 16 minutes/);
   });
 
   it('formats the error with one line per problem, prefixed by its id', () => {

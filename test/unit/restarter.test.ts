@@ -215,6 +215,15 @@ describe('Restarter: a failed job restarts by its restart strategy', () => {
     expect(fenced.runtime.start).toMatchObject({ phase: StartPhase.Restoring, generation: 2 });
   });
 
+  it('names the reducer\'s reason when it fails a job whose FAILING status write has not landed', async () => {
+    const { store, restarter } = await aFailingJob({ type: 'none' });
+    const current = await store.require(JOB);
+    await store.replaceGeneration({ ...current, state: { ...current.state, status: 'FAILING', failure: 'task count:1 failed: boom in the reducer' } }, current.version, T0);
+    await store.setJobStatus(JOB, { status: JobStatus.Running, at: T0 });
+    const failed = await restarter.supervise(await store.require(JOB));
+    expect(failed.jobStatus).toMatchObject({ status: JobStatus.Failed, detail: expect.stringMatching(/^task count:1 failed: boom in the reducer \(/) });
+  });
+
   it('restarts from the newest checkpoint of this run, not from one an earlier run left in the history', async () => {
     const { store, restarter, row0 } = await aFailingJob({ type: 'fixed-delay', attempts: 2, delay: 0 }, { from: '/savepoints/savepoint-9' });
     // An earlier run's completed checkpoint is in the history; this run completed none

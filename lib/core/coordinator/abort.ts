@@ -60,6 +60,6 @@ export function abortAllPending(state: CoordinatorState, reason: string, now: nu
 
 /** Marks the job FAILING, aborts what is still pending (it cannot complete across a failover, as in Flink), and asks the runner to fail over. */
 export function failJob(state: CoordinatorState, reason: string, now: number): CoordinatorStep {
-  const failing = abortAllPending({ ...state, status: 'FAILING' }, 'checkpoint coordinator suspended: the job is failing over', now);
+  const failing = abortAllPending({ ...state, status: 'FAILING', failure: reason }, 'checkpoint coordinator suspended: the job is failing over', now);
   return andThen(failing, (s) => step(s, [{ type: 'failJob', reason }]));
 }

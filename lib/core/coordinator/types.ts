@@ -107,6 +107,11 @@ export interface CoordinatorState {
    * work (`activity`). See quiet.ts.
    */
   readonly quietAfterMs?: number;
+  /**
+   * Why the job is FAILING (the `failJob` effect's reason), kept with the status: the restarter names it even when
+   * the effect's own status write has not landed yet.
+   */
+  readonly failure?: string;
   /** The job is quiet since `since` (a completion time); `confirmed`: periodic checkpoints are skipped. */
   readonly quiet?: QuietState;
 }

@@ -67,6 +67,8 @@ export const FloeEnv = {
   DeadLetterQueueUrl: 'FLOE_DEAD_LETTER_QUEUE_URL',
   /** Receives of a message before the vertex's queue dead-letters it (operator functions): a step failing on the last one fails the job over. */
   MaxReceiveCount: 'FLOE_MAX_RECEIVE_COUNT',
+  /** Operator and coordinator functions: the longest delay of an idle source's backed-off wake, in ms (FloeJob `idleSourceMaxDelay`). */
+  IdleSourceMaxDelayMs: 'FLOE_SOURCE_IDLE_MAX_DELAY_MS',
   /**
    * The coordinator-tasks queue (standard): where a vertex with processing-time timers schedules its timer wakes
    * (delayed messages), and where the coordinator sends a wake not yet due back with the time left and asks for a

@@ -36,6 +36,12 @@ export const SOURCE_STALL_MS = 120_000;
 /** Default of {@link SourceChainsOptions.watchEveryMs}. */
 export const SOURCE_WATCH_EVERY_MS = 30_000;
 
+/**
+ * How often the watchdog reads the control rows of a quiet job (lib/core/coordinator/quiet.ts), in ms: its chains
+ * step once a minute at most, and each look costs a read of every source's and timer vertex's control rows.
+ */
+export const QUIET_WATCH_EVERY_MS = 300_000;
+
 /** Options of {@link SourceChains}. */
 export interface SourceChainsOptions {
   readonly plan: PhysicalPlan;
@@ -136,10 +142,11 @@ export class SourceChains implements SourceChainDriver {
     ]);
   }
 
-  /** The watchdog on a tick: reads the control rows (at most every `watchEveryMs`) and re-wakes stalled chains. */
+  /** The watchdog on a tick: reads the control rows (at most every `watchEveryMs`; a quiet job's every 5 minutes) and re-wakes stalled chains. */
   async watch(row: CoordinatorRow): Promise<void> {
     const now = this.clock.now();
-    if (!this.state || now - this.lastWatch < this.watchEveryMs) return;
+    const every = row.state.quiet?.confirmed === true ? Math.max(this.watchEveryMs, QUIET_WATCH_EVERY_MS) : this.watchEveryMs;
+    if (!this.state || now - this.lastWatch < every) return;
     this.lastWatch = now;
     await this.rewakeStalled(row);
     await this.rewakeOverdueTimers(row);
