@@ -22,7 +22,7 @@ import type { CheckpointRecord } from '../lib/core/coordinator/types.js';
 import { keyedStateJob, sinkCounter, wordCountJob } from './jobs.js';
 import { formatSummary, summarizeProfile, type CpuProfile, type HotSpot } from './profile-summary.js';
 import { AWS_PRICES, CHECKPOINT_RUN_LINES_PER_SECOND, awsSection } from './aws.js';
-import { ESM_IDLE_RECEIVES_PER_MINUTE, IDLE_PRICES, idleSection } from './idle.js';
+import { ESM_IDLE_RECEIVES_PER_MINUTE, IDLE_PRICES, idleSection, rateSection, type IdleSectionResult } from './idle.js';
 import { scaleCost, sourcesSection } from './sources.js';
 import { bytes, checkpointNow, fmt, median, range, sleep, stop, tempDir, waitUntil } from './harness.js';
 
@@ -44,9 +44,9 @@ const HELP = `usage: npm run bench -- [options]
   --restore-runs <n>      restores timed (from the same checkpoint)            [quick 2, full 3]
   --incremental-keys <n>  keys of state for the incremental checkpoint         [1000000]
   --changed <fraction>    fraction of those keys updated between the two checkpoints [0.005]
-  --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws,sources,idle [all]
+  --only <list>           comma-separated sections: probe,throughput,restore,incremental,aws,sources,idle,rate [all]
   --aws / --no-aws        run the sections on moto server (emulator mode; moto is started by the bench):
-                          aws, sources and idle                                [on]
+                          aws, sources, idle and rate                          [on]
   --aws-words <n>         words the AWS cost run counts at steady state        [quick 100000, full 300000]
   --aws-fill <n>          words counted first, to create the keys (reported apart) [5 x vocabulary]
   --aws-source-chunk <n>  lines a source subtask reads per step in the AWS cost run [1000, emulator mode's default]
@@ -62,6 +62,9 @@ const HELP = `usage: npm run bench -- [options]
   --sources-interval <ms> checkpoint interval of the sources section's job                [2000]
   --idle-window <ms>      the idle section's measured window: the orders job over an empty queue, once it is
                           quiet and its source backed off (scale to zero)                 [quick 300000, full 3600000]
+  --rate <n>              the rate section's orders a second into the same job's queue    [10]
+  --rate-window <ms>      the rate section's measured window, after a minute of warm-up   [quick 120000, full 600000]
+  --rate-interval <ms>    the rate section's checkpoint interval (on AWS: a divisor of a minute, or whole minutes) [60000]
   --out <file>            JSON results                                         [bench/results/latest.json]
   --profile               CPU-profile each section: bench/results/profile-<section>.cpuprofile, plus a
                           summary of the hottest functions (profiling slows the runs; ratios stay comparable)
@@ -99,6 +102,9 @@ interface Config {
   readonly sourcesRuns: number;
   readonly sourcesIntervalMs: number;
   readonly idleWindowMs: number;
+  readonly rate: number;
+  readonly rateWindowMs: number;
+  readonly rateIntervalMs: number;
 }
 
 function readConfig(): Config {
@@ -135,6 +141,9 @@ function readConfig(): Config {
       'sources-runs': { type: 'string' },
       'sources-interval': { type: 'string' },
       'idle-window': { type: 'string' },
+      rate: { type: 'string' },
+      'rate-window': { type: 'string' },
+      'rate-interval': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -152,7 +161,7 @@ function readConfig(): Config {
   const vocabulary = num('vocabulary', values.vocabulary, 10_000, 1);
   const sink = values.sink ?? 'discard';
   if (sink !== 'discard' && sink !== 'files') throw new Error(`--sink must be discard or files, got '${sink}'`);
-  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws', 'sources', 'idle'];
+  const all = ['probe', 'throughput', 'restore', 'incremental', 'aws', 'sources', 'idle', 'rate'];
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : all;
   for (const s of only) if (!all.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${all.join(', ')})`);
   const changedFraction = num('changed', values.changed, 0.005, 0);
@@ -174,7 +183,7 @@ function readConfig(): Config {
     changedFraction,
     probeMs: quick ? 2000 : 3000,
     // --no-aws leaves out everything that runs on moto.
-    sections: new Set(only.filter((s) => (s !== 'sources' && s !== 'idle') || (values.aws && !values['no-aws']))),
+    sections: new Set(only.filter((s) => !['sources', 'idle', 'rate'].includes(s) || (values.aws && !values['no-aws']))),
     out: values.out ?? join(BENCH_DIR, 'results', 'latest.json'),
     profile: values.profile,
     aws: values.aws && !values['no-aws'] && (values.only === undefined || only.includes('aws')),
@@ -194,6 +203,9 @@ function readConfig(): Config {
     sourcesRuns: num('sources-runs', values['sources-runs'], quick ? 1 : 3, 1),
     sourcesIntervalMs: num('sources-interval', values['sources-interval'], 2000, 100),
     idleWindowMs: num('idle-window', values['idle-window'], quick ? 300_000 : 3_600_000, 10_000),
+    rate: num('rate', values.rate, 10, 0.1),
+    rateWindowMs: num('rate-window', values['rate-window'], quick ? 120_000 : 600_000, 10_000),
+    rateIntervalMs: num('rate-interval', values['rate-interval'], 60_000, 1000),
   };
 }
 
@@ -931,11 +943,8 @@ async function main(): Promise<void> {
     );
   }
 
-  if (cfg.sections.has('idle')) {
-    const r = await section('idle', () =>
-      idleSection({ windowMs: cfg.idleWindowMs, parallelism: cfg.parallelism, intervalMs: cfg.sourcesIntervalMs, settleTimeoutMs: 180_000 }, (m) => process.stderr.write(`[bench] idle: ${m}\n`)),
-    );
-    results.idle = { ...r, prices: { ...AWS_PRICES, ...IDLE_PRICES, esmIdleReceivesPerMinute: ESM_IDLE_RECEIVES_PER_MINUTE } };
+  /** The idle and rate sections' rows: what the orders job did per hour and costs a month. */
+  const monthlyRows = (name: string, r: Omit<IdleSectionResult, 'quietAfterMs'>, what: string, head: Row) => {
     const usd = (n: number) => `$${n < 0.1 ? n.toFixed(4) : n.toFixed(2)}`;
     const top = (o: Record<string, number>, digits = 0) =>
       Object.entries(o)
@@ -949,33 +958,61 @@ async function main(): Promise<void> {
       .sort((a, b) => b[1].invocations - a[1].invocations)
       .map(([fn, f]) => `${fn} ${fmt(f.invocations)} (${fmt(f.meanMs)} ms mean, ${fmt(f.lambdaSeconds, 1)} s)`)
       .join('; ');
-    const I = 'idle: ';
+    const I = `${what}: `;
+    const polls = (ESM_IDLE_RECEIVES_PER_MINUTE * 60 * AWS_PRICES.hoursPerMonth * (r.polledQueues.fifo * AWS_PRICES.sqsFifoPerMillionRequests + r.polledQueues.standard * AWS_PRICES.sqsStandardPerMillionRequests)) / 1e6;
+    const atFewest = m.total - polls + (polls * 6) / ESM_IDLE_RECEIVES_PER_MINUTE;
     rows.push(
-      { section: 'idle', metric: `${I}window measured (the orders job, parallelism ${cfg.parallelism}, checkpoint every ${fmt(cfg.sourcesIntervalMs / 1000)} s, after it went quiet at ${fmt(r.quietAfterMs / 1000)} s); checkpoints in it`, value: `${fmt(r.windowMs / 1000)} s; ${fmt(r.checkpoints)}`, target: '0 checkpoints', pass: r.checkpoints === 0 },
-      { section: 'idle', metric: `${I}per hour, invocations by function (mean duration, Lambda-seconds)`, value: fns || 'none' },
-      { section: 'idle', metric: `${I}per hour, runtime SQS requests by purpose (emulator mode's pollers and checks left out)`, value: top(h.sqsByPurpose) },
-      { section: 'idle', metric: `${I}per hour, the source's own SQS requests`, value: top(h.sourceRequests) },
-      { section: 'idle', metric: `${I}per hour, DynamoDB requests; write / read units`, value: `${top(h.dynamodb)}; ${fmt(h.writeUnits, 1)} / ${fmt(h.readUnits, 1)}` },
-      { section: 'idle', metric: `${I}per hour, S3 requests; Step Functions executions / transitions`, value: `${top(h.s3)}; ${fmt(h.stepFunctions.executions)} / ${fmt(h.stepFunctions.transitions)}` },
+      head,
+      { section: name, metric: `${I}per hour, invocations by function (mean duration, Lambda-seconds)`, value: fns || 'none' },
+      { section: name, metric: `${I}per hour, runtime SQS requests by purpose (emulator mode's pollers and checks left out)`, value: top(h.sqsByPurpose) },
+      { section: name, metric: `${I}per hour, the source's own SQS requests`, value: top(h.sourceRequests) },
+      { section: name, metric: `${I}per hour, DynamoDB requests; write / read units`, value: `${top(h.dynamodb)}; ${fmt(h.writeUnits, 1)} / ${fmt(h.readUnits, 1)}` },
+      { section: name, metric: `${I}per hour, S3 requests; Step Functions executions / transitions`, value: `${top(h.s3)}; ${fmt(h.stepFunctions.executions)} / ${fmt(h.stepFunctions.transitions)}` },
       {
-        section: 'idle',
+        section: name,
         metric: `${I}$ per month measured: SQS / source queue / DynamoDB / S3 / Step Functions / Lambda requests / Lambda duration (${fmt(AWS_PRICES.lambdaMemoryMb)} MB arm64)`,
         value: [m.sqsMeasured, m.sqsSourceQueue, m.dynamodb, m.s3, m.stepFunctionsStandard, m.lambdaRequests, m.lambdaDuration].map(usd).join(' / '),
       },
       {
-        section: 'idle',
-        metric: `${I}$ per month modelled: Lambda's pollers of ${r.polledQueues.fifo} FIFO and ${r.polledQueues.standard} standard queues (${ESM_IDLE_RECEIVES_PER_MINUTE} receives a minute each; at AWS's fewest, 2 pollers, 6) / schedule and ticker (one a minute)`,
-        value: `${usd(m.esmPolling)} (${usd((m.esmPolling * 6) / ESM_IDLE_RECEIVES_PER_MINUTE)}) / ${usd(m.ticker)}`,
+        section: name,
+        metric: `${I}$ per month modelled: Lambda's pollers of ${r.polledQueues.fifo} FIFO and ${r.polledQueues.standard} standard queues (${ESM_IDLE_RECEIVES_PER_MINUTE} long polls a minute each, plus one receive per batch) / schedule and ticker`,
+        value: `${usd(m.esmPolling)} / ${usd(m.ticker)}`,
       },
-      { section: 'idle', metric: `${I}$ per month, Floe's own (measured)`, value: usd(m.floe), target: '<= $1', pass: m.floe <= 1 },
+      { section: name, metric: `${I}$ per month, Floe's own (measured)`, value: usd(m.floe), ...(name === 'idle' ? { target: '<= $1', pass: m.floe <= 1 } : {}) },
       {
-        section: 'idle',
-        metric: `${I}$ per month, whole idle job (measured and modelled; no storage, logs or free tier; with 2 pollers a queue)`,
-        value: `${usd(m.total)} (${usd(m.total - m.esmPolling + (m.esmPolling * 6) / ESM_IDLE_RECEIVES_PER_MINUTE)})`,
-        target: '<= $1',
-        pass: m.total <= 1,
+        section: name,
+        metric: `${I}$ per month, whole job (measured and modelled; no storage, logs or free tier); in brackets with 6 long polls a minute per queue (AWS's fewest, 2 pollers)`,
+        value: `${usd(m.total)} (${usd(atFewest)})`,
+        ...(name === 'idle' ? { target: '<= $1', pass: m.total <= 1 } : {}),
       },
     );
+  };
+
+  if (cfg.sections.has('idle')) {
+    const r = await section('idle', () =>
+      idleSection({ windowMs: cfg.idleWindowMs, parallelism: cfg.parallelism, intervalMs: cfg.sourcesIntervalMs, settleTimeoutMs: 180_000 }, (m) => process.stderr.write(`[bench] idle: ${m}\n`)),
+    );
+    results.idle = { ...r, prices: { ...AWS_PRICES, ...IDLE_PRICES, esmIdleReceivesPerMinute: ESM_IDLE_RECEIVES_PER_MINUTE } };
+    monthlyRows('idle', r, 'idle', {
+      section: 'idle',
+      metric: `idle: window measured (the orders job, parallelism ${cfg.parallelism}, checkpoint every ${fmt(cfg.sourcesIntervalMs / 1000)} s, after it went quiet at ${fmt(r.quietAfterMs / 1000)} s); checkpoints in it`,
+      value: `${fmt(r.windowMs / 1000)} s; ${fmt(r.checkpoints)}`,
+      target: '0 checkpoints',
+      pass: r.checkpoints === 0,
+    });
+  }
+
+  if (cfg.sections.has('rate')) {
+    const r = await section('rate', () =>
+      rateSection({ rate: cfg.rate, windowMs: cfg.rateWindowMs, parallelism: cfg.parallelism, intervalMs: cfg.rateIntervalMs }, (m) => process.stderr.write(`[bench] rate: ${m}\n`)),
+    );
+    results.rate = { ...r, prices: { ...AWS_PRICES, ...IDLE_PRICES, esmIdleReceivesPerMinute: ESM_IDLE_RECEIVES_PER_MINUTE } };
+    const perMillion = (r.perMonth.total / (cfg.rate * 3600 * AWS_PRICES.hoursPerMonth)) * 1e6;
+    monthlyRows('rate', r, `${fmt(cfg.rate)}/s`, {
+      section: 'rate',
+      metric: `${fmt(cfg.rate)} orders/s: window measured (the orders job, parallelism ${cfg.parallelism}, checkpoint every ${fmt(cfg.rateIntervalMs / 1000)} s); checkpoints in it; orders sent in it; $ per million orders, whole job`,
+      value: `${fmt(r.windowMs / 1000)} s; ${fmt(r.checkpoints)}; ${fmt(r.sent)}; $${perMillion.toFixed(2)}`,
+    });
   }
 
   const loadAfter = loadavg();

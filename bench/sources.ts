@@ -485,7 +485,7 @@ export const completed = (runner: EmulatorRunner) => runner.coordinatorState().c
  * are not used to see it empty: moto 5.2.5 rebuilds a queue's message list on every delete without a lock, and two
  * concurrent deletes (two subtasks acknowledging at once) can leave messages that were deleted counted as in flight.
  */
-function trackDeletes(client: SQSClient): Set<string> {
+export function trackDeletes(client: SQSClient): Set<string> {
   const deleted = new Set<string>();
   const idOf = new Map<string, string>();
   /* eslint-disable @typescript-eslint/no-explicit-any -- the middleware sees each command's own input and output */

@@ -83,6 +83,12 @@ export interface EmulatorRunOptions extends JobRunOptions {
    * @default 4 (EMULATOR_MAX_DOWNSTREAM_BACKLOG)
    */
   readonly maxDownstreamBacklog?: number;
+  /**
+   * How often the runner sends the coordinator a tick (the deployed schedule's stand-in), in ms. A quiet job is ticked
+   * once a minute whatever this is, as deployed.
+   * @default a quarter of the checkpoint interval, from 200 ms to 1 s (1 s with periodic checkpoints off)
+   */
+  readonly tickIntervalMs?: number;
   /** Idle source backoff: steps in a row that read nothing before it starts (`OperatorHandlerOptions.sourceIdleStepsBeforeBackoff`). @default 10, as deployed */
   readonly sourceIdleStepsBeforeBackoff?: number;
   /** Idle source backoff: the longest delay between two wakes of an idle source, in ms; 0 turns it off (`OperatorHandlerOptions.sourceIdleMaxDelayMs`). @default 60000, as deployed */
@@ -224,7 +230,7 @@ export class EmulatorRunner extends JobRun implements JobControl {
       // quiet job (lib/core/coordinator/quiet.ts) is ticked once a minute, as the deployed ticker does.
       const tick = JSON.stringify({ v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'tick', job: this.plan.job });
       const interval = this.checkpointOptions.interval;
-      const tickMs = Math.max(200, Math.min(1000, interval > 0 ? interval / 4 : 1000));
+      const tickMs = this.options.tickIntervalMs ?? Math.max(200, Math.min(1000, interval > 0 ? interval / 4 : 1000));
       let tickedAt = Number.NEGATIVE_INFINITY;
       ticker = setInterval(() => {
         const now = this.clock.now();
