@@ -502,6 +502,8 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
 export function formatStatus(details: JobDetailsInfo): string {
   const restarts = `${details.restarts} restart${details.restarts === 1 ? '' : 's'}`;
   const lines = [`Job ${details.name} (${details.jid}): ${details.state}, ${restarts}`];
+  const quiet = details['quiet-since'];
+  if (quiet !== undefined) lines.push(`Periodic checkpoints paused since ${new Date(quiet).toISOString()}: no work since the last checkpoint (they resume with the next input)`);
   if (details['failure-cause'] !== undefined) lines.push('Failure cause:', details['failure-cause']);
   return `${lines.join('\n')}\n`;
 }

@@ -165,6 +165,7 @@ export abstract class JobRun {
       restarts: this.restartCount(),
       restoredFrom: this.restoredFrom,
       failureCause: this.failureCause,
+      ...(this.currentRow()?.state.quiet?.confirmed === true ? { quietSince: this.currentRow()!.state.quiet!.since } : {}),
     };
   }
 

@@ -61,6 +61,8 @@ export interface JobDetailsInfo {
   readonly restarts: number;
   /** Floe: why the job failed, when it did. */
   readonly 'failure-cause'?: string;
+  /** Floe: periodic checkpoints are paused since then (epoch ms): the job did no work (scale to zero). */
+  readonly 'quiet-since'?: number;
 }
 
 /** Flink's `StatsSummaryDto`: min, max, average and percentiles over completed checkpoints. */

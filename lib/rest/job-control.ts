@@ -46,6 +46,8 @@ export interface JobOverview {
   readonly restoredFrom?: { readonly id: number; readonly path: string; readonly kind: 'checkpoint' | 'savepoint'; readonly restoredAt: number };
   /** Why the job failed, when it did. */
   readonly failureCause?: string;
+  /** Since when periodic checkpoints are paused because the job did no work (quiet checkpoints, epoch ms); absent while they run. */
+  readonly quietSince?: number;
 }
 
 /** Status of an asynchronous savepoint or checkpoint trigger, by trigger id. */

@@ -60,5 +60,6 @@ export function jobDetails(overview: JobOverview, now: number): JobDetailsInfo {
     'status-counts': { [status]: vertices.length },
     restarts: overview.restarts,
     ...(overview.failureCause !== undefined ? { 'failure-cause': overview.failureCause } : {}),
+    ...(overview.quietSince !== undefined ? { 'quiet-since': overview.quietSince } : {}),
   };
 }

@@ -293,13 +293,14 @@ describe('sqs source, embedded over an SQS endpoint', () => {
       log,
     });
     const done = runner.run();
+    let quietAt = 0;
     try {
       await drained({ sink, expected: first.length, client, queueUrl, log: text }, 60_000, 250);
       // Quiet: two checkpoints without work, the second triggered QUIET_AFTER_MS after the first completed.
       await waitFor('the job to go quiet', () => runner.coordinatorState().quiet?.confirmed === true, 60_000, 250).catch((e: Error) => {
         throw new Error(`${e.message}: ${JSON.stringify(runner.coordinatorState().quiet)}\n${text()}`);
       });
-      const quietAt = runner.coordinatorState().counts.completed;
+      quietAt = runner.coordinatorState().counts.completed;
       const backedOff = sent.sourceWake;
       await sleep(8000);
       // No periodic checkpoint while quiet, and the source's wakes went through the tasks queue, delayed.
@@ -309,6 +310,8 @@ describe('sqs source, embedded over an SQS endpoint', () => {
       // Capped at 4 s, 8 s bring about 2 more; far fewer than the 8 a one-second chain would take.
       expect(sent.sourceWake - backedOff).toBeLessThanOrEqual(4);
       expect(sent.activity).toBe(0);
+      // The REST overview (and `floe status`) say so.
+      expect(runner.overview().quietSince).toBe(runner.coordinatorState().quiet!.since);
 
       await sendAll(client, queueUrl, later.map((o) => JSON.stringify(o)), false);
       await drained({ sink, expected: first.length + later.length, client, queueUrl, log: text }, 60_000, 250);
@@ -318,6 +321,7 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     await done;
     // The source read the later input while the row said quiet, and said so; checkpoints resumed and committed it.
     expect(sent.activity, text()).toBeGreaterThan(0);
+    expect(runner.coordinatorState().counts.completed).toBeGreaterThan(quietAt);
     expectExactlyOnce(sink.committed, [...first, ...later]);
     expect(sink.committed).toHaveLength(first.length + later.length);
   }, 150_000);

@@ -182,6 +182,16 @@ describe('floe status', () => {
     const details = JSON.parse(stdout) as { state: string; restarts: number };
     expect(details).toMatchObject({ state: 'RUNNING', restarts: 0 });
     expect(details).not.toHaveProperty('failure-cause');
+    expect(details).not.toHaveProperty('quiet-since');
+  });
+
+  it('says when periodic checkpoints are paused because the job did no work', async () => {
+    const since = Date.UTC(2026, 0, 2, 3, 4, 5);
+    const url = await serve(new JobControlBuilder().withOverview({ quietSince: since }).build());
+    expect(await main(['status', 'wordcount', '--url', url])).toBe(0);
+    expect(stdout).toMatch(/^Periodic checkpoints paused since 2026-01-02T03:04:05.000Z: no work since the last checkpoint/m);
+    expect(await main(['status', 'wordcount', '--url', url, '--json'])).toBe(0);
+    expect(stdout).toContain(`"quiet-since": ${since}`);
   });
 });
 

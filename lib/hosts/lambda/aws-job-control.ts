@@ -203,6 +203,7 @@ export class AwsJobControl implements JobControl {
       vertices: [...parallelism].map(([id, p]) => ({ id, name: id, parallelism: p, recordsIn: 0, recordsOut: 0, isSource: sources.has(id) })),
       restarts: row.runtime.restarts?.attempts ?? 0,
       ...((status === JobStatus.Failing || status === JobStatus.Failed) && row.jobStatus?.detail !== undefined ? { failureCause: row.jobStatus.detail } : {}),
+      ...(state === JobState.Running && row.state.quiet?.confirmed === true ? { quietSince: row.state.quiet.since } : {}),
     };
   }
 
