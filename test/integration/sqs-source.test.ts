@@ -293,7 +293,7 @@ describe('sqs source, embedded over an SQS endpoint', () => {
       log,
     });
     const done = runner.run();
-    let quietAt = 0;
+    let quietAt: number | undefined;
     try {
       await drained({ sink, expected: first.length, client, queueUrl, log: text }, 60_000, 250);
       // Quiet: two checkpoints without work, the second triggered QUIET_AFTER_MS after the first completed.
@@ -321,7 +321,7 @@ describe('sqs source, embedded over an SQS endpoint', () => {
     await done;
     // The source read the later input while the row said quiet, and said so; checkpoints resumed and committed it.
     expect(sent.activity, text()).toBeGreaterThan(0);
-    expect(runner.coordinatorState().counts.completed).toBeGreaterThan(quietAt);
+    expect(runner.coordinatorState().counts.completed).toBeGreaterThan(quietAt!);
     expectExactlyOnce(sink.committed, [...first, ...later]);
     expect(sink.committed).toHaveLength(first.length + later.length);
   }, 150_000);
