@@ -8,7 +8,9 @@ import { FloeJobErrorId, type FloeJobProblem } from './errors.js';
  * generation's sources and watches their wake chains within a minute, however long the interval); an interval below a minute is a schedule of 1 minute starting the ticker, an Express
  * state machine whose Wait loop sends a tick every interval (whole seconds: Wait counts seconds). With periodic
  * checkpoints off (interval 0) a tick still comes every minute: ticks also start a new generation's sources (so a
- * deployed job starts by itself) and run the watchdog of stalled source wake chains.
+ * deployed job starts by itself) and run the watchdog of stalled source wake chains. A quiet job (periodic
+ * checkpoints paused, lib/core/coordinator/quiet.ts) is ticked once a minute whatever the interval: the ticker reads
+ * the job row's `quiet` attribute first and then sends one tick (infra/coordinator-definition.ts).
  */
 export interface CheckpointSchedule {
   /** Minutes between the schedule's executions. */
