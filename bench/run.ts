@@ -62,7 +62,7 @@ const HELP = `usage: npm run bench -- [options]
   --sources-interval <ms> checkpoint interval of the sources section's job                [2000]
   --idle-window <ms>      the idle section's measured window: the orders job over an empty queue, once it is
                           quiet and its source backed off (scale to zero)                 [quick 300000, full 3600000]
-  --rate <n>              the rate section's orders a second into the same job's queue    [10]
+  --rate <n>              the rate section's orders a second into the same job's queue (moto keeps up with 2) [2]
   --rate-window <ms>      the rate section's measured window, after a minute of warm-up   [quick 120000, full 600000]
   --rate-interval <ms>    the rate section's checkpoint interval (on AWS: a divisor of a minute, or whole minutes) [60000]
   --out <file>            JSON results                                         [bench/results/latest.json]
@@ -203,7 +203,7 @@ function readConfig(): Config {
     sourcesRuns: num('sources-runs', values['sources-runs'], quick ? 1 : 3, 1),
     sourcesIntervalMs: num('sources-interval', values['sources-interval'], 2000, 100),
     idleWindowMs: num('idle-window', values['idle-window'], quick ? 300_000 : 3_600_000, 10_000),
-    rate: num('rate', values.rate, 10, 0.1),
+    rate: num('rate', values.rate, 2, 0.1),
     rateWindowMs: num('rate-window', values['rate-window'], quick ? 120_000 : 600_000, 10_000),
     rateIntervalMs: num('rate-interval', values['rate-interval'], 60_000, 1000),
   };
