@@ -203,6 +203,8 @@ export class SubtaskExecutor {
   private committed: Promise<boolean> = Promise.resolve(true);
   private recordsIn = 0;
   private recordsOut = 0;
+  /** Of `recordsIn + recordsOut`, what is already counted in the control row's `work`. */
+  private workCounted = 0;
   private dropped = 0;
 
   constructor(
@@ -277,6 +279,7 @@ export class SubtaskExecutor {
     this.pendingSnapshots = [];
     this.recordsIn = 0;
     this.recordsOut = 0;
+    this.workCounted = 0;
     this.dropped = 0;
     if (fresh && this.source) {
       if (this.config.restoredUids.has(this.source.uid)) await this.source.restored();
@@ -378,6 +381,7 @@ export class SubtaskExecutor {
     this.sealAll();
     if (this.outbox.length > 0) await this.ports.queue.send(this.outbox);
     const c = this.control;
+    this.countWork();
     c.version += 1;
     const timerWakeScheduled = await this.scheduleTimerWake(c);
     const row = await this.rowToCommit(c, spilled);
@@ -398,9 +402,15 @@ export class SubtaskExecutor {
     };
   }
 
-  /** Counts records taken in or sent out toward the next barrier's acknowledgement (`ControlRow.work`). */
-  private countWork(n: number): void {
+  /**
+   * Adds the records this step took in and sent out since the last call to the control row's `work` (what the next
+   * barrier's acknowledgement reports): at a barrier, and before the commit. From the step's own counters, so the
+   * per-record path does nothing more.
+   */
+  private countWork(): void {
+    const n = this.recordsIn + this.recordsOut - this.workCounted;
     if (n > 0) this.control.work = (this.control.work ?? 0) + n;
+    this.workCounted += n;
   }
 
   /**
@@ -421,7 +431,6 @@ export class SubtaskExecutor {
     const source = this.source!;
     const n = await source.read(this.chunk);
     this.recordsIn += n;
-    this.countWork(n);
     await this.advanceWatermark(source.currentSourceWatermark());
     if (source.isFinished() && !this.reportedSourceFinished) {
       this.reportedSourceFinished = true;
@@ -518,7 +527,6 @@ export class SubtaskExecutor {
       case EnvelopeKind.Data: {
         const records = env.records ?? [];
         this.recordsIn += records.length;
-        this.countWork(records.length);
         const head = this.operators[0]!;
         if (records.length > 0 && records[0]!.k !== undefined && this.store.prefetchRequired !== false) {
           await this.store.prefetch(records.map((r) => ({ keyGroup: r.g!, key: r.k! })));
@@ -593,6 +601,7 @@ export class SubtaskExecutor {
     const operatorState: Record<string, readonly unknown[]> = {};
     for (const uid of uids) operatorState[uid] = this.store.getOperatorState(uid);
     const syncMs = clock.now() - alignedAt;
+    this.countWork();
     const records = c.work ?? 0;
     delete c.work;
 
@@ -716,7 +725,6 @@ export class SubtaskExecutor {
     if (!buf) this.buffers.set(key, (buf = []));
     buf.push(record);
     this.recordsOut++;
-    this.countWork(1);
     if (buf.length >= this.maxRecords) this.seal(key, buf);
   }
 
