@@ -84,7 +84,7 @@ import { IDLE_STEPS_BEFORE_BACKOFF, idleWakeDelayMs, parseWake, SOURCE_IDLE_MAX_
 import { reportActivity, sendDelayedWake } from './wake-forwarder.js';
 import { MAX_DELAY_SECONDS } from '../../coordination/checkpoint-tasks.js';
 import { parseTimerWake, TIMER_WAKE_EARLY_MS, type TimerWakeMessage } from './timer-wakes.js';
-import { SqsTimerWakeScheduler } from '../../adapters/aws/sqs-timer-wakes.js';
+import { SqsTimerWakeScheduler } from '../../adapters/aws/sqs-coordinator-tasks.js';
 import { BACKLOG_PROBE_MS, DownstreamBacklogProbe, type BacklogReading } from '../../adapters/aws/downstream-backlog.js';
 import { systemClock } from '../../adapters/local/system-clock.js';
 import { RUN_REFRESH_MS } from '../../coordination/generation.js';

@@ -1,9 +1,7 @@
-import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import { COORDINATOR_TASK_MESSAGE_VERSION } from '../../coordination/checkpoint-tasks.js';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { COORDINATOR_TASK_MESSAGE_VERSION, delaySecondsUntil } from '../../coordination/checkpoint-tasks.js';
 import type { TickRequester } from '../../coordination/restarter.js';
-
-/** The longest delay SQS gives a message, in seconds. */
-const MAX_DELAY_SECONDS = 900;
+import { sendCoordinatorTask } from '../../adapters/aws/sqs-coordinator-tasks.js';
 
 /**
  * Asks for a coordinator tick later by a delayed message on the coordinator-tasks queue (a standard queue, which takes
@@ -17,7 +15,6 @@ export class SqsTickRequester implements TickRequester {
   ) {}
 
   async request(delayMs: number): Promise<void> {
-    const DelaySeconds = Math.min(MAX_DELAY_SECONDS, Math.max(0, Math.ceil(delayMs / 1000)));
-    await this.sqs.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: JSON.stringify({ v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'tick', job: this.job }), DelaySeconds }));
+    await sendCoordinatorTask(this.sqs, this.queueUrl, { v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'tick', job: this.job }, delaySecondsUntil(delayMs, 0));
   }
 }

@@ -10,9 +10,10 @@
  *
  *     step ─▶ tasks queue, delay ⌈due − now⌉ s ─▶ coordinator ─▶ vertex FIFO queue (group = subtask) ─▶ step
  */
-import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { SQSClient } from '@aws-sdk/client-sqs';
+import { sendCoordinatorTask } from '../../adapters/aws/sqs-coordinator-tasks.js';
 import { ErrorCode, FloeError } from '../../core/errors.js';
-import { COORDINATOR_TASK_MESSAGE_VERSION, delaySecondsUntil, type CoordinatorTaskMessage, type DelayedWakeTaskMessage } from '../../coordination/checkpoint-tasks.js';
+import { COORDINATOR_TASK_MESSAGE_VERSION, delaySecondsUntil, type DelayedWakeTaskMessage } from '../../coordination/checkpoint-tasks.js';
 import type { Clock } from '../../ports/index.js';
 import { sendTimerWakes, TIMER_WAKE_EARLY_MS } from './timer-wakes.js';
 import { sendWakes } from './source-wakes.js';
@@ -47,7 +48,7 @@ export class WakeForwarder {
     const { sqs, job, queueUrls, tasksQueueUrl, clock } = this.options;
     const now = clock.now();
     if (message.dueAt - now > this.earlyMs) {
-      await sqs.send(new SendMessageCommand({ QueueUrl: tasksQueueUrl, MessageBody: JSON.stringify(message), DelaySeconds: delaySecondsUntil(message.dueAt, now) }));
+      await sendCoordinatorTask(sqs, tasksQueueUrl, message, delaySecondsUntil(message.dueAt, now));
       return 'delayed';
     }
     const url = queueUrls[message.vertex];
@@ -68,11 +69,10 @@ export async function sendDelayedWake(
 ): Promise<void> {
   const dueAt = now + delayMs;
   const message: DelayedWakeTaskMessage = { v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'sourceWake', ...wake, dueAt };
-  await sqs.send(new SendMessageCommand({ QueueUrl: tasksQueueUrl, MessageBody: JSON.stringify(message), DelaySeconds: delaySecondsUntil(dueAt, now) }));
+  await sendCoordinatorTask(sqs, tasksQueueUrl, message, delaySecondsUntil(dueAt, now));
 }
 
 /** Tells the coordinator that a subtask did work while the job looked quiet (lib/core/coordinator/quiet.ts). */
 export async function reportActivity(sqs: SQSClient, tasksQueueUrl: string, from: { readonly job: string; readonly vertex: string; readonly subtask: number; readonly gen: number }): Promise<void> {
-  const message: CoordinatorTaskMessage = { v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'activity', ...from };
-  await sqs.send(new SendMessageCommand({ QueueUrl: tasksQueueUrl, MessageBody: JSON.stringify(message) }));
+  await sendCoordinatorTask(sqs, tasksQueueUrl, { v: COORDINATOR_TASK_MESSAGE_VERSION, type: 'activity', ...from });
 }
