@@ -1,5 +1,6 @@
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { ErrorCode, FloeError } from '../../core/errors.js';
+import { z } from 'zod';
+import { count, parseTaggedMessage } from './tagged-message.js';
 import { fifoDeduplicationId } from '../../adapters/aws/envelope-codec.js';
 import { sendGroupedMessages } from '../../adapters/aws/sqs-queue-sender.js';
 
@@ -36,23 +37,14 @@ export function idleWakeDelayMs(idle: number, before: number, maxMs: number): nu
   return Math.min(maxMs, 1000 * 2 ** Math.min(30, idle - before - 1));
 }
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+const WakeSchema = z.object({ floe: z.literal('wake'), gen: count, subtask: count, n: count, idle: count.optional() });
 
 /** Reads a wake message from a body, or undefined when the body is not one (it may then be an envelope). */
 export function parseWake(body: string): WakeMessage | undefined {
-  if (!body.includes('"wake"')) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  if (typeof raw !== 'object' || raw === null || (raw as { floe?: unknown }).floe !== 'wake') return undefined;
-  const { gen, subtask, n, idle } = raw as Record<string, unknown>;
-  if (!isCount(gen) || !isCount(subtask) || !isCount(n) || !(idle === undefined || isCount(idle))) {
-    throw new FloeError(ErrorCode.MalformedMessage, `wake message needs non-negative integer gen, subtask and n (and idle, if any), got ${body.slice(0, 200)}`);
-  }
-  return { floe: 'wake', gen, subtask, n, ...(idle === undefined || idle === 0 ? {} : { idle }) };
+  const wake = parseTaggedMessage(body, 'wake', WakeSchema, 'wake message');
+  if (wake === undefined) return undefined;
+  const { idle, ...rest } = wake;
+  return { ...rest, ...(idle === undefined || idle === 0 ? {} : { idle }) };
 }
 
 /** The body of a wake message. */

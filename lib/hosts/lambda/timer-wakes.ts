@@ -3,7 +3,7 @@
  *
  * A subtask steps only when a message reaches its FIFO queue, and FIFO queues take no per-message delay. So the step
  * that leaves a processing-time timer behind asks for a wake before it commits (`Ports.timerWakes`,
- * lib/adapters/aws/sqs-timer-wakes.ts): a `timerWake` message on the coordinator-tasks queue (standard) with
+ * lib/adapters/aws/sqs-coordinator-tasks.ts): a `timerWake` message on the coordinator-tasks queue (standard) with
  * DelaySeconds = the time left, rounded up, at most 900. The coordinator receives it when it is due and forwards a
  * {@link TimerWakeMessage} into the vertex's FIFO queue (group = subtask), or, for a timer more than 15 minutes away,
  * sends the task again with the time still left. The operator handler takes a timer wake as a step without envelopes,
@@ -18,7 +18,8 @@
  * re-sent long delay and a replayed step's repeated request forward one message.
  */
 import type { SQSClient } from '@aws-sdk/client-sqs';
-import { ErrorCode, FloeError } from '../../core/errors.js';
+import { z } from 'zod';
+import { count, parseTaggedMessage } from './tagged-message.js';
 import { fifoDeduplicationId } from '../../adapters/aws/envelope-codec.js';
 import { sendGroupedMessages } from '../../adapters/aws/sqs-queue-sender.js';
 
@@ -33,23 +34,11 @@ export interface TimerWakeMessage {
   readonly id: number;
 }
 
-const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+const TimerWakeSchema = z.object({ floe: z.literal('timer'), gen: count, subtask: count, due: count, id: count });
 
 /** Reads a timer wake from a body, or undefined when the body is not one (it may then be an envelope or a source wake). */
 export function parseTimerWake(body: string): TimerWakeMessage | undefined {
-  if (!body.includes('"timer"')) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  if (typeof raw !== 'object' || raw === null || (raw as { floe?: unknown }).floe !== 'timer') return undefined;
-  const { gen, subtask, due, id } = raw as Record<string, unknown>;
-  if (!isCount(gen) || !isCount(subtask) || !isCount(due) || !isCount(id)) {
-    throw new FloeError(ErrorCode.MalformedMessage, `timer wake needs non-negative integer gen, subtask, due and id, got ${body.slice(0, 200)}`);
-  }
-  return { floe: 'timer', gen, subtask, due, id };
+  return parseTaggedMessage(body, 'timer', TimerWakeSchema, 'timer wake');
 }
 
 /** The body of a timer wake. */
